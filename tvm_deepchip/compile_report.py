@@ -1,0 +1,59 @@
+"""Compile report: which layer became which primitive, weight bytes, compression against FP32."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CompileReport:
+    target: str = ""
+    layers: list = field(default_factory=list)  # dicts: layer, op, kind, primitive, shape, bytes
+    schedules: dict = field(default_factory=dict)  # PrimFunc name -> "tuned" | "default" | "tvm"
+
+    def append(self, row: dict) -> None:
+        self.layers.append(row)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def totals(self) -> dict:
+        lowered = [r for r in self.layers if "weight_bytes" in r]
+        fp32 = sum(r["fp32_bytes"] for r in lowered)
+        ours = sum(r["weight_bytes"] for r in lowered)
+        return {
+            "layers_lowered": len(lowered),
+            "layers_float": len(self.layers) - len(lowered),
+            "fp32_weight_bytes": fp32,
+            "weight_bytes": ours,
+            "compression": fp32 / ours if ours else None,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"target": self.target, "layers": self.layers, "schedules": self.schedules, "totals": self.totals()},
+            indent=2,
+            default=str,
+        )
+
+    def format(self) -> str:
+        head = f"{'layer':<24} {'op':<7} {'weights':<8} {'primitive':<26} {'shape':<20} {'bytes':>10} {'fp32':>10}"
+        lines = [f"target: {self.target}", head, "-" * len(head)]
+        for r in self.layers:
+            lines.append(
+                f"{r['layer'][:24]:<24} {r['op']:<7} {r.get('kind', 'float'):<8} {r['primitive'][:26]:<26} "
+                f"{str(r.get('shape', ''))[:20]:<20} {r.get('weight_bytes', ''):>10} {r.get('fp32_bytes', ''):>10}"
+                + (f"  ({r['note']})" if r.get("note") else "")
+            )
+        t = self.totals()
+        ratio = f"{t['compression']:.1f}x" if t["compression"] else "n/a"
+        lines.append(
+            f"total: {t['layers_lowered']} layers lowered, {t['layers_float']} left float; "
+            f"weights {t['weight_bytes']} B vs FP32 {t['fp32_weight_bytes']} B ({ratio} smaller)"
+        )
+        if self.schedules:
+            kinds = {}
+            for how in self.schedules.values():
+                kinds[how] = kinds.get(how, 0) + 1
+            lines.append("schedules: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        return "\n".join(lines)

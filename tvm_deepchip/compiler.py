@@ -1,0 +1,156 @@
+"""The driver: quantized ONNX -> Relax -> DeepChip passes -> scheduled TIR -> native library.
+
+It only wires the parts: import (onnx_import), rewrites (passes), primitives (primitives),
+schedules (schedules, tuning logs) and TVM's build/export.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import onnx_io, targets
+from .compile_report import CompileReport
+from .errors import InputError
+from .layer import QuantLayer
+from .passes import lower_quant_layers
+from .passes.lower_quant_layers import weight_key
+
+log = logging.getLogger(__name__)
+
+TERNARY_FORMATS = ("sparse", "packed", "int8", "float")
+
+
+@dataclass
+class LayerOptions:
+    """Per-layer choices the passes consult, and the report they fill."""
+
+    formats: dict = field(default_factory=dict)  # layer name -> format (forced)
+    default_ternary: str = "sparse"
+    names: dict = field(default_factory=dict)  # weight hash -> ONNX node name
+    report: CompileReport = field(default_factory=CompileReport)
+
+    def choose_format(self, layer: QuantLayer) -> str:
+        fmt = self.formats.get(layer.name)
+        if fmt is None:
+            return self.default_ternary if layer.weight_kind == "ternary" else "int8"
+        if fmt not in TERNARY_FORMATS:
+            raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
+        if layer.weight_kind == "int8" and fmt in ("sparse", "packed"):
+            raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
+        return fmt
+
+    def record(self, layer: QuantLayer, lowered, fmt: str) -> None:
+        self.report.append(
+            {
+                "layer": layer.name,
+                "op": layer.op,
+                "kind": layer.weight_kind,
+                "format": fmt,
+                "primitive": lowered.primitive,
+                "shape": list(layer.signs.shape),
+                "sparsity": float(np.mean(layer.signs == 0)) if layer.weight_kind == "ternary" else None,
+                "weight_bytes": int(lowered.weight_bytes),
+                "fp32_bytes": int(layer.signs.size * 4),
+            }
+        )
+
+
+def weight_names(model: onnx.ModelProto) -> dict:
+    """Hash of each Conv/Gemm/MatMul weight initializer -> the node's name."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    names = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        src = node.input[1]
+        if src not in inits and src in producers and producers[src].op_type == "DequantizeLinear":
+            src = producers[src].input[0]
+        if src in inits:
+            names[weight_key(onnx.numpy_helper.to_array(inits[src]))] = node.name or node.output[0]
+    return names
+
+
+@dataclass
+class Compiled:
+    executable: object
+    report: CompileReport
+    preset: targets.TargetPreset
+    input_shapes: dict
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the shared library (cross-compiled for ARM presets), atomically."""
+        from tvm.support import cc
+
+        path = Path(path)
+        fcompile = None
+        if self.preset.cross_compiler:
+            fcompile = cc.cross_compiler(targets.check_cross_compiler(self.preset))
+        with onnx_io.atomic_output(path) as tmp:
+            self.executable.export_library(str(tmp), fcompile=fcompile)
+        return path
+
+
+def relax_pipeline(target, options):
+    """TVM's CPU pipeline with our schedules applied between fusion and lowering."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    from .schedule_apply import apply_schedules
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _pipeline(mod, _ctx):
+        with target:
+            mod = tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
+            mod = apply_schedules(mod, target, options)
+            mod = tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
+        return mod
+
+    return _pipeline
+
+
+def compile(  # noqa: A001 - the package's verb, as in tvm.compile
+    model,
+    target: str = "x86",
+    *,
+    target_json=None,
+    formats: dict | None = None,
+    default_ternary: str = "sparse",
+    input_shapes: dict | None = None,
+    tuning_log: str | os.PathLike | None = "auto",
+    output: str | os.PathLike | None = None,
+) -> Compiled:
+    """Compile a quantized ONNX model (path or ModelProto) for a target preset.
+
+    formats: per-layer format ("sparse" | "packed" | "int8" | "float"), by ONNX node name.
+    tuning_log: a MetaSchedule database directory, "auto" (the committed one for the target, if
+    any) or None (hand-written default schedules only).
+    """
+    from .onnx_import import static_input_shapes, to_relax
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx_io.load_model(model)
+    preset = targets.get_preset(target, target_json)
+    if preset.cross_compiler and output is not None:
+        targets.check_cross_compiler(preset)  # fail before minutes of compilation
+    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    options.report.target = preset.name
+    options.tuning_log = tuning_log
+    shapes = static_input_shapes(model, input_shapes)
+    mod = to_relax(model, shapes)
+    mod = lower_quant_layers(mod, options)
+
+    import tvm
+
+    tgt = targets.tvm_target(preset)
+    ex = tvm.compile(mod, tgt, relax_pipeline=relax_pipeline(tgt, options))
+    compiled = Compiled(ex, options.report, preset, shapes)
+    if output is not None:
+        compiled.export(output)
+    return compiled
