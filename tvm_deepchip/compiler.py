@@ -17,7 +17,7 @@ from . import onnx_io, targets
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
-from .passes import lower_quant_layers
+from .passes import lower_to_primitives
 from .passes.lower_quant_layers import weight_key
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     options.tuning_log = tuning_log
     shapes = static_input_shapes(model, input_shapes)
     mod = to_relax(model, shapes)
-    mod = lower_quant_layers(mod, options)
+    mod = lower_to_primitives(mod, options)
 
     import tvm
 

@@ -16,7 +16,7 @@ def _per_function(mod: tvm.IRModule, fn) -> tvm.IRModule:
     return mod
 
 
-def lower_quant_layers(mod: tvm.IRModule, options) -> tvm.IRModule:
+def lower_to_primitives(mod: tvm.IRModule, options) -> tvm.IRModule:
     """Data movement on 8-bit values, then quantized layers with an 8-bit output, then the
     float-output ones (after dead-code elimination, so only true float-output layers remain)."""
 

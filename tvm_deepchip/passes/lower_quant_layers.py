@@ -78,15 +78,20 @@ class LowerQuantLayers(PyExprMutator):
         super().__init__(mod)
         self.pat = pattern
         self.var2val = relax.analysis.get_var2val(func)
-        self.opts = options  # CompileOptions-like: formats, names, report
+        self.opts = options  # LayerOptions: formats, names, report
+        self._done = {}  # the mutator may visit a binding twice: lower each layer once
 
     # -- pattern ---------------------------------------------------------------------------
     def visit_call_(self, call):
+        key = hash(call)
+        if key in self._done:
+            return self._done[key]
         m = self.pat.root.extract_matched_expr(call, self.var2val)
         if m is not None:
             layer = self._check(m, call)
             if layer is not None:
-                return self._replace(layer, m)
+                self._done[key] = self._replace(layer, m)
+                return self._done[key]
         return super().visit_call_(call)
 
     # -- check -----------------------------------------------------------------------------

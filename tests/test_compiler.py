@@ -1,0 +1,135 @@
+"""The compiler on hand-built QDQ models: rewrite coverage, agreement with onnxruntime, errors."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tvm
+from tvm import relax
+
+import tvm_deepchip
+from tvm_deepchip.errors import InputError, ToolchainError, UnsupportedError
+from qdq_builders import QDQBuilder, small_convnet
+
+
+def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {model.graph.input[0].name: x})[0]
+
+
+def vm_run(executable, x: np.ndarray) -> np.ndarray:
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def last_layer_step(model: onnx.ModelProto) -> np.ndarray:
+    """Per output: how far the logits move if every input of the last (int8) Gemm is off by one
+    quantization step: s_in * sum_k |w[c, k]|. Upstream integer rounding (round-half-up in our
+    fixed-point requantization vs onnxruntime's float rounding) can move an activation by at
+    most one step, so this bounds the disagreement at the output."""
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    prod = {o: n for n in model.graph.node for o in n.output}
+    gemm = [n for n in model.graph.node if n.op_type == "Gemm"][-1]
+    wdq = prod[gemm.input[1]]
+    w = inits[wdq.input[0]].astype(np.float64) * inits[wdq.input[1]].reshape(-1, 1)
+    s_in = float(inits[prod[gemm.input[0]].input[1]])
+    return s_in * np.abs(w).sum(axis=1)
+
+
+@pytest.mark.parametrize(
+    "act,per_channel,fmt",
+    [("clip", False, "sparse"), ("relu", True, "sparse"), ("clip", False, "packed"), ("relu", False, "int8")],
+)
+def test_small_convnet_agrees_with_onnxruntime(act, per_channel, fmt):
+    model = small_convnet(seed=3, act=act, per_channel=per_channel, batch=1)
+    compiled = tvm_deepchip.compile(model, "x86", default_ternary=fmt, tuning_log=None)
+    rows = {r["layer"]: r for r in compiled.report.layers}
+    assert {"conv_first", "conv_t1", "conv_t2", "fc_t", "fc_last"} <= set(rows)
+    assert rows["conv_first"]["kind"] == "int8" and rows["conv_t1"]["kind"] == "ternary"
+    assert rows["conv_t1"]["format"] == fmt
+    step = last_layer_step(model)
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        x = rng.random((1, 3, 12, 12), dtype=np.float32)
+        ours, ref = vm_run(compiled.executable, x), ort_run(model, x)
+        assert ours.shape == ref.shape
+        assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())
+        assert ours.argmax() == ref.argmax()
+
+
+def test_activations_stay_8bit_between_layers():
+    """After the rewrites no float tensor sits between two quantized layers."""
+    from tvm_deepchip.compiler import LayerOptions, weight_names
+    from tvm_deepchip.onnx_import import to_relax
+    from tvm_deepchip.passes import lower_to_primitives
+
+    model = small_convnet(seed=1)
+    mod = lower_to_primitives(to_relax(model), LayerOptions(names=weight_names(model)))
+    text = mod["main"].script()
+    assert "R.nn.conv2d" not in text and "R.matmul" not in text
+    assert text.count("R.dequantize") == 0  # the float logits come straight from the last kernel
+    assert text.count("R.quantize") == 1  # only the float image is quantized
+    assert 'R.nn.max_pool2d' in text
+
+
+def test_export_and_load_with_plain_tvm(tmp_path):
+    model = small_convnet(seed=2)
+    path = tmp_path / "m.so"
+    compiled = tvm_deepchip.compile(model, "x86", tuning_log=None, output=path)
+    lib = tvm.runtime.load_module(str(path))
+    x = np.random.default_rng(0).random((1, 3, 12, 12), dtype=np.float32)
+    np.testing.assert_array_equal(vm_run(lib, x), vm_run(compiled.executable, x))
+
+
+def test_report_counts_compression():
+    compiled = tvm_deepchip.compile(small_convnet(seed=4), "x86", tuning_log=None)
+    totals = compiled.report.totals()
+    assert totals["layers_lowered"] == 5 and totals["layers_float"] == 0
+    assert totals["compression"] > 4  # ternary layers dominate; at 90% zeros they are tiny
+    text = compiled.report.format()
+    assert "conv_t1" in text and "smaller" in text
+
+
+def test_unsupported_op_names_op_and_node():
+    b = QDQBuilder([1, 3, 8, 8])
+    b.nodes.append(onnx.helper.make_node("QLinearConv", ["input"] * 8, ["y"], name="weird_conv"))
+    b.cur = "y"
+    graph = onnx.helper.make_graph(b.nodes, "g", [onnx.helper.make_tensor_value_info("input", 1, [1, 3, 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, None)])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedError, match=r"weird_conv.*QLinearConv"):
+        tvm_deepchip.compile(model, "x86", tuning_log=None)
+
+
+def test_dynamic_input_shape_is_an_error():
+    b = QDQBuilder([1, 3, 8, 8])
+    b.qdq(1 / 255)
+    b.conv(4, 3, pad=1, name="c")
+    with pytest.raises(InputError, match=r"input 'input' has a dynamic shape"):
+        tvm_deepchip.compile(b.model(dynamic_batch=True), "x86", tuning_log=None)
+
+
+def test_forced_ternary_format_on_float_weight():
+    b = QDQBuilder([1, 3, 8, 8])
+    b.qdq(1 / 255)
+    b.conv(4, 3, pad=1, name="float_conv")
+    b.qdq(4 / 255)
+    model = b.model()
+    w = next(i for i in model.graph.initializer if onnx.numpy_helper.to_array(i).ndim == 4)
+    w.CopyFrom(onnx.numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), w.name))
+    with pytest.raises(InputError, match=r"float_conv.*not ternary"):
+        tvm_deepchip.compile(model, "x86", formats={"float_conv": "sparse"}, tuning_log=None)
+    # unforced, the layer stays float and the report says why
+    compiled = tvm_deepchip.compile(model, "x86", tuning_log=None)
+    assert compiled.report.layers[0]["primitive"] == "tvm-float"
+
+
+def test_missing_cross_compiler_is_reported_before_compiling(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH: no aarch64-linux-gnu-g++
+    out = tmp_path / "arm.so"
+    with pytest.raises(ToolchainError, match=r"aarch64-linux-gnu-g\+\+.*apt-get install g\+\+-aarch64-linux-gnu"):
+        tvm_deepchip.compile(small_convnet(), "aarch64", tuning_log=None, output=out)
+    assert not out.exists() and os.listdir(tmp_path) == []

@@ -1,0 +1,66 @@
+"""`deepchip compile Q.onnx -o model.so --target x86|aarch64`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def _shape_arg(text: str) -> dict:
+    """NAME:1,3,32,32 -> {"NAME": (1, 3, 32, 32)}"""
+    try:
+        name, dims = text.rsplit(":", 1)
+        return {name: tuple(int(d) for d in dims.split(","))}
+    except ValueError:
+        raise InputError(f"--input-shape {text!r}: expected NAME:D0,D1,... (e.g. input:1,3,32,32)") from None
+
+
+def _format_arg(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise InputError(f"--format {text!r}: expected LAYER=sparse|packed|int8|float")
+    layer, fmt = text.split("=", 1)
+    return layer, fmt
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="compile a quantized ONNX model into a deployable .so")
+    p.add_argument("model", help="quantized ONNX model (output of `deepchip quantize`)")
+    p.add_argument("-o", "--output", required=True, help="shared library to write")
+    p.add_argument("--target", default="x86", help="target preset: x86 (this machine's CPU) or aarch64")
+    p.add_argument("--target-json", help="any TVM target dict as JSON (overrides the preset's target)")
+    p.add_argument("--ternary-format", default="sparse", choices=["sparse", "packed", "int8", "float"],
+                   help="kernel format of ternary layers (default: sparse)")
+    p.add_argument("--format", action="append", default=[], metavar="LAYER=FMT",
+                   help="force one layer's format (repeatable)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",
+                   help="static shape for a dynamic input")
+    p.add_argument("--tuning-log", default="auto",
+                   help="MetaSchedule database dir; 'auto' = committed log for the target; 'none' = defaults")
+    p.add_argument("--report", help="write the compile report as JSON to this file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..compiler import compile as compile_model
+
+    shapes = {}
+    for s in args.input_shape:
+        shapes.update(_shape_arg(s))
+    formats = dict(_format_arg(f) for f in args.format)
+    log = None if args.tuning_log == "none" else args.tuning_log
+    compiled = compile_model(
+        args.model,
+        args.target,
+        target_json=args.target_json,
+        formats=formats,
+        default_ternary=args.ternary_format,
+        input_shapes=shapes or None,
+        tuning_log=log,
+        output=args.output,
+    )
+    print(compiled.report.format())
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
+    if args.report:
+        Path(args.report).write_text(compiled.report.to_json())
+    return 0
