@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 class CompileReport:
     target: str = ""
     layers: list = field(default_factory=list)  # dicts: layer, op, kind, primitive, shape, bytes
-    schedules: dict = field(default_factory=dict)  # PrimFunc name -> "tuned" | "default" | "tvm"
+    schedules: dict = field(default_factory=dict)  # PrimFunc name -> "tuned" | "default"
+    tuning_log: str | None = None  # the database applied, or "<path> (ignored)"
 
     def append(self, row: dict) -> None:
         self.layers.append(row)
@@ -31,7 +32,7 @@ class CompileReport:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"target": self.target, "layers": self.layers, "schedules": self.schedules, "totals": self.totals()},
+            {"target": self.target, "tuning_log": self.tuning_log, "layers": self.layers, "schedules": self.schedules, "totals": self.totals()},
             indent=2,
             default=str,
         )
@@ -56,4 +57,6 @@ class CompileReport:
             for how in self.schedules.values():
                 kinds[how] = kinds.get(how, 0) + 1
             lines.append("schedules: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        if self.tuning_log:
+            lines.append(f"tuning log: {self.tuning_log}")
         return "\n".join(lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import onnx_io, targets
+from . import onnx_io, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
@@ -33,6 +33,7 @@ class LayerOptions:
     default_ternary: str = "sparse"
     names: dict = field(default_factory=dict)  # weight hash -> ONNX node name
     report: CompileReport = field(default_factory=CompileReport)
+    tuning_dir: Path | None = None  # MetaSchedule database applied at build time
 
     def choose_format(self, layer: QuantLayer) -> str:
         fmt = self.formats.get(layer.name)
@@ -96,10 +97,18 @@ class Compiled:
         return path
 
 
-def relax_pipeline(target, options):
-    """TVM's CPU pipeline with our schedules applied between fusion and lowering."""
+def legalize(mod, target):
+    """TVM's CPU library dispatch, legalization and fusion: the module MetaSchedule tunes."""
     import tvm
-    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    with target:
+        return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
+
+
+def finish_pipeline(target, options):
+    """Schedules (tuned records, then our defaults), then TVM's lowering to the VM."""
+    import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     from .schedule_apply import apply_schedules
@@ -107,12 +116,20 @@ def relax_pipeline(target, options):
     @tvm.transform.module_pass(opt_level=0)
     def _pipeline(mod, _ctx):
         with target:
-            mod = tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
             mod = apply_schedules(mod, target, options)
             mod = tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
         return mod
 
     return _pipeline
+
+
+def lower(model, preset, options: LayerOptions, input_shapes: dict | None = None):
+    """Quantized ONNX -> legalized Relax module with our primitives (before scheduling)."""
+    from .onnx_import import static_input_shapes, to_relax
+
+    shapes = static_input_shapes(model, input_shapes)
+    mod = lower_to_primitives(to_relax(model, shapes), options)
+    return legalize(mod, targets.tvm_target(preset)), shapes
 
 
 def compile(  # noqa: A001 - the package's verb, as in tvm.compile
@@ -132,7 +149,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     tuning_log: a MetaSchedule database directory, "auto" (the committed one for the target, if
     any) or None (hand-written default schedules only).
     """
-    from .onnx_import import static_input_shapes, to_relax
+    import tvm
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
@@ -141,15 +158,10 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
         targets.check_cross_compiler(preset)  # fail before minutes of compilation
     options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
     options.report.target = preset.name
-    options.tuning_log = tuning_log
-    shapes = static_input_shapes(model, input_shapes)
-    mod = to_relax(model, shapes)
-    mod = lower_to_primitives(mod, options)
-
-    import tvm
-
+    options.tuning_dir = tuning_db.resolve(tuning_log, preset)
+    mod, shapes = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
-    ex = tvm.compile(mod, tgt, relax_pipeline=relax_pipeline(tgt, options))
+    ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))
     compiled = Compiled(ex, options.report, preset, shapes)
     if output is not None:
         compiled.export(output)

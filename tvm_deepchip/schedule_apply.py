@@ -19,7 +19,7 @@ def apply_schedules(mod: tvm.IRModule, target, options) -> tvm.IRModule:
     from .tuning_db import open_database
 
     report = options.report
-    db = open_database(getattr(options, "tuning_log", None), report.target)
+    db = open_database(options.tuning_dir)
     tuned = set()
     if db is not None:
         from tvm import relax
@@ -32,4 +32,6 @@ def apply_schedules(mod: tvm.IRModule, target, options) -> tvm.IRModule:
         report.schedules[name] = "tuned" if name in tuned else "default"
     for name in tuned:
         report.schedules.setdefault(name, "tuned")
+    if options.tuning_dir is not None:
+        report.tuning_log = str(options.tuning_dir) if db is not None else f"{options.tuning_dir} (ignored)"
     return mod

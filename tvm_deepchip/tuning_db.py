@@ -1,37 +1,68 @@
 """Tuning databases under tuning_logs/<target-dir>/ in MetaSchedule's JSON format."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
 
-def committed_dir(target_name: str) -> Path | None:
+
+def default_dir(preset) -> Path:
+    """The package's tuning_logs/<target-dir>/ for a preset, e.g. tuning_logs/x86-znver3."""
     from importlib import resources
 
-    base = Path(str(resources.files("tvm_deepchip.tuning_logs")))
-    for cand in sorted(base.glob(f"{target_name}*")):
-        if (cand / "database_workload.json").is_file():
-            return cand
+    from .targets import target_dirname
+
+    return Path(str(resources.files("tvm_deepchip.tuning_logs"))) / target_dirname(preset)
+
+
+def resolve(tuning_log, preset) -> Path | None:
+    """None, "auto" (the committed database of this exact target, if any) or a directory."""
+    if tuning_log is None:
+        return None
+    if tuning_log == "auto":
+        path = default_dir(preset)
+        return path if (path / WORKLOADS).is_file() else None
+    return Path(tuning_log)
+
+
+def _check_json_lines(path: Path) -> str | None:
+    """MetaSchedule reads these files line by line; say which line is broken instead of crashing."""
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            return f"{path}:{n}: not JSON ({err.msg})"
+        if not isinstance(row, list):
+            return f"{path}:{n}: not a MetaSchedule record (expected a JSON list)"
     return None
 
 
-def open_database(tuning_log, target_name: str):
-    """A MetaSchedule JSONDatabase, or None. "auto" means the committed one, if any."""
-    if tuning_log is None:
-        return None
-    path = committed_dir(target_name) if tuning_log == "auto" else Path(tuning_log)
+def open_database(path: Path | None):
+    """A MetaSchedule JSONDatabase for `path`, or None (with a warning naming the path) if the
+    directory is missing, incomplete, corrupt or foreign. Never raises."""
     if path is None:
         return None
-    work, rec = path / "database_workload.json", path / "database_tuning_record.json"
+    work, rec = path / WORKLOADS, path / RECORDS
     if not (work.is_file() and rec.is_file()):
-        log.warning("tuning log %s: no database_workload.json/database_tuning_record.json; ignored", path)
+        log.warning("tuning log %s: no %s and %s there; ignored", path, WORKLOADS, RECORDS)
+        return None
+    problem = _check_json_lines(work) or _check_json_lines(rec)
+    if problem:
+        log.warning("tuning log ignored: %s", problem)
         return None
     from tvm.s_tir import meta_schedule as ms
 
     try:
-        return ms.database.JSONDatabase(str(work), str(rec), allow_missing=False)
-    except Exception as err:  # a corrupt log is reported and ignored, never fatal
-        log.warning("tuning log %s is unreadable (%s); ignored", path, str(err).splitlines()[0][:200])
+        db = ms.database.JSONDatabase(str(work), str(rec), allow_missing=False)
+        len(db)  # force a full read
+        return db
+    except Exception as err:  # a foreign or damaged log is reported and ignored, never fatal
+        log.warning("tuning log %s is unreadable (%s); ignored", path, str(err).strip().splitlines()[-1][:200])
         return None

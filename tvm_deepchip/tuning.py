@@ -1,0 +1,153 @@
+"""MetaSchedule tuning of every task of a compiled model (our primitives and TVM's own kernels).
+
+The database is MetaSchedule's JSON format in one directory per target; `compile` applies it.
+Re-running with the same directory resumes: records already there seed the search.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from . import onnx_io, targets
+from .compiler import LayerOptions, lower, weight_names
+from .errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+def _export_aarch64(mod) -> str:
+    """Builder export for ARM devices: a cross-compiled .so (the device has no compiler)."""
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+    mod.export_library(path, fcompile=cc.cross_compiler("aarch64-linux-gnu-g++"))
+    return path
+
+
+def _register():
+    import tvm
+
+    tvm.register_global_func("deepchip.ms.export_aarch64", _export_aarch64, override=True)
+    import tvm_deepchip.schedules  # noqa: F401  (registers our schedule rules in this process)
+
+
+@dataclass
+class TaskProgress:
+    name: str
+    trials: int = 0
+    failed: int = 0
+    best_us: float = float("inf")
+
+
+def progress_callback(tasks_names: list[str], out=sys.stderr):
+    """A MeasureCallback printing trials done and best latency so far per task, and the reason of
+    each failed candidate (which MetaSchedule then skips)."""
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+    from tvm.s_tir.meta_schedule.utils import derived_object
+
+    state = [TaskProgress(n) for n in tasks_names]
+    start = time.time()
+
+    @derived_object
+    class Progress(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            st = state[task_id]
+            for b, r in zip(builder_results, runner_results):
+                st.trials += 1
+                err = b.error_msg or r.error_msg
+                if err:
+                    st.failed += 1
+                    log.warning("task %s: candidate skipped: %s", st.name, str(err).strip().splitlines()[-1][:200])
+                    continue
+                secs = [float(x) for x in r.run_secs]
+                st.best_us = min(st.best_us, 1e6 * sum(secs) / len(secs))
+            done = sum(s.trials for s in state)
+            print(
+                f"[tune {time.time() - start:6.0f}s] {done} trials | {st.name}: {st.trials} trials, "
+                f"best {st.best_us:.1f} us, {st.failed} failed",
+                file=out,
+                flush=True,
+            )
+
+    return Progress(), state
+
+
+def make_runner(rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: int = 30):
+    from tvm.s_tir import meta_schedule as ms
+
+    if tracker is None and rpc is None:
+        return ms.runner.LocalRunner(timeout_sec=timeout)
+    if rpc is not None:
+        raise DeviceError("MetaSchedule's RPC runner needs a tracker: use --tracker HOST:PORT --key KEY")
+    host, port = tracker.rsplit(":", 1)
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key, session_timeout_sec=timeout)
+    return ms.runner.RPCRunner(config, ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0))
+
+
+def tune(
+    model,
+    target: str = "x86",
+    *,
+    target_json=None,
+    work_dir: str | os.PathLike | None = None,
+    trials: int = 64,
+    trials_per_task: int | None = None,
+    formats: dict | None = None,
+    default_ternary: str = "sparse",
+    tracker: str | None = None,
+    key: str | None = None,
+    timeout: int = 30,
+    seed: int | None = 0,
+) -> Path:
+    """Tune all tasks of `model` for `target`; returns the database directory."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from .tuning_db import default_dir
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx_io.load_model(model)
+    preset = targets.get_preset(target, target_json)
+    if preset.cross_compiler:
+        targets.check_cross_compiler(preset)
+    work_dir = Path(work_dir) if work_dir else default_dir(preset)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    _register()
+    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    mod, _ = lower(model, preset, options)
+    tgt = targets.tvm_target(preset)
+    extracted = ms.relax_integration.extract_tasks(mod, tgt)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted, str(work_dir / "logs"), seed=seed
+    )
+    names = [c.task_name for c in contexts]
+    print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
+    callback, state = progress_callback(names)
+    builder = ms.builder.LocalBuilder(
+        f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None, initializer=_register
+    )
+    database = ms.database.JSONDatabase(
+        str(work_dir / "database_workload.json"), str(work_dir / "database_tuning_record.json"), allow_missing=True
+    )
+    ms.tune.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=str(work_dir / "logs"),
+        max_trials_global=trials,
+        max_trials_per_task=trials_per_task,
+        num_trials_per_iter=min(16, trials),
+        builder=builder,
+        runner=make_runner(None, tracker, key, timeout),
+        database=database,
+        cost_model="xgb",
+        measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [callback],
+    )
+    for st in state:
+        print(f"[tune] {st.name}: {st.trials} trials, best {st.best_us:.1f} us, {st.failed} failed", file=sys.stderr)
+    return work_dir
