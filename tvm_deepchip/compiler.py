@@ -30,13 +30,15 @@ class LayerOptions:
     """Per-layer choices the passes consult, and the report they fill."""
 
     formats: dict = field(default_factory=dict)  # layer name -> format (forced)
+    measured: dict = field(default_factory=dict)  # layer_key -> fastest format (format_choice)
     default_ternary: str = "sparse"
     names: dict = field(default_factory=dict)  # weight hash -> ONNX node name
     report: CompileReport = field(default_factory=CompileReport)
     tuning_dir: Path | None = None  # MetaSchedule database applied at build time
+    lowered: list = field(default_factory=list)  # (QuantLayer, input shape) of each lowered layer
 
     def choose_format(self, layer: QuantLayer) -> str:
-        fmt = self.formats.get(layer.name)
+        fmt = self.formats.get(layer.name) or self.measured.get(layer_key(layer))
         if fmt is None:
             return self.default_ternary if layer.weight_kind == "ternary" else "int8"
         if fmt not in TERNARY_FORMATS:
@@ -45,7 +47,8 @@ class LayerOptions:
             raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
         return fmt
 
-    def record(self, layer: QuantLayer, lowered, fmt: str) -> None:
+    def record(self, layer: QuantLayer, lowered, fmt: str, in_shape: tuple) -> None:
+        self.lowered.append((layer, in_shape))
         self.report.append(
             {
                 "layer": layer.name,
@@ -59,6 +62,11 @@ class LayerOptions:
                 "fp32_bytes": int(layer.signs.size * 4),
             }
         )
+
+
+def layer_key(layer: QuantLayer) -> str:
+    """Identity of a layer for recorded choices: its name and a hash of its integer weights."""
+    return f"{layer.name}:{weight_key(layer.signs)[:16]}"
 
 
 def weight_names(model: onnx.ModelProto) -> dict:
@@ -159,6 +167,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
     options.report.target = preset.name
     options.tuning_dir = tuning_db.resolve(tuning_log, preset)
+    options.measured = tuning_db.load_format_choices(options.tuning_dir)
     mod, shapes = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
     ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))

@@ -105,11 +105,12 @@ def tune(
     key: str | None = None,
     timeout: int = 30,
     seed: int | None = 0,
+    choose_formats: bool = True,
 ) -> Path:
     """Tune all tasks of `model` for `target`; returns the database directory."""
     from tvm.s_tir import meta_schedule as ms
 
-    from .tuning_db import default_dir
+    from .tuning_db import default_dir, load_format_choices
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
@@ -119,7 +120,14 @@ def tune(
     work_dir = Path(work_dir) if work_dir else default_dir(preset)
     work_dir.mkdir(parents=True, exist_ok=True)
     _register()
+    measured = {}
+    if choose_formats and not preset.cross_compiler:
+        from .format_choice import choose_formats as measure
+
+        measure(model, preset, work_dir)
+        measured = load_format_choices(work_dir)
     options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    options.measured = measured
     mod, _ = lower(model, preset, options)
     tgt = targets.tvm_target(preset)
     extracted = ms.relax_integration.extract_tasks(mod, tgt)

@@ -66,3 +66,18 @@ def open_database(path: Path | None):
     except Exception as err:  # a foreign or damaged log is reported and ignored, never fatal
         log.warning("tuning log %s is unreadable (%s); ignored", path, str(err).strip().splitlines()[-1][:200])
         return None
+
+
+FORMATS = "formats.json"
+
+
+def load_format_choices(path: Path | None) -> dict:
+    """layer_key -> format recorded by `deepchip tune --choose-formats` (empty if none)."""
+    if path is None or not (path / FORMATS).is_file():
+        return {}
+    try:
+        rows = json.loads((path / FORMATS).read_text())
+        return {k: v["format"] for k, v in rows.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        log.warning("format choices %s unreadable (%s); ignored", path / FORMATS, err)
+        return {}

@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--tracker", help="RPC tracker HOST:PORT for remote devices")
     p.add_argument("--key", help="device key at the tracker (e.g. aarch64)")
     p.add_argument("--timeout", type=int, default=30, help="seconds per candidate run")
+    p.add_argument("--no-format-choice", action="store_true",
+                   help="skip timing sparse/packed/int8 per ternary layer (x86 only)")
     p.set_defaults(func=run)
 
 
@@ -32,6 +34,7 @@ def run(args) -> int:
         tracker=args.tracker,
         key=args.key,
         timeout=args.timeout,
+        choose_formats=not args.no_format_choice,
     )
     print(f"tuning database: {out}")
     return 0

@@ -197,6 +197,6 @@ class LowerQuantLayers(PyExprMutator):
             primfunc_name_hint=f"deepchip_{lowered.primitive}",
             primfunc_attrs={"op_pattern": OPAQUE},
         )
-        self.opts.record(layer, lowered, fmt)
+        self.opts.record(layer, lowered, fmt, in_shape)
         return out
 

@@ -1,0 +1,77 @@
+"""Per-layer kernel format: time every format of each ternary layer on the target, keep the
+fastest, and record the choice (tuning_logs/<target>/formats.json) so compile reproduces it."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import primitives, targets
+from .compiler import LayerOptions, layer_key, lower, weight_names
+from .tuning_db import FORMATS
+
+log = logging.getLogger(__name__)
+
+
+def layer_module(layer, in_shape, fmt, target):
+    """One layer as a scheduled PrimFunc module (our default schedule) and its argument specs."""
+    import tvm
+    from tvm import te
+
+    from tvm_deepchip.schedules import apply_default_schedules
+
+    lowered = primitives.lower_layer(layer, in_shape, fmt)
+    x = te.placeholder(in_shape, layer.in_dtype, name="x")
+    consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
+    out = lowered.te_func(x, *consts)
+    mod = tvm.IRModule({"main": te.create_prim_func([x, *consts, out])})
+    return apply_default_schedules(mod, target), lowered, out
+
+
+def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
+    """Median microseconds of one layer in `fmt` on this machine (x86 presets)."""
+    import tvm
+
+    target = targets.tvm_target(preset)
+    mod, lowered, out = layer_module(layer, in_shape, fmt, target)
+    lib = tvm.build(mod, target=target)
+    dev = tvm.cpu()
+    rng = np.random.default_rng(0)
+    info = np.iinfo(layer.in_dtype)
+    args = [tvm.runtime.tensor(rng.integers(info.min, info.max + 1, size=in_shape).astype(layer.in_dtype), dev)]
+    args += [tvm.runtime.tensor(c, dev) for c in lowered.consts]
+    args.append(tvm.runtime.empty([int(s) for s in out.shape], out.dtype, dev))
+    timer = lib.time_evaluator("main", dev, number=number, repeat=repeat)
+    return float(np.median(timer(*args).results)) * 1e6
+
+
+def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed", "int8")) -> dict:
+    """Measure each ternary layer of `model` in every candidate format; write formats.json."""
+    if preset.cross_compiler:
+        raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")
+    options = LayerOptions(names=weight_names(model))
+    lower(model, preset, options)
+    rows = {}
+    ternary = [(ly, shp) for ly, shp in options.lowered if ly.weight_kind == "ternary"]
+    for i, (layer, in_shape) in enumerate(ternary, 1):
+        times = {}
+        for fmt in candidates:
+            try:
+                times[fmt] = time_layer(layer, in_shape, fmt, preset)
+            except Exception as err:  # a format that cannot build this layer is skipped, with why
+                log.warning("layer %s: format %s skipped: %s", layer.name, fmt, str(err).splitlines()[0][:200])
+        best = min(times, key=times.get)
+        rows[layer_key(layer)] = {"layer": layer.name, "format": best, "times_us": times}
+        summary = ", ".join(f"{k} {v:.1f}" for k, v in times.items())
+        print(f"[formats {i}/{len(ternary)}] {layer.name}: {summary} us -> {best}", file=sys.stderr, flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FORMATS
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old.update(rows)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(old, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return rows
