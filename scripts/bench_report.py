@@ -1,0 +1,76 @@
+"""Turn scripts/bench.py's measurements into BENCHMARKS.md and bench.png (no numbers typed in)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def write_report(result: dict, out: Path) -> None:
+    m = result["machine"]
+    peak = result["int8_peak"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `{result['command']}` on {result['date']}.",
+        f"Machine: {m['cpu']} (LLVM cpu `{m['llvm_cpu']}`, ISA {', '.join(m['isa'])}), {m['cores']} cores, "
+        f"Python {m['python']}. Batch 1, {result['threads']} threads, median of {result['runs']} runs after "
+        "warm-up; all peers measured in the same run. Random weights (speed does not depend on their values, "
+        "only on sparsity).",
+        f"Roofline: measured int8 multiply-accumulate peak of one core {peak['macs_per_s'] / 1e9:.1f} G/s "
+        f"({peak['kind']}, scripts/peak/int8_peak.c).",
+        "",
+        "| model | sparsity | onnxruntime FP32 ms | onnxruntime int8 ms | TVM default FP32 ms | tvm-deepchip ms "
+        "| vs ORT FP32 | vs ORT int8 | weight memory vs FP32 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['sparsity']:.0%} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
+            f"{r['tvm_fp32_ms']:.1f} | {r['deepchip_ms']:.3f} | {_ratio(r['ort_fp32_ms'], r['deepchip_ms'])} | "
+            f"{_ratio(r['ort_int8_ms'], r['deepchip_ms'])} | {_ratio(r['fp32_weight_bytes'], r['weight_bytes'])} |"
+        )
+    lines += ["", "Speed-up columns: peer time / tvm-deepchip time (above 1 means tvm-deepchip is faster).", ""]
+    for r in result["rows"]:
+        tuned = sum(1 for v in r["schedules"].values() if v == "tuned")
+        lines += [
+            f"## {r['model']} at {r['sparsity']:.0%}: kernels of one run (Relax VM profiler)",
+            "",
+            f"Schedules: {tuned} tuned, {len(r['schedules']) - tuned} hand-written defaults "
+            f"(tuning log: {r['tuning_log'] or 'none'}). Output argmax agrees with onnxruntime on the same "
+            f"quantized model: {r['argmax_agrees_with_ort']}.",
+            "",
+            "| kernel | us |",
+            "| --- | --- |",
+        ]
+        total = sum(r["layers"].values())
+        for name, us in list(r["layers"].items())[:15]:
+            lines.append(f"| {name} | {us:.1f} |")
+        lines += [f"| (all {len(r['layers'])} kernels) | {total:.1f} |", ""]
+    out.write_text("\n".join(lines) + "\n")
+    _plot(result, out.with_name("bench.png"))
+
+
+def _plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = result["rows"]
+    labels = [f"{r['model']}\n{r['sparsity']:.0%}" for r in rows]
+    keys = [("ort_fp32_ms", "onnxruntime FP32"), ("ort_int8_ms", "onnxruntime int8"), ("deepchip_ms", "tvm-deepchip")]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
+    for i, (k, name) in enumerate(keys):
+        ax.bar(x + (i - 1) * 0.27, [r[k] for r in rows], 0.27, label=name)
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency, ms (log)")
+    ax.set_title(f"batch 1, {result['threads']} threads, {result['machine']['llvm_cpu']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
