@@ -1,0 +1,38 @@
+"""Input layout of the dense primitives: the input codes followed by one zero.
+
+Sparse offset lists are padded to equal length with the index of that zero, so the padding
+taps add nothing (the dense analogue of conv_layout's zero tail).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def check_shapes(in_shape, w_shape, name="layer") -> tuple[int, int, int]:
+    if len(in_shape) != 2 or len(w_shape) != 2 or in_shape[1] != w_shape[1]:
+        raise InputError(f"{name}: dense input {tuple(in_shape)} does not match weight {tuple(w_shape)} ([N, K] x [Co, K])")
+    return int(in_shape[0]), int(w_shape[1]), int(w_shape[0])
+
+
+def offset_lists(signs: np.ndarray, value: int) -> np.ndarray:
+    """int32 [Co, L]: per output channel the input indices whose weight is `value`."""
+    k = signs.shape[1]
+    rows = [np.flatnonzero(s == value) for s in signs]
+    length = max(1, max(len(r) for r in rows))
+    out = np.full((len(rows), length), k, np.int32)
+    for c, r in enumerate(rows):
+        out[c, : len(r)] = r
+    return out
+
+
+def te_zero_tail(x, name="xz"):
+    from tvm import te, tirx
+
+    n, k = (int(s) for s in x.shape)
+    return te.compute((n, k + 1), lambda i, j: tirx.if_then_else(j < k, x[i, tirx.min(j, k - 1)], tirx.const(0, x.dtype)), name=name)
+
+
+def np_zero_tail(qx: np.ndarray) -> np.ndarray:
+    return np.concatenate([qx, np.zeros((qx.shape[0], 1), qx.dtype)], axis=1)

@@ -1,0 +1,141 @@
+"""The epilogue every primitive shares: integer accumulators -> next layer's 8-bit activation.
+
+Integer-only requantization (Jacob et al.). For output channel c, with accumulators acc_p, acc_n
+(sums of input codes q over the +1 and -1 weights; int8 layers: acc_p = sum q*w, acc_n absent):
+
+    v = (M_p[c] * acc_p - M_n[c] * acc_n + B[c]) >> shift        in int64
+    q_y = clamp(v, lo, hi)
+
+M = round(2^shift * s_x * w / s_y) and B folds the bias, the output zero point, the input zero
+point correction (padding is filled with zp_x, so every tap contributes q - zp_x) and the
+rounding constant 2^(shift-1) (round half up). ReLU/Clip and saturation are folded into lo/hi:
+round is monotone, so clamping after rounding equals clipping before it.
+
+The last layer (float output) ends in a float32 epilogue instead: y = acc_p*S_p - acc_n*S_n + b.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layer import QuantLayer
+
+MAX_SHIFT = 40  # beyond this M's precision no longer improves; keeps B well inside int64
+MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int64
+
+
+@dataclass
+class Epilogue:
+    """Constants of the epilogue of one layer (integer or float form)."""
+
+    integer: bool
+    mult_p: np.ndarray  # int64 [Co] (integer) or float32 [Co] (float)
+    mult_n: np.ndarray | None
+    bias: np.ndarray  # int64 [Co] (with zp_y << shift and rounding) or float32 [Co]
+    shift: int = 0
+    lo: int = 0
+    hi: int = 0
+    out_dtype: str = "float32"
+    act_lo: float = -np.inf  # float epilogue only: ReLU/Clip of the float output
+    act_hi: float = np.inf
+
+    def consts(self) -> list[np.ndarray]:
+        return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+
+
+def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel: how many +1 and -1 weights (ternary) or sum of weights (int8, in [0])."""
+    s = layer.signs.reshape(layer.out_channels, -1).astype(np.int64)
+    if layer.weight_kind == "int8":
+        return s.sum(1), np.zeros(len(s), np.int64)
+    return (s > 0).sum(1), (s < 0).sum(1)
+
+
+def fit(layer: QuantLayer) -> Epilogue:
+    """Epilogue constants of a layer (from its float parameters, once, at compile time)."""
+    co = layer.out_channels
+    s_x, zp_x = float(layer.in_scale), int(layer.in_zero_point)
+    if layer.weight_kind == "ternary":
+        wp, wn = (np.broadcast_to(np.asarray(a, np.float64), (co,)) for a in (layer.wp, layer.wn))
+    else:
+        wp, wn = np.asarray(layer.w_scale, np.float64).reshape(co), None
+    n_p, n_n = tap_counts(layer)
+    # real-valued bias seen by the integer sum: b - s_x * zp_x * (wp*n_p - wn*n_n)
+    corr = wp * n_p - (wn * n_n if wn is not None else 0)
+    b = layer.bias.astype(np.float64) - s_x * zp_x * corr
+    if layer.out is None:
+        return Epilogue(
+            False,
+            (s_x * wp).astype(np.float32),
+            None if wn is None else (s_x * wn).astype(np.float32),
+            b.astype(np.float32),
+            act_lo=float(layer.act_lo),
+            act_hi=float(layer.act_hi),
+        )
+    s_y, zp_y = float(layer.out.scale), int(layer.out.zero_point)
+    ratios = s_x * np.concatenate([wp] + ([wn] if wn is not None else [])) / s_y
+    top = float(ratios.max()) if ratios.size and ratios.max() > 0 else 1.0
+    shift = int(min(MAX_SHIFT, MULT_BITS - 1 - np.floor(np.log2(top))))
+    shift = max(shift, 1)
+    scale = float(2**shift)
+    mult_p = np.round(s_x * wp / s_y * scale).astype(np.int64)
+    mult_n = None if wn is None else np.round(s_x * wn / s_y * scale).astype(np.int64)
+    bias = np.round(b / s_y * scale).astype(np.int64) + (zp_y << shift) + (1 << (shift - 1))
+    info = np.iinfo(layer.out.dtype)
+    lo, hi = int(info.min), int(info.max)
+    if np.isfinite(layer.act_lo):
+        lo = max(lo, zp_y + int(np.round(layer.act_lo / s_y)))
+    if np.isfinite(layer.act_hi):
+        hi = min(hi, zp_y + int(np.round(layer.act_hi / s_y)))
+    return Epilogue(True, mult_p, mult_n, bias, shift, lo, hi, layer.out.dtype)
+
+
+# -- TE form ---------------------------------------------------------------------------------
+def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
+    """Element expression of the epilogue: accumulator values -> output value (TE)."""
+    from tvm import te, tirx
+
+    mp, *rest = consts
+    mn, b = (rest[0], rest[1]) if epi.mult_n is not None else (None, rest[0])
+
+    def expr(idx):
+        c = index_channel(idx)
+        if not epi.integer:
+            y = acc_p(*idx).astype("float32") * mp[c]
+            if mn is not None:
+                y = y - acc_n(*idx).astype("float32") * mn[c]
+            y = y + b[c]
+            if np.isfinite(epi.act_lo):
+                y = te.max(y, tirx.const(epi.act_lo, "float32"))
+            if np.isfinite(epi.act_hi):
+                y = te.min(y, tirx.const(epi.act_hi, "float32"))
+            return y
+        v = acc_p(*idx).astype("int64") * mp[c]
+        if mn is not None:
+            v = v - acc_n(*idx).astype("int64") * mn[c]
+        v = tirx.shift_right(v + b[c], tirx.const(epi.shift, "int64"))
+        v = te.max(te.min(v, tirx.const(epi.hi, "int64")), tirx.const(epi.lo, "int64"))
+        return v.astype(epi.out_dtype)
+
+    return expr
+
+
+def np_apply(epi: Epilogue, acc_p: np.ndarray, acc_n: np.ndarray | None, channel_axis: int) -> np.ndarray:
+    """The same epilogue in numpy, with the same integer (or float32) arithmetic."""
+    shape = [1] * acc_p.ndim
+    shape[channel_axis] = -1
+
+    def ch(a):
+        return a.reshape(shape)
+
+    if not epi.integer:
+        y = acc_p.astype(np.float32) * ch(epi.mult_p)
+        if epi.mult_n is not None:
+            y = y - acc_n.astype(np.float32) * ch(epi.mult_n)
+        return np.clip(y + ch(epi.bias), np.float32(epi.act_lo), np.float32(epi.act_hi)).astype(np.float32)
+    v = acc_p.astype(np.int64) * ch(epi.mult_p)
+    if epi.mult_n is not None:
+        v = v - acc_n.astype(np.int64) * ch(epi.mult_n)
+    v = (v + ch(epi.bias)) >> epi.shift
+    return np.clip(v, epi.lo, epi.hi).astype(epi.out_dtype)
