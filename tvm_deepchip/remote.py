@@ -1,0 +1,274 @@
+"""Run and time a compiled model on an RPC device (a QEMU aarch64 root or a real board), or locally.
+
+Every remote step runs under a watchdog: TVM's RPC client blocks forever on a dead or stopped
+peer, so each call runs in a daemon thread and a DeviceError naming the address comes back when
+it overruns. The server side also gets a session timeout, so it kills the session on its own.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import DeviceError, InputError
+
+# ELF e_machine values of the architectures we meet (elf.h)
+_EM = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
+PROBE_TIMEOUT = 3.0  # seconds to decide that nothing listens on HOST:PORT
+
+
+def elf_arch(path: str | os.PathLike) -> str:
+    """Architecture of an ELF shared library from its header (e_machine), e.g. 'x86_64', 'aarch64'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read model library ({err.strerror})") from None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        raise InputError(f"{path}: not an ELF shared library (expected a .so from `deepchip compile`)")
+    endian = "<" if head[5] == 1 else ">"
+    (machine,) = struct.unpack(endian + "H", head[18:20])
+    return _EM.get(machine, f"e_machine={machine}")
+
+
+def check_arch(path: str | os.PathLike, expected: str, where: str) -> None:
+    got = elf_arch(path)
+    if got != expected:
+        raise InputError(
+            f"{path} is built for {got}, but {where} needs {expected}; "
+            f"compile it with `deepchip compile --target {'aarch64' if expected == 'aarch64' else 'x86'}`"
+        )
+
+
+def parse_addr(text: str, what: str = "--rpc") -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9090")
+    return host, int(port)
+
+
+def _probe(host: str, port: int, what: str) -> None:
+    """Fail in seconds, not after TVM's minute of retries, when nothing listens."""
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError as err:
+        raise DeviceError(
+            f"no {what} answers at {host}:{port} ({err.strerror or err}); "
+            f"start one with `deepchip qemu up` or `python3 -m tvm.exec.rpc_server` on the board"
+        ) from None
+
+
+def bounded(fn: Callable[[], Any], timeout: float, what: str, on_timeout: Callable[[], None] | None = None):
+    """fn() in a daemon thread; DeviceError(what) when it does not return within `timeout` s."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    th = threading.Thread(target=target, daemon=True, name=f"deepchip-rpc:{what}")
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        if on_timeout is not None:
+            on_timeout()
+        raise DeviceError(f"{what}: no answer within {timeout:g} s (device dead, stopped or busy)")
+    if "error" in box:
+        err = box["error"]
+        if isinstance(err, (DeviceError, InputError)):
+            raise err
+        first = str(err).strip().splitlines()
+        raise DeviceError(f"{what} failed: {type(err).__name__}: {first[-1] if first else ''}") from err
+    return box.get("value")
+
+
+@dataclass
+class Remote:
+    """An RPC session and where it came from (for error messages)."""
+
+    session: Any
+    where: str
+    timeout: float
+
+    def call(self, fn: Callable[[], Any], what: str):
+        return bounded(fn, self.timeout, f"{what} on {self.where}")
+
+
+def connect(rpc: str | None = None, tracker: str | None = None, key: str | None = None,
+            timeout: float = 60.0) -> Remote:
+    """An RPC session to HOST:PORT, or to a free device under `key` from a tracker.
+
+    `timeout` bounds every step (connect, wait for a free device, each remote call) and is
+    given to the server as the session timeout, after which it kills the session itself.
+    """
+    import tvm.rpc
+
+    session_timeout = max(1, int(timeout) + 5)
+    if rpc and tracker:
+        raise InputError("give either --rpc HOST:PORT or --tracker HOST:PORT --key KEY, not both")
+    if rpc:
+        host, port = parse_addr(rpc, "--rpc")
+        _probe(host, port, "TVM RPC server")
+        where = f"RPC server {host}:{port}"
+        sess = bounded(lambda: tvm.rpc.connect(host, port, session_timeout=session_timeout),
+                       timeout, f"connecting to {where}")
+        return Remote(sess, where, timeout)
+    if tracker:
+        if not key:
+            raise InputError("--tracker needs --key KEY (the device key servers registered with)")
+        host, port = parse_addr(tracker, "--tracker")
+        _probe(host, port, "TVM RPC tracker")
+        tsess = bounded(lambda: tvm.rpc.connect_tracker(host, port), timeout, f"connecting to tracker {host}:{port}")
+        known = _tracker_keys(tsess)
+        if known is not None and key not in known:
+            tsess.close()
+            raise DeviceError(
+                f"tracker {host}:{port} has no server registered under key {key!r} "
+                f"(registered keys: {sorted(known) or 'none'})"
+            )
+        where = f"device key {key!r} via tracker {host}:{port}"
+        # request() blocks until a device is free; closing the tracker socket on timeout drops
+        # the queued request so a late match does not hold a device for nobody
+        sess = bounded(lambda: tsess.request(key, priority=1, session_timeout=session_timeout, max_retry=1),
+                       timeout, f"waiting for a free device with key {key!r} from tracker {host}:{port}",
+                       on_timeout=tsess.close)
+        return Remote(sess, where, timeout)
+    raise InputError("no device given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
+
+
+def _tracker_keys(tsess) -> set | None:
+    try:
+        summary = tsess.summary()
+    except Exception:  # an old tracker without summary: just request
+        return None
+    keys = set()
+    for info in summary.get("server_info", []):
+        k = info.get("key", "")
+        keys.add(k.split(":", 1)[1] if k.startswith("server:") else k)
+    keys.update(summary.get("queue_info", {}).keys())
+    return keys
+
+
+def _where(rpc, tracker, key) -> str:
+    return f"RPC server {rpc}" if rpc else f"device key {key!r} via tracker {tracker}"
+
+
+def _as_list(x) -> list[np.ndarray]:
+    if isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(a) for a in x]
+    raise InputError(f"model input must be a numpy array or a list of them, got {type(x).__name__}")
+
+
+def _to_numpy(out):
+    """A VM result: one tensor, or a tuple of them (nested lists for nested tuples)."""
+    if hasattr(out, "numpy"):
+        return out.numpy()
+    return [_to_numpy(o) for o in out]
+
+
+def _load_vm(remote: Remote, so_path: str | os.PathLike, arch: str):
+    from tvm import relax
+
+    so_path = Path(so_path)
+    check_arch(so_path, arch, remote.where)
+    sess = remote.session
+    name = f"deepchip-{uuid.uuid4().hex[:8]}-{so_path.name}"
+    remote.call(lambda: sess.upload(str(so_path), target=name), f"uploading {so_path.name}")
+    lib = remote.call(lambda: sess.load_module(name), f"loading {so_path.name}")
+    dev = sess.cpu()
+    vm = remote.call(lambda: relax.VirtualMachine(lib, dev), f"starting the Relax VM of {so_path.name}")
+    return vm, dev
+
+
+def run_remote(so_path, x, rpc: str | None = None, tracker: str | None = None, key: str | None = None,
+               timeout: float = 60.0, arch: str = "aarch64"):
+    """Upload the .so, run its `main` on x (array or list of arrays), return the output(s) as numpy."""
+    import tvm
+
+    check_arch(so_path, arch, _where(rpc, tracker, key))
+    remote = connect(rpc, tracker, key, timeout)
+    vm, dev = _load_vm(remote, so_path, arch)
+    args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+    out = remote.call(lambda: vm["main"](*args), f"running {Path(so_path).name}")
+    return remote.call(lambda: _to_numpy(out), "fetching the output")
+
+
+def bench_remote(so_path, x, rpc: str | None = None, tracker: str | None = None, key: str | None = None,
+                 number: int = 10, repeat: int = 3, timeout: float = 120.0, arch: str = "aarch64") -> dict:
+    """Time `main` with the device-side time evaluator; returns median/mean/min/max ms per run."""
+    import tvm
+
+    check_arch(so_path, arch, _where(rpc, tracker, key))
+    remote = connect(rpc, tracker, key, timeout)
+    vm, dev = _load_vm(remote, so_path, arch)
+    args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+    ftimer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
+    res = remote.call(lambda: ftimer(*args), f"timing {Path(so_path).name}")
+    return _stats(res.results, number, repeat, remote.where)
+
+
+def _stats(results, number, repeat, where) -> dict:
+    ms = np.asarray(list(results), dtype=np.float64) * 1e3
+    return {"median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()), "min_ms": float(ms.min()),
+            "max_ms": float(ms.max()), "number": number, "repeat": repeat, "where": where}
+
+
+def host_arch() -> str:
+    import platform
+
+    m = platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
+
+
+def _local_vm(so_path):
+    import tvm
+    from tvm import relax
+
+    check_arch(so_path, host_arch(), "this machine")
+    lib = tvm.runtime.load_module(str(so_path))
+    dev = tvm.cpu()
+    return relax.VirtualMachine(lib, dev), dev
+
+
+def run_local(so_path, x):
+    """Run a .so built for this machine (no RPC)."""
+    import tvm
+
+    vm, dev = _local_vm(so_path)
+    out = vm["main"](*[tvm.runtime.tensor(a, dev) for a in _as_list(x)])
+    return _to_numpy(out)
+
+
+def bench_local(so_path, x, number: int = 10, repeat: int = 3) -> dict:
+    import tvm
+
+    vm, dev = _local_vm(so_path)
+    args = [tvm.runtime.tensor(a, dev) for a in _as_list(x)]
+    res = vm.time_evaluator("main", dev, number=number, repeat=repeat)(*args)
+    return _stats(res.results, number, repeat, "local cpu")
+
+
+def run(so_path, x, rpc=None, tracker=None, key=None, timeout: float = 60.0, arch: str = "aarch64"):
+    """run_remote when a device is given, run_local otherwise (what `deepchip run` does)."""
+    if rpc or tracker:
+        return run_remote(so_path, x, rpc=rpc, tracker=tracker, key=key, timeout=timeout, arch=arch)
+    return run_local(so_path, x)
+
+
+def bench(so_path, x, rpc=None, tracker=None, key=None, number=10, repeat=3, timeout=120.0, arch="aarch64"):
+    if rpc or tracker:
+        return bench_remote(so_path, x, rpc, tracker, key, number, repeat, timeout, arch)
+    return bench_local(so_path, x, number, repeat)
