@@ -1,0 +1,78 @@
+"""Schedules of the DeepChip primitives, one file per primitive per target family.
+
+A schedule function `fn(sch, block, knobs)` is registered for (family, rule) with `register`.
+Two ways in:
+- MetaSchedule: each is also a global `s_tir.meta_schedule.<family>.<rule>`, which TVM's
+  ApplyCustomRule calls for a block tagged with that schedule_rule (knobs sampled, so tunable);
+- `apply_default_schedules`: at build time, for PrimFuncs with no tuning record (knobs fixed).
+Families are TVM target keys: `cpu` (x86, schedules/x86) and `arm_cpu` (schedules/arm_cpu).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import tvm
+
+from .common import Fixed, Sampled
+
+_RULES: dict = {}  # (family, rule) -> schedule function
+FAMILIES = ("x86", "arm_cpu")
+TAG = "schedule_rule"
+EPILOGUE = "epilogue"
+
+
+def register(family: str, rule: str):
+    def deco(fn):
+        _RULES[(family, rule)] = fn
+        tvm.register_global_func(
+            f"s_tir.meta_schedule.{family}.{rule}", lambda sch, block: [fn(sch, block, Sampled())], override=True
+        )
+        return fn
+
+    return deco
+
+
+def _load_all() -> None:
+    for fam in FAMILIES:
+        pkg = importlib.import_module(f"{__name__}.{fam}")
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def family_of(target) -> str:
+    keys = [str(k) for k in target.keys]
+    return "arm_cpu" if "arm_cpu" in keys else "cpu"
+
+
+def tagged_block(func) -> tuple[str, str] | None:
+    """(block name, rule) of the block carrying a deepchip schedule_rule (our primitives name
+    it `epilogue`), or None for any other PrimFunc."""
+    sch = tvm.s_tir.Schedule(func)
+    try:
+        block = sch.get(sch.get_sblock(EPILOGUE))
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
+        return None
+    rule = block.annotations.get(TAG)
+    return (EPILOGUE, str(rule)) if rule is not None and str(rule).startswith("deepchip_") else None
+
+
+def schedule_func(func, target, knobs=None):
+    """Our default (or, with Sampled knobs, a random) schedule of one primitive's PrimFunc."""
+    _load_all()
+    name, rule = tagged_block(func)
+    fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
+    sch = tvm.s_tir.Schedule(func)
+    fn(sch, sch.get_sblock(name), knobs or Fixed())
+    return sch.mod["main"]
+
+
+def apply_default_schedules(mod: tvm.IRModule, target, skip=()) -> tvm.IRModule:
+    """Schedule every primitive PrimFunc of `mod` not in `skip` (names already tuned)."""
+    _load_all()
+    out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
+    for gv, func in mod.functions.items():
+        if gv.name_hint in skip or not isinstance(func, tvm.tirx.PrimFunc) or tagged_block(func) is None:
+            continue
+        out[gv] = schedule_func(func, target).with_attrs(func.attrs)
+    return out

@@ -1,0 +1,9 @@
+"""ternary_conv2d_sparse on arm_cpu: vector over consecutive output positions (schedules/common.schedule_spatial)."""
+from .. import register
+from ..common import schedule_spatial
+from . import ISA
+
+
+@register("arm_cpu", "deepchip_ternary_conv2d_sparse")
+def schedule(sch, block, knobs):
+    return schedule_spatial(sch, block, knobs, ISA)

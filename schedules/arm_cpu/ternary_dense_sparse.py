@@ -1,0 +1,9 @@
+"""ternary_dense_sparse on arm_cpu: channel blocks in parallel (schedules/common.schedule_dense)."""
+from .. import register
+from ..common import schedule_dense
+from . import ISA
+
+
+@register("arm_cpu", "deepchip_ternary_dense_sparse")
+def schedule(sch, block, knobs):
+    return schedule_dense(sch, block, knobs, ISA, product=False)

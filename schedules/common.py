@@ -1,0 +1,151 @@
+"""Schedule building blocks shared by the per-target schedule files.
+
+Every primitive has the same skeleton: one or two accumulation blocks (acc_p, acc_n) feeding an
+elementwise requantizing `epilogue` (the block that carries the schedule_rule tag), for convs
+over flat or 2-D output positions. What differs per target family is only the vector width and
+the default knob values, so the target files are thin and pass an `Isa`.
+
+Knobs: `Fixed` returns the default value (build without tuning); `Sampled` turns a knob into a
+MetaSchedule `sample_categorical` decision that the tuner searches and records. Branch-free:
+only split factors and unroll depths are sampled (a Python `if` on a sample would not replay).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PARALLEL_MIN_WORK = 200_000  # below this a thread-pool launch costs more than it saves
+
+
+@dataclass(frozen=True)
+class Isa:
+    name: str
+    vector_bytes: int  # one SIMD register
+
+
+class Fixed:
+    def choice(self, sch, candidates, default):
+        return default
+
+
+class Sampled:
+    def choice(self, sch, candidates, default):
+        probs = [1.0 / len(candidates)] * len(candidates)
+        return sch.sample_categorical(candidates, probs)
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _block_name(sch, block) -> str:
+    return sch.get(block).name_hint
+
+
+def _accumulators(sch, epilogue):
+    return [b for b in sch.get_producers(epilogue) if _block_name(sch, b).startswith("acc")]
+
+
+def _acc_bits(sch, acc) -> int:
+    return int(sch.get(acc).writes[0].source.dtype.bits)  # 0.27: TensorRegion.source
+
+
+def _work(sch, accs) -> int:
+    total = 0
+    for acc in accs:
+        n = 1
+        for loop in sch.get_loops(acc):
+            n *= _extent(sch, loop)
+        total += n
+    return total
+
+
+def _vectorize_accumulator(sch, acc, depth: int) -> None:
+    """acc is computed at loop `depth`: its next loop is the vector lane, then its reductions.
+    Put the lanes innermost, split off the zero-init, keep the accumulator in registers."""
+    loops = sch.get_loops(acc)
+    lane, reds = loops[depth], loops[depth + 1 :]
+    if reds:
+        sch.reorder(*reds, lane)
+    sch.vectorize(lane)  # before decompose: the init loop inherits it
+    if reds:
+        sch.decompose_reduction(acc, reds[0])
+    sch.set_scope(acc, 0, "local")
+
+
+def schedule_spatial(sch, epilogue, knobs, isa: Isa):
+    """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
+    add per tap; parallel over (image, channel) when the layer is big enough."""
+    accs = _accumulators(sch, epilogue)
+    lanes = isa.vector_bytes * 8 // max(_acc_bits(sch, a) for a in accs)
+    work = _work(sch, accs)
+    n, c, *space = sch.get_loops(epilogue)
+    inner = space[-1]
+    if _extent(sch, inner) % (2 * lanes) == 0:  # flat positions: padded to whole vectors
+        vl = knobs.choice(sch, [lanes, 2 * lanes, 4 * lanes], 2 * lanes)
+        outer, lane = sch.split(inner, [None, vl])
+    else:  # 2-D output: one row per vector (rows of strided layers are short)
+        outer, lane = space[0], inner
+    nc = sch.fuse(n, c)
+    if work >= PARALLEL_MIN_WORK:
+        sch.parallel(nc)
+    depth = len(sch.get_loops(epilogue)) - 1
+    for acc in accs:
+        sch.compute_at(acc, outer)
+        _vectorize_accumulator(sch, acc, depth)
+    sch.vectorize(lane)
+    _finish_producers(sch, accs)
+    _finish_crop(sch, epilogue)
+    return sch
+
+
+def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
+    """Dense layers: channels in parallel blocks; each accumulator a scalar sum over its list,
+    unrolled (sparse/packed), or a vectorized partial-sum over K (int8, rfactor)."""
+    accs = _accumulators(sch, epilogue)
+    work = _work(sch, accs)
+    n, c = sch.get_loops(epilogue)
+    nc = sch.fuse(n, c)
+    cb = knobs.choice(sch, [4, 8, 16], 8)
+    outer, inner = sch.split(nc, [None, cb])
+    if work >= PARALLEL_MIN_WORK:
+        sch.parallel(outer)
+    lanes = isa.vector_bytes * 8 // 32
+    for acc in accs:
+        k = _extent(sch, sch.get_loops(acc)[-1])
+        if product and k % lanes == 0:  # int8 x 8-bit: vector partial sums over K (rfactor)
+            ko, ki = sch.split(sch.get_loops(acc)[-1], [None, lanes])
+            rf = sch.rfactor(ki, 0)
+            sch.compute_at(acc, inner)
+            sch.compute_at(rf, inner)
+            rl = sch.get_loops(rf)  # ..., inner, ki, ko: lanes innermost, over ko
+            sch.reorder(rl[-1], rl[-2])
+            sch.vectorize(rl[-2])
+        else:
+            sch.compute_at(acc, inner)
+            red = sch.get_loops(acc)[-1]
+            unroll = knobs.choice(sch, [1, 4, 8], 4)
+            _, ri = sch.split(red, [None, unroll])
+            sch.unroll(ri)
+    _finish_producers(sch, accs)
+    return sch
+
+
+def _finish_producers(sch, accs) -> None:
+    """The padded/flattened input: a data-movement pass, vectorized along its last axis."""
+    seen = set()
+    for acc in accs:
+        for prod in sch.get_producers(acc):
+            name = _block_name(sch, prod)
+            if name in seen or name.startswith("acc"):
+                continue
+            seen.add(name)
+            loops = sch.get_loops(prod)
+            if _extent(sch, loops[-1]) % 16 == 0:
+                _, li = sch.split(loops[-1], [None, 16])
+                sch.vectorize(li)
+
+
+def _finish_crop(sch, epilogue) -> None:
+    for cons in sch.get_consumers(epilogue):
+        loops = sch.get_loops(cons)
+        sch.parallel(sch.fuse(*loops[:2])) if _extent(sch, loops[1]) >= 32 else None
