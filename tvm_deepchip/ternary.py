@@ -82,6 +82,8 @@ def detect_ternary(w: np.ndarray) -> Ternary | None:
         return None
     co = w.shape[0]
     w2 = w.reshape(co, -1)
+    if len(np.unique(w2[0])) > 3:  # fast reject: a float layer shows it in its first channel
+        return None
     pos_vals = [np.unique(r[r > 0]) for r in w2]
     neg_vals = [np.unique(r[r < 0]) for r in w2]
     if any(len(p) > 1 for p in pos_vals) or any(len(n) > 1 for n in neg_vals):

@@ -1,0 +1,45 @@
+"""`deepchip quantize IN.onnx -o OUT.onnx`: float ONNX -> DeepChip quantized (QDQ) ONNX."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quantize", help="quantize a float ONNX model to ternary/int8 weights and 8-bit activations")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("-o", "--output", required=True, help="quantized ONNX model to write")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, default=None,
+                   help="zero where |w| <= T*max|W| (default 0.05, the DeepChip paper's value)")
+    g.add_argument("--sparsity", type=float, default=None,
+                   help="instead pick each layer's threshold so that a fraction S in [0, 1) of weights is zero")
+    p.add_argument("--per-channel", action="store_true", help="one threshold and (Wp, Wn) pair per output channel")
+    p.add_argument("--first-last", default="int8", choices=["int8", "float", "ternary"],
+                   help="weights of the first and last layers (default: int8 per channel)")
+    p.add_argument("--calib", help="calibration images (.npz: the array named like the model input, or 'x', "
+                                   "or the first one; or .npy), float [N, C, H, W]")
+    p.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile"])
+    p.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random calibration images without --calib")
+    p.add_argument("--report", help="also write the per-layer report as JSON to this file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..onnx_io import atomic_output
+    from ..quantize import quantize
+
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise InputError(f"-o {args.output}: the output would overwrite the input model")
+    _, report = quantize(args.model, args.output, threshold=0.05 if args.threshold is None else args.threshold,
+                         sparsity=args.sparsity, per_channel=args.per_channel, first_last=args.first_last,
+                         calib=args.calib, calib_method=args.calib_method, percentile=args.percentile, seed=args.seed)
+    print(report.format())
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
+    if args.report:
+        with atomic_output(args.report) as tmp:
+            Path(tmp).write_text(report.to_json())
+        print(f"wrote {args.report}")
+    return 0
