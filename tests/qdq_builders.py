@@ -33,11 +33,12 @@ class QDQBuilder:
         self.cur = d
         return d
 
-    def ternary(self, shape, sparsity=0.9, per_channel=False):
+    def ternary(self, shape, sparsity=0.9, per_channel=False, symmetric=False):
         signs = self.rng.choice([-1, 0, 1], size=shape, p=[(1 - sparsity) / 2, sparsity, (1 - sparsity) / 2])
         co = shape[0]
         wp = self.rng.uniform(0.05, 0.3, size=co if per_channel else 1).astype(np.float32)
         wn = self.rng.uniform(0.05, 0.3, size=co if per_channel else 1).astype(np.float32)
+        wn = wp.copy() if symmetric else wn
         b = (-1,) + (1,) * (len(shape) - 1)
         w = np.where(signs > 0, wp.reshape(b), 0) - np.where(signs < 0, wn.reshape(b), 0)
         return self.const(w.astype(np.float32))
@@ -126,21 +127,21 @@ class QDQBuilder:
         return m
 
 
-def small_convnet(seed=0, act="clip", sparsity=0.9, per_channel=False, batch=1) -> onnx.ModelProto:
+def small_convnet(seed=0, act="clip", sparsity=0.9, per_channel=False, batch=1, symmetric=False) -> onnx.ModelProto:
     """int8 first conv, ternary inner convs (stride 1 and 2), maxpool, ternary + int8 Gemms."""
     b = QDQBuilder([batch, 3, 12, 12], seed)
     b.qdq(1 / 255)
     b.conv(8, 3, pad=1, weight="int8", act=act, name="conv_first")
     b.qdq(1 / 255 if act == "clip" else 8 / 255)
-    b.conv(12, 3, pad=1, act=act, name="conv_t1", sparsity=sparsity, per_channel=per_channel)
+    b.conv(12, 3, pad=1, act=act, name="conv_t1", sparsity=sparsity, per_channel=per_channel, symmetric=symmetric)
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
     b.maxpool()
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
-    b.conv(16, 3, stride=2, pad=1, act=act, name="conv_t2", sparsity=sparsity, per_channel=per_channel)
+    b.conv(16, 3, stride=2, pad=1, act=act, name="conv_t2", sparsity=sparsity, per_channel=per_channel, symmetric=symmetric)
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
     b.flatten()
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
-    b.gemm(20, weight="ternary", act=act, name="fc_t", sparsity=sparsity)
+    b.gemm(20, weight="ternary", act=act, name="fc_t", sparsity=sparsity, symmetric=symmetric)
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
     b.gemm(10, weight="int8", name="fc_last")
     return b.model()

@@ -36,11 +36,17 @@ class LayerOptions:
     report: CompileReport = field(default_factory=CompileReport)
     tuning_dir: Path | None = None  # MetaSchedule database applied at build time
     lowered: list = field(default_factory=list)  # (QuantLayer, input shape) of each lowered layer
+    failure: Exception | None = None  # an error raised inside a pass (re-raised by the driver)
 
     def choose_format(self, layer: QuantLayer) -> str:
+        from .primitives import formats_for
+
         fmt = self.formats.get(layer.name) or self.measured.get(layer_key(layer))
         if fmt is None:
-            return self.default_ternary if layer.weight_kind == "ternary" else "int8"
+            if layer.weight_kind != "ternary":
+                return "int8"
+            # the default applies where it is exact (int8 needs Wp == Wn); else the sparse form
+            return self.default_ternary if self.default_ternary in formats_for(layer) + ("float",) else "sparse"
         if fmt not in TERNARY_FORMATS:
             raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
         if layer.weight_kind == "int8" and fmt in ("sparse", "packed"):

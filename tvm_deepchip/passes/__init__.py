@@ -34,7 +34,13 @@ def lower_to_primitives(mod: tvm.IRModule, options) -> tvm.IRModule:
                 func = mod[gv]
                 pattern = layer_pattern(op, quantized_output, with_bias)
                 m = LowerQuantLayers(mod, func, pattern, options)
-                m.builder_.update_func(gv, m.visit_expr(func))
+                try:
+                    m.builder_.update_func(gv, m.visit_expr(func))
+                except Exception:
+                    # the FFI turns our errors raised inside the visitor into RuntimeError
+                    if options.failure is not None:
+                        raise options.failure from None
+                    raise
                 mod = relax.transform.DeadCodeElimination()(m.builder_.get())
             return mod
 

@@ -176,7 +176,8 @@ class LowerQuantLayers(PyExprMutator):
 
     def _skip(self, name, why, forced):
         if forced and forced != "float":
-            raise InputError(f"layer {name!r}: cannot use format {forced!r}: {why}")
+            self.opts.failure = InputError(f"layer {name!r}: cannot use format {forced!r}: {why}")
+            raise self.opts.failure
         log.info("layer %s stays float: %s", name, why)
         self.opts.report.append({"layer": name, "op": self.pat.op, "primitive": "tvm-float", "note": why})
 
@@ -188,8 +189,12 @@ class LowerQuantLayers(PyExprMutator):
             return super().visit_call_(m[self.pat.root])
         q_x = self.visit_expr(m[self.pat.q_in])
         in_shape = tuple(int(s) for s in q_x.ty.shape)
-        lowered = primitives.lower_layer(layer, in_shape, fmt)
-        consts = [relax.const(c) for c in lowered.consts]
+        try:
+            lowered = primitives.lower_layer(layer, in_shape, fmt)
+        except InputError as err:
+            self.opts.failure = err
+            raise
+        consts = [relax.const(c, str(c.dtype)) for c in lowered.consts]  # relax.const narrows int64 otherwise
         out = self.builder_.emit_te(
             lowered.te_func,
             q_x,
