@@ -358,23 +358,37 @@ def status() -> list[dict]:
     return out
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(entry))
+    return out
+
+
 def _kill_group(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the group (resumed if frozen), SIGKILL what is left; return once nothing is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
+            os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
-            return
+            pass
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             try:
-                os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+                os.waitpid(pid, os.WNOHANG)  # reap the leader if it is our child
             except ChildProcessError:
                 pass
-            if not _alive(pid):
-                try:  # session children may still exist in the group
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if not group_members(pid):
                 return
             time.sleep(0.1)
 

@@ -95,24 +95,34 @@ def bounded(fn: Callable[[], Any], timeout: float, what: str, on_timeout: Callab
 
 @dataclass
 class Remote:
-    """An RPC session and where it came from (for error messages)."""
+    """An RPC session, where it came from (for error messages) and the deadline of its work."""
 
     session: Any
     where: str
     timeout: float
+    deadline: float = 0.0
+
+    def __post_init__(self):
+        self.deadline = self.deadline or time.monotonic() + self.timeout
 
     def call(self, fn: Callable[[], Any], what: str):
-        return bounded(fn, self.timeout, f"{what} on {self.where}")
+        """fn() bounded by what is left of the session's time budget."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeviceError(f"{what} on {self.where}: the {self.timeout:g} s budget is used up")
+        return bounded(fn, left, f"{what} on {self.where}")
 
 
 def connect(rpc: str | None = None, tracker: str | None = None, key: str | None = None,
             timeout: float = 60.0) -> Remote:
     """An RPC session to HOST:PORT, or to a free device under `key` from a tracker.
 
-    `timeout` bounds every step (connect, wait for a free device, each remote call) and is
-    given to the server as the session timeout, after which it kills the session itself.
+    `timeout` bounds the whole job (connect, wait for a free device, every remote call after it)
+    and, with a margin, is the server's session timeout, after which it kills the session itself.
     """
     import tvm.rpc
+
+    start = time.monotonic()
 
     session_timeout = max(1, int(timeout) + 5)
     if rpc and tracker:
@@ -123,7 +133,7 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         where = f"RPC server {host}:{port}"
         sess = bounded(lambda: tvm.rpc.connect(host, port, session_timeout=session_timeout),
                        timeout, f"connecting to {where}")
-        return Remote(sess, where, timeout)
+        return Remote(sess, where, timeout, start + timeout)
     if tracker:
         if not key:
             raise InputError("--tracker needs --key KEY (the device key servers registered with)")
@@ -143,7 +153,7 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         sess = bounded(lambda: tsess.request(key, priority=1, session_timeout=session_timeout, max_retry=1),
                        timeout, f"waiting for a free device with key {key!r} from tracker {host}:{port}",
                        on_timeout=tsess.close)
-        return Remote(sess, where, timeout)
+        return Remote(sess, where, timeout, start + timeout)
     raise InputError("no device given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
 
 

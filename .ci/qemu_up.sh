@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The QEMU aarch64 RPC device for the tests: provision once (cached under .cache/qemu), then start
+# one RPC server on 127.0.0.1:9090 and a tracker on 127.0.0.1:9190 with 2 servers under key aarch64.
+# Use: eval "$(bash .ci/qemu_up.sh)"
+# stdout carries ONLY shell lines for eval: export lines on success; on failure the single word
+# `false`, so a `set -e` shell that evals it stops (the reason is on stderr). Progress -> stderr.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RPC_PORT=${DEEPCHIP_QEMU_PORT:-9090}
+TRACKER_PORT=${DEEPCHIP_QEMU_TRACKER_PORT:-9190}
+KEY=${DEEPCHIP_QEMU_KEY:-aarch64}
+
+fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
+
+{
+    for pkg in qemu-user-static debootstrap binfmt-support g++-aarch64-linux-gnu; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || { echo "qemu_up: Debian package $pkg is not installed (apt-get install $pkg)"; exit 3; }
+    done
+    if deepchip qemu status; then
+        echo "qemu_up: device already up, reusing it"
+    else
+        deepchip qemu down || true
+        deepchip qemu provision || exit 4
+        deepchip qemu up --port "$RPC_PORT" --servers 1 || exit 5
+        deepchip qemu up --port $((RPC_PORT + 1)) --servers 2 --tracker-port "$TRACKER_PORT" --key "$KEY" || exit 6
+    fi
+} >&2
+rc=$?
+[ $rc -eq 0 ] || fail "bringing up the QEMU aarch64 device failed (exit $rc); see the messages above"
+
+echo "export DEEPCHIP_RPC=127.0.0.1:$RPC_PORT"
+echo "export DEEPCHIP_TRACKER=127.0.0.1:$TRACKER_PORT"
+echo "export DEEPCHIP_RPC_KEY=$KEY"

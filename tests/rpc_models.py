@@ -1,0 +1,67 @@
+"""Small Relax models built with tvm.relax for the RPC / QEMU tests, compiled for x86 and aarch64.
+
+The values are small integers, so float32 results are exact too: the aarch64 build, the x86 build
+and numpy must agree bit for bit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
+X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+
+
+def _module(fn_args, body):
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    with bb.function("main", fn_args):
+        with bb.dataflow():
+            out = bb.emit_output(body(bb))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def matmul_relu(dtype: str = "int32", m: int = 4, k: int = 64, n: int = 16, seed: int = 0):
+    """(module, x, expected): relu(x @ W + b) with a constant W and b."""
+    from tvm import relax
+
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-3, 4, size=(k, n)).astype(dtype)
+    b = rng.integers(-20, 21, size=(n,)).astype(dtype)
+    x = rng.integers(-5, 6, size=(m, k)).astype(dtype)
+    xv = relax.Var("x", relax.TensorType((m, k), dtype))
+    mod = _module([xv], lambda bb: relax.op.nn.relu(
+        bb.emit(relax.op.add(bb.emit(relax.op.matmul(xv, relax.const(w))), relax.const(b)))))
+    return mod, x, np.maximum(x @ w + b, 0).astype(dtype)
+
+
+def chain_matmul(n: int = 1024):
+    """A slow model under emulation (two n^3 matmuls), for killing a server mid-run."""
+    from tvm import relax
+
+    xv = relax.Var("x", relax.TensorType((n, n), "float32"))
+    mod = _module([xv], lambda bb: relax.op.matmul(bb.emit(relax.op.matmul(xv, xv)), xv))
+    return mod, np.ones((n, n), "float32")
+
+
+def export(mod, target: dict, path: str | Path) -> Path:
+    import tvm
+    from tvm.support import cc
+
+    ex = tvm.compile(mod, target=tvm.target.Target(target))
+    if target["mtriple"].startswith("aarch64"):
+        ex.export_library(str(path), fcompile=cc.cross_compiler("aarch64-linux-gnu-g++"))
+    else:
+        ex.export_library(str(path))
+    return Path(path)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,174 @@
+"""Running compiled models over TVM RPC on the QEMU aarch64 device, and its failure modes.
+
+Needs the device: `eval "$(bash .ci/qemu_up.sh)"` (sets DEEPCHIP_RPC, DEEPCHIP_TRACKER,
+DEEPCHIP_RPC_KEY). Tests that need no device run always.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tvm_deepchip import remote
+from tvm_deepchip.errors import DeviceError, InputError
+
+from rpc_models import AARCH64, X86, chain_matmul, export, free_port, matmul_relu
+
+RPC = os.environ.get("DEEPCHIP_RPC")
+TRACKER = os.environ.get("DEEPCHIP_TRACKER")
+KEY = os.environ.get("DEEPCHIP_RPC_KEY", "aarch64")
+needs_rpc = pytest.mark.skipif(not RPC, reason="DEEPCHIP_RPC not set: run `eval \"$(bash .ci/qemu_up.sh)\"` first")
+needs_tracker = pytest.mark.skipif(not TRACKER, reason="DEEPCHIP_TRACKER not set: run `eval \"$(bash .ci/qemu_up.sh)\"`")
+
+
+@pytest.fixture(scope="module", params=["int32", "float32"])
+def model(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"mm_{request.param}")
+    mod, x, ref = matmul_relu(request.param)
+    return {"arm": export(mod, AARCH64, d / "arm.so"), "x86": export(mod, X86, d / "x86.so"), "x": x, "ref": ref}
+
+
+def test_elf_arch_and_non_elf(model, tmp_path):
+    assert remote.elf_arch(model["arm"]) == "aarch64"
+    assert remote.elf_arch(model["x86"]) == "x86_64"
+    bad = tmp_path / "model.so"
+    bad.write_text("not a library")
+    with pytest.raises(InputError, match="not an ELF"):
+        remote.elf_arch(bad)
+
+
+def test_local_run_matches_numpy(model):
+    y = remote.run_local(model["x86"], model["x"])
+    np.testing.assert_array_equal(y, model["ref"])
+    with pytest.raises(InputError, match="aarch64.*x86_64"):
+        remote.run_local(model["arm"], model["x"])
+
+
+def test_no_server_listening_fails_in_seconds():
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match=f"127.0.0.1:{port}"):
+        remote.connect(rpc=f"127.0.0.1:{port}", timeout=60)
+    assert time.monotonic() - t0 < 5
+
+
+@needs_rpc
+@pytest.mark.qemu
+def test_remote_equals_numpy_and_x86(model):
+    y = remote.run_remote(model["arm"], model["x"], rpc=RPC, timeout=60)
+    assert y.dtype == model["ref"].dtype and y.shape == model["ref"].shape
+    np.testing.assert_array_equal(y, model["ref"])
+    np.testing.assert_array_equal(y, remote.run_local(model["x86"], model["x"]))
+
+
+@needs_rpc
+@pytest.mark.qemu
+def test_wrong_arch_names_both(model):
+    t0 = time.monotonic()
+    with pytest.raises(InputError) as err:
+        remote.run_remote(model["x86"], model["x"], rpc=RPC)
+    assert "x86_64" in str(err.value) and "aarch64" in str(err.value) and RPC in str(err.value)
+    assert time.monotonic() - t0 < 2  # refused before any upload
+
+
+@needs_rpc
+@pytest.mark.qemu
+def test_bench_remote(model):
+    stats = remote.bench_remote(model["arm"], model["x"], rpc=RPC, number=3, repeat=2, timeout=60)
+    assert stats["repeat"] == 2 and stats["number"] == 3
+    assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"] < 1000
+
+
+@needs_tracker
+@pytest.mark.qemu
+def test_run_through_tracker(model):
+    y = remote.run_remote(model["arm"], model["x"], tracker=TRACKER, key=KEY, timeout=60)
+    np.testing.assert_array_equal(y, model["ref"])
+
+
+@needs_tracker
+@pytest.mark.qemu
+def test_tracker_unknown_key_names_it():
+    with pytest.raises(DeviceError, match="'no-such-board'"):
+        remote.connect(tracker=TRACKER, key="no-such-board", timeout=5)
+
+
+@needs_tracker
+@pytest.mark.qemu
+def test_tracker_no_free_device_times_out_naming_key():
+    import tvm.rpc
+
+    host, port = remote.parse_addr(TRACKER)
+    summary = tvm.rpc.connect_tracker(host, port).summary()
+    n_free = sum(1 for s in summary["server_info"] if s["key"].split(":")[-1] == KEY)
+    assert n_free >= 1
+    held = [remote.connect(tracker=TRACKER, key=KEY, timeout=30) for _ in range(n_free)]
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=f"'{KEY}'"):
+            remote.connect(tracker=TRACKER, key=KEY, timeout=4)
+        assert 3.5 < time.monotonic() - t0 < 10
+    finally:
+        del held
+    # the devices come back once released (the abandoned request did not keep one)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            remote.connect(tracker=TRACKER, key=KEY, timeout=5)
+            break
+        except DeviceError:
+            assert time.monotonic() < deadline, "tracker devices did not come back after release"
+
+
+def _session_children(pgid: int) -> list[int]:
+    from tvm_deepchip import qemu
+
+    return [p for p in qemu.group_members(pgid) if p != pgid]
+
+
+@needs_rpc
+@pytest.mark.qemu
+@pytest.mark.parametrize("fault", ["kill", "stop"])
+def test_server_fault_mid_run(fault, tmp_path):
+    """A server killed (or frozen) in the middle of a run: DeviceError within the timeout, nothing left."""
+    from tvm_deepchip import qemu
+
+    mod, x = chain_matmul(1024)
+    so = export(mod, AARCH64, tmp_path / "slow.so")
+    port = free_port()
+    rec = qemu.up(port=port, n=1)[0]
+    timeout = 12.0
+    box = {}
+
+    def client():
+        t0 = time.monotonic()
+        try:
+            box["value"] = remote.run_remote(so, x, rpc=f"127.0.0.1:{port}", timeout=timeout)
+        except Exception as err:  # checked below
+            box["error"] = err
+        box["elapsed"] = time.monotonic() - t0
+
+    th = threading.Thread(target=client, daemon=True)
+    try:
+        th.start()
+        # wait until the server forked the session that runs the model, then hit it mid-run
+        deadline = time.monotonic() + 30
+        while not _session_children(rec["pid"]):
+            assert time.monotonic() < deadline, "the RPC session never started"
+            time.sleep(0.2)
+        time.sleep(2.0)
+        assert th.is_alive(), "the model finished before the fault: make it slower"
+        os.killpg(rec["pid"], signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+        th.join(timeout + 10)
+        assert not th.is_alive(), "run_remote hung past its timeout"
+        assert isinstance(box.get("error"), DeviceError), box
+        assert f"127.0.0.1:{port}" in str(box["error"])
+        assert box["elapsed"] < timeout + 3
+    finally:
+        qemu.stop(rec)
+    assert qemu.group_members(rec["pid"]) == []  # nothing of that server's process group is left
+    assert rec["pid"] not in [r["pid"] for r in qemu.status()]
