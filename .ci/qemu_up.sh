@@ -12,11 +12,14 @@ KEY=${DEEPCHIP_QEMU_KEY:-aarch64}
 
 fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
 
-{
+(
     for pkg in qemu-user-static debootstrap binfmt-support g++-aarch64-linux-gnu; do
         dpkg -s "$pkg" >/dev/null 2>&1 || { echo "qemu_up: Debian package $pkg is not installed (apt-get install $pkg)"; exit 3; }
     done
-    if deepchip qemu status; then
+    st=$(deepchip qemu status 2>&1); echo "$st"
+    if echo "$st" | grep -Eq "^server +127.0.0.1:$RPC_PORT .* answers" \
+        && echo "$st" | grep -Eq "^tracker +127.0.0.1:$TRACKER_PORT .* answers" \
+        && ! echo "$st" | grep -Eq "dead|not answering"; then
         echo "qemu_up: device already up, reusing it"
     else
         deepchip qemu down || true
@@ -24,7 +27,7 @@ fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
         deepchip qemu up --port "$RPC_PORT" --servers 1 || exit 5
         deepchip qemu up --port $((RPC_PORT + 1)) --servers 2 --tracker-port "$TRACKER_PORT" --key "$KEY" || exit 6
     fi
-} >&2
+) >&2
 rc=$?
 [ $rc -eq 0 ] || fail "bringing up the QEMU aarch64 device failed (exit $rc); see the messages above"
 

@@ -150,7 +150,10 @@ def provision(force: bool = False) -> Path:
         if shutil.which(tool) is None:
             raise ToolchainError(f"{tool!r} not found; install with: apt-get install {APT_PACKAGES}")
     prog = _Progress(5)
-    QEMU_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        QEMU_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ToolchainError(f"cannot create the device cache {QEMU_DIR}: {err.strerror}") from None
     prog.step("registering qemu-aarch64 with binfmt_misc")
     ensure_binfmt()
 
