@@ -102,11 +102,18 @@ def unmount(paths) -> None:
 
 
 def _unmount_all_under(root: Path) -> None:
+    """Detach every mount below root; refuse to go on if one stays (rmtree must never reach /dev)."""
     prefix = str(root.resolve()) + "/"
-    with open("/proc/mounts") as f:
-        mps = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
-    for mp in sorted(mps, key=len, reverse=True):
+
+    def mounts():
+        with open("/proc/mounts") as f:
+            return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+
+    for mp in sorted(mounts(), key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], capture_output=True)
+    left = mounts()
+    if left:
+        raise ToolchainError(f"cannot unmount {left}; unmount them by hand, then re-run")
 
 
 def _wheel_specs() -> list[str]:
@@ -184,6 +191,7 @@ def provision(force: bool = False) -> Path:
         dst.mkdir(parents=True)
         for w in wheels:
             shutil.copy2(w, dst / w.name)
+        _unmount_all_under(PARTIAL)  # stale mounts of an interrupted run
         mounted = mount_runtime(PARTIAL)
         try:
             _run(["chroot", str(PARTIAL), "/usr/bin/python3", "-m", "pip", "install", "-q",
@@ -200,6 +208,7 @@ def provision(force: bool = False) -> Path:
     if "aarch64" not in out:
         raise ToolchainError(f"the arm64 root does not run aarch64 python: {out!r}")
     prog.say(f"arm64 root ready: {out.strip()}")
+    _unmount_all_under(PARTIAL)
     if ROOTFS.exists():  # force=True: the old root goes only once the new one is complete
         _unmount_all_under(ROOTFS)
         shutil.rmtree(ROOTFS)
