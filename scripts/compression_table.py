@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Weight memory of the three reference networks, FP32 vs DeepChip ternary, at 90% and 95% zeros,
+next to the paper's ratios (43x / 22x / 10x and 88x / 29x / 13x for SVHN ConvNet / ResNet-44 /
+AlexNet). Writes a markdown table to stdout and to --out (and the numbers to --json).
+
+    python3 scripts/compression_table.py --out compression.md --json compression.json
+
+Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the first and the last
+layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
+layer at the given sparsity with the quantizer's own `ternarize`. Columns:
+  - run-time bytes the deployed kernels read: `sparse` = the two int32 offset lists per output
+    channel (+1 taps, -1 taps), each padded to the longest channel, exactly as
+    primitives.ternary_*_sparse pack them; `packed` = two uint32 bit-planes per output channel
+    (2 bits a weight), as primitives.ternary_*_packed pack them; `smallest` = the smaller of the
+    two per layer (the compiler chooses per layer by speed, so a deployment lies between);
+    `uint8 gap lists` = what the sparse lists would take with 8-bit gaps instead of int32
+    offsets (a possible kernel format, not implemented: shown to size the gap to the paper);
+  - stored bytes: the smallest tvm_deepchip.encodings encoding of each layer's signs, plus its
+    Wp and Wn as float32; and the Shannon (entropy) bound of those signs for comparison.
+Only weights are counted (biases and per-channel requantization constants are the same few
+values per channel in every form and are left out, like the paper's weight memory). Weights are
+the builders' seeded random ones; the sizes depend on the sign pattern only through the
+per-channel counts, so trained weights give the same picture.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAPER = {"svhn_convnet": {0.9: 43, 0.95: 88}, "resnet44": {0.9: 22, 0.95: 29}, "alexnet": {0.9: 10, 0.95: 13}}
+DELTA = ("index_fixed", "index_rice", "run_rice", "bitmap_sign", "packed2")
+
+
+def weight_layers(model):
+    """[(name, op, W as [Co, K...])] of Conv/Gemm layers in graph order.
+
+    BatchNorm is not folded first: as in training, the threshold applies to the conv weight before
+    BN's per-channel scale (folding BN afterwards scales each channel but keeps its zeros). Folding
+    first and then thresholding per layer would zero whole channels with a small BN scale and keep
+    dense ones with a large scale, which pads the offset lists of the sparse kernels."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            w = numpy_helper.to_array(inits[node.input[1]])
+            if node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
+                w = w.T
+            out.append((node.name or node.output[0], node.op_type, w))
+    return out
+
+
+def runtime_sparse_bytes(signs2: np.ndarray) -> int:
+    from tvm_deepchip.primitives import ternary_dense_sparse
+
+    return ternary_dense_sparse.weight_bytes(*ternary_dense_sparse.pack(signs2))
+
+
+def runtime_gap8_bytes(signs2: np.ndarray) -> int:
+    """A possible compact run-time form (no kernel reads it yet): per channel and sign, the gaps
+    between taps as uint8 (255 = escape, add 255 and read on), padded to the longest list."""
+    from tvm_deepchip.encodings import _list_gaps
+
+    total = 0
+    for sign in (1, -1):
+        rows, _ = np.nonzero(signs2 == sign)
+        _, gaps = _list_gaps(signs2, sign)
+        fields = np.bincount(rows, weights=gaps // 255 + 1, minlength=signs2.shape[0])
+        total += signs2.shape[0] * max(1, int(fields.max()))
+    return total
+
+
+def runtime_packed_bytes(signs2: np.ndarray) -> int:
+    co, k = signs2.shape
+    nbytes = co * 2 * math.ceil(k / 32) * 4
+    if signs2.size <= 1 << 21:  # the real packing for all but the largest layers (its memory is 16 B/weight)
+        from tvm_deepchip.primitives import ternary_dense_packed
+
+        real = ternary_dense_packed.weight_bytes(ternary_dense_packed.pack(signs2))
+        assert real == nbytes, (real, nbytes)
+    return nbytes
+
+
+def layer_rows(name: str, sparsity: float, first_last: str = "float"):
+    from tvm_deepchip import encodings, models
+    from tvm_deepchip.ternary import ternarize
+
+    layers = weight_layers(models.MODELS[name](batch=1, seed=0))
+    rows = []
+    for i, (lname, op, w) in enumerate(layers):
+        edge = i in (0, len(layers) - 1)
+        row = {"layer": lname, "op": op, "shape": list(w.shape), "weights": int(w.size), "fp32": 4 * int(w.size)}
+        if edge:
+            b = w.size * (4 if first_last == "float" else 1)
+            row.update(kind=first_last, sparse=b, packed=b, smallest=b, gap8=b, stored=b, entropy=b)
+        else:
+            t = ternarize(w, sparsity=sparsity)
+            s2 = t.signs.reshape(w.shape[0], -1)
+            sizes = {e: encodings.encoded_bits(t.signs, e) // 8 for e in DELTA}
+            best = min(sizes, key=sizes.get)
+            sp, pk = runtime_sparse_bytes(s2), runtime_packed_bytes(s2)
+            row.update(kind="ternary", sparsity=t.sparsity, sparse=sp, packed=pk, smallest=min(sp, pk),
+                       gap8=runtime_gap8_bytes(s2),
+                       stored=sizes[best] + 8, encoding=best, encodings=sizes,
+                       entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + 8)
+        rows.append(row)
+    return rows
+
+
+def fmt_bytes(b: float) -> str:
+    for unit, div in (("MB", 1e6), ("KB", 1e3)):
+        if b >= div:
+            return f"{b / div:.2f} {unit}"
+    return f"{b:.0f} B"
+
+
+def table(results: list[dict]) -> str:
+    head = ("| network | zeros | FP32 weights | run-time sparse (int32 lists) | run-time packed (2-bit) "
+            "| run-time smallest per layer | uint8 gap lists (no kernel yet) | stored (best encoding) | entropy bound "
+            "| paper |")
+    lines = [head, "|" + "---|" * 10]
+    for r in results:
+        t, f = r["totals"], r["totals"]["fp32"]
+        cell = lambda k: f"{fmt_bytes(t[k])} ({f / t[k]:.1f}x)"  # noqa: E731
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {fmt_bytes(f)} | {cell('sparse')} | {cell('packed')} "
+                     f"| {cell('smallest')} | {cell('gap8')} | {cell('stored')} | {cell('entropy')} | {r['paper']}x |")
+    lines.append("")
+    lines.append("Ratio = FP32 weight bytes / bytes of the column. First and last layers float (4 B a weight) "
+                 "in every column; their share caps the ratio at:")
+    seen = set()
+    for r in results:
+        if r["model"] not in seen:
+            seen.add(r["model"])
+            edge = sum(x["fp32"] for x in r["layers"] if x["kind"] != "ternary")
+            lines.append(f"- {r['model']}: {r['params']:,} weights, first+last {edge / r['totals']['fp32']:.1%} "
+                         f"of FP32 -> at most {r['totals']['fp32'] / edge:.0f}x")
+    encs = sorted({x.get("encoding") for r in results for x in r["layers"] if x.get("encoding")})
+    lines.append(f"- stored encodings chosen (tvm_deepchip/encodings.py): {', '.join(encs)}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(PAPER))
+    ap.add_argument("--sparsity", nargs="+", type=float, default=[0.9, 0.95])
+    ap.add_argument("--first-last", choices=("float", "int8"), default="float",
+                    help="precision of the first and last layers (the paper: float)")
+    ap.add_argument("--out", help="also write the markdown table here")
+    ap.add_argument("--json", help="write per-layer numbers here")
+    args = ap.parse_args(argv)
+
+    from tvm_deepchip.onnx_io import atomic_output
+
+    results = []
+    for name in args.models:
+        for s in args.sparsity:
+            t0 = time.time()
+            layers = layer_rows(name, s, args.first_last)
+            keys = ("fp32", "sparse", "packed", "smallest", "gap8", "stored", "entropy")
+            totals = {k: sum(x[k] for x in layers) for k in keys}
+            results.append({"model": name, "sparsity": s, "paper": PAPER.get(name, {}).get(s, "-"),
+                            "params": sum(x["weights"] for x in layers), "totals": totals, "layers": layers})
+            print(f"{name} at {s:.0%}: {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
+    text = table(results)
+    sys.stdout.write(text)
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            Path(tmp).write_text(text)
+    if args.json:
+        with atomic_output(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(results, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
