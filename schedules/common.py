@@ -59,42 +59,76 @@ def _work(sch, accs) -> int:
     return total
 
 
-def _vectorize_accumulator(sch, acc, depth: int) -> None:
-    """acc is computed at loop `depth`: its next loop is the vector lane, then its reductions.
-    Put the lanes innermost, split off the zero-init, keep the accumulator in registers."""
+def _vectorize_accumulator(sch, acc, depth: int, blocked: bool) -> None:
+    """acc is computed at loop `depth`: next come [channel block], the vector lane, then the
+    reductions. Put the reductions outside so the block of accumulators stays in registers,
+    lanes innermost; split off the zero-init (it inherits the vectorization)."""
     loops = sch.get_loops(acc)
-    lane, reds = loops[depth], loops[depth + 1 :]
+    spatial = 2 if blocked else 1
+    lanes, reds = loops[depth : depth + spatial], loops[depth + spatial :]
     if reds:
-        sch.reorder(*reds, lane)
-    sch.vectorize(lane)  # before decompose: the init loop inherits it
+        sch.reorder(*reds, *lanes)
+    sch.vectorize(lanes[-1])
+    if blocked:
+        sch.unroll(lanes[0])
     if reds:
         sch.decompose_reduction(acc, reds[0])
     sch.set_scope(acc, 0, "local")
 
 
-def schedule_spatial(sch, epilogue, knobs, isa: Isa):
+def _divisors(n: int, candidates) -> list:
+    return [c for c in candidates if n % c == 0] or [1]
+
+
+def schedule_spatial(sch, epilogue, knobs, isa: Isa, share_input: bool = False):
     """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
-    add per tap; parallel over (image, channel) when the layer is big enough."""
+    add per tap. With `share_input` (int8, packed: every channel reads the same inputs) a
+    block of channels is computed together so each input vector is loaded once for all.
+    Parallel over (image, channel block) when the layer is big enough; outputs of 1x1 spatial
+    size (dense-like convs) run as scalar sums, channels in parallel."""
     accs = _accumulators(sch, epilogue)
     lanes = isa.vector_bytes * 8 // max(_acc_bits(sch, a) for a in accs)
     work = _work(sch, accs)
     n, c, *space = sch.get_loops(epilogue)
     inner = space[-1]
+    if all(_extent(sch, lp) == 1 for lp in space):
+        return _schedule_pointwise(sch, epilogue, accs, knobs, work)
+    cands = _divisors(_extent(sch, c), [4, 2]) if share_input else [1]
+    blocked = cands != [1]
+    if blocked:
+        co, ci = sch.split(c, [None, knobs.choice(sch, cands, cands[0])])
     if _extent(sch, inner) % (2 * lanes) == 0:  # flat positions: padded to whole vectors
         vl = knobs.choice(sch, [lanes, 2 * lanes, 4 * lanes], 2 * lanes)
         outer, lane = sch.split(inner, [None, vl])
     else:  # 2-D output: one row per vector (rows of strided layers are short)
         outer, lane = space[0], inner
-    nc = sch.fuse(n, c)
+    if blocked:
+        sch.reorder(n, co, outer, ci, lane)
+    nc = sch.fuse(n, co if blocked else c)
     if work >= PARALLEL_MIN_WORK:
         sch.parallel(nc)
-    depth = len(sch.get_loops(epilogue)) - 1
+    depth = len(sch.get_loops(epilogue)) - (2 if blocked else 1)
     for acc in accs:
         sch.compute_at(acc, outer)
-        _vectorize_accumulator(sch, acc, depth)
+        _vectorize_accumulator(sch, acc, depth, blocked)
     sch.vectorize(lane)
     _finish_producers(sch, accs)
     _finish_crop(sch, epilogue)
+    return sch
+
+
+def _schedule_pointwise(sch, epilogue, accs, knobs, work):
+    loops = sch.get_loops(epilogue)
+    nc = sch.fuse(*loops)
+    if work >= PARALLEL_MIN_WORK:
+        sch.parallel(nc)
+    for acc in accs:
+        sch.compute_at(acc, nc)
+        red = sch.get_loops(acc)[-1]
+        unroll = knobs.choice(sch, [1, 4, 8], 4)
+        _, ri = sch.split(red, [None, unroll])
+        sch.unroll(ri)
+    _finish_producers(sch, accs)
     return sch
 
 

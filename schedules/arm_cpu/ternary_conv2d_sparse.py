@@ -3,7 +3,9 @@ from .. import register
 from ..common import schedule_spatial
 from . import ISA
 
+SHARE = False  # each channel reads its own taps
+
 
 @register("arm_cpu", "deepchip_ternary_conv2d_sparse")
 def schedule(sch, block, knobs):
-    return schedule_spatial(sch, block, knobs, ISA)
+    return schedule_spatial(sch, block, knobs, ISA, share_input=SHARE)

@@ -3,7 +3,9 @@ from .. import register
 from ..common import schedule_spatial
 from . import ISA
 
+SHARE = True  # every channel reads the same input vectors: block channels
+
 
 @register("cpu", "deepchip_ternary_conv2d_packed")
 def schedule(sch, block, knobs):
-    return schedule_spatial(sch, block, knobs, ISA)
+    return schedule_spatial(sch, block, knobs, ISA, share_input=SHARE)

@@ -47,7 +47,9 @@ class ConvGeometry:
     ho = property(lambda g: (g.hp - g.kh) // g.sh + 1)
     wo = property(lambda g: (g.wp - g.kw) // g.sw + 1)
     k = property(lambda g: g.ci * g.kh * g.kw)
-    flat = property(lambda g: g.sh == 1 and g.sw == 1)  # flat-position form (stride 1 only)
+    # flat-position form: stride 1, and only where the discarded positions (border columns,
+    # rounding up to whole blocks) at most double the work (a 5x5 -> 1x1 layer would not)
+    flat = property(lambda g: g.sh == 1 and g.sw == 1 and g.out_flat <= 2 * g.ho * g.wo)
     image = property(lambda g: g.ci * g.hp * g.wp)  # padded codes of one image
     out_flat = property(lambda g: -(-g.ho * g.wp // FLAT_BLOCK) * FLAT_BLOCK)
     # tail of zeros: padded list entries and the discarded positions past the last row land here
