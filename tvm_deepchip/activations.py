@@ -130,11 +130,14 @@ def insert_pairs(model: onnx.ModelProto, pairs: dict[str, Pair]) -> onnx.ModelPr
     out.CopyFrom(model)
     g = out.graph
     consts, made = [], {}
+    prefix = "qparam"
+    while any(i.name.startswith(prefix) for i in g.initializer):  # never shadow a model's name
+        prefix += "_"
 
     def const(value):
         key = (value.dtype.str, value.tobytes())
         if key not in made:
-            made[key] = f"qparam_{len(made)}"
+            made[key] = f"{prefix}_{len(made)}"
             consts.append(numpy_helper.from_array(value, made[key]))
         return made[key]
 

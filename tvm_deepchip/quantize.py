@@ -8,6 +8,7 @@ network that will run, not of the float one); insert the activation QDQ pairs; c
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import sys
 import types
@@ -32,9 +33,9 @@ MIN_OPSET = 13  # per-axis DequantizeLinear
 
 def _check_options(threshold, sparsity, first_last, calib_method, percentile):
     if sparsity is not None:
-        if not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        if not isinstance(sparsity, numbers.Real) or not 0 <= sparsity < 1:
             raise InputError(f"sparsity {sparsity!r}: expected a fraction in [0, 1) (e.g. 0.9 for 90% zeros)")
-    elif not isinstance(threshold, (int, float)) or not threshold > 0 or not np.isfinite(threshold):
+    elif not isinstance(threshold, numbers.Real) or not threshold > 0 or not np.isfinite(threshold):
         raise InputError(f"threshold {threshold!r}: expected t > 0 (zeros where |w| <= t*max|W|; the paper uses 0.05)")
     if first_last not in ("int8", "float", "ternary"):
         raise InputError(f"first_last {first_last!r}: expected 'int8', 'float' or 'ternary'")
