@@ -59,7 +59,7 @@ def _work(sch, accs) -> int:
     return total
 
 
-def _vectorize_accumulator(sch, acc, depth: int, blocked: bool) -> None:
+def _vectorize_accumulator(sch, acc, depth: int, blocked: bool, to_local: bool = True) -> None:
     """acc is computed at loop `depth`: next come [channel block], the vector lane, then the
     reductions. Put the reductions outside so the block of accumulators stays in registers,
     lanes innermost; split off the zero-init (it inherits the vectorization)."""
@@ -73,26 +73,24 @@ def _vectorize_accumulator(sch, acc, depth: int, blocked: bool) -> None:
         sch.unroll(lanes[0])
     if reds:
         sch.decompose_reduction(acc, reds[0])
-    sch.set_scope(acc, 0, "local")
+    if to_local:
+        sch.set_scope(acc, 0, "local")
 
 
 def _divisors(n: int, candidates) -> list:
     return [c for c in candidates if n % c == 0] or [1]
 
 
-def schedule_spatial(sch, epilogue, knobs, isa: Isa, share_input: bool = False):
-    """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
-    add per tap. With `share_input` (int8, packed: every channel reads the same inputs) a
-    block of channels is computed together so each input vector is loaded once for all.
-    Parallel over (image, channel block) when the layer is big enough; outputs of 1x1 spatial
-    size (dense-like convs) run as scalar sums, channels in parallel."""
-    accs = _accumulators(sch, epilogue)
+def _rows_of(sch, accs):
+    return [b for a in accs for b in sch.get_producers(a) if _block_name(sch, b).startswith("rows")]
+
+
+def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
+    """Vectorize `consumer` over its innermost spatial axis and compute `accs` inside."""
     lanes = isa.vector_bytes * 8 // max(_acc_bits(sch, a) for a in accs)
     work = _work(sch, accs)
-    n, c, *space = sch.get_loops(epilogue)
+    n, c, *space = sch.get_loops(consumer)
     inner = space[-1]
-    if all(_extent(sch, lp) == 1 for lp in space):
-        return _schedule_pointwise(sch, epilogue, accs, knobs, work)
     cands = _divisors(_extent(sch, c), [4, 2]) if share_input else [1]
     blocked = cands != [1]
     if blocked:
@@ -107,29 +105,59 @@ def schedule_spatial(sch, epilogue, knobs, isa: Isa, share_input: bool = False):
     nc = sch.fuse(n, co if blocked else c)
     if work >= PARALLEL_MIN_WORK:
         sch.parallel(nc)
-    depth = len(sch.get_loops(epilogue)) - (2 if blocked else 1)
+    depth = len(sch.get_loops(consumer)) - (2 if blocked else 1)
     for acc in accs:
         sch.compute_at(acc, outer)
-        _vectorize_accumulator(sch, acc, depth, blocked)
+        _vectorize_accumulator(sch, acc, depth, blocked, to_local)
     sch.vectorize(lane)
-    _finish_producers(sch, accs)
+
+
+def schedule_spatial(sch, epilogue, knobs, isa: Isa, share_input: bool = False):
+    """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
+    add per tap. With `share_input` (int8, packed: every channel reads the same inputs) a
+    block of channels is computed together so each input vector is loaded once for all.
+    Sparse row sums (sparse_rows) get the same treatment, rows in place of channels.
+    Parallel when the layer is big enough; outputs of 1x1 spatial size (dense-like convs) run
+    as scalar sums, channels in parallel."""
+    accs = _accumulators(sch, epilogue)
+    space = sch.get_loops(epilogue)[2:]
+    if all(_extent(sch, lp) == 1 for lp in space):
+        return _schedule_pointwise(sch, epilogue, accs, knobs)
+    _tile(sch, epilogue, accs, knobs, isa, share_input)
+    rows = _rows_of(sch, accs)
+    for r in rows:
+        copy = sch.cache_write(r, 0, "local")  # r accumulates in registers, copy stores
+        _tile(sch, copy, [r], knobs, isa, to_local=False)
+    _finish_producers(sch, rows or accs)
     _finish_crop(sch, epilogue)
     return sch
 
 
-def _schedule_pointwise(sch, epilogue, accs, knobs, work):
+def _schedule_pointwise(sch, epilogue, accs, knobs):
     loops = sch.get_loops(epilogue)
     nc = sch.fuse(*loops)
-    if work >= PARALLEL_MIN_WORK:
+    rows = _rows_of(sch, accs)
+    if _work(sch, rows or accs) >= PARALLEL_MIN_WORK:
         sch.parallel(nc)
     for acc in accs:
         sch.compute_at(acc, nc)
-        red = sch.get_loops(acc)[-1]
-        unroll = knobs.choice(sch, [1, 4, 8], 4)
-        _, ri = sch.split(red, [None, unroll])
-        sch.unroll(ri)
-    _finish_producers(sch, accs)
+    _scalar_sums(sch, rows, knobs)
+    _scalar_sums(sch, [] if rows else accs, knobs)
+    _finish_producers(sch, rows or accs)
     return sch
+
+
+def _scalar_sums(sch, blocks, knobs):
+    """Row sums over long index lists: rows in parallel, the list unrolled."""
+    for b in blocks:
+        loops = sch.get_loops(b)
+        if len(loops) > 1 and not _block_name(sch, b).startswith("acc"):
+            fused = sch.fuse(*loops[:-1])
+            if _work(sch, [b]) >= PARALLEL_MIN_WORK:
+                sch.parallel(fused)
+        unroll = knobs.choice(sch, [1, 4, 8], 4)
+        _, ri = sch.split(sch.get_loops(b)[-1], [None, unroll])
+        sch.unroll(ri)
 
 
 def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
@@ -156,11 +184,14 @@ def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
             sch.vectorize(rl[-2])
         else:
             sch.compute_at(acc, inner)
-            red = sch.get_loops(acc)[-1]
-            unroll = knobs.choice(sch, [1, 4, 8], 4)
-            _, ri = sch.split(red, [None, unroll])
-            sch.unroll(ri)
-    _finish_producers(sch, accs)
+            loops = sch.get_loops(acc)
+            if len(loops) > len(sch.get_loops(epilogue)):  # its own reduction loop survived
+                unroll = knobs.choice(sch, [1, 4, 8], 4)
+                _, ri = sch.split(loops[-1], [None, unroll])
+                sch.unroll(ri)
+    rows = _rows_of(sch, accs)
+    _scalar_sums(sch, rows, knobs)
+    _finish_producers(sch, rows or accs)
     return sch
 
 

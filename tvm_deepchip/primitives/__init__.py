@@ -78,7 +78,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
         out_shape = geo.out_shape()
         if fmt == "sparse":
             mod, w = ternary_conv2d_sparse, list(ternary_conv2d_sparse.pack(signs, geo))
-            te_func = lambda x, op, on, *c: mod.compute(x, op, on, c, geo, epi, zp)  # noqa: E731
+            te_func = lambda x, rp, mp, rn, mn, *c: mod.compute(x, rp, mp, rn, mn, c, geo, epi, zp)  # noqa: E731
             ref = lambda qx: mod.reference(qx, *w, geo, epi, zp)  # noqa: E731
         elif fmt == "packed":
             mod, w = ternary_conv2d_packed, [ternary_conv2d_packed.pack(signs, geo)]
@@ -94,7 +94,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
         out_shape = (n, co)
         if fmt == "sparse":
             mod, w = ternary_dense_sparse, list(ternary_dense_sparse.pack(signs))
-            te_func = lambda x, op, on, *c: mod.compute(x, op, on, c, epi)  # noqa: E731
+            te_func = lambda x, rp, mp, rn, mn, *c: mod.compute(x, rp, mp, rn, mn, c, epi)  # noqa: E731
             ref = lambda qx: mod.reference(qx, *w, epi)  # noqa: E731
         elif fmt == "packed":
             mod, w = ternary_dense_packed, [ternary_dense_packed.pack(signs)]

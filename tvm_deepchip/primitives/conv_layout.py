@@ -68,18 +68,6 @@ class ConvGeometry:
         return oy * self.sh * self.wp + ox * self.sw
 
 
-def offset_lists(signs: np.ndarray, geo: ConvGeometry, value: int) -> np.ndarray:
-    """Per output channel, the flat offsets of the taps whose sign is `value`, padded to one
-    length with an offset into the zero tail. int32 [Co, L] (L >= 1)."""
-    taps = geo.tap_offsets().reshape(-1)
-    rows = [taps[s.reshape(-1) == value] for s in signs]
-    length = max(1, max(len(r) for r in rows))
-    out = np.full((len(rows), length), geo.image, np.int32)
-    for c, r in enumerate(rows):
-        out[c, : len(r)] = r
-    return out
-
-
 # -- TE stages -------------------------------------------------------------------------------
 def te_pad(x, geo: ConvGeometry, zp: int, name="xpad"):
     """[N, Ci, Hp, Wp] with the border filled with the input zero point (a real value of 0)."""

@@ -16,17 +16,6 @@ def check_shapes(in_shape, w_shape, name="layer") -> tuple[int, int, int]:
     return int(in_shape[0]), int(w_shape[1]), int(w_shape[0])
 
 
-def offset_lists(signs: np.ndarray, value: int) -> np.ndarray:
-    """int32 [Co, L]: per output channel the input indices whose weight is `value`."""
-    k = signs.shape[1]
-    rows = [np.flatnonzero(s == value) for s in signs]
-    length = max(1, max(len(r) for r in rows))
-    out = np.full((len(rows), length), k, np.int32)
-    for c, r in enumerate(rows):
-        out[c, : len(r)] = r
-    return out
-
-
 def te_zero_tail(x, name="xz"):
     from tvm import te, tirx
 

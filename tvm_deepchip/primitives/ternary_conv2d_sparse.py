@@ -1,7 +1,7 @@
 """Ternary conv2d in DeepChip's sparse form: no multiplication in the inner loop.
 
 Weights are stored as two lists of flat input offsets per output channel (conv_layout): the
-taps whose weight is +1 and those whose weight is -1. Then
+taps whose weight is +1 and those whose weight is -1, cut into balanced rows (sparse_rows).
 
     acc_p[c, p] = sum_j x[p + off_p[c, j]]      acc_n[c, p] = sum_j x[p + off_n[c, j]]
     y[c, p]     = requantize(Wp[c] * acc_p - Wn[c] * acc_n)
@@ -13,62 +13,63 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import requantize
-from .conv_layout import ConvGeometry, acc_dtype, np_flat, offset_lists, te_flat
+from . import requantize, sparse_rows
+from .conv_layout import ConvGeometry, acc_dtype, np_flat, te_flat
 
 STEM = "ternary_conv2d_sparse"
 RULE = "deepchip_" + STEM
 
 
-def pack(signs: np.ndarray, geo: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
-    return offset_lists(signs, geo, 1), offset_lists(signs, geo, -1)
+def pack(signs: np.ndarray, geo: ConvGeometry) -> list[np.ndarray]:
+    """[rows_p, rowmap_p, rows_n, rowmap_n]: balanced rows of flat tap offsets."""
+    taps = geo.tap_offsets().reshape(-1)
+    out = []
+    for value in (1, -1):
+        lists = [taps[s.reshape(-1) == value] for s in signs]
+        out += list(sparse_rows.pack_rows(lists, geo.image))
+    return out
 
 
-def compute(x, off_p, off_n, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int):
-    """TE definition. x: [N, Ci, H, W] 8-bit codes; off_*: int32 [Co, L]; consts: epilogue."""
+def compute(x, rows_p, map_p, rows_n, map_n, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; rows/map: sparse_rows tables; consts: epilogue."""
     from tvm import te
 
-    acc = acc_dtype(x.dtype, max(off_p.shape[1], off_n.shape[1]))
     xf = te_flat(x, geo, zp)
     tag = {"schedule_rule": RULE}
+    space = (geo.out_flat,) if geo.flat else (geo.ho, geo.wo)
 
-    def sum_taps(off, name):
-        j = te.reduce_axis((0, off.shape[1]), name=f"j_{name}")
-        if geo.flat:
-            return te.compute(
-                (geo.n, geo.co, geo.out_flat),
-                lambda n, c, p: te.sum(xf[n, p + off[c, j]].astype(acc), axis=j),
-                name=name,
-            )
-        return te.compute(
-            (geo.n, geo.co, geo.ho, geo.wo),
-            lambda n, c, y, w: te.sum(xf[n, geo.base(y, w) + off[c, j]].astype(acc), axis=j),
-            name=name,
-        )
+    def read(n, pos, off):
+        return xf[n, (pos[0] if geo.flat else geo.base(*pos)) + off]
 
-    acc_p, acc_n = sum_taps(off_p, "acc_p"), sum_taps(off_n, "acc_n")
+    def accumulate(rows, rowmap, sign):
+        length = int(rows.shape[1])
+        row_sum = sparse_rows.te_row_sums(read, rows, (geo.n, int(rows.shape[0]), *space), acc_dtype(x.dtype, length), f"rows_{sign}")
+        wide = acc_dtype(x.dtype, length * int(rowmap.shape[1]))
+        return sparse_rows.te_gather_rows(row_sum, rowmap, (geo.n, geo.co, *space), wide, f"acc_{sign}")
+
+    acc_p, acc_n = accumulate(rows_p, map_p, "p"), accumulate(rows_n, map_n, "n")
     f = requantize.te_apply(epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
+    y = te.compute((geo.n, geo.co, *space), lambda *i: f(i), name="epilogue", attrs=tag)
     if not geo.flat:
-        return te.compute(geo.out_shape(), lambda *i: f(i), name="epilogue", attrs=tag)
-    y = te.compute((geo.n, geo.co, geo.out_flat), lambda *i: f(i), name="epilogue", attrs=tag)
+        return y
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wp + ox], name="crop")
 
 
-def reference(qx: np.ndarray, off_p, off_n, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
-    """numpy: the same gathers and integer epilogue (accumulated in int64: the bound makes the
-    kernel's narrower accumulator exact)."""
+def reference(qx: np.ndarray, rows_p, map_p, rows_n, map_n, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
+    """numpy: the same row sums, gathers and integer epilogue (accumulated in int64: the
+    bound makes the kernel's narrower accumulators exact)."""
     xf = np_flat(qx, geo, zp).astype(np.int64)
     oy, ox = np.meshgrid(np.arange(geo.ho), np.arange(geo.wo), indexing="ij")
     base = geo.base(oy, ox).reshape(-1)  # [Ho*Wo]
 
-    def sums(off):  # [N, Co, Ho*Wo]
-        idx = base[None, :, None] + off[:, None, :]  # Co, P, L
-        return xf[:, idx].sum(-1)
+    def sums(rows, rowmap):  # [N, Co, Ho*Wo]
+        row_sum = xf[:, base[None, :, None] + rows[:, None, :]].sum(-1)  # N, R, P
+        return row_sum[:, rowmap, :].sum(2)
 
-    y = requantize.np_apply(epi, sums(off_p), sums(off_n), channel_axis=1)
+    y = requantize.np_apply(epi, sums(rows_p, map_p), sums(rows_n, map_n), channel_axis=1)
     return y.reshape(geo.out_shape())
 
 
-def weight_bytes(off_p: np.ndarray, off_n: np.ndarray) -> int:
-    """What the kernel reads at run time: the offset lists as stored (int32, padded)."""
-    return int(off_p.nbytes + off_n.nbytes)
+def weight_bytes(rows_p, map_p, rows_n, map_n) -> int:
+    """What the kernel reads at run time: the offset rows and row tables as stored."""
+    return sparse_rows.bytes_of(rows_p, map_p) + sparse_rows.bytes_of(rows_n, map_n)

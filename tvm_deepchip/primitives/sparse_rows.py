@@ -1,0 +1,81 @@
+"""Balanced index lists for the sparse ternary kernels.
+
+Output channels hold very different numbers of non-zero weights (after BatchNorm folding, a
+per-layer threshold keeps 2-7x more taps in some channels than the mean). Padding every list to
+the longest one would make every channel pay for the densest. Instead each channel's list is
+cut into rows of one length L; all rows are summed in one pass (`rows[r]`), and each channel
+adds up its own rows through a small table (`rowmap[c, t]`, padded with the all-zero last row):
+
+    row_sum[r, p] = sum_j x[p + rows[r, j]]          acc[c, p] = sum_t row_sum[rowmap[c, t], p]
+
+L is chosen to minimize the adds of both steps (plus a per-row overhead).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ROW_OVERHEAD = 4  # loop and store cost of one row, in adds
+
+
+def choose_row_length(counts: np.ndarray) -> int:
+    top = max(int(counts.max()), 1)
+    best, best_cost = top, None
+    length = 4
+    while True:
+        rows = np.ceil(counts / length)
+        t = max(int(rows.max()), 1)
+        cost = (rows.sum() + 1) * (length + ROW_OVERHEAD) + len(counts) * t
+        if best_cost is None or cost < best_cost:
+            best, best_cost = length, cost
+        if length >= top:
+            return min(best, top)
+        length *= 2
+
+
+def pack_rows(lists: list, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """lists: per output channel an int array of offsets. -> (rows int32 [R + 1, L] whose last
+    row is all `pad`, rowmap int32 [Co, T])."""
+    counts = np.array([len(x) for x in lists])
+    length = choose_row_length(counts)
+    rows, rowmap = [], []
+    for lst in lists:
+        ids = []
+        for start in range(0, len(lst), length):
+            chunk = np.full(length, pad, np.int64)
+            part = lst[start : start + length]
+            chunk[: len(part)] = part
+            ids.append(len(rows))
+            rows.append(chunk)
+        rowmap.append(ids)
+    zero = len(rows)
+    rows.append(np.full(length, pad, np.int64))
+    t = max(1, max(len(ids) for ids in rowmap))
+    table = np.full((len(lists), t), zero, np.int32)
+    for c, ids in enumerate(rowmap):
+        table[c, : len(ids)] = ids
+    return np.asarray(rows, np.int32), table
+
+
+def unpack_rows(rows: np.ndarray, rowmap: np.ndarray, pad: int) -> list:
+    """Inverse of pack_rows (without the padding): per channel its offsets."""
+    return [np.concatenate([rows[r][rows[r] != pad] for r in ids]) if len(ids) else np.zeros(0, np.int32) for ids in rowmap]
+
+
+def te_row_sums(read, rows, shape, acc: str, name: str):
+    """row_sum[..., r, *pos] = sum_j read(pos, rows[r, j]) over one batch of rows (TE)."""
+    from tvm import te
+
+    j = te.reduce_axis((0, int(rows.shape[1])), name=f"j_{name}")
+    return te.compute(shape, lambda n, r, *pos: te.sum(read(n, pos, rows[r, j]).astype(acc), axis=j), name=name)
+
+
+def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
+    """acc[n, c, *pos] = sum_t row_sum[n, rowmap[c, t], *pos] (TE)."""
+    from tvm import te
+
+    t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
+    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t), name=name)
+
+
+def bytes_of(rows: np.ndarray, rowmap: np.ndarray) -> int:
+    return int(rows.nbytes + rowmap.nbytes)
