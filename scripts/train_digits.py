@@ -87,7 +87,6 @@ def main(argv=None) -> int:
                     help="torch threads; 1 was faster than 2 on the shared 2-core machine (measured)")
     args = ap.parse_args(argv)
 
-    import onnx
     import torch
 
     from tvm_deepchip.onnx_io import atomic_output, save_model
@@ -142,6 +141,8 @@ def main(argv=None) -> int:
     }
     with atomic_output(paths["train.json"]) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
+    for p in paths.values():
+        os.chmod(p, 0o644)  # atomic_output's temporary files are private (0600)
     print(json.dumps({"test_accuracy": acc, "ternary_sparsity_overall": overall,
                       "files_bytes": report["files_bytes"]}, indent=2))
     return 0

@@ -214,7 +214,19 @@ def ort_accuracy(model: onnx.ModelProto | str, x: np.ndarray, y: np.ndarray) -> 
     return float((logits.argmax(1) == y).mean())
 
 
-def train_both(seed: int = 0, *, fp32_epochs: int = 40, qat_epochs: int = 60, lr: float = 2e-3,
+def train_ternary(fp32: DigitsConvNet, data: dict, *, sparsity: float = 0.9, epochs: int = 120,
+                  lr: float = 1e-3, seed: int = 0, log=None) -> DigitsConvNet:
+    """QAT from trained FP32 weights (as TTQ starts) to `sparsity` zeros in every ternary layer.
+    One model per operating point: post-training ternarization of this net without retraining
+    falls to chance accuracy (measured, see digits_train.json), so a sparsity sweep retrains."""
+    tern = DigitsConvNet(ternary=True)
+    tern.load_state_dict(fp32.state_dict(), strict=False)  # wp/wn are set by init_scales
+    train(tern, data["x_train"], data["y_train"], epochs=epochs, lr=lr, seed=seed + 1,
+          target_sparsity=sparsity, log=log)
+    return tern
+
+
+def train_both(seed: int = 0, *, fp32_epochs: int = 120, qat_epochs: int = 120, lr: float = 2e-3,
                qat_lr: float = 1e-3, target_sparsity: float = 0.9, log=print):
     """FP32 then ternary (initialised from FP32). Returns (fp32 model, ternary model, split, timings)."""
     data = load_split(seed)
@@ -224,10 +236,7 @@ def train_both(seed: int = 0, *, fp32_epochs: int = 40, qat_epochs: int = 60, lr
     t0 = time.time()
     train(fp32, data["x_train"], data["y_train"], epochs=fp32_epochs, lr=lr, seed=seed, log=log)
     times["fp32_s"] = time.time() - t0
-    tern = DigitsConvNet(ternary=True)
-    tern.load_state_dict(fp32.state_dict(), strict=False)  # wp/wn are set by init_scales
     t0 = time.time()
-    train(tern, data["x_train"], data["y_train"], epochs=qat_epochs, lr=qat_lr, seed=seed + 1,
-          target_sparsity=target_sparsity, log=log)
+    tern = train_ternary(fp32, data, sparsity=target_sparsity, epochs=qat_epochs, lr=qat_lr, seed=seed, log=log)
     times["ternary_s"] = time.time() - t0
     return fp32, tern, data, times
