@@ -205,7 +205,12 @@ def _finish_producers(sch, accs) -> None:
                 continue
             seen.add(name)
             loops = sch.get_loops(prod)
-            if _extent(sch, loops[-1]) % 16 == 0:
+            split = sch.get(prod).annotations.get("deepchip_split")
+            if split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
+                h, w = (int(v) for v in split)
+                _, _, xl = sch.split(loops[-1], [None, h, w])
+                sch.vectorize(xl)
+            elif _extent(sch, loops[-1]) % 16 == 0:
                 _, li = sch.split(loops[-1], [None, 16])
                 sch.vectorize(li)
 

@@ -72,7 +72,7 @@ def build(layer, in_shape, fmt, knobs=None, seed=0):
         func = _sampled(func, seed)
     else:
         func = schedule_func(func, target())
-    return lowered, tvm.compile(tvm.IRModule({"main": func}), target=target())
+    return lowered, tvm.tirx.build(tvm.IRModule({"main": func}), target=target())
 
 
 def _sampled(func, seed):

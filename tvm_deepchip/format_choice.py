@@ -37,7 +37,7 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
 
     target = targets.tvm_target(preset)
     mod, lowered, out = layer_module(layer, in_shape, fmt, target)
-    lib = tvm.build(mod, target=target)
+    lib = tvm.tirx.build(mod, target=target)
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
     info = np.iinfo(layer.in_dtype)

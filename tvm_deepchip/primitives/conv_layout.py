@@ -52,8 +52,9 @@ class ConvGeometry:
     flat = property(lambda g: g.sh == 1 and g.sw == 1 and g.out_flat <= 2 * g.ho * g.wo)
     image = property(lambda g: g.ci * g.hp * g.wp)  # padded codes of one image
     out_flat = property(lambda g: -(-g.ho * g.wp // FLAT_BLOCK) * FLAT_BLOCK)
-    # tail of zeros: padded list entries and the discarded positions past the last row land here
-    flat_len = property(lambda g: g.image + max(g.out_flat, g.hp * g.wp) + FLAT_BLOCK)
+    # tail of zeros: padded list entries and the discarded positions past the last row land
+    # here. Whole images long, so the layout loop splits into (channel, y, x) without div/mod.
+    flat_len = property(lambda g: (g.ci + -(-(max(g.out_flat, g.hp * g.wp) + FLAT_BLOCK) // (g.hp * g.wp))) * g.hp * g.wp)
 
     def out_shape(self):
         return (self.n, self.co, self.ho, self.wo)
@@ -95,7 +96,8 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat"):
         val = tirx.if_then_else(inside, x[n, tirx.min(c, geo.ci - 1), y, xx], tirx.const(zp, x.dtype))
         return tirx.if_then_else(i < geo.image, val, tirx.const(0, x.dtype))
 
-    return te.compute((geo.n, geo.flat_len), f, name=name)
+    # the schedule splits the flat loop by these extents (schedules/common._finish_producers)
+    return te.compute((geo.n, geo.flat_len), f, name=name, attrs={"deepchip_split": [geo.hp, geo.wp]})
 
 
 # -- numpy references ------------------------------------------------------------------------

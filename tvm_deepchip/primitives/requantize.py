@@ -11,6 +11,11 @@ point correction (padding is filled with zp_x, so every tap contributes q - zp_x
 rounding constant 2^(shift-1) (round half up). ReLU/Clip and saturation are folded into lo/hi:
 round is monotone, so clamping after rounding equals clipping before it.
 
+The kernels evaluate that integer formula in float64: every term is an integer below 2^53
+(checked when the constants are fitted, by lowering the shift if needed), so each product and
+sum is exact and floor(v * 2^-shift) equals the arithmetic shift, bit for bit. x86 without
+AVX-512 has no 64-bit integer multiply; double-precision FMA is one instruction.
+
 The last layer (float output) ends in a float32 epilogue instead: y = acc_p*S_p - acc_n*S_n + b.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..layer import QuantLayer
 
 MAX_SHIFT = 40  # beyond this M's precision no longer improves; keeps B well inside int64
 MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int64
+EXACT_BITS = 52  # |every term| < 2^52: exact in float64 (53-bit mantissa), with a bit to spare
 
 
 @dataclass
@@ -41,7 +47,9 @@ class Epilogue:
     act_hi: float = np.inf
 
     def consts(self) -> list[np.ndarray]:
-        return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+        """What the kernel reads: float64 copies of the (exactly representable) integers."""
+        arrays = [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+        return [a.astype(np.float64) for a in arrays] if self.integer else arrays
 
 
 def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +57,14 @@ def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
     s = layer.signs.reshape(layer.out_channels, -1).astype(np.int64)
     if layer.weight_kind == "int8":
         return s.sum(1), np.zeros(len(s), np.int64)
+    return (s > 0).sum(1), (s < 0).sum(1)
+
+
+def _abs_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the largest |acc| per input unit: tap counts (ternary) or sum |w| (int8)."""
+    s = layer.signs.reshape(layer.out_channels, -1).astype(np.int64)
+    if layer.weight_kind == "int8":
+        return np.abs(s).sum(1), np.zeros(len(s), np.int64)
     return (s > 0).sum(1), (s < 0).sum(1)
 
 
@@ -77,11 +93,18 @@ def fit(layer: QuantLayer) -> Epilogue:
     ratios = s_x * np.concatenate([wp] + ([wn] if wn is not None else [])) / s_y
     top = float(ratios.max()) if ratios.size and ratios.max() > 0 else 1.0
     shift = int(min(MAX_SHIFT, MULT_BITS - 1 - np.floor(np.log2(top))))
-    shift = max(shift, 1)
-    scale = float(2**shift)
-    mult_p = np.round(s_x * wp / s_y * scale).astype(np.int64)
-    mult_n = None if wn is None else np.round(s_x * wn / s_y * scale).astype(np.int64)
-    bias = np.round(b / s_y * scale).astype(np.int64) + (zp_y << shift) + (1 << (shift - 1))
+    in_max = 255 if layer.in_dtype == "uint8" else 128
+    acc_p_max, acc_n_max = (in_max * n for n in _abs_counts(layer))
+    while True:
+        shift = max(shift, 1)
+        scale = float(2**shift)
+        mult_p = np.round(s_x * wp / s_y * scale).astype(np.int64)
+        mult_n = None if wn is None else np.round(s_x * wn / s_y * scale).astype(np.int64)
+        bias = np.round(b / s_y * scale).astype(np.int64) + (zp_y << shift) + (1 << (shift - 1))
+        bound = np.abs(mult_p) * acc_p_max + (np.abs(mult_n) * acc_n_max if wn is not None else 0) + np.abs(bias)
+        if bound.max() < 2**EXACT_BITS or shift == 1:
+            break
+        shift -= 1
     info = np.iinfo(layer.out.dtype)
     lo, hi = int(info.min), int(info.max)
     if np.isfinite(layer.act_lo):
@@ -111,12 +134,13 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
             if np.isfinite(epi.act_hi):
                 y = te.min(y, tirx.const(epi.act_hi, "float32"))
             return y
-        v = acc_p(*idx).astype("int64") * mp[c]
+        # exact integer arithmetic carried in float64 (see the module docstring)
+        v = acc_p(*idx).astype("float64") * mp[c]
         if mn is not None:
-            v = v - acc_n(*idx).astype("int64") * mn[c]
-        v = tirx.shift_right(v + b[c], tirx.const(epi.shift, "int64"))
-        v = te.max(te.min(v, tirx.const(epi.hi, "int64")), tirx.const(epi.lo, "int64"))
-        return v.astype(epi.out_dtype)
+            v = v - acc_n(*idx).astype("float64") * mn[c]
+        v = tirx.floor((v + b[c]) * tirx.const(2.0**-epi.shift, "float64"))
+        v = te.max(te.min(v, tirx.const(epi.hi, "float64")), tirx.const(epi.lo, "float64"))
+        return v.astype("int32").astype(epi.out_dtype)
 
     return expr
 
