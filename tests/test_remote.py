@@ -124,6 +124,24 @@ def test_tracker_no_free_device_times_out_naming_key():
             assert time.monotonic() < deadline, "tracker devices did not come back after release"
 
 
+@needs_rpc
+@pytest.mark.qemu
+def test_busy_server_times_out_and_frees_the_caller(model):
+    """A direct server serves one session at a time: a second client gets a timeout, not a hang."""
+    held = remote.connect(rpc=RPC, timeout=60)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=RPC):
+            remote.connect(rpc=RPC, timeout=3)
+        assert time.monotonic() - t0 < 10
+        assert not [t for t in threading.enumerate() if t.name.startswith("deepchip-rpc")]
+    finally:
+        held.close()
+    # once released, the next job gets the server (run_remote releases its session when done)
+    for _ in range(2):
+        np.testing.assert_array_equal(remote.run_remote(model["arm"], model["x"], rpc=RPC, timeout=30), model["ref"])
+
+
 def _session_children(pgid: int) -> list[int]:
     from tvm_deepchip import qemu
 
@@ -168,6 +186,7 @@ def test_server_fault_mid_run(fault, tmp_path):
         assert isinstance(box.get("error"), DeviceError), box
         assert f"127.0.0.1:{port}" in str(box["error"])
         assert box["elapsed"] < timeout + 3
+        assert not [t for t in threading.enumerate() if t.name.startswith("deepchip-rpc")]  # no call left blocked
     finally:
         qemu.stop(rec)
     assert qemu.group_members(rec["pid"]) == []  # nothing of that server's process group is left

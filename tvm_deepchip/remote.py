@@ -6,13 +6,15 @@ it overruns. The server side also gets a session timeout, so it kills the sessio
 """
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import stat
 import struct
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -67,8 +69,46 @@ def _probe(host: str, port: int, what: str) -> None:
         ) from None
 
 
+def _socket_peers() -> dict[int, tuple]:
+    """fd -> peer address of this process's connected sockets (TVM's RPC sockets live in C++)."""
+    peers = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            peers[fd] = s.getpeername()
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return peers
+
+
+def _shutdown(peers: dict[int, tuple]) -> None:
+    """Shut those sockets down (if they still go to the same peer): a blocked recv returns."""
+    now = _socket_peers()
+    for fd, peer in peers.items():
+        if now.get(fd) == peer:
+            s = socket.socket(fileno=os.dup(fd))
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+
 def bounded(fn: Callable[[], Any], timeout: float, what: str, on_timeout: Callable[[], None] | None = None):
-    """fn() in a daemon thread; DeviceError(what) when it does not return within `timeout` s."""
+    """fn() in a daemon thread; DeviceError(what) when it does not return within `timeout` s.
+
+    On timeout `on_timeout` (e.g. shutting the session's socket down) should unblock the thread,
+    so no call is left hanging in the background.
+    """
     box: dict = {}
 
     def target():
@@ -83,6 +123,7 @@ def bounded(fn: Callable[[], Any], timeout: float, what: str, on_timeout: Callab
     if th.is_alive():
         if on_timeout is not None:
             on_timeout()
+            th.join(5)
         raise DeviceError(f"{what}: no answer within {timeout:g} s (device dead, stopped or busy)")
     if "error" in box:
         err = box["error"]
@@ -101,6 +142,7 @@ class Remote:
     where: str
     timeout: float
     deadline: float = 0.0
+    sockets: dict = field(default_factory=dict)  # the session's sockets, shut down on timeout
 
     def __post_init__(self):
         self.deadline = self.deadline or time.monotonic() + self.timeout
@@ -110,7 +152,16 @@ class Remote:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise DeviceError(f"{what} on {self.where}: the {self.timeout:g} s budget is used up")
-        return bounded(fn, left, f"{what} on {self.where}")
+        return bounded(fn, left, f"{what} on {self.where}", on_timeout=lambda: _shutdown(self.sockets))
+
+    def close(self) -> None:
+        """Drop the session now (TVM closes it when the last reference goes; cycles need gc)."""
+        self.session = None
+        gc.collect()
+
+
+def _new_sockets(before: dict) -> dict:
+    return {fd: p for fd, p in _socket_peers().items() if before.get(fd) != p}
 
 
 def connect(rpc: str | None = None, tracker: str | None = None, key: str | None = None,
@@ -131,9 +182,11 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         host, port = parse_addr(rpc, "--rpc")
         _probe(host, port, "TVM RPC server")
         where = f"RPC server {host}:{port}"
+        before = _socket_peers()
         sess = bounded(lambda: tvm.rpc.connect(host, port, session_timeout=session_timeout),
-                       timeout, f"connecting to {where}")
-        return Remote(sess, where, timeout, start + timeout)
+                       timeout, f"connecting to {where} (busy with another session?)",
+                       on_timeout=lambda: _shutdown(_new_sockets(before)))
+        return Remote(sess, where, timeout, start + timeout, _new_sockets(before))
     if tracker:
         if not key:
             raise InputError("--tracker needs --key KEY (the device key servers registered with)")
@@ -150,10 +203,12 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         where = f"device key {key!r} via tracker {host}:{port}"
         # request() blocks until a device is free; closing the tracker socket on timeout drops
         # the queued request so a late match does not hold a device for nobody
+        before = _socket_peers()
         sess = bounded(lambda: tsess.request(key, priority=1, session_timeout=session_timeout, max_retry=1),
                        timeout, f"waiting for a free device with key {key!r} from tracker {host}:{port}",
-                       on_timeout=tsess.close)
-        return Remote(sess, where, timeout, start + timeout)
+                       on_timeout=lambda: (tsess.close(), _shutdown(_new_sockets(before))))
+        tsess.close()
+        return Remote(sess, where, timeout, start + timeout, _new_sockets(before))
     raise InputError("no device given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
 
 
@@ -210,10 +265,16 @@ def run_remote(so_path, x, rpc: str | None = None, tracker: str | None = None, k
 
     check_arch(so_path, arch, _where(rpc, tracker, key))
     remote = connect(rpc, tracker, key, timeout)
-    vm, dev = _load_vm(remote, so_path, arch)
-    args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
-    out = remote.call(lambda: vm["main"](*args), f"running {Path(so_path).name}")
-    return remote.call(lambda: _to_numpy(out), "fetching the output")
+    try:
+        vm, dev = _load_vm(remote, so_path, arch)
+        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+        # the stateful calls are TVM's RPC-safe way: a tuple result comes back field by field
+        remote.call(lambda: vm.set_input("main", *args), "setting the input")
+        remote.call(lambda: vm.invoke_stateful("main"), f"running {Path(so_path).name}")
+        return remote.call(lambda: _to_numpy(vm.get_outputs("main")), "fetching the output")
+    finally:
+        vm = dev = args = None
+        remote.close()  # a direct server serves one session at a time: free it for the next job
 
 
 def bench_remote(so_path, x, rpc: str | None = None, tracker: str | None = None, key: str | None = None,
@@ -223,11 +284,15 @@ def bench_remote(so_path, x, rpc: str | None = None, tracker: str | None = None,
 
     check_arch(so_path, arch, _where(rpc, tracker, key))
     remote = connect(rpc, tracker, key, timeout)
-    vm, dev = _load_vm(remote, so_path, arch)
-    args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
-    ftimer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
-    res = remote.call(lambda: ftimer(*args), f"timing {Path(so_path).name}")
-    return _stats(res.results, number, repeat, remote.where)
+    try:
+        vm, dev = _load_vm(remote, so_path, arch)
+        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+        ftimer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
+        res = remote.call(lambda: list(ftimer(*args).results), f"timing {Path(so_path).name}")
+        return _stats(res, number, repeat, remote.where)
+    finally:
+        vm = dev = args = ftimer = None
+        remote.close()
 
 
 def _stats(results, number, repeat, where) -> dict:
