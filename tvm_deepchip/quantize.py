@@ -133,9 +133,27 @@ def _set_weight(node, g, new_inits, kind, w, b, payload):
     return extra
 
 
-def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report):
+def _check_layer_sparsity(layer_sparsity, layers, where):
+    """Per-layer sparsity targets: fractions in [0, 1), keyed by node names that exist."""
+    if layer_sparsity is None:
+        return {}
+    if not isinstance(layer_sparsity, dict):
+        raise InputError(f"layer_sparsity: expected a dict of node name -> fraction, got {type(layer_sparsity).__name__}")
+    names = {n.name or n.output[0] for n in layers}
+    unknown = sorted(set(layer_sparsity) - names)
+    if unknown:
+        raise InputError(f"layer_sparsity names {unknown} are not Conv/Gemm/MatMul nodes of {where} "
+                         f"(its layers: {sorted(names)})")
+    for name, s in layer_sparsity.items():
+        if not isinstance(s, numbers.Real) or not 0 <= s < 1:
+            raise InputError(f"layer_sparsity[{name!r}] = {s!r}: expected a fraction in [0, 1)")
+    return dict(layer_sparsity)
+
+
+def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity=None):
     """Quantize the weights of `layers` in place in `model`; returns the set of quantized layers."""
     new_inits, dq_nodes, quantized = [], {}, []
+    layer_sparsity = layer_sparsity or {}
     first, last = (layers[0], layers[-1]) if layers else (None, None)
     for node in layers:
         w, b, why = _layer_weight(node, g)
@@ -149,7 +167,7 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
         edge = node is first or node is last
         kind = "ternary" if tern is not None or not edge else first_last
         if kind == "ternary":
-            tern = tern or ternarize(w, threshold, sparsity, per_channel)
+            tern = tern or ternarize(w, threshold, layer_sparsity.get(name, sparsity), per_channel)
             dq_nodes[id(node)] = _set_weight(node, g, new_inits, "ternary", tern.weight(), b, tern)
             report.layers.append(layer_report(name, node.op_type, "ternary", w, fan_in, tern.signs, tern.wp,
                                               tern.wn, tern.per_channel, tern.kept))
@@ -181,13 +199,16 @@ def _drop_unused(model):
 
 
 def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, per_channel=False,
-             first_last="int8", calib=None, calib_method="minmax", percentile=99.99, seed=0):
+             first_last="int8", calib=None, calib_method="minmax", percentile=99.99, seed=0,
+             layer_sparsity=None):
     """Quantize a float ONNX model (ModelProto or path) into DeepChip's QDQ form.
 
     threshold: zeros where |w| <= threshold*max|W| (per layer); sparsity (in [0, 1)) instead picks
     each layer's threshold so that this fraction of its weights is zero. per_channel: one
-    (Wp, Wn) pair per output channel. first_last: "int8" (per-channel int8 weights), "float" or
-    "ternary" for the first and last layers. calib: float images [N, ...] (array, .npz or .npy
+    (Wp, Wn) pair per output channel. layer_sparsity: {node name: fraction} overrides the
+    threshold/sparsity of those ternary layers (weights already ternary are still kept).
+    first_last: "int8" (per-channel int8 weights), "float" or "ternary" for the first and last
+    layers. calib: float images [N, ...] (array, .npz or .npy
     path) or None (16 random [0, 1) images, with a warning). Returns (ModelProto, QuantReport);
     writes `output_path` atomically when given. Bad input raises InputError and writes nothing."""
     _check_options(threshold, sparsity, first_last, calib_method, percentile)
@@ -209,9 +230,12 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
             log.warning("node %r stays float: %s", name, why)
             report.float_nodes.append((name, why))
     layers = [n for n in model.graph.node if n.op_type in LAYER_OPS]
+    layer_sparsity = _check_layer_sparsity(layer_sparsity, layers, where)
+    if layer_sparsity:
+        report.options["layer_sparsity"] = dict(layer_sparsity)
     if not layers:
         log.warning("%s has no Conv/Gemm/MatMul layer: nothing to quantize", where)
-    quantized = _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report)
+    quantized = _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity)
     _drop_unused(model)
 
     g = activations.Graph(model.graph)

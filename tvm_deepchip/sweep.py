@@ -1,0 +1,198 @@
+"""The accuracy / efficiency trade-off: one row per operating point of a quantized model.
+
+Every point is measured the same way: quantize (post-training at a threshold or target sparsity,
+or from a QAT-trained model), compile for x86, run the test images through the compiled module
+(accuracy against the labels), take weight bytes and compression against FP32 from the compile
+report (what the deployed kernels read at run time), and time the Relax VM at the compiled batch.
+The baseline row is the FP32 model in onnxruntime (accuracy and latency, same batch, same machine).
+Modes: `ptq` (any float model), `qat` (the bundled digits network, needs torch, see `sweep_qat`),
+and the automatic per-layer search (`sweep_auto`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import onnx_io, oracle
+from .errors import InputError
+
+COLUMNS = ["point", "mode", "threshold", "sparsity_target", "sparsity", "accuracy", "oracle_accuracy",
+           "delta_points", "weight_bytes", "fp32_weight_bytes", "compression", "latency_ms", "speedup"]
+
+
+def load_images(path, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (key `x`, or the first array) and labels (key `y`, or the second) from an .npz."""
+    path = Path(path)
+    try:
+        f = np.load(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read images ({err}); expected an .npz with arrays x [N,...] and y [N]") from None
+    files = list(f.files) if hasattr(f, "files") else []
+    if not files:
+        raise InputError(f"{path}: expected an .npz with arrays x [N, ...] (and y [N] for test data)")
+    x = f["x"] if "x" in files else f[files[0]]
+    if not need_labels:
+        return x.astype(np.float32), None
+    rest = [k for k in files if k != ("x" if "x" in files else files[0])]
+    if "y" not in files and not rest:
+        raise InputError(f"{path}: test data needs labels: an array y [N] next to x")
+    y = f["y"] if "y" in files else f[rest[0]]
+    y = np.asarray(y).reshape(-1)
+    if len(y) != len(x):
+        raise InputError(f"{path}: {len(x)} images but {len(y)} labels")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def model_batch(model: onnx.ModelProto, default: int) -> int:
+    """The model's static batch (first input, first dimension), or `default` when it is dynamic."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim
+    return dim[0].dim_value if dim and dim[0].HasField("dim_value") and dim[0].dim_value > 0 else default
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(min(5, runs)):
+        fn()
+    t = []
+    for _ in range(runs):
+        s = time.perf_counter()
+        fn()
+        t.append(time.perf_counter() - s)
+    return 1e3 * float(np.median(t))
+
+
+def _batches(x: np.ndarray, batch: int):
+    """Chunks of `batch` images; the last one padded with zeros (the module has a static batch)."""
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        if len(xb) < batch:
+            xb = np.concatenate([xb, np.zeros((batch - len(xb),) + xb.shape[1:], np.float32)])
+        yield xb
+
+
+def fp32_row(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: int, runs: int) -> dict:
+    """Baseline: the float model in onnxruntime (default session: all cores)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    pred = np.concatenate([sess.run(None, {name: xb})[0].argmax(1) for xb in _batches(x, batch)])[:len(x)]
+    acc = float(np.mean(pred == y))
+    fp32_bytes = sum(int(np.prod(i.dims)) * 4 for i in model.graph.initializer
+                     if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) >= 2)
+    xb = next(_batches(x, batch))
+    ms = median_ms(lambda: sess.run(None, {name: xb}), runs)
+    return {"point": "fp32", "mode": "onnxruntime", "threshold": None, "sparsity_target": None, "sparsity": 0.0,
+            "accuracy": acc, "oracle_accuracy": acc, "delta_points": 0.0, "weight_bytes": fp32_bytes,
+            "fp32_weight_bytes": fp32_bytes, "compression": 1.0, "latency_ms": ms, "speedup": 1.0}
+
+
+def ternary_sparsity(qreport) -> float | None:
+    """Fraction of zeros over all ternary-layer weights (None when no layer is ternary)."""
+    t = qreport.ternary_layers()
+    n = sum(r.weights for r in t)
+    return float(sum(r.sparsity * r.weights for r in t) / n) if n else None
+
+
+def oracle_accuracy(qmodel, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(oracle.run(qmodel, x).argmax(1) == y))
+
+
+def measure(qmodel: onnx.ModelProto, qreport, x: np.ndarray, y: np.ndarray, base: dict, *, batch: int,
+            runs: int, tuning_log="auto", **fields) -> dict:
+    """Compile `qmodel` for x86 and measure one row (see the module docstring)."""
+    import tvm
+    from tvm import relax
+
+    from .compiler import compile as compile_model
+
+    name = qmodel.graph.input[0].name
+    compiled = compile_model(qmodel, "x86", input_shapes={name: (batch,) + tuple(x.shape[1:])},
+                             tuning_log=tuning_log)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    pred = np.concatenate([vm["main"](tvm.runtime.tensor(xb)).numpy().argmax(1) for xb in _batches(x, batch)])
+    acc = float(np.mean(pred[:len(x)] == y))
+    x1 = tvm.runtime.tensor(next(_batches(x, batch)))
+    ms = median_ms(lambda: vm["main"](x1), runs)
+    t = compiled.report.totals()
+    row = {"point": "", "mode": "", "threshold": None, "sparsity_target": None, "sparsity": ternary_sparsity(qreport),
+           "accuracy": acc, "oracle_accuracy": oracle_accuracy(qmodel, x, y),
+           "delta_points": 100.0 * (acc - base["accuracy"]), "weight_bytes": t["weight_bytes"],
+           "fp32_weight_bytes": t["fp32_weight_bytes"], "compression": t["compression"], "latency_ms": ms,
+           "speedup": base["latency_ms"] / ms}
+    row.update(fields)
+    return row
+
+
+def progress(log, row: dict) -> None:
+    if log:
+        sp = "-" if row["sparsity"] is None else f"{row['sparsity']:.3f}"
+        log(f"[sweep] {row['point']}: accuracy {row['accuracy']:.4f} (oracle {row['oracle_accuracy']:.4f}), "
+            f"sparsity {sp}, {row['weight_bytes']} B ({row['compression']:.2f}x), "
+            f"{row['latency_ms']:.3f} ms ({row['speedup']:.2f}x vs FP32 onnxruntime)")
+
+
+def ptq_rows(model, x_calib, x, y, base, *, thresholds=None, sparsities=None, batch, runs,
+             tuning_log="auto", per_channel=False, log=None) -> list[dict]:
+    """Post-training quantization at each threshold (or target sparsity)."""
+    from .quantize import quantize
+
+    grid = [("threshold", t) for t in thresholds or []] + [("sparsity", s) for s in sparsities or []]
+    rows = []
+    for kind, v in grid:
+        opts = {"threshold": v} if kind == "threshold" else {"sparsity": v}
+        qmodel, qreport = quantize(model, calib=x_calib, per_channel=per_channel, **opts)
+        row = measure(qmodel, qreport, x, y, base, batch=batch, runs=runs, tuning_log=tuning_log,
+                      point=f"ptq {kind[0]}={v:g}", mode="ptq", threshold=v if kind == "threshold" else None,
+                      sparsity_target=v if kind == "sparsity" else None)
+        progress(log, row)
+        rows.append(row)
+    return rows
+
+
+def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=None, auto=False,
+          budget=0.5, batch=1, runs=50, tuning_log="auto", per_channel=False, epochs=None,
+          max_steps=None, steps=None, seed=0, log=None) -> dict:
+    """Run the sweep; returns {"baseline": row, "rows": [...], "auto": {...} | None, "options": {...}}.
+
+    model_path: the float ONNX model (for qat: the FP32 digits model). calib/test: .npz paths or
+    arrays ((x) and (x, y)). budget: accuracy points below FP32 allowed in the automatic mode."""
+    if mode not in ("ptq", "qat"):
+        raise InputError(f"mode {mode!r}: expected 'ptq' or 'qat'")
+    model = onnx_io.load_model(model_path)
+    x_calib = calib if isinstance(calib, np.ndarray) else load_images(calib, False)[0]
+    x, y = test if isinstance(test, tuple) else load_images(test, True)
+    if not thresholds and not sparsities and not auto:
+        raise InputError("nothing to sweep: give thresholds or sparsities (or auto)")
+    if mode == "qat" and thresholds:
+        raise InputError("qat mode sweeps target sparsities (QAT trains to a sparsity, not a threshold)")
+    batch = model_batch(model, batch)
+    base = fp32_row(model, x, y, batch, runs)
+    if log:
+        log(f"[sweep] fp32 (onnxruntime): accuracy {base['accuracy']:.4f}, {base['latency_ms']:.3f} ms at batch {batch}")
+    common = dict(batch=batch, runs=runs, tuning_log=tuning_log, log=log)
+    if mode == "ptq":
+        rows = ptq_rows(model, x_calib, x, y, base, thresholds=thresholds, sparsities=sparsities,
+                        per_channel=per_channel, **common)
+    else:
+        from .sweep_qat import qat_rows
+
+        rows = qat_rows(model_path, x_calib, x, y, base, sparsities=sparsities or [], epochs=epochs,
+                        max_steps=max_steps, seed=seed, **common)
+    auto_result = None
+    if auto:
+        from . import sweep_auto
+
+        if mode == "ptq":
+            auto_result = sweep_auto.search(model, x_calib, x, y, base, budget=budget, steps=steps,
+                                            per_channel=per_channel, **common)
+            rows.append(auto_result.pop("row"))
+        else:
+            auto_result = sweep_auto.pick(rows, base, budget)
+    opts = dict(model=str(model_path), mode=mode, thresholds=thresholds, sparsities=sparsities, auto=auto,
+                budget=budget if auto else None, batch=batch, runs=runs, tuning_log=tuning_log,
+                per_channel=per_channel, epochs=epochs, max_steps=max_steps, seed=seed, test_images=len(x),
+                calib_images=len(x_calib))
+    return {"baseline": base, "rows": rows, "auto": auto_result, "options": opts}

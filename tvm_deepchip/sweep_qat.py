@@ -1,0 +1,115 @@
+"""QAT sweep points for the bundled digits network: one ternary model trained per target sparsity.
+
+Post-training ternarization of the FP32 digits net falls to chance accuracy at every threshold
+(measured, see data/digits_train.json), so each point is trained with DeepChip's training-time
+quantizer (`train.digits.train_ternary`) from the FP32 weights, exported, quantized (the ternary
+weights are kept as trained) and measured like a PTQ point.
+
+The FP32 starting point is read back from the shipped FP32 ONNX (BatchNorm folded into the
+convs): `fp32_from_onnx` "unfolds" it into a `DigitsConvNet` whose eval-mode output equals the
+ONNX model's. Each folded conv weight channel is rescaled to the layer's RMS (BN folding had
+scaled channels differently; equal channel scales let one per-layer ternary threshold treat the
+channels alike, as in the trainer, where BN's scale sits outside the conv) and the BatchNorm gets
+gamma/beta/running statistics that undo the rescaling exactly for the training images.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, UnsupportedError
+from .sweep import measure, progress
+
+
+def _require_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UnsupportedError("qat mode needs PyTorch: pip install 'tvm-deepchip[train]'") from None
+
+
+def fp32_from_onnx(model_path, x_train: np.ndarray):
+    """A DigitsConvNet (FP32) equal, in eval mode, to the digits FP32 ONNX at `model_path`."""
+    _require_torch()
+    import torch
+    from onnx import numpy_helper
+
+    from . import onnx_io
+    from .train.digits import LAYERS, DigitsConvNet
+
+    onnx_model = onnx_io.load_model(model_path)
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
+    net = DigitsConvNet(ternary=False).eval()
+    want = {f"{n}.weight": tuple(net.convs[n].weight.shape) for n in net.convs}
+    want.update({f"{n}.bias": (net.convs[n].out_channels,) for n in net.convs})
+    want.update({"fc.weight": tuple(net.fc.weight.shape), "fc.bias": tuple(net.fc.bias.shape)})
+    bad = [k for k, shape in want.items() if k not in inits or tuple(inits[k].shape) != shape]
+    if bad:
+        raise UnsupportedError(f"{model_path}: qat mode trains the bundled digits network "
+                               f"(tvm_deepchip/train/digits.py); initializers {bad} are missing or have "
+                               "other shapes")
+    with torch.no_grad():
+        x = torch.from_numpy(x_train.astype(np.float32))
+        for spec in LAYERS:
+            if spec == "pool":
+                x = torch.nn.functional.max_pool2d(x, 2)
+                continue
+            name = spec[0]
+            wf, b = inits[f"{name}.weight"].astype(np.float64), inits[f"{name}.bias"].astype(np.float64)
+            rms_c = np.sqrt((wf.reshape(len(wf), -1) ** 2).mean(1))
+            r = np.where(rms_c > 0, rms_c / max(np.sqrt((wf ** 2).mean()), 1e-30), 1.0)
+            conv, bn = net.convs[name], net.bns[name]
+            conv.weight.copy_(torch.from_numpy(wf / r[:, None, None, None]).float())
+            z = conv(x).double()  # z' = z / r per channel
+            mu, var = z.mean((0, 2, 3)).numpy(), z.var((0, 2, 3), unbiased=False).numpy()
+            bn.running_mean.copy_(torch.from_numpy(mu).float())
+            bn.running_var.copy_(torch.from_numpy(var).float())
+            bn.weight.copy_(torch.from_numpy(r * np.sqrt(var + bn.eps)).float())
+            bn.bias.copy_(torch.from_numpy(r * mu + b).float())
+            x = net.act(bn(conv(x)))
+        net.fc.weight.copy_(torch.from_numpy(np.array(inits["fc.weight"])))
+        net.fc.bias.copy_(torch.from_numpy(np.array(inits["fc.bias"])))
+    return net
+
+
+def train_point(fp32, data: dict, sparsity: float, *, epochs=None, max_steps=None, seed=0):
+    """A ternary DigitsConvNet trained from `fp32` to `sparsity` (the trainer's defaults unless
+    epochs is given; max_steps: a short run, for smoke tests)."""
+    from .train import digits
+
+    if max_steps is None:
+        kw = {} if epochs is None else {"epochs": epochs}
+        return digits.train_ternary(fp32, data, sparsity=sparsity, seed=seed, **kw)
+    tern = digits.DigitsConvNet(ternary=True)
+    tern.load_state_dict(fp32.state_dict(), strict=False)
+    digits.train(tern, data["x_train"], data["y_train"], epochs=epochs or 1, lr=1e-3, seed=seed + 1,
+                 target_sparsity=sparsity, max_steps=max_steps)
+    return tern
+
+
+def qat_rows(model_path, x_calib, x, y, base, *, sparsities, epochs=None, max_steps=None, seed=0,
+             batch, runs, tuning_log="auto", log=None) -> list[dict]:
+    """Train, export, quantize, compile and measure one row per target sparsity."""
+    _require_torch()
+    import time
+
+    from .quantize import quantize
+    from .train import digits
+
+    if not sparsities:
+        raise InputError("qat mode needs target sparsities (--sparsities 0.5,0.9,...)")
+    data = digits.load_split(seed)
+    fp32 = fp32_from_onnx(model_path, data["x_train"])
+    if log:
+        log(f"[sweep] qat: FP32 start read back from {model_path}: torch accuracy "
+            f"{digits.accuracy(fp32, x, y):.4f} on the test images")
+    rows = []
+    for s in sparsities:
+        t0 = time.time()
+        tern = train_point(fp32, data, s, epochs=epochs, max_steps=max_steps, seed=seed)
+        secs = time.time() - t0
+        qmodel, qreport = quantize(digits.to_onnx(tern), calib=x_calib)
+        row = measure(qmodel, qreport, x, y, base, batch=batch, runs=runs, tuning_log=tuning_log,
+                      point=f"qat s={s:g}", mode="qat", sparsity_target=s, train_seconds=round(secs, 1))
+        progress(log, row)
+        rows.append(row)
+    return rows
