@@ -98,6 +98,12 @@ def test_cli_qemu_status_and_run(model):
                           "-o", str(out), "--rpc", RPC], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(np.load(out), model["ref"])
+    bench = subprocess.run(["deepchip", "bench", str(model["arm"]), "--input", str(model["dir"] / "x.npy"),
+                            "--rpc", RPC, "--number", "2", "--repeat", "2", "--json"],
+                           capture_output=True, text=True, timeout=120)
+    assert bench.returncode == 0, bench.stderr
+    stats = json.loads(bench.stdout.splitlines()[0])
+    assert stats["median_ms"] > 0 and stats["where"] == f"RPC server {RPC}"
     bad = subprocess.run(["deepchip", "run", str(model["x86"]), "--input", str(model["dir"] / "x.npy"),
                           "--rpc", RPC], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "x86_64" in bad.stderr and "aarch64" in bad.stderr

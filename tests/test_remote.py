@@ -83,6 +83,27 @@ def test_bench_remote(model):
     assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"] < 1000
 
 
+@needs_rpc
+@pytest.mark.qemu
+def test_rpc_bench_script_table(model, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "rpc_bench.py"
+    np.save(tmp_path / "x.npy", model["x"])
+    rows_file = tmp_path / "rows.json"
+    res = subprocess.run([sys.executable, str(script), str(model["arm"]), str(model["x86"]), "--input",
+                          str(tmp_path / "x.npy"), "--rpc", RPC, "--number", "2", "--repeat", "2",
+                          "--json", str(rows_file)], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 1, res.stderr  # the x86 library is refused, the aarch64 one timed
+    rows = {r["model"]: r for r in json.loads(rows_file.read_text())}
+    assert rows["arm.so"]["median_ms"] > 0 and rows["arm.so"]["arch"] == "aarch64"
+    assert "x86_64" in rows["x86.so"]["error"]
+    assert "median ms" in res.stdout and "emulation timings" in res.stdout
+
+
 @needs_tracker
 @pytest.mark.qemu
 def test_run_through_tracker(model):

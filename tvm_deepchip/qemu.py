@@ -84,15 +84,18 @@ def _mounted(path: Path) -> bool:
 
 
 def mount_runtime(root: Path) -> list[str]:
-    """Bind /dev and mount /proc in the root (psutil, /dev/urandom); returns what was mounted."""
-    done = []
-    for name, cmd in (("proc", ["mount", "-t", "proc", "proc"]), ("dev", ["mount", "--bind", "/dev"])):
-        mp = root / name
-        mp.mkdir(exist_ok=True)
-        if not _mounted(mp):
-            _run(cmd + [str(mp)], f"mounting {mp}")
-            done.append(str(mp))
-    return done
+    """Mount /proc in the root (psutil, multiprocessing); returns what was mounted.
+
+    /dev is not bind-mounted on purpose: debootstrap already made the nodes the runtime needs
+    (null, zero, urandom, ...), and a bind of the host's /dev inside .cache would let an
+    `rm -rf .cache` delete the host's device nodes.
+    """
+    mp = root / "proc"
+    mp.mkdir(exist_ok=True)
+    if _mounted(mp):
+        return []
+    _run(["mount", "-t", "proc", "proc", str(mp)], f"mounting {mp}")
+    return [str(mp)]
 
 
 def unmount(paths) -> None:
