@@ -36,7 +36,7 @@ _PLATFORMS = {
 
 def runtime_wheels(arch: str) -> dict[str, Path]:
     """The apache-tvm, apache-tvm-ffi and typing_extensions wheels for `arch` (cached download)."""
-    from . import qemu
+    from . import qemu_root as qemu
 
     if arch not in _PLATFORMS:
         raise InputError(f"--arch {arch!r}: choose one of {sorted(_PLATFORMS)}")
@@ -45,7 +45,7 @@ def runtime_wheels(arch: str) -> dict[str, Path]:
     else:
         cache = qemu.CACHE / f"wheels-{arch}"
         cache.mkdir(parents=True, exist_ok=True)
-        specs = [s for s in qemu._wheel_specs() if s.split("==")[0] in ("apache-tvm", "apache-tvm-ffi", "typing_extensions")]
+        specs = [s for s in qemu.wheel_specs() if s.split("==")[0] in ("apache-tvm", "apache-tvm-ffi", "typing_extensions")]
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
                *sum((["--platform", p] for p in _PLATFORMS[arch]), []), "--python-version", "3.11",
                "--implementation", "cp", "--no-deps", "-d", str(cache), *specs]

@@ -1,26 +1,25 @@
 """Run and time a compiled model on an RPC device (a QEMU aarch64 root or a real board), or locally.
 
-Every remote step runs under a watchdog: TVM's RPC client blocks forever on a dead or stopped
-peer, so each call runs in a daemon thread and a DeviceError naming the address comes back when
-it overruns. The server side also gets a session timeout, so it kills the session on its own.
+Every remote step runs under a watchdog (rpc_watchdog.bounded) within one time budget per job,
+so a dead, frozen or busy device gives a DeviceError naming its address instead of a hang. The
+server also gets that budget as its session timeout and drops the session on its own.
 """
 from __future__ import annotations
 
 import gc
 import os
 import socket
-import stat
 import struct
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from .errors import DeviceError, InputError
+from .rpc_watchdog import bounded, new_sockets, shutdown_sockets, socket_peers
 
 # ELF e_machine values of the architectures we meet (elf.h)
 _EM = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
@@ -69,71 +68,6 @@ def _probe(host: str, port: int, what: str) -> None:
         ) from None
 
 
-def _socket_peers() -> dict[int, tuple]:
-    """fd -> peer address of this process's connected sockets (TVM's RPC sockets live in C++)."""
-    peers = {}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            s = socket.socket(fileno=os.dup(fd))
-        except OSError:
-            continue
-        try:
-            peers[fd] = s.getpeername()
-        except OSError:
-            pass
-        finally:
-            s.close()
-    return peers
-
-
-def _shutdown(peers: dict[int, tuple]) -> None:
-    """Shut those sockets down (if they still go to the same peer): a blocked recv returns."""
-    now = _socket_peers()
-    for fd, peer in peers.items():
-        if now.get(fd) == peer:
-            s = socket.socket(fileno=os.dup(fd))
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            finally:
-                s.close()
-
-
-def bounded(fn: Callable[[], Any], timeout: float, what: str, on_timeout: Callable[[], None] | None = None):
-    """fn() in a daemon thread; DeviceError(what) when it does not return within `timeout` s.
-
-    On timeout `on_timeout` (e.g. shutting the session's socket down) should unblock the thread,
-    so no call is left hanging in the background.
-    """
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # handed to the caller's thread
-            box["error"] = err
-
-    th = threading.Thread(target=target, daemon=True, name=f"deepchip-rpc:{what}")
-    th.start()
-    th.join(timeout)
-    if th.is_alive():
-        if on_timeout is not None:
-            on_timeout()
-            th.join(5)
-        raise DeviceError(f"{what}: no answer within {timeout:g} s (device dead, stopped or busy)")
-    if "error" in box:
-        err = box["error"]
-        if isinstance(err, (DeviceError, InputError)):
-            raise err
-        first = str(err).strip().splitlines()
-        raise DeviceError(f"{what} failed: {type(err).__name__}: {first[-1] if first else ''}") from err
-    return box.get("value")
-
-
 @dataclass
 class Remote:
     """An RPC session, where it came from (for error messages) and the deadline of its work."""
@@ -152,16 +86,12 @@ class Remote:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise DeviceError(f"{what} on {self.where}: the {self.timeout:g} s budget is used up")
-        return bounded(fn, left, f"{what} on {self.where}", on_timeout=lambda: _shutdown(self.sockets))
+        return bounded(fn, left, f"{what} on {self.where}", on_timeout=lambda: shutdown_sockets(self.sockets))
 
     def close(self) -> None:
         """Drop the session now (TVM closes it when the last reference goes; cycles need gc)."""
         self.session = None
         gc.collect()
-
-
-def _new_sockets(before: dict) -> dict:
-    return {fd: p for fd, p in _socket_peers().items() if before.get(fd) != p}
 
 
 def connect(rpc: str | None = None, tracker: str | None = None, key: str | None = None,
@@ -182,11 +112,11 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         host, port = parse_addr(rpc, "--rpc")
         _probe(host, port, "TVM RPC server")
         where = f"RPC server {host}:{port}"
-        before = _socket_peers()
+        before = socket_peers()
         sess = bounded(lambda: tvm.rpc.connect(host, port, session_timeout=session_timeout),
                        timeout, f"connecting to {where} (busy with another session?)",
-                       on_timeout=lambda: _shutdown(_new_sockets(before)))
-        return Remote(sess, where, timeout, start + timeout, _new_sockets(before))
+                       on_timeout=lambda: shutdown_sockets(new_sockets(before)))
+        return Remote(sess, where, timeout, start + timeout, new_sockets(before))
     if tracker:
         if not key:
             raise InputError("--tracker needs --key KEY (the device key servers registered with)")
@@ -203,12 +133,12 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         where = f"device key {key!r} via tracker {host}:{port}"
         # request() blocks until a device is free; closing the tracker socket on timeout drops
         # the queued request so a late match does not hold a device for nobody
-        before = _socket_peers()
+        before = socket_peers()
         sess = bounded(lambda: tsess.request(key, priority=1, session_timeout=session_timeout, max_retry=1),
                        timeout, f"waiting for a free device with key {key!r} from tracker {host}:{port}",
-                       on_timeout=lambda: (tsess.close(), _shutdown(_new_sockets(before))))
+                       on_timeout=lambda: (tsess.close(), shutdown_sockets(new_sockets(before))))
         tsess.close()
-        return Remote(sess, where, timeout, start + timeout, _new_sockets(before))
+        return Remote(sess, where, timeout, start + timeout, new_sockets(before))
     raise InputError("no device given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
 
 
