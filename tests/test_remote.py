@@ -212,3 +212,23 @@ def test_server_fault_mid_run(fault, tmp_path):
         qemu.stop(rec)
     assert qemu.group_members(rec["pid"]) == []  # nothing of that server's process group is left
     assert rec["pid"] not in [r["pid"] for r in qemu.status()]
+
+
+@needs_rpc
+@pytest.mark.qemu
+@pytest.mark.parametrize("fmt", ["sparse", "packed", "int8"])
+def test_compiled_quantized_convnet_matches_x86_bit_for_bit(fmt, tmp_path):
+    """deepchip's own compile --target aarch64, run over RPC: identical to the x86 build."""
+    import tvm_deepchip
+    from qdq_builders import small_convnet
+
+    m = small_convnet()
+    shape = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).random(shape).astype("float32")
+    tvm_deepchip.compile(m, "aarch64", tuning_log=None, default_ternary=fmt, output=tmp_path / "arm.so")
+    tvm_deepchip.compile(m, "x86", tuning_log=None, default_ternary=fmt, output=tmp_path / "x86.so")
+    assert remote.elf_arch(tmp_path / "arm.so") == "aarch64"
+    y_arm = remote.run_remote(tmp_path / "arm.so", x, rpc=RPC, timeout=120)
+    y_x86 = remote.run_local(tmp_path / "x86.so", x)
+    assert y_arm.shape == y_x86.shape and np.isfinite(y_arm).all()
+    np.testing.assert_array_equal(y_arm, y_x86)
