@@ -109,10 +109,28 @@ def test_cli_qemu_status_and_run(model):
     assert bad.returncode == 2 and "x86_64" in bad.stderr and "aarch64" in bad.stderr
 
 
+@pytest.fixture(scope="module")
+def qconvnet(tmp_path_factory):
+    """deepchip's own aarch64 build of a small quantized convnet, and its x86 output as reference."""
+    import tvm_deepchip
+    from qdq_builders import small_convnet
+
+    d = tmp_path_factory.mktemp("qconvnet")
+    m = small_convnet()
+    shape = [dim.dim_value for dim in m.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).random(shape).astype("float32")
+    np.save(d / "x.npy", x)
+    tvm_deepchip.compile(m, "aarch64", tuning_log=None, output=d / "arm.so")
+    tvm_deepchip.compile(m, "x86", tuning_log=None, output=d / "x86.so")
+    return {"arm": d / "arm.so", "x": x, "ref": remote.run_local(d / "x86.so", x), "dir": d}
+
+
 @needs_rpc
 @pytest.mark.qemu
-def test_bundle_runs_in_qemu_root_without_tvm(model):
+@pytest.mark.parametrize("which", ["matmul", "qconvnet"])
+def test_bundle_runs_in_qemu_root_without_tvm(which, request):
     """The bundle runs under emulation with python3 + numpy only: no tvm package importable."""
+    model = request.getfixturevalue("model" if which == "matmul" else "qconvnet")
     root = qemu.provision()
     tag = uuid.uuid4().hex[:8]
     inside = f"/tmp/bundle-{tag}"
