@@ -90,6 +90,20 @@ def test_up_down_stop_only_recorded(monkeypatch, tmp_path, model):
 
 @needs_rpc
 @pytest.mark.qemu
+def test_failed_up_leaves_nothing_running(monkeypatch, tmp_path):
+    monkeypatch.setattr(qemu, "PIDS", tmp_path / "pids.json")
+    started = []
+    real_spawn = qemu._spawn
+    monkeypatch.setattr(qemu, "_spawn", lambda cmd, log: started.append(real_spawn(cmd, log)) or started[-1])
+    port = free_port()
+    with pytest.raises(qemu.DeviceError, match=f"127.0.0.1:{port} did not answer within 0.5 s"):
+        qemu.up(port=port, n=1, wait=0.5)  # emulated `import tvm` takes seconds: too short on purpose
+    assert len(started) == 1 and qemu.group_members(started[0]) == []
+    assert qemu.status() == []
+
+
+@needs_rpc
+@pytest.mark.qemu
 def test_cli_qemu_status_and_run(model):
     st = subprocess.run(["deepchip", "qemu", "status"], capture_output=True, text=True, timeout=120)
     assert st.returncode == 0 and "answers" in st.stdout, st.stdout + st.stderr

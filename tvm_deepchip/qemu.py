@@ -21,6 +21,7 @@ from .qemu_root import (CACHE, PARTIAL, QEMU_DIR, ROOTFS, WHEELS, download_wheel
 
 PIDS = QEMU_DIR / "pids.json"
 
+
 def _load_pids() -> dict:
     try:
         return json.loads(PIDS.read_text())
@@ -91,7 +92,11 @@ def up(port: int = 9090, n: int = 1, tracker: int | None = None, key: str = "aar
         new.append({"role": "tracker", "pid": pid, "port": tracker})
         state["procs"].append(new[-1])
         _save_pids(state)
-        _wait_port(tracker, 20, f"RPC tracker on 127.0.0.1:{tracker}")
+        try:
+            _wait_port(tracker, 20, f"RPC tracker on 127.0.0.1:{tracker}")
+        except DeviceError:
+            stop(new[-1])
+            raise
     for p in range(port, port + n):
         cmd = ["chroot", str(root), "/usr/bin/python3", "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
                "--port", str(p), "--port-end", str(p + 1)]
@@ -103,6 +108,16 @@ def up(port: int = 9090, n: int = 1, tracker: int | None = None, key: str = "aar
         new.append(rec)
         state["procs"].append(rec)
         _save_pids(state)
+    try:
+        _wait_answers(new, wait, key, tracker)
+    except BaseException:
+        for rec in new:  # a failed start leaves nothing running and nothing recorded
+            stop(rec)
+        raise
+    return new
+
+
+def _wait_answers(new: list[dict], wait: float, key: str, tracker) -> None:
     deadline = time.monotonic() + wait
     for rec in new:
         if rec["role"] != "server":
@@ -117,7 +132,6 @@ def up(port: int = 9090, n: int = 1, tracker: int | None = None, key: str = "aar
             time.sleep(1.0)
         print(f"qemu: RPC server 127.0.0.1:{rec['port']} answers"
               + (f" (key {key!r} via tracker 127.0.0.1:{tracker})" if rec["tracker"] else ""), file=sys.stderr)
-    return new
 
 
 def _wait_port(port: int, wait: float, what: str) -> None:
