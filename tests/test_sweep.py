@@ -131,7 +131,8 @@ def test_qat_smoke(tmp_path):
     ref = oracle.run(str(FP32), x[:64])
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)  # unfolded BN: same function as the ONNX
 
-    res = sweep.sweep(FP32, CALIB, TEST, mode="qat", sparsities=[0.5, 0.9], max_steps=3, auto=True, runs=2)
+    res = sweep.sweep(FP32, CALIB, TEST, mode="qat", sparsities=[0.5, 0.9], max_steps=3, auto=True, runs=2,
+                      fp32_start="onnx")
     lo, hi = res["rows"]
     assert lo["mode"] == "qat" and lo["sparsity"] == pytest.approx(0.5, abs=1e-2)
     assert hi["sparsity"] == pytest.approx(0.9, abs=1e-2) and hi["compression"] > lo["compression"]

@@ -154,11 +154,12 @@ def ptq_rows(model, x_calib, x, y, base, *, thresholds=None, sparsities=None, ba
 
 def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=None, auto=False,
           budget=0.5, batch=1, runs=50, tuning_log="auto", per_channel=False, epochs=None,
-          max_steps=None, steps=None, seed=0, log=None) -> dict:
+          max_steps=None, steps=None, seed=0, fp32_start="auto", log=None) -> dict:
     """Run the sweep; returns {"baseline": row, "rows": [...], "auto": {...} | None, "options": {...}}.
 
     model_path: the float ONNX model (for qat: the FP32 digits model). calib/test: .npz paths or
-    arrays ((x) and (x, y)). budget: accuracy points below FP32 allowed in the automatic mode."""
+    arrays ((x) and (x, y)). budget: accuracy points below FP32 allowed in the automatic mode.
+    fp32_start (qat): where training starts, see `sweep_qat.qat_rows`."""
     if mode not in ("ptq", "qat"):
         raise InputError(f"mode {mode!r}: expected 'ptq' or 'qat'")
     model = onnx_io.load_model(model_path)
@@ -180,7 +181,7 @@ def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=No
         from .sweep_qat import qat_rows
 
         rows = qat_rows(model_path, x_calib, x, y, base, sparsities=sparsities or [], epochs=epochs,
-                        max_steps=max_steps, seed=seed, **common)
+                        max_steps=max_steps, seed=seed, fp32_start=fp32_start, **common)
     auto_result = None
     if auto:
         from . import sweep_auto
@@ -193,6 +194,7 @@ def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=No
             auto_result = sweep_auto.pick(rows, base, budget)
     opts = dict(model=str(model_path), mode=mode, thresholds=thresholds, sparsities=sparsities, auto=auto,
                 budget=budget if auto else None, batch=batch, runs=runs, tuning_log=tuning_log,
-                per_channel=per_channel, epochs=epochs, max_steps=max_steps, seed=seed, test_images=len(x),
+                per_channel=per_channel, epochs=epochs, max_steps=max_steps, seed=seed,
+                fp32_start=fp32_start if mode == "qat" else None, test_images=len(x),
                 calib_images=len(x_calib))
     return {"baseline": base, "rows": rows, "auto": auto_result, "options": opts}

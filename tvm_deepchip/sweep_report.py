@@ -69,6 +69,7 @@ def markdown(result: dict, command: str) -> str:
     if qat:
         ep = o.get("epochs") or "the trainer's default"
         lines += ["", f"QAT points: one ternary model trained per target sparsity from the FP32 weights "
+                      f"({qat[0].get('fp32_start', '')}) "
                       f"(epochs: {ep}" + (f", max_steps {o['max_steps']}" if o.get("max_steps") else "") + "); "
                       "training seconds: " + ", ".join(f"{r['point']} {r.get('train_seconds')}" for r in qat)]
     lines += ["", "![accuracy vs compression](accuracy_vs_compression.png)",

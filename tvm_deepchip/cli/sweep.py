@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--steps", help="sparsity steps of the --auto search (default 0.5,0.6,0.7,0.8,0.85,0.9,0.95)")
     p.add_argument("--per-channel", action="store_true", help="ptq: one (Wp, Wn) pair per output channel")
     p.add_argument("--epochs", type=int, help="qat: training epochs per point (default: the trainer's)")
+    p.add_argument("--fp32-start", choices=["auto", "retrain", "onnx"], default="auto",
+                   help="qat: start from the trainer's FP32 run if it reproduces MODEL's weights (auto, default; "
+                        "retrain = must), or from MODEL read back (onnx)")
     p.add_argument("--max-steps", type=int, help="qat: stop each training after this many steps (smoke runs)")
     p.add_argument("--batch", type=int, default=1, help="batch to compile and time when the model's is dynamic")
     p.add_argument("--runs", type=int, default=50, help="timed runs per point (median reported)")
@@ -56,9 +59,9 @@ def _command(args) -> str:
         return "deepchip " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     parts = ["deepchip", "sweep", args.model]
     for opt in ("calib", "test", "thresholds", "sparsities", "mode", "budget", "steps", "epochs", "max_steps",
-                "batch", "runs", "tuning_log", "seed", "out"):
+                "batch", "runs", "tuning_log", "seed", "fp32_start", "out"):
         v = getattr(args, opt)
-        if v is not None and not (opt == "budget" and not args.auto):
+        if v is not None and not (opt == "budget" and not args.auto) and not (opt == "fp32_start" and v == "auto"):
             parts += ["--" + opt.replace("_", "-"), str(v)]
     parts += [f"--{f.replace('_', '-')}" for f in ("auto", "per_channel") if getattr(args, f)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -79,7 +82,8 @@ def run(args) -> int:
     result = sweep(args.model, args.calib, args.test, mode=args.mode, thresholds=thresholds, sparsities=sparsities,
                    auto=args.auto, budget=args.budget, batch=args.batch, runs=args.runs,
                    tuning_log=None if args.tuning_log == "none" else args.tuning_log, per_channel=args.per_channel,
-                   epochs=args.epochs, max_steps=args.max_steps, steps=steps, seed=args.seed, log=log)
+                   epochs=args.epochs, max_steps=args.max_steps, steps=steps, seed=args.seed,
+                   fp32_start=args.fp32_start, log=log)
     paths = write(result, args.out, _command(args))
     for p in paths.values():
         print(f"wrote {p}")
