@@ -153,7 +153,7 @@ def ptq_rows(model, x_calib, x, y, base, *, thresholds=None, sparsities=None, ba
 
 
 def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=None, auto=False,
-          budget=0.5, batch=1, runs=50, tuning_log="auto", per_channel=False, epochs=None,
+          budget=0.5, batch=1, runs=200, tuning_log="auto", per_channel=False, epochs=None,
           max_steps=None, steps=None, seed=0, fp32_start="auto", log=None) -> dict:
     """Run the sweep; returns {"baseline": row, "rows": [...], "auto": {...} | None, "options": {...}}.
 

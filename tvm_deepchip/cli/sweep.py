@@ -46,7 +46,7 @@ def register(sub) -> None:
                         "retrain = must), or from MODEL read back (onnx)")
     p.add_argument("--max-steps", type=int, help="qat: stop each training after this many steps (smoke runs)")
     p.add_argument("--batch", type=int, default=1, help="batch to compile and time when the model's is dynamic")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per point (median reported)")
+    p.add_argument("--runs", type=int, default=200, help="timed runs per point (median reported)")
     p.add_argument("--tuning-log", default="auto", help="as in `deepchip compile` ('none' = default schedules)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
