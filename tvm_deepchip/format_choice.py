@@ -58,7 +58,7 @@ def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed",
     ternary = [(ly, shp) for ly, shp in options.lowered if ly.weight_kind == "ternary"]
     for i, (layer, in_shape) in enumerate(ternary, 1):
         times = {}
-        for fmt in candidates:
+        for fmt in [f for f in candidates if f in primitives.formats_for(layer)]:
             try:
                 times[fmt] = time_layer(layer, in_shape, fmt, preset)
             except Exception as err:  # a format that cannot build this layer is skipped, with why

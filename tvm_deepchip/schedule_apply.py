@@ -24,9 +24,10 @@ def apply_schedules(mod: tvm.IRModule, target, options) -> tvm.IRModule:
     if db is not None:
         from tvm import relax
 
-        before = {gv.name_hint: f for gv, f in mod.functions.items()}
-        mod = relax.transform.MetaScheduleApplyDatabase(database=db, enable_warning=False)(mod)
-        tuned = {gv.name_hint for gv, f in mod.functions.items() if before.get(gv.name_hint) is not f}
+        with db:  # the pass reads Database.current() when given no work_dir
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        tuned = {gv.name_hint for gv, f in mod.functions.items()
+                 if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and f.attrs.get("tirx.is_scheduled")}
     mod = apply_default_schedules(mod, target, skip=tuned)
     for name in _deepchip_funcs(mod):
         report.schedules[name] = "tuned" if name in tuned else "default"

@@ -38,6 +38,54 @@ def _register():
     import tvm_deepchip.schedules  # noqa: F401  (registers our schedule rules in this process)
 
 
+def _zero_indices(repeated):
+    """Our sparse kernels gather through int32 index tables: random indices (MetaSchedule's
+    default fill) would read out of bounds and kill the runner. Index 0 is valid in every
+    table; other arguments keep their random values."""
+    import numpy as np
+
+    for args in repeated:
+        for t in args:
+            if str(t.dtype) == "int32":
+                t.copyfrom(np.zeros([int(d) for d in t.shape], "int32"))
+    return repeated
+
+
+def alloc_local(device, args_info, alloc_repeat):
+    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument
+
+    return _zero_indices(default_alloc_argument(device, args_info, alloc_repeat))
+
+
+def alloc_rpc(session, device, args_info, alloc_repeat):
+    from tvm.s_tir.meta_schedule.runner.rpc_runner import default_alloc_argument
+
+    return _zero_indices(default_alloc_argument(session, device, args_info, alloc_repeat))
+
+
+def _is_primitive(mod) -> bool:
+    from tvm_deepchip.schedules import tagged_block
+
+    return any(tagged_block(f) is not None for f in mod.functions.values())
+
+
+def _own_space(ctx, work_dir):
+    """Our primitives are searched only through their own (sampled) schedule: TVM's generic
+    rules would also annotate the root block for parallel/vectorize/unroll, and its postprocessor
+    then fails on loops our schedule already parallelized and vectorized."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
+
+    space = ms.space_generator.PostOrderApply(
+        sch_rules=[ms.schedule_rule.ApplyCustomRule()], postprocs=[], mutator_probs={}
+    )
+    return ms.TuneContext(
+        mod=ctx.mod, target=ctx.target, space_generator=space, search_strategy="evolutionary",
+        task_name=ctx.task_name, rand_state=int(ctx.rand_state), num_threads=ctx.num_threads,
+        logger=get_loggers_from_work_dir(work_dir, [ctx.task_name])[0],
+    )
+
+
 @dataclass
 class TaskProgress:
     name: str
@@ -50,7 +98,7 @@ def progress_callback(tasks_names: list[str], out=sys.stderr):
     """A MeasureCallback printing trials done and best latency so far per task, and the reason of
     each failed candidate (which MetaSchedule then skips)."""
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
-    from tvm.s_tir.meta_schedule.utils import derived_object
+    from tvm.ir.utils import derived_object
 
     state = [TaskProgress(n) for n in tasks_names]
     start = time.time()
@@ -83,12 +131,13 @@ def make_runner(rpc: str | None = None, tracker: str | None = None, key: str | N
     from tvm.s_tir import meta_schedule as ms
 
     if tracker is None and rpc is None:
-        return ms.runner.LocalRunner(timeout_sec=timeout)
+        return ms.runner.LocalRunner(timeout_sec=timeout, f_alloc_argument=alloc_local, initializer=_register)
     if rpc is not None:
         raise DeviceError("MetaSchedule's RPC runner needs a tracker: use --tracker HOST:PORT --key KEY")
     host, port = tracker.rsplit(":", 1)
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key, session_timeout_sec=timeout)
-    return ms.runner.RPCRunner(config, ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0))
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
+    return ms.runner.RPCRunner(config, evaluator, f_alloc_argument=alloc_rpc)
 
 
 def tune(
@@ -106,6 +155,7 @@ def tune(
     timeout: int = 30,
     seed: int | None = 0,
     choose_formats: bool = True,
+    runner=None,
 ) -> Path:
     """Tune all tasks of `model` for `target`; returns the database directory."""
     from tvm.s_tir import meta_schedule as ms
@@ -134,11 +184,14 @@ def tune(
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         extracted, str(work_dir / "logs"), seed=seed
     )
+    contexts = [_own_space(c, str(work_dir / "logs")) if _is_primitive(c.mod) else c for c in contexts]
     names = [c.task_name for c in contexts]
     print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
     callback, state = progress_callback(names)
     builder = ms.builder.LocalBuilder(
-        f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None, initializer=_register
+        f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None,
+        initializer=_register,
+        timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
     )
     database = ms.database.JSONDatabase(
         str(work_dir / "database_workload.json"), str(work_dir / "database_tuning_record.json"), allow_missing=True
@@ -151,7 +204,7 @@ def tune(
         max_trials_per_task=trials_per_task,
         num_trials_per_iter=min(16, trials),
         builder=builder,
-        runner=make_runner(None, tracker, key, timeout),
+        runner=runner or make_runner(None, tracker, key, timeout),
         database=database,
         cost_model="xgb",
         measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [callback],

@@ -1,0 +1,89 @@
+"""MetaSchedule tuning: a few trials write a valid log that compile applies; broken or foreign
+logs are reported with their path and ignored; failing candidates are skipped with a reason."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+import tvm_deepchip
+from tvm_deepchip import oracle, tuning
+from tvm_deepchip.tuning_db import RECORDS, WORKLOADS
+from qdq_builders import small_convnet
+
+
+def _run(compiled, x):
+    return relax.VirtualMachine(compiled.executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    model = small_convnet(seed=5)
+    work = tmp_path_factory.mktemp("tune")
+    tuning.tune(model, "x86", work_dir=work, trials=6, choose_formats=True)
+    return model, work
+
+
+def test_tuning_writes_a_log_that_compile_uses(tuned):
+    model, work = tuned
+    for name in (WORKLOADS, RECORDS, "formats.json"):
+        assert (work / name).is_file(), name
+    records = [json.loads(line) for line in (work / RECORDS).read_text().splitlines() if line.strip()]
+    assert records, "no tuning record written"
+    compiled = tvm_deepchip.compile(model, "x86", tuning_log=work)
+    report = compiled.report
+    assert report.tuning_log == str(work)
+    tuned_ours = [n for n, how in report.schedules.items() if how == "tuned" and n.startswith("deepchip_")]
+    assert tuned_ours, report.schedules
+    assert "tuned" in report.format()
+    x = np.random.default_rng(0).random((1, 3, 12, 12), dtype=np.float32)
+    np.testing.assert_allclose(_run(compiled, x), oracle.run(model, x), rtol=1e-5, atol=1e-5)
+    # the format choice is recorded and reproduced
+    chosen = json.loads((work / "formats.json").read_text())
+    formats = {row["layer"]: row["format"] for row in chosen.values()}
+    rows = {r["layer"]: r for r in report.layers}
+    assert all(rows[name]["format"] == fmt for name, fmt in formats.items())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+def test_broken_or_foreign_log_is_reported_and_ignored(tuned, tmp_path, caplog, damage):
+    model, work = tuned
+    bad = tmp_path / "log"
+    shutil.copytree(work, bad)
+    rec = bad / RECORDS
+    if damage == "garbage":
+        rec.write_text("this is not json\n")
+    elif damage == "truncated":
+        text = rec.read_text()
+        rec.write_text(text[: len(text) // 2].rstrip("]\n"))  # cut inside a record
+    else:  # a well-formed log of a different model: nothing matches, defaults apply
+        other = small_convnet(seed=9, act="relu")
+        tuning.tune(other, "x86", work_dir=bad, trials=1, choose_formats=False)
+    with caplog.at_level(logging.WARNING):
+        compiled = tvm_deepchip.compile(model, "x86", tuning_log=bad)
+    x = np.random.default_rng(1).random((1, 3, 12, 12), dtype=np.float32)
+    np.testing.assert_allclose(_run(compiled, x), oracle.run(model, x), rtol=1e-5, atol=1e-5)
+    if damage != "foreign":
+        assert str(bad) in caplog.text
+        assert compiled.report.tuning_log.endswith("(ignored)")
+        assert all(how == "default" for how in compiled.report.schedules.values())
+
+
+def test_failing_candidates_are_skipped_with_a_reason(tmp_path, caplog):
+    """Every measurement fails (a runner whose device is gone): each candidate is logged with
+    its reason and skipped, and tuning still finishes and writes no record."""
+    from tvm.s_tir import meta_schedule as ms
+
+    def _broken_device(device, args_info, alloc_repeat):  # local: pickled by value to the worker
+        raise RuntimeError("device lost (injected by the test)")
+
+    model = small_convnet(seed=6)
+    runner = ms.runner.LocalRunner(timeout_sec=30, f_alloc_argument=_broken_device)
+    with caplog.at_level(logging.WARNING, logger="tvm_deepchip.tuning"):
+        tuning.tune(model, "x86", work_dir=tmp_path, trials=2, choose_formats=False, runner=runner)
+    assert "candidate skipped" in caplog.text and "device lost" in caplog.text
