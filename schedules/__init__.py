@@ -63,7 +63,8 @@ def schedule_func(func, target, knobs=None):
     name, rule = tagged_block(func)
     fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
     sch = tvm.s_tir.Schedule(func)
-    fn(sch, sch.get_sblock(name), knobs or Fixed())
+    with target:  # schedules read the ISA (vector width) from the target in scope
+        fn(sch, sch.get_sblock(name), knobs or Fixed())
     return sch.mod["main"]
 
 

@@ -1,9 +1,9 @@
 """int8_dense on x86: channel blocks in parallel (schedules/common.schedule_dense)."""
 from .. import register
 from ..common import schedule_dense
-from . import ISA
+from . import isa
 
 
 @register("cpu", "deepchip_int8_dense")
 def schedule(sch, block, knobs):
-    return schedule_dense(sch, block, knobs, ISA, product=True)
+    return schedule_dense(sch, block, knobs, isa(), product=True)

@@ -1,11 +1,11 @@
 """ternary_conv2d_packed on x86: vector over consecutive output positions (schedules/common.schedule_spatial)."""
 from .. import register
 from ..common import schedule_spatial
-from . import ISA
+from . import isa
 
 SHARE = True  # every channel reads the same input vectors: block channels
 
 
 @register("cpu", "deepchip_ternary_conv2d_packed")
 def schedule(sch, block, knobs):
-    return schedule_spatial(sch, block, knobs, ISA, share_input=SHARE)
+    return schedule_spatial(sch, block, knobs, isa(), share_input=SHARE)

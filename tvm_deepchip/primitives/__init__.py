@@ -86,7 +86,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
             ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
         else:
             int8_conv2d.check_bound(layer.in_dtype, signs, layer.name)
-            mod, w = int8_conv2d, [signs.astype(np.int8)]
+            mod, w = int8_conv2d, [int8_conv2d.pack(signs, geo)]
             te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp)  # noqa: E731
             ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
     elif layer.op == "dense":

@@ -1,12 +1,17 @@
-"""Input layouts the convolution primitives read: the zero-point padded input, 4-D or flattened.
+"""The input layout every convolution primitive reads: DeepChip's flat, zero-point padded image.
 
-The flat layout is DeepChip's: the padded input of one image laid out as one vector of
-Ci*Hp*Wp codes followed by a zero tail. A weight tap (ci, ky, kx) is then a single offset
-ci*Hp*Wp + ky*Wp + kx, and for stride 1 the output at flat position p = oy*Wp + ox is the sum
-of x[p + offset] over the taps: consecutive outputs read consecutive inputs, so one tap is one
-vector add over many outputs. The Wp - Wo border columns of each row are computed and
-discarded (cheaper than breaking the vector at every row). Taps lists are padded to equal
-length with an offset into the zero tail.
+The padded input of one image is laid out as one vector followed by a zero tail. A weight tap
+(ci, ky, kx) is then a single offset, and the output at flat position p = oy*Wq + ox is the
+sum of x[p + offset] over the taps: consecutive outputs read consecutive inputs, so one tap is
+one vector add over many outputs. The Wq - Wo border columns of each row are computed and
+discarded (cheaper than breaking the vector at every row).
+
+Strided convolutions first split the padded image into its sh*sw phases (space-to-depth):
+phase (py, px) holds the pixels (y*sh + py, x*sw + px), a plane of Hq x Wq = ceil(Hp/sh) x
+ceil(Wp/sw). Tap (ci, ky, kx) reads phase (ky % sh, kx % sw) at (ky // sh, kx // sw), so a
+strided conv becomes a stride-1 one over Ci*sh*sw phase planes, with the same contiguous
+vector loads. Kernels are padded with zero taps to multiples of the stride so the reduction
+loops stay affine (ky = kyq*sh + kyr).
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ import numpy as np
 from ..errors import InputError
 
 FLAT_BLOCK = 64  # flat output length is rounded up to this: whole vectors for any ISA
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -46,58 +55,98 @@ class ConvGeometry:
     wp = property(lambda g: g.w + g.pad[1] + g.pad[3])
     ho = property(lambda g: (g.hp - g.kh) // g.sh + 1)
     wo = property(lambda g: (g.wp - g.kw) // g.sw + 1)
-    k = property(lambda g: g.ci * g.kh * g.kw)
-    # flat-position form: stride 1, and only where the discarded positions (border columns,
-    # rounding up to whole blocks) at most double the work (a 5x5 -> 1x1 layer would not)
-    flat = property(lambda g: g.sh == 1 and g.sw == 1 and g.out_flat <= 2 * g.ho * g.wo)
-    image = property(lambda g: g.ci * g.hp * g.wp)  # padded codes of one image
-    out_flat = property(lambda g: -(-g.ho * g.wp // FLAT_BLOCK) * FLAT_BLOCK)
-    # tail of zeros: padded list entries and the discarded positions past the last row land
-    # here. Whole images long, so the layout loop splits into (channel, y, x) without div/mod.
-    flat_len = property(lambda g: (g.ci + -(-(max(g.out_flat, g.hp * g.wp) + FLAT_BLOCK) // (g.hp * g.wp))) * g.hp * g.wp)
+    hq = property(lambda g: _ceil(g.hp, g.sh))  # one phase plane
+    wq = property(lambda g: _ceil(g.wp, g.sw))
+    plane = property(lambda g: g.hq * g.wq)
+    khq = property(lambda g: _ceil(g.kh, g.sh))  # kernel in phase taps
+    kwq = property(lambda g: _ceil(g.kw, g.sw))
+    planes = property(lambda g: g.ci * g.sh * g.sw)
+    image = property(lambda g: g.planes * g.plane)  # padded codes of one image
+    out_flat = property(lambda g: _ceil(g.ho * g.wq, FLAT_BLOCK) * FLAT_BLOCK)
+    # flat-position form only where the discarded positions (border columns, rounding up to
+    # whole blocks) at most double the work; a 5x5 -> 1x1 layer uses (oy, ox) instead
+    flat = property(lambda g: g.out_flat <= 2 * g.ho * g.wo)
+    # zero tail: padded list entries and discarded positions land here. Whole planes long, so
+    # the layout loop splits into (plane, y, x) without div/mod in the inner loops.
+    flat_len = property(lambda g: (g.planes + _ceil(g.out_flat + g.plane + FLAT_BLOCK, g.plane)) * g.plane)
 
     def out_shape(self):
         return (self.n, self.co, self.ho, self.wo)
 
+    def phase_kernel(self, w: np.ndarray) -> np.ndarray:
+        """[Co, Ci, KH, KW] -> [Co, Ci, sh, sw, KHq, KWq]: zero taps appended to multiples of
+        the strides, then taps grouped by the phase they read (the reduction order)."""
+        kh, kw = self.khq * self.sh, self.kwq * self.sw
+        w = np.pad(w, ((0, 0), (0, 0), (0, kh - self.kh), (0, kw - self.kw)))
+        w = w.reshape(self.co, self.ci, self.khq, self.sh, self.kwq, self.sw)
+        return np.ascontiguousarray(w.transpose(0, 1, 3, 5, 2, 4))
+
+    def unphase_kernel(self, wq: np.ndarray) -> np.ndarray:
+        """Inverse of phase_kernel."""
+        w = wq.reshape(self.co, self.ci, self.sh, self.sw, self.khq, self.kwq).transpose(0, 1, 4, 2, 5, 3)
+        return w.reshape(self.co, self.ci, self.khq * self.sh, self.kwq * self.sw)[:, :, : self.kh, : self.kw]
+
+    def tap_offset(self, ci, kyr, kxr, kyq, kxq):
+        """Flat offset of tap (ci, kyq*sh + kyr, kxq*sw + kxr) (numpy or TE expressions)."""
+        return ((ci * self.sh + kyr) * self.sw + kxr) * self.plane + kyq * self.wq + kxq
+
     def tap_offsets(self) -> np.ndarray:
-        """Flat offset of every weight tap, shaped like one output channel's weights [Ci, KH, KW]."""
+        """Flat offset of every tap, shaped like one channel's weights [Ci, KH, KW]."""
         ci, ky, kx = np.meshgrid(np.arange(self.ci), np.arange(self.kh), np.arange(self.kw), indexing="ij")
-        return (ci * self.hp * self.wp + ky * self.wp + kx).astype(np.int64)
+        return self.tap_offset(ci, ky % self.sh, kx % self.sw, ky // self.sh, kx // self.sw).astype(np.int64)
 
     def base(self, oy, ox):
-        """Flat offset of the top-left tap of output (oy, ox)."""
-        return oy * self.sh * self.wp + ox * self.sw
+        """Flat offset of output (oy, ox) in the phase planes."""
+        return oy * self.wq + ox
 
 
 # -- TE stages -------------------------------------------------------------------------------
-def te_pad(x, geo: ConvGeometry, zp: int, name="xpad"):
-    """[N, Ci, Hp, Wp] with the border filled with the input zero point (a real value of 0)."""
+def te_flat(x, geo: ConvGeometry, zp: int, name="xflat"):
+    """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
 
-    def f(n, c, y, xx):
-        inside = tirx.all(y >= top, y < top + geo.h, xx >= left, xx < left + geo.w)
-        return tirx.if_then_else(inside, x[n, c, y - top, xx - left], tirx.const(zp, x.dtype))
-
-    return te.compute((geo.n, geo.ci, geo.hp, geo.wp), f, name=name)
-
-
-def te_flat(x, geo: ConvGeometry, zp: int, name="xflat"):
-    """[N, flat_len]: padded image flattened, then the zero tail."""
-    from tvm import te, tirx
-
-    top, left, hw = geo.pad[0], geo.pad[1], geo.hp * geo.wp
-
     def f(n, i):
-        c, r = i // hw, i % hw
-        y, xx = r // geo.wp - top, r % geo.wp - left
+        q, r = i // geo.plane, i % geo.plane
+        c, py, px = q // (geo.sh * geo.sw), (q // geo.sw) % geo.sh, q % geo.sw
+        y = (r // geo.wq) * geo.sh + py - top
+        xx = (r % geo.wq) * geo.sw + px - left
         inside = tirx.all(y >= 0, y < geo.h, xx >= 0, xx < geo.w)
         val = tirx.if_then_else(inside, x[n, tirx.min(c, geo.ci - 1), y, xx], tirx.const(zp, x.dtype))
         return tirx.if_then_else(i < geo.image, val, tirx.const(0, x.dtype))
 
     # the schedule splits the flat loop by these extents (schedules/common._finish_producers)
-    return te.compute((geo.n, geo.flat_len), f, name=name, attrs={"deepchip_split": [geo.hp, geo.wp]})
+    return te.compute((geo.n, geo.flat_len), f, name=name, attrs={"deepchip_split": [geo.hq, geo.wq]})
+
+
+def te_dense_taps(geo: ConvGeometry, name: str):
+    """Reduce axes over every (stride-padded) tap and the tap's flat offset (TE)."""
+    from tvm import te
+
+    axes = [te.reduce_axis((0, e), name=f"{a}_{name}") for a, e in
+            (("ci", geo.ci), ("kyr", geo.sh), ("kxr", geo.sw), ("kyq", geo.khq), ("kxq", geo.kwq))]
+    ci, kyr, kxr, kyq, kxq = axes
+    return axes, geo.tap_offset(ci, kyr, kxr, kyq, kxq)
+
+
+def te_output(y, geo: ConvGeometry, name="crop"):
+    """The valid outputs of a flat-position result [N, Co, out_flat] (identity otherwise)."""
+    from tvm import te
+
+    if not geo.flat:
+        return y
+    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name=name)
+
+
+def space(geo: ConvGeometry) -> tuple:
+    """Output positions the kernels iterate: flat, or (oy, ox)."""
+    return (geo.out_flat,) if geo.flat else (geo.ho, geo.wo)
+
+
+def position(geo: ConvGeometry, pos) -> object:
+    """Flat offset of an output position (TE index tuple from `space`)."""
+    return pos[0] if geo.flat else geo.base(*pos)
 
 
 # -- numpy references ------------------------------------------------------------------------
@@ -107,8 +156,11 @@ def np_pad(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
 
 
 def np_flat(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
+    xp = np_pad(qx, geo, zp)
+    xp = np.pad(xp, ((0, 0), (0, 0), (0, geo.hq * geo.sh - geo.hp), (0, geo.wq * geo.sw - geo.wp)), constant_values=zp)
+    phases = xp.reshape(geo.n, geo.ci, geo.hq, geo.sh, geo.wq, geo.sw).transpose(0, 1, 3, 5, 2, 4)
     xf = np.zeros((geo.n, geo.flat_len), qx.dtype)
-    xf[:, : geo.image] = np_pad(qx, geo, zp).reshape(geo.n, -1)
+    xf[:, : geo.image] = phases.reshape(geo.n, -1)
     return xf
 
 

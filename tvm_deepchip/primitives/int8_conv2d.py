@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import requantize
-from .conv_layout import ConvGeometry, np_windows, te_flat
+from .conv_layout import ConvGeometry, np_windows, position, space, te_dense_taps, te_flat, te_output
 
 from ..errors import InputError
 
@@ -25,35 +25,32 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: int8 layer with K={w[0].size} can overflow an int32 accumulator")
 
 
+def pack(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """int8 [Co, Ci, sh, sw, KHq, KWq]: taps in the kernel's reduction order (conv_layout)."""
+    return geo.phase_kernel(w.astype(np.int8))
+
+
 def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int):
-    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 [Co, Ci, KH, KW]."""
+    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`."""
     from tvm import te
 
     xf = te_flat(x, geo, zp)
-    hw = geo.hp * geo.wp
-    ci = te.reduce_axis((0, geo.ci), name="ci")
-    ky = te.reduce_axis((0, geo.kh), name="ky")
-    kx = te.reduce_axis((0, geo.kw), name="kx")
+    axes, offset = te_dense_taps(geo, "acc")
+    ci, kyr, kxr, kyq, kxq = axes
 
-    def term(n, c, base):
-        v = xf[n, base + ci * hw + ky * geo.wp + kx].astype("int32")
-        return te.sum(v * w[c, ci, ky, kx].astype("int32"), axis=[ci, ky, kx])
+    def term(n, c, *pos):
+        v = xf[n, position(geo, pos) + offset].astype("int32")
+        return te.sum(v * w[c, ci, kyr, kxr, kyq, kxq].astype("int32"), axis=axes)
 
-    if geo.flat:
-        acc = te.compute((geo.n, geo.co, geo.out_flat), lambda n, c, p: term(n, c, p), name="acc_p")
-    else:
-        acc = te.compute((geo.n, geo.co, geo.ho, geo.wo), lambda n, c, y, x_: term(n, c, geo.base(y, x_)), name="acc_p")
+    acc = te.compute((geo.n, geo.co, *space(geo)), term, name="acc_p")
     f = requantize.te_apply(epi, acc, None, consts, index_channel=lambda idx: idx[1])
     tag = {"schedule_rule": RULE}
-    if not geo.flat:
-        return te.compute(geo.out_shape(), lambda *i: f(i), name="epilogue", attrs=tag)
-    y = te.compute((geo.n, geo.co, geo.out_flat), lambda *i: f(i), name="epilogue", attrs=tag)
-    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wp + ox], name="crop")
+    return te_output(te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name="epilogue", attrs=tag), geo)
 
 
 def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
-    acc = np.einsum("nhwk,ck->nchw", win, w.reshape(geo.co, -1).astype(np.int64))
+    acc = np.einsum("nhwk,ck->nchw", win, geo.unphase_kernel(w).reshape(geo.co, -1).astype(np.int64))
     return requantize.np_apply(epi, acc, None, channel_axis=1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import requantize
-from .conv_layout import ConvGeometry, acc_dtype, np_windows, te_flat
+from .conv_layout import ConvGeometry, acc_dtype, np_windows, position, space, te_dense_taps, te_flat, te_output
 
 STEM = "ternary_conv2d_packed"
 RULE = "deepchip_" + STEM
@@ -34,7 +34,8 @@ def unpack_bits(planes: np.ndarray, k: int) -> np.ndarray:
 
 
 def pack(signs: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    return pack_bits(signs.reshape(geo.co, -1))
+    """Bit-planes over the taps in the kernel's reduction order (conv_layout.phase_kernel)."""
+    return pack_bits(geo.phase_kernel(signs).reshape(geo.co, -1))
 
 
 def te_bit(planes, c, plane, k):
@@ -52,34 +53,29 @@ def compute(x, planes, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: 
     acc = acc_dtype(x.dtype, taps)
     xf = te_flat(x, geo, zp)
     zero = tirx.const(0, acc)
-    hw = geo.hp * geo.wp
+    out_space = space(geo)
 
     def sum_plane(plane, name):
-        ci = te.reduce_axis((0, geo.ci), name=f"ci_{name}")
-        ky = te.reduce_axis((0, geo.kh), name=f"ky_{name}")
-        kx = te.reduce_axis((0, geo.kw), name=f"kx_{name}")
+        axes, offset = te_dense_taps(geo, name)
+        ci, kyr, kxr, kyq, kxq = axes
+        k = (((ci * geo.sh + kyr) * geo.sw + kxr) * geo.khq + kyq) * geo.kwq + kxq
 
-        def term(n, c, base):
-            k = (ci * geo.kh + ky) * geo.kw + kx
-            v = xf[n, base + ci * hw + ky * geo.wp + kx].astype(acc)
-            return te.sum(tirx.Select(te_bit(planes, c, plane, k) != 0, v, zero), axis=[ci, ky, kx])
+        def term(n, c, *pos):
+            v = xf[n, position(geo, pos) + offset].astype(acc)
+            return te.sum(tirx.Select(te_bit(planes, c, plane, k) != 0, v, zero), axis=axes)
 
-        if geo.flat:
-            return te.compute((geo.n, geo.co, geo.out_flat), lambda n, c, p: term(n, c, p), name=name)
-        return te.compute((geo.n, geo.co, geo.ho, geo.wo), lambda n, c, y, w: term(n, c, geo.base(y, w)), name=name)
+        return te.compute((geo.n, geo.co, *out_space), term, name=name)
 
     acc_p, acc_n = sum_plane(0, "acc_p"), sum_plane(1, "acc_n")
     f = requantize.te_apply(epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     tag = {"schedule_rule": RULE}
-    if not geo.flat:
-        return te.compute(geo.out_shape(), lambda *i: f(i), name="epilogue", attrs=tag)
-    y = te.compute((geo.n, geo.co, geo.out_flat), lambda *i: f(i), name="epilogue", attrs=tag)
-    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wp + ox], name="crop")
+    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name="epilogue", attrs=tag), geo)
 
 
 def reference(qx: np.ndarray, planes: np.ndarray, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
     """numpy: decode the planes, then the same integer sums (im2col) and epilogue."""
-    signs = unpack_bits(planes, geo.k).astype(np.int64)  # [Co, K]
+    k = geo.planes * geo.khq * geo.kwq
+    signs = geo.unphase_kernel(unpack_bits(planes, k)).reshape(geo.co, -1).astype(np.int64)
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
     acc_p = np.einsum("nhwk,ck->nchw", win, (signs > 0).astype(np.int64))
     acc_n = np.einsum("nhwk,ck->nchw", win, (signs < 0).astype(np.int64))

@@ -6,15 +6,15 @@ taps whose weight is +1 and those whose weight is -1, cut into balanced rows (sp
     acc_p[c, p] = sum_j x[p + off_p[c, j]]      acc_n[c, p] = sum_j x[p + off_n[c, j]]
     y[c, p]     = requantize(Wp[c] * acc_p - Wn[c] * acc_n)
 
-Stride 1 runs over flat output positions p = oy*Wp + ox (vectors span rows); other strides over
-(oy, ox) with base offset oy*sh*Wp + ox*sw. The accumulator is int16 when 255 * taps fits.
+Outputs are flat positions p = oy*Wq + ox of conv_layout's (phase-split) image, so vectors span
+rows at any stride; tiny outputs iterate (oy, ox). The accumulator is int16 when 255 * taps fits.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import requantize, sparse_rows
-from .conv_layout import ConvGeometry, acc_dtype, np_flat, te_flat
+from .conv_layout import ConvGeometry, acc_dtype, np_flat, position, space, te_flat, te_output
 
 STEM = "ternary_conv2d_sparse"
 RULE = "deepchip_" + STEM
@@ -36,23 +36,20 @@ def compute(x, rows_p, map_p, rows_n, map_n, consts, geo: ConvGeometry, epi: req
 
     xf = te_flat(x, geo, zp)
     tag = {"schedule_rule": RULE}
-    space = (geo.out_flat,) if geo.flat else (geo.ho, geo.wo)
+    out_space = space(geo)
 
     def read(n, pos, off):
-        return xf[n, (pos[0] if geo.flat else geo.base(*pos)) + off]
+        return xf[n, position(geo, pos) + off]
 
     def accumulate(rows, rowmap, sign):
         length = int(rows.shape[1])
-        row_sum = sparse_rows.te_row_sums(read, rows, (geo.n, int(rows.shape[0]), *space), acc_dtype(x.dtype, length), f"rows_{sign}")
+        row_sum = sparse_rows.te_row_sums(read, rows, (geo.n, int(rows.shape[0]), *out_space), acc_dtype(x.dtype, length), f"rows_{sign}")
         wide = acc_dtype(x.dtype, length * int(rowmap.shape[1]))
-        return sparse_rows.te_gather_rows(row_sum, rowmap, (geo.n, geo.co, *space), wide, f"acc_{sign}")
+        return sparse_rows.te_gather_rows(row_sum, rowmap, (geo.n, geo.co, *out_space), wide, f"acc_{sign}")
 
     acc_p, acc_n = accumulate(rows_p, map_p, "p"), accumulate(rows_n, map_n, "n")
     f = requantize.te_apply(epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    y = te.compute((geo.n, geo.co, *space), lambda *i: f(i), name="epilogue", attrs=tag)
-    if not geo.flat:
-        return y
-    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wp + ox], name="crop")
+    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name="epilogue", attrs=tag), geo)
 
 
 def reference(qx: np.ndarray, rows_p, map_p, rows_n, map_n, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
