@@ -4,7 +4,7 @@
 For each network and sparsity (batch 1, 2 threads): onnxruntime FP32, onnxruntime int8 (static
 QDQ, per-channel, its own quantizer), TVM's default FP32 build, and tvm-deepchip (our quantizer
 + compiler, committed tuning logs if they match this CPU). Median of --runs runs after warm-up,
-per-layer times of our kernels from the Relax VM profiler, and this CPU's measured int8 MAC peak
+per-layer times of our kernels (each built and timed alone), and this CPU's measured int8 MAC peak
 (scripts/peak/int8_peak.c) as the roofline. Writes BENCHMARKS.md and bench.png (+ bench.json).
 
     python3 scripts/bench.py                      # all three networks, 90% and 95%
@@ -86,22 +86,21 @@ def vm_timer(executable, x, runs):
     return 1e3 * float(np.median(timer("main").results)), vm
 
 
-def per_layer(executable, x):
-    """Per-kernel times (us) of one run from the Relax VM profiler, ours and TVM's."""
-    import tvm
-    from tvm import relax
+def per_layer(qmodel, compiled, runs):
+    """Per-layer times (us) of our kernels: each layer's primitive built alone with the same
+    schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler)."""
+    from tvm_deepchip import compiler, format_choice
 
-    vm = relax.VirtualMachine(executable, tvm.cpu(), profile=True)
-    inp = tvm.runtime.tensor(x)
-    vm["main"](inp)
-    report = vm.profile("main", inp)
-    rows = json.loads(report.json())["calls"]
+    options = compiler.LayerOptions(names=compiler.weight_names(qmodel))
+    options.tuning_dir = compiled.report.tuning_log if compiled.report.tuning_log else None
+    compiler.lower(qmodel, compiled.preset, options)
+    fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}
     out = {}
-    for r in rows:
-        name = r["Name"]["string"]
-        us = r["Duration (us)"]["microseconds"]
-        out[name] = out.get(name, 0.0) + us
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    for layer, shape in options.lowered:
+        us = format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
+                                      number=max(5, runs // 5), repeat=3)
+        out[layer.name] = us
+    return out
 
 
 def int8_peak():
@@ -153,10 +152,13 @@ def bench_model(name, sparsity, runs, workdir):
     row["weight_bytes"], row["fp32_weight_bytes"] = totals["weight_bytes"], totals["fp32_weight_bytes"]
     row["schedules"] = compiled.report.schedules
     row["tuning_log"] = compiled.report.tuning_log
-    row["layers"] = per_layer(compiled.executable, x)
-    qsess = ort_session(qmodel.SerializeToString())
+    row["layers"] = per_layer(qmodel, compiled, runs)
+    from tvm_deepchip import oracle
+
     ours = __import__("tvm").relax.VirtualMachine(compiled.executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
-    row["argmax_agrees_with_ort"] = bool(ours.argmax() == qsess.run(None, feed)[0].argmax())
+    ref = oracle.run(qmodel, x)
+    row["argmax_agrees_with_ort"] = bool(ours.argmax() == ref.argmax())
+    row["max_abs_diff_vs_ort"] = float(np.abs(ours - ref).max())
     row["report"] = compiled.report.layers
     log(f"{name} {sparsity:.0%}: ort fp32 {row['ort_fp32_ms']:.3f} ms, ort int8 {row['ort_int8_ms']:.3f} ms, "
         f"tvm fp32 {row['tvm_fp32_ms']:.1f} ms, deepchip {row['deepchip_ms']:.3f} ms")
