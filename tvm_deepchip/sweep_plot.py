@@ -36,6 +36,10 @@ def _plot(result: dict, xkey: str, xlabel: str, title: str, path: Path) -> Path:
     if auto:
         ax.axhline(100 * auto["accuracy_floor"], color="tab:red", linestyle=":", linewidth=1,
                    label=f"budget: FP32 - {auto['budget_points']:g} points")
+    chosen = [r for r in rows if auto and r["point"] == auto.get("point")]
+    if chosen:  # the automatic choice among grid points (qat)
+        ax.plot([chosen[0][xkey]], [100 * chosen[0]["accuracy"]], marker="o", markersize=14, markerfacecolor="none",
+                markeredgecolor="tab:red", linestyle="none", label=f"auto pick: {chosen[0]['point']}")
     ax.plot([base[xkey]], [100 * base["accuracy"]], marker="D", color="black", linestyle="none")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")

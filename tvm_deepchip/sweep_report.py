@@ -69,8 +69,8 @@ def markdown(result: dict, command: str) -> str:
     if qat:
         ep = o.get("epochs") or "the trainer's default"
         lines += ["", f"QAT points: one ternary model trained per target sparsity from the FP32 weights "
-                      f"({qat[0].get('fp32_start', '')}) "
-                      f"(epochs: {ep}" + (f", max_steps {o['max_steps']}" if o.get("max_steps") else "") + "); "
+                      f"({qat[0].get('fp32_start', '')}; epochs: {ep}"
+                      + (f", max_steps {o['max_steps']}" if o.get("max_steps") else "") + "); "
                       "training seconds: " + ", ".join(f"{r['point']} {r.get('train_seconds')}" for r in qat)]
     lines += ["", "![accuracy vs compression](accuracy_vs_compression.png)",
               "![accuracy vs speed-up](accuracy_vs_speedup.png)", ""]
@@ -90,4 +90,8 @@ def write(result: dict, out_dir, command: str) -> dict[str, Path]:
     with atomic_output(paths["md"]) as tmp:
         tmp.write_text(markdown(result, command))
     paths.update(plot(result, out))
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in paths.values():  # atomic_output's temporary files are private (0600): give the usual mode
+        os.chmod(p, 0o666 & ~mask)
     return paths
