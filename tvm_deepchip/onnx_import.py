@@ -38,10 +38,11 @@ def static_input_shapes(model: onnx.ModelProto, override: dict | None = None) ->
         dims = inp.type.tensor_type.shape.dim
         shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
         if any(d is None for d in shape):
-            named = [d.dim_param or "?" for d in dims]
+            named = [d.dim_value if s is not None else (d.dim_param or "?") for d, s in zip(dims, shape)]
+            example = ",".join(str(s) if s is not None else ("1" if i == 0 else "?") for i, s in enumerate(shape))
             raise InputError(
                 f"input {inp.name!r} has a dynamic shape {named}; tvm-deepchip compiles static shapes: "
-                f"give one with --input-shape {inp.name}:1,3,H,W"
+                f"give one with --input-shape {inp.name}:{example} (input_shapes= in Python)"
             )
         shapes[inp.name] = shape
     return shapes

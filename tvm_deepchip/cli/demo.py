@@ -63,7 +63,8 @@ def run(args) -> int:
 
     _say("[2/4] compile for x86")
     so = out / "digits_x86.so"
-    compiled = tvm_deepchip.compile(str(qpath), "x86", output=so)
+    shapes = {"input": [1, *x_test.shape[1:]]}  # batch 1: the latency a deployed model sees
+    compiled = tvm_deepchip.compile(str(qpath), "x86", input_shapes=shapes, output=so)
     print(compiled.report.format())
 
     _say(f"[3/4] run the {len(x_test)} test images through {so}")
@@ -96,7 +97,7 @@ def run(args) -> int:
 
     _say(f"[4/4] cross-compile for aarch64 and run {args.arm_samples} images on {args.rpc} (QEMU: emulation timing)")
     arm_so = out / "digits_aarch64.so"
-    tvm_deepchip.compile(str(qpath), "aarch64", output=arm_so)
+    tvm_deepchip.compile(str(qpath), "aarch64", input_shapes=shapes, output=arm_so)
     n = min(args.arm_samples, len(x_test)) // batch * batch
     ours = np.concatenate([vm["main"](tvm.runtime.tensor(x_test[i : i + batch])).numpy() for i in range(0, n, batch)])
     arm = np.concatenate([remote.run_remote(str(arm_so), x_test[i : i + batch], rpc=args.rpc)
