@@ -39,15 +39,15 @@ def _register():
 
 
 def _zero_indices(repeated):
-    """Our sparse kernels gather through int32 index tables: random indices (MetaSchedule's
+    """Our sparse kernels gather through int32/uint16 index tables: random indices (MetaSchedule's
     default fill) would read out of bounds and kill the runner. Index 0 is valid in every
     table; other arguments keep their random values."""
     import numpy as np
 
     for args in repeated:
         for t in args:
-            if str(t.dtype) == "int32":
-                t.copyfrom(np.zeros([int(d) for d in t.shape], "int32"))
+            if str(t.dtype) in ("int32", "uint16"):
+                t.copyfrom(np.zeros([int(d) for d in t.shape], str(t.dtype)))
     return repeated
 
 
