@@ -69,11 +69,19 @@ def schedule_func(func, target, knobs=None):
 
 
 def apply_default_schedules(mod: tvm.IRModule, target, skip=()) -> tvm.IRModule:
-    """Schedule every primitive PrimFunc of `mod` not in `skip` (names already tuned)."""
+    """Schedule every PrimFunc of `mod` not in `skip` (names already tuned): our primitives with
+    their schedules, TVM's own kernels with schedules/tvm_ops.py."""
     _load_all()
     out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
+    from .tvm_ops import schedule_tvm_op
+
     for gv, func in mod.functions.items():
-        if gv.name_hint in skip or not isinstance(func, tvm.tirx.PrimFunc) or tagged_block(func) is None:
+        if gv.name_hint in skip or not isinstance(func, tvm.tirx.PrimFunc):
             continue
-        out[gv] = schedule_func(func, target).with_attrs(func.attrs)
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
+            continue
+        if tagged_block(func) is not None:
+            out[gv] = schedule_func(func, target).with_attrs(func.attrs)
+        else:
+            out[gv] = schedule_tvm_op(func).with_attrs(func.attrs)
     return out

@@ -135,7 +135,9 @@ def bench_model(name, sparsity, runs, workdir):
         log(f"{name}: TVM default FP32 build")
         from tvm.relax.frontend.onnx import from_onnx
 
-        tgt = tvm.target.Target(tvm_deepchip.targets.get_preset("x86").target)
+        from tvm_deepchip import targets
+
+        tgt = targets.tvm_target(targets.get_preset("x86"))
         ex = tvm.compile(from_onnx(model, keep_params_in_input=False), tgt)
         row["tvm_fp32_ms"], _ = vm_timer(ex, x, max(3, runs // 10))
         bench_model.__dict__.setdefault("tvm_fp32_done", {})[name] = row["tvm_fp32_ms"]

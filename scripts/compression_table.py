@@ -8,9 +8,10 @@ AlexNet). Writes a markdown table to stdout and to --out (and the numbers to --j
 Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the first and the last
 layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
 layer at the given sparsity with the quantizer's own `ternarize`. Columns:
-  - run-time bytes the deployed kernels read: `sparse` = the two int32 offset lists per output
-    channel (+1 taps, -1 taps), each padded to the longest channel, exactly as
-    primitives.ternary_*_sparse pack them; `packed` = two uint32 bit-planes per output channel
+  - run-time bytes the deployed kernels read: `sparse` = the +1 and -1 tap lists cut into
+    balanced rows with their row tables (primitives/sparse_rows.py; uint16 offsets where they
+    fit), as primitives.ternary_dense_sparse packs them (a conv's offsets index its flat input
+    instead, same count, int32 only when the image exceeds 64K codes); `packed` = two uint32 bit-planes per output channel
     (2 bits a weight), as primitives.ternary_*_packed pack them; `smallest` = the smaller of the
     two per layer (the compiler chooses per layer by speed, so a deployment lies between);
     `uint8 gap lists` = what the sparse lists would take with 8-bit gaps instead of int32
@@ -122,7 +123,7 @@ def fmt_bytes(b: float) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| network | zeros | FP32 weights | run-time sparse (int32 lists) | run-time packed (2-bit) "
+    head = ("| network | zeros | FP32 weights | run-time sparse (index rows) | run-time packed (2-bit) "
             "| run-time smallest per layer | uint8 gap lists (no kernel yet) | stored (best encoding) | entropy bound "
             "| paper |")
     lines = [head, "|" + "---|" * 10]

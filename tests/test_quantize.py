@@ -30,7 +30,7 @@ from onnx import helper, numpy_helper
 from tvm_deepchip import models, oracle
 from tvm_deepchip.bn_fold import fold_batchnorm
 from tvm_deepchip.errors import InputError
-from tvm_deepchip.quantize import quantize
+from tvm_deepchip.quantizer import quantize
 from tvm_deepchip.ternary import int8_per_channel, ternarize
 
 REL_L2_BOUND = 0.05

@@ -18,7 +18,7 @@ if (_root / "schedules" / "__init__.py").is_file() and not (Path(__file__).paren
 
 
 def quantize(*args, **kwargs):
-    from .quantize import quantize as _quantize
+    from .quantizer import quantize as _quantize
 
     return _quantize(*args, **kwargs)
 

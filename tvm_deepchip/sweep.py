@@ -137,7 +137,7 @@ def progress(log, row: dict) -> None:
 def ptq_rows(model, x_calib, x, y, base, *, thresholds=None, sparsities=None, batch, runs,
              tuning_log="auto", per_channel=False, log=None) -> list[dict]:
     """Post-training quantization at each threshold (or target sparsity)."""
-    from .quantize import quantize
+    from .quantizer import quantize
 
     grid = [("threshold", t) for t in thresholds or []] + [("sparsity", s) for s in sparsities or []]
     rows = []

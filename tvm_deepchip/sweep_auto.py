@@ -20,7 +20,7 @@ STEPS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
 def _quantize(model, x_calib, layer_sparsity, per_channel):
-    from .quantize import quantize
+    from .quantizer import quantize
 
     return quantize(model, calib=x_calib, per_channel=per_channel, layer_sparsity=layer_sparsity)
 

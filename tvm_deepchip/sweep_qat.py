@@ -142,7 +142,7 @@ def qat_rows(model_path, x_calib, x, y, base, *, sparsities, epochs=None, max_st
     _require_torch()
     import time
 
-    from .quantize import quantize
+    from .quantizer import quantize
     from .train import digits
 
     if not sparsities:

@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..onnx_io import atomic_output
-    from ..quantize import quantize
+    from ..quantizer import quantize
 
     if Path(args.output).resolve() == Path(args.model).resolve():
         raise InputError(f"-o {args.output}: the output would overwrite the input model")

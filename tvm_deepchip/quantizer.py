@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -250,15 +248,3 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     if output_path is not None:
         onnx_io.save_model(out, Path(output_path))
     return out, report
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module sets `tvm_deepchip.quantize` to the module (Python binds submodules
-    on their package), replacing the package's lazy `quantize` function; a callable module keeps
-    `tvm_deepchip.quantize(...)` working either way."""
-
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,72 @@
+"""Default schedules for TVM's own kernels in our graphs (quantize, dequantize, the residual add,
+pooling, reshapes): what runs when no tuning record matches, instead of TVM's unscheduled loops.
+
+Elementwise chains (FuseOps puts `dequantize, dequantize, add, relu, quantize` into one PrimFunc
+as one block per op) are inlined into their last block, whose loops are fused and vectorized;
+reductions (pooling) vectorize their innermost spatial loop. Any function this cannot handle keeps
+TVM's lowering: a default must never break a build.
+"""
+from __future__ import annotations
+
+import logging
+
+import tvm
+
+from .common import PARALLEL_MIN_WORK
+
+log = logging.getLogger(__name__)
+LANES = 16
+
+
+def _is_spatial(sch, block) -> bool:
+    return all(int(iv.iter_type) == 0 for iv in sch.get(block).iter_vars)  # 0: data parallel
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _inline_all(sch) -> None:
+    """Inline every elementwise block into its consumers, repeatedly, until nothing changes."""
+    changed = True
+    while changed:
+        changed = False
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        for b in blocks[:-1]:
+            try:
+                sch.compute_inline(b)
+                changed = True
+                break
+            except Exception:  # noqa: BLE001 - not inlinable (reduction, multiple consumers...)
+                continue
+
+
+def _vectorize_block(sch, block) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    if _is_spatial(sch, block):
+        fused = sch.fuse(*loops)
+        n = _extent(sch, fused)
+        if n % LANES == 0 and n >= LANES:
+            outer, inner = sch.split(fused, [None, LANES])
+            sch.vectorize(inner)
+            if n >= PARALLEL_MIN_WORK // 16:
+                sch.parallel(outer)
+        return
+    # a reduction (pooling, mean): parallelism over the leading spatial loops only
+    spatial = [lp for lp in loops if _extent(sch, lp) > 1][:1]
+    if spatial and _extent(sch, spatial[0]) * 256 >= PARALLEL_MIN_WORK:
+        sch.parallel(spatial[0])
+
+
+def schedule_tvm_op(func: tvm.tirx.PrimFunc) -> tvm.tirx.PrimFunc:
+    sch = tvm.s_tir.Schedule(func)
+    try:
+        _inline_all(sch)
+        for block in sch.get_child_blocks(sch.get_sblock("root")):
+            _vectorize_block(sch, block)
+    except Exception as err:  # noqa: BLE001 - keep TVM's lowering for anything unusual
+        log.debug("default schedule skipped: %s", str(err).splitlines()[0][:200])
+        return func
+    return sch.mod["main"]
