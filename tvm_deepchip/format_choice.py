@@ -48,12 +48,12 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
     return float(np.median(timer(*args).results)) * 1e6
 
 
-def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed", "int8")) -> dict:
+def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed", "int8"), input_shapes=None) -> dict:
     """Measure each ternary layer of `model` in every candidate format; write formats.json."""
     if preset.cross_compiler:
         raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")
     options = LayerOptions(names=weight_names(model))
-    lower(model, preset, options)
+    lower(model, preset, options, input_shapes)
     rows = {}
     ternary = [(ly, shp) for ly, shp in options.lowered if ly.weight_kind == "ternary"]
     for i, (layer, in_shape) in enumerate(ternary, 1):

@@ -156,6 +156,7 @@ def tune(
     seed: int | None = 0,
     choose_formats: bool = True,
     runner=None,
+    input_shapes: dict | None = None,
 ) -> Path:
     """Tune all tasks of `model` for `target`; returns the database directory."""
     from tvm.s_tir import meta_schedule as ms
@@ -174,11 +175,11 @@ def tune(
     if choose_formats and not preset.cross_compiler:
         from .format_choice import choose_formats as measure
 
-        measure(model, preset, work_dir)
+        measure(model, preset, work_dir, input_shapes=input_shapes)
         measured = load_format_choices(work_dir)
     options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
     options.measured = measured
-    mod, _ = lower(model, preset, options)
+    mod, _ = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
     extracted = ms.relax_integration.extract_tasks(mod, tgt)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(

@@ -16,6 +16,14 @@ def _shape_arg(text: str) -> dict:
         raise InputError(f"--input-shape {text!r}: expected NAME:D0,D1,... (e.g. input:1,3,32,32)") from None
 
 
+def parse_shapes(texts) -> dict | None:
+    """Repeated --input-shape NAME:D0,D1,.. options -> {NAME: shape} (None if none given)."""
+    shapes = {}
+    for text in texts:
+        shapes.update(_shape_arg(text))
+    return shapes or None
+
+
 def _format_arg(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise InputError(f"--format {text!r}: expected LAYER=sparse|packed|int8|float")
@@ -44,9 +52,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..compiler import compile as compile_model
 
-    shapes = {}
-    for s in args.input_shape:
-        shapes.update(_shape_arg(s))
+    shapes = parse_shapes(args.input_shape)
     formats = dict(_format_arg(f) for f in args.format)
     log = None if args.tuning_log == "none" else args.tuning_log
     compiled = compile_model(
@@ -55,7 +61,7 @@ def run(args) -> int:
         target_json=args.target_json,
         formats=formats,
         default_ternary=args.ternary_format,
-        input_shapes=shapes or None,
+        input_shapes=shapes,
         tuning_log=log,
         output=args.output,
     )

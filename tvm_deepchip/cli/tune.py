@@ -17,11 +17,14 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=int, default=30, help="seconds per candidate run")
     p.add_argument("--no-format-choice", action="store_true",
                    help="skip timing sparse/packed/int8 per ternary layer (x86 only)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",
+                   help="static shape of a dynamic input, e.g. input:1,1,8,8")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..tuning import tune
+    from .compile import parse_shapes
 
     out = tune(
         args.model,
@@ -35,6 +38,7 @@ def run(args) -> int:
         key=args.key,
         timeout=args.timeout,
         choose_formats=not args.no_format_choice,
+        input_shapes=parse_shapes(args.input_shape),
     )
     print(f"tuning database: {out}")
     return 0
