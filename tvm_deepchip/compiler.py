@@ -63,6 +63,7 @@ class LayerOptions:
                 "format": fmt,
                 "primitive": lowered.primitive,
                 "shape": list(layer.signs.shape),
+                "out_shape": list(lowered.out_shape),
                 "sparsity": float(np.mean(layer.signs == 0)) if layer.weight_kind == "ternary" else None,
                 "weight_bytes": int(lowered.weight_bytes),
                 "fp32_bytes": int(layer.signs.size * 4),

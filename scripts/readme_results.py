@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Write the measured results into README.md and BENCHMARKS.md (between marker comments).
+
+Nothing here measures or types a number: it reads what the measuring scripts wrote
+    BENCHMARKS.json            scripts/bench.py            speed against the peers
+    docs/sweep/sweep.json      scripts/sweep_digits.sh     accuracy vs compression vs speed (real data)
+    docs/compression.json      scripts/compression_table.py weight memory against the paper
+    tvm_deepchip/data/digits_train.json  scripts/train_digits.py  the bundled model's accuracy
+and formats them. Re-run it after any of those:  python3 scripts/readme_results.py
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- results:begin (scripts/readme_results.py) -->", "<!-- results:end -->"
+
+
+def _load(rel):
+    path = ROOT / rel
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _machine(m) -> str:
+    if isinstance(m, dict):
+        return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date_utc', '')}"
+    return str(m)
+
+
+def accuracy_section(train, sweep) -> list[str]:
+    if not (train and sweep):
+        return []
+    acc = train["test_accuracy"]
+    lines = [
+        "### Accuracy on real data (bundled digits model)",
+        "",
+        f"scikit-learn's handwritten digits ({train['data']['test']} test images), DeepChip's SVHN ConvNet "
+        "adapted to 8x8 inputs, trained in FP32 and with DeepChip's ternary training quantizer "
+        "(`scripts/train_digits.py`, recorded in `tvm_deepchip/data/digits_train.json`):",
+        "",
+        "| model | test accuracy |",
+        "| --- | --- |",
+        f"| FP32 (onnxruntime) | {acc['fp32_onnxruntime']:.2%} |",
+        f"| ternary, 90% zeros, 8-bit activations, compiled x86 .so | {acc['ternary_qdq_onnxruntime']:.2%} |",
+        f"| FP32 ternarized after training (no retraining) | {acc['fp32_post_training_ternary_qdq_onnxruntime']:.2%} |",
+        "",
+        "`tests/test_bundled_model.py` checks that the compiled artifact reaches exactly the recorded figure. "
+        f"Trade-off sweep (`{sweep['command']}`, {_machine(sweep['machine'])}):",
+        "",
+        "| point | zeros | accuracy | weight memory vs FP32 (run time) | latency ms | vs FP32 onnxruntime |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in [sweep["baseline"]] + sweep["rows"]:
+        lines.append(f"| {r['point']} | {r['sparsity']:.0%} | {r['accuracy']:.2%} | {r['compression']:.2f}x | "
+                     f"{r['latency_ms']:.3f} | {r['speedup']:.2f}x |")
+    lines += ["", "![accuracy vs compression](docs/sweep/accuracy_vs_compression.png)",
+              "![accuracy vs speed-up](docs/sweep/accuracy_vs_speedup.png)", ""]
+    return lines
+
+
+def speed_section(bench) -> list[str]:
+    if not bench:
+        return []
+    m = bench["machine"]
+    lines = [
+        "### Speed (batch 1, x86)",
+        "",
+        f"`{bench['command']}` on {bench['date']}, {m['cpu']} (`{m['llvm_cpu']}`), {bench['threads']} threads, "
+        "peers measured in the same run; details and per-layer times in BENCHMARKS.md.",
+        "",
+        "| model | zeros | onnxruntime FP32 ms | onnxruntime int8 ms | tvm-deepchip ms | vs FP32 | vs int8 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in bench["rows"]:
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
+                     f"{r['deepchip_ms']:.3f} | {r['ort_fp32_ms'] / r['deepchip_ms']:.2f}x | "
+                     f"{r['ort_int8_ms'] / r['deepchip_ms']:.2f}x |")
+    lines += ["", "![speed](bench.png)", ""]
+    return lines
+
+
+def memory_section(comp) -> list[str]:
+    if not comp:
+        return []
+    lines = [
+        "### Weight memory (first and last layers float, as in the paper)",
+        "",
+        "`python3 scripts/compression_table.py --out docs/compression.md --json docs/compression.json`; "
+        "full table in docs/compression.md.",
+        "",
+        "| network | zeros | run time, fastest kernels (sparse rows) | run time, smallest per layer | stored (best encoding) | entropy bound | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in comp:
+        t, f = r["totals"], r["totals"]["fp32"]
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {f / t['sparse']:.1f}x | {f / t['smallest']:.1f}x | "
+                     f"{f / t['stored']:.1f}x | {f / t['entropy']:.1f}x | {r['paper']}x |")
+    lines.append("")
+    return lines
+
+
+def replace_block(path: Path, lines: list[str]) -> None:
+    text = path.read_text()
+    block = BEGIN + "\n" + "\n".join(lines) + "\n" + END
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    bench, sweep = _load("BENCHMARKS.json"), _load("docs/sweep/sweep.json")
+    comp, train = _load("docs/compression.json"), _load("tvm_deepchip/data/digits_train.json")
+    lines = accuracy_section(train, sweep) + speed_section(bench) + memory_section(comp)
+    replace_block(ROOT / "README.md", lines)
+    if (ROOT / "BENCHMARKS.md").is_file():
+        replace_block(ROOT / "BENCHMARKS.md", ["## Accuracy and weight memory", ""] + accuracy_section(train, sweep)
+                      + memory_section(comp))
+    print(f"wrote results into README.md and BENCHMARKS.md ({len(lines)} lines)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
