@@ -110,3 +110,80 @@ def check(layer, in_shape, fmt, rng, knobs=None, seed=0, saturated=False):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
         np.testing.assert_allclose(ref, float_semantics(layer, qx), rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     return got
+
+
+# -- the shared suites: each primitive's test file instantiates one ----------------------------
+CONV_CASES = [  # (Co, Ci, k, stride, pad, H, W, in_dtype, out, act)
+    (8, 5, 3, 1, 1, 9, 7, "uint8", "uint8", "relu"),
+    (13, 7, 3, 2, 1, 11, 10, "uint8", "uint8", "clip"),
+    (16, 3, 5, 1, 2, 12, 12, "int8", "int8", None),
+    (9, 4, 1, 1, 0, 7, 13, "uint8", "uint8", "relu"),
+    (6, 3, 11, 4, 2, 27, 27, "uint8", "uint8", "relu"),
+    (64, 64, 3, 1, 1, 18, 18, "uint8", "uint8", "clip"),
+    (10, 33, 3, 1, 0, 6, 6, "uint8", None, "relu"),  # float output (logits)
+    (128, 128, 5, 1, 0, 5, 5, "uint8", "uint8", "relu"),  # K = 3200: int32 accumulator
+]
+DENSE_CASES = [  # (N, K, Co, in_dtype, out, act)
+    (1, 37, 10, "uint8", "uint8", "relu"),
+    (2, 144, 20, "uint8", "uint8", "clip"),
+    (1, 515, 33, "int8", "int8", None),
+    (3, 64, 7, "uint8", None, None),  # float output (logits)
+    (1, 4096, 256, "uint8", "uint8", "relu"),
+]
+
+
+def _seeded(case):
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(repr(case).encode()))
+
+
+def conv_suite(fmt: str, kind: str):
+    """(test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact) for one
+    conv2d primitive: fuzzed shapes (strides 1/2/4, padding, kernels 1/3/5/11, odd channels)."""
+    import pytest
+
+    @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}-{c[8]}")
+    def test_bit_exact(case):
+        co, ci, k, s, p, h, w, dt, out, act = case
+        rng = _seeded(case)
+        layer = make_layer(rng, "conv2d", kind, (co, ci, k, k), stride=s, pad=p, in_dtype=dt, out=out, act=act)
+        check(layer, (1, ci, h, w), fmt, rng)
+
+    def test_saturated_input_and_batch():
+        rng = np.random.default_rng(1)
+        layer = make_layer(rng, "conv2d", kind, (12, 16, 3, 3), pad=1, sparsity=0.5)
+        check(layer, (2, 16, 8, 8), fmt, rng, saturated=True)
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_tuned_schedule_bit_exact(seed):
+        rng = np.random.default_rng(seed)
+        layer = make_layer(rng, "conv2d", kind, (32, 24, 3, 3), pad=1)
+        check(layer, (1, 24, 14, 14), fmt, rng, knobs="sampled", seed=seed)
+
+    return test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact
+
+
+def dense_suite(fmt: str, kind: str):
+    """The same three tests for one dense primitive (K not a multiple of any vector width)."""
+    import pytest
+
+    @pytest.mark.parametrize("case", DENSE_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"-{c[3]}-{c[4]}")
+    def test_bit_exact(case):
+        n, k, co, dt, out, act = case
+        rng = _seeded(case)
+        layer = make_layer(rng, "dense", kind, (co, k), in_dtype=dt, out=out, act=act)
+        check(layer, (n, k), fmt, rng)
+
+    def test_saturated_input():
+        rng = np.random.default_rng(1)
+        layer = make_layer(rng, "dense", kind, (24, 300), sparsity=0.3)
+        check(layer, (1, 300), fmt, rng, saturated=True)
+
+    @pytest.mark.parametrize("seed", [0, 1])
+    def test_tuned_schedule_bit_exact(seed):
+        rng = np.random.default_rng(seed)
+        layer = make_layer(rng, "dense", kind, (40, 256))
+        check(layer, (1, 256), fmt, rng, knobs="sampled", seed=seed)
+
+    return test_bit_exact, test_saturated_input, test_tuned_schedule_bit_exact

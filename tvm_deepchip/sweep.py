@@ -10,10 +10,11 @@ and the automatic per-layer search (`sweep_auto`).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
+
+from .timing import median_ms
 import onnx
 
 from . import onnx_io, oracle
@@ -50,17 +51,6 @@ def model_batch(model: onnx.ModelProto, default: int) -> int:
     """The model's static batch (first input, first dimension), or `default` when it is dynamic."""
     dim = model.graph.input[0].type.tensor_type.shape.dim
     return dim[0].dim_value if dim and dim[0].HasField("dim_value") and dim[0].dim_value > 0 else default
-
-
-def median_ms(fn, runs: int) -> float:
-    for _ in range(min(5, runs)):
-        fn()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - s)
-    return 1e3 * float(np.median(t))
 
 
 def _batches(x: np.ndarray, batch: int):

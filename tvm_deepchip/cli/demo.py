@@ -8,9 +8,7 @@ and run it there over TVM RPC.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +26,6 @@ def _say(msg):
     print(msg, flush=True)
 
 
-def _median_ms(fn, runs=50):
-    for _ in range(5):
-        fn()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - s)
-    return 1e3 * float(np.median(t))
-
-
 def run(args) -> int:
     import onnx
     import onnxruntime as ort
@@ -46,6 +33,7 @@ def run(args) -> int:
     from tvm import relax
 
     import tvm_deepchip
+    from tvm_deepchip.timing import median_ms
     from tvm_deepchip import data
 
     out = Path(args.out or tempfile.mkdtemp(prefix="deepchip-demo-"))
@@ -83,8 +71,8 @@ def run(args) -> int:
     acc32 = float(np.mean(np.concatenate([sess32.run(None, {name: x_test[i : i + 1]})[0].argmax(1)
                                           for i in range(len(x_test))]) == y_test))
     x1 = tvm.runtime.tensor(x_test[:batch])
-    ms_ours = _median_ms(lambda: vm["main"](x1))
-    ms_ort = _median_ms(lambda: sess32.run(None, {name: x_test[:1]}))
+    ms_ours = median_ms(lambda: vm["main"](x1))
+    ms_ort = median_ms(lambda: sess32.run(None, {name: x_test[:1]}))
     t = compiled.report.totals()
     _say(f"accuracy: compiled ternary {acc:.2%} vs FP32 (onnxruntime) {acc32:.2%} on {len(x_test)} test images")
     _say(f"weights: {t['weight_bytes']} B vs FP32 {t['fp32_weight_bytes']} B ({t['compression']:.1f}x smaller)")
