@@ -57,15 +57,21 @@ def tagged_block(func) -> tuple[str, str] | None:
     return (EPILOGUE, str(rule)) if rule is not None and str(rule).startswith("deepchip_") else None
 
 
-def schedule_func(func, target, knobs=None):
-    """Our default (or, with Sampled knobs, a random) schedule of one primitive's PrimFunc."""
+def schedule_of(mod: tvm.IRModule, target, knobs=None) -> tvm.s_tir.Schedule:
+    """A Schedule of the primitive in `mod["main"]`: our default (Fixed knobs) or, with Sampled
+    knobs, a random point of its tuning space. Its trace can be recorded in a database."""
     _load_all()
-    name, rule = tagged_block(func)
+    name, rule = tagged_block(mod["main"])
     fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
-    sch = tvm.s_tir.Schedule(func)
+    sch = tvm.s_tir.Schedule(mod)
     with target:  # schedules read the ISA (vector width) from the target in scope
         fn(sch, sch.get_sblock(name), knobs or Fixed())
-    return sch.mod["main"]
+    return sch
+
+
+def schedule_func(func, target, knobs=None):
+    """Our default (or sampled) schedule of one primitive's PrimFunc."""
+    return schedule_of(tvm.IRModule({"main": func}), target, knobs).mod["main"]
 
 
 def apply_default_schedules(mod: tvm.IRModule, target, skip=()) -> tvm.IRModule:

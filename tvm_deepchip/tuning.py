@@ -86,6 +86,37 @@ def _own_space(ctx, work_dir):
     )
 
 
+def seed_defaults(database, contexts, target) -> int:
+    """Measure our hand-written default schedule of every primitive task and commit it as a
+    tuning record, so the search starts from it and the database never holds anything slower
+    than what compile would use without it. Local (x86) tuning only."""
+    import numpy as np
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_deepchip.schedules import schedule_of
+
+    seeded = 0
+    for ctx in contexts:
+        if not _is_primitive(ctx.mod):
+            continue
+        try:
+            sch = schedule_of(ctx.mod, target)
+            lib = tvm.tirx.build(sch.mod, target=target)
+            dev = tvm.cpu()
+            info = ms.arg_info.ArgInfo.from_prim_func(ctx.mod["main"])
+            args = _zero_indices([[tvm.runtime.tensor(np.random.default_rng(0).integers(0, 100, [int(d) for d in a.shape]).astype(str(a.dtype)), dev)
+                                   for a in info]])[0]
+            secs = lib.time_evaluator(lib.entry_name, dev, number=10, repeat=3)(*args).results
+            record = ms.database.TuningRecord(sch.trace, database.commit_workload(ctx.mod), [float(np.median(secs))],
+                                              target, info)
+            database.commit_tuning_record(record)
+            seeded += 1
+        except Exception as err:  # noqa: BLE001 - a seed is an optimization; tuning goes on without it
+            log.warning("task %s: default schedule not seeded: %s", ctx.task_name, str(err).splitlines()[0][:200])
+    return seeded
+
+
 @dataclass
 class TaskProgress:
     name: str
@@ -197,6 +228,9 @@ def tune(
     database = ms.database.JSONDatabase(
         str(work_dir / "database_workload.json"), str(work_dir / "database_tuning_record.json"), allow_missing=True
     )
+    if tracker is None:
+        n = seed_defaults(database, contexts, tgt)
+        print(f"[tune] seeded {n} hand-written default schedules as measured records", file=sys.stderr, flush=True)
     ms.tune.tune_tasks(
         tasks=contexts,
         task_weights=weights,
