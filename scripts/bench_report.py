@@ -53,8 +53,8 @@ def write_report(result: dict, out: Path) -> None:
         total = 0.0
         for name, us in r["layers"].items():
             row = info.get(name, {})
-            shape, out = row.get("shape", []), row.get("out_shape", [])
-            macs = _prod(shape) * _prod(out[2:]) * (out[0] if out else 1) if shape and out else 0
+            shape, oshape = row.get("shape", []), row.get("out_shape", [])
+            macs = _prod(shape) * _prod(oshape[2:]) * (oshape[0] if oshape else 1) if shape and oshape else 0
             nz = macs * (1 - row["sparsity"]) if row.get("sparsity") is not None else macs
             total += us
             lines.append(f"| {name} | {row.get('kind', '?')} {row.get('format', '')} | {us:.1f} | {macs / 1e6:.2f} M | "
@@ -94,3 +94,11 @@ def _plot(result, path):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":  # re-render the report from a saved BENCHMARKS.json
+    import json
+    import sys
+
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else "BENCHMARKS.json")
+    write_report(json.loads(src.read_text()), src.with_suffix(".md"))

@@ -65,7 +65,7 @@ class ConvGeometry:
     out_flat = property(lambda g: _ceil(g.ho * g.wq, FLAT_BLOCK) * FLAT_BLOCK)
     # flat-position form only where the discarded positions (border columns, rounding up to
     # whole blocks) at most double the work; a 5x5 -> 1x1 layer uses (oy, ox) instead
-    flat = property(lambda g: g.out_flat <= 2 * g.ho * g.wo)
+    flat = property(lambda g: g.out_flat <= 3 * g.ho * g.wo)
     # zero tail: padded list entries and discarded positions land here. Whole planes long, so
     # the layout loop splits into (plane, y, x) without div/mod in the inner loops.
     flat_len = property(lambda g: (g.planes + _ceil(g.out_flat + g.plane + FLAT_BLOCK, g.plane)) * g.plane)
