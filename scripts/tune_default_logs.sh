@@ -4,7 +4,7 @@
 # by default), and, if an aarch64 RPC tracker is given, for the aarch64 preset.
 #
 #   bash scripts/tune_default_logs.sh [TRIALS_PER_MODEL]        # default 32
-#   TRACKER=127.0.0.1:9190 KEY=aarch64 bash scripts/tune_default_logs.sh 16
+#   TRACKER=127.0.0.1:9190 KEY=aarch64 bash scripts/tune_default_logs.sh 16   (X86=0: aarch64 only)
 # Under QEMU, aarch64 measurements are emulation timings: such a log proves the remote tuning
 # path, it does not rank schedules by real ARM speed (tune against a board for that).
 set -euo pipefail
@@ -29,7 +29,7 @@ for name, build in models.MODELS.items():
 PY
 
 x86_dir=$(python3 -c "from tvm_deepchip import targets, tuning_db; print(tuning_db.default_dir(targets.get_preset('x86')))")
-for m in digits svhn_convnet resnet44 alexnet; do
+for m in $([ "${X86:-1}" = 1 ] && echo digits svhn_convnet resnet44 alexnet); do
     shape=(); [ $m = digits ] && shape=(--input-shape input:1,1,8,8)
     say "x86: $m, $trials trials -> $x86_dir"
     deepchip tune "$work/$m.onnx" --target x86 --trials "$trials" --work-dir "$x86_dir" "${shape[@]}"
