@@ -5,6 +5,7 @@ Re-running with the same directory resumes: records already there seed the searc
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -117,6 +118,23 @@ def seed_defaults(database, contexts, target) -> int:
     return seeded
 
 
+@contextlib.contextmanager
+def _ms_logging():
+    """MetaSchedule rebuilds its loggers with logging.config.dictConfig, naming every handler
+    already on its logger; a handler someone else attached (pytest's log capture does, on
+    loggers that do not propagate) has no name and makes that fail. Detach such handlers while
+    MetaSchedule sets up, put them back after."""
+    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
+    foreign = [h for h in ms_log.handlers if h.get_name() is None]
+    for h in foreign:
+        ms_log.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in foreign:
+            ms_log.addHandler(h)
+
+
 @dataclass
 class TaskProgress:
     name: str
@@ -212,38 +230,39 @@ def tune(
     options.measured = measured
     mod, _ = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
-    extracted = ms.relax_integration.extract_tasks(mod, tgt)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted, str(work_dir / "logs"), seed=seed
-    )
-    contexts = [_own_space(c, str(work_dir / "logs")) if _is_primitive(c.mod) else c for c in contexts]
-    names = [c.task_name for c in contexts]
-    print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
-    callback, state = progress_callback(names)
-    builder = ms.builder.LocalBuilder(
-        f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None,
-        initializer=_register,
-        timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
-    )
-    database = ms.database.JSONDatabase(
-        str(work_dir / "database_workload.json"), str(work_dir / "database_tuning_record.json"), allow_missing=True
-    )
-    if tracker is None:
-        n = seed_defaults(database, contexts, tgt)
-        print(f"[tune] seeded {n} hand-written default schedules as measured records", file=sys.stderr, flush=True)
-    ms.tune.tune_tasks(
-        tasks=contexts,
-        task_weights=weights,
-        work_dir=str(work_dir / "logs"),
-        max_trials_global=trials,
-        max_trials_per_task=trials_per_task,
-        num_trials_per_iter=min(16, trials),
-        builder=builder,
-        runner=runner or make_runner(None, tracker, key, timeout),
-        database=database,
-        cost_model="xgb",
-        measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [callback],
-    )
+    with _ms_logging():
+        extracted = ms.relax_integration.extract_tasks(mod, tgt)
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted, str(work_dir / "logs"), seed=seed
+        )
+        contexts = [_own_space(c, str(work_dir / "logs")) if _is_primitive(c.mod) else c for c in contexts]
+        names = [c.task_name for c in contexts]
+        print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
+        callback, state = progress_callback(names)
+        builder = ms.builder.LocalBuilder(
+            f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None,
+            initializer=_register,
+            timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
+        )
+        database = ms.database.JSONDatabase(
+            str(work_dir / "database_workload.json"), str(work_dir / "database_tuning_record.json"), allow_missing=True
+        )
+        if tracker is None:
+            n = seed_defaults(database, contexts, tgt)
+            print(f"[tune] seeded {n} hand-written default schedules as measured records", file=sys.stderr, flush=True)
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=str(work_dir / "logs"),
+            max_trials_global=trials,
+            max_trials_per_task=trials_per_task,
+            num_trials_per_iter=min(16, trials),
+            builder=builder,
+            runner=runner or make_runner(None, tracker, key, timeout),
+            database=database,
+            cost_model="xgb",
+            measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [callback],
+        )
     for st in state:
         print(f"[tune] {st.name}: {st.trials} trials, best {st.best_us:.1f} us, {st.failed} failed", file=sys.stderr)
     return work_dir
