@@ -221,6 +221,7 @@ def _finish_producers(sch, accs) -> None:
 
 
 def _finish_crop(sch, epilogue) -> None:
+    """The copy of the valid outputs out of the flat positions: small, so one core, vectorized
+    along output columns."""
     for cons in sch.get_consumers(epilogue):
-        loops = sch.get_loops(cons)
-        sch.parallel(sch.fuse(*loops[:2])) if _extent(sch, loops[1]) >= 32 else None
+        sch.vectorize(sch.get_loops(cons)[-1])
