@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import tvm
 from tvm import relax

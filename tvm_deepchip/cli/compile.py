@@ -1,7 +1,6 @@
 """`deepchip compile Q.onnx -o model.so --target x86|aarch64`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import InputError

@@ -19,7 +19,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from .. import primitives
 from ..errors import InputError
 from ..layer import OutQuant, QuantLayer
-from .patterns import LayerPattern, call_tir_name, const_value, layer_pattern
+from ..ternary import detect_ternary
+from .patterns import LayerPattern, call_tir_name, const_value
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +36,13 @@ def weight_key(w: np.ndarray) -> str:
 
 
 def ternary_scales(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(signs, wp[Co], wn[Co]) if w holds {-Wn, 0, +Wp} per layer or per output channel."""
-    co = w.shape[0]
-    flat = w.reshape(co, -1)
-    signs = np.sign(flat).astype(np.int8)
-    pos = np.where(flat > 0, flat, np.nan)
-    neg = np.where(flat < 0, -flat, np.nan)
-    with np.errstate(all="ignore"), _no_nan_warning():
-        wp, wp_max = np.nanmin(pos, axis=1), np.nanmax(pos, axis=1)
-        wn, wn_max = np.nanmin(neg, axis=1), np.nanmax(neg, axis=1)
-    if not (np.array_equal(wp, wp_max, equal_nan=True) and np.array_equal(wn, wn_max, equal_nan=True)):
+    """(signs, wp[Co], wn[Co]) if w holds {-Wn, 0, +Wp} per layer or per output channel (the
+    quantizer's own test, ternary.detect_ternary) and has zeros: a dense two-valued weight is
+    not a ternary layer."""
+    found = detect_ternary(np.asarray(w, np.float32))
+    if found is None or not (found.signs == 0).any():
         return None
-    if not (signs == 0).any():  # a ternary layer has zeros; a dense two-valued one is not ours
-        return None
-    return signs.reshape(w.shape), np.nan_to_num(wp).astype(np.float32), np.nan_to_num(wn).astype(np.float32)
-
-
-class _no_nan_warning:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+    return found.signs, found.wp.astype(np.float32), found.wn.astype(np.float32)
 
 
 def _scalar(expr, var2val) -> float:
