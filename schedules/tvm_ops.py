@@ -12,7 +12,7 @@ import logging
 
 import tvm
 
-from .common import PARALLEL_MIN_WORK
+from .common import PARALLEL_MIN_WORK, _extent
 
 log = logging.getLogger(__name__)
 LANES = 16
@@ -20,10 +20,6 @@ LANES = 16
 
 def _is_spatial(sch, block) -> bool:
     return all(int(iv.iter_type) == 0 for iv in sch.get(block).iter_vars)  # 0: data parallel
-
-
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
 
 
 def _inline_all(sch) -> None:

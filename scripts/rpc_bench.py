@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_deepchip import remote
+from tvm_deepchip.cli.run import load_inputs
 from tvm_deepchip.errors import DeepChipError, InputError
 
 
@@ -31,13 +32,7 @@ def parse_jobs(specs: list[str], inputs: list[str]) -> list[tuple[Path, list[np.
         files = xs.split(",") if xs else inputs
         if not files:
             raise InputError(f"{so}: no input; give --input x.npy or {so}=x.npy")
-        arrays = []
-        for f in files:
-            try:
-                arrays.append(np.load(f, allow_pickle=False))
-            except (OSError, ValueError) as err:
-                raise InputError(f"{so}: cannot read input {f} ({err})") from None
-        jobs.append((Path(so), arrays))
+        jobs.append((Path(so), load_inputs(files)))
     return jobs
 
 

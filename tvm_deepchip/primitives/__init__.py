@@ -1,7 +1,7 @@
 """The integer primitives: one module per primitive (TE compute + numpy reference + packing).
 
 `lower_layer` is the one entry the graph pass uses: a QuantLayer and a storage format in, the
-packed constants and a TE function out. `reference_layer` runs the numpy reference of the same
+packed constants and a TE function out, with `reference`: the numpy reference of the same
 primitive on the same packed constants (tests compare the two bit for bit).
 """
 from __future__ import annotations
@@ -117,8 +117,3 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
         weight_bytes=mod.weight_bytes(*w),
         epilogue_bytes=int(sum(c.nbytes for c in ec)),
     )
-
-
-def reference_layer(layer: QuantLayer, qx: np.ndarray, fmt: str) -> np.ndarray:
-    """numpy output of the primitive `fmt` for `layer` on input codes qx."""
-    return lower_layer(layer, qx.shape, fmt).reference(qx)

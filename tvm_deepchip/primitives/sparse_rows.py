@@ -58,11 +58,6 @@ def pack_rows(lists: list, pad: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype), table
 
 
-def unpack_rows(rows: np.ndarray, rowmap: np.ndarray, pad: int) -> list:
-    """Inverse of pack_rows (without the padding): per channel its offsets."""
-    return [np.concatenate([rows[r][rows[r] != pad] for r in ids]) if len(ids) else np.zeros(0, np.int32) for ids in rowmap]
-
-
 def te_row_sums(read, rows, shape, acc: str, name: str):
     """row_sum[..., r, *pos] = sum_j read(pos, rows[r, j]) over one batch of rows (TE)."""
     from tvm import te
