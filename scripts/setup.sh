@@ -18,8 +18,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c "import tvm_deepchip, tvm, onnxruntime, pytest, torch" 2>/dev/null \
-   || [ "${DEEPCHIP_REINSTALL:-0}" = 1 ]; then
+# The import check runs outside the checkout: from here, the cwd would shadow whatever is installed.
+# An install of another checkout (a different .cache, other code) counts as missing.
+here=$(pwd -P)
+installed=$(cd / && $PY -c "import tvm_deepchip, tvm, onnxruntime, pytest, torch, os
+print(os.path.dirname(os.path.dirname(os.path.realpath(tvm_deepchip.__file__))))" 2>/dev/null || true)
+if [ "$installed" != "$here" ] || [ "${DEEPCHIP_REINSTALL:-0}" = 1 ]; then
+    [ -z "$installed" ] || [ "$installed" = "$here" ] || echo "[setup] tvm_deepchip is installed from $installed, not this checkout" >&2
     echo "[setup] pip install -e .[test,train]" >&2
     $PY -m pip install -q -e ".[test,train]"
 fi

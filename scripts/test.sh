@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# one device cache for the CLI and the tests, whichever copy of the package either imports
+export DEEPCHIP_CACHE="${DEEPCHIP_CACHE:-$(pwd -P)/.cache}"
 if [ "${DEEPCHIP_SKIP_QEMU:-0}" != 1 ]; then
     # provisions once (cached under .cache/), then starts the RPC server(s); prints the exports
     eval "$(bash .ci/qemu_up.sh)"
