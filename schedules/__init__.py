@@ -60,13 +60,30 @@ def tagged_block(func) -> tuple[str, str] | None:
 def schedule_of(mod: tvm.IRModule, target, knobs=None) -> tvm.s_tir.Schedule:
     """A Schedule of the primitive in `mod["main"]`: our default (Fixed knobs) or, with Sampled
     knobs, a random point of its tuning space. Its trace can be recorded in a database."""
-    _load_all()
-    name, rule = tagged_block(mod["main"])
-    fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
     sch = tvm.s_tir.Schedule(mod)
-    with target:  # schedules read the ISA (vector width) from the target in scope
-        fn(sch, sch.get_sblock(name), knobs or Fixed())
+    schedule_in(sch, target, knobs or Fixed())
     return sch
+
+
+def schedule_in(sch: tvm.s_tir.Schedule, target, knobs) -> tvm.s_tir.Schedule:
+    """Apply our schedule of the primitive in `sch` (in place), under `target`: schedules read
+    the ISA (vector width, VNNI) from the target in scope."""
+    _load_all()
+    name, rule = tagged_block(sch.mod["main"])
+    fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
+    with target:
+        fn(sch, sch.get_sblock(name), knobs)
+    return sch
+
+
+def search_space(target):
+    """The MetaSchedule space of one primitive: its schedule with Sampled knobs under `target`.
+    (TVM's ApplyCustomRule would call the registered functions with no target in scope, so
+    they could not see the vector width or the VNNI feature.)"""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.space_generator.ScheduleFn(lambda sch: schedule_in(sch, target, Sampled()),
+                                         sch_rules=[], postprocs=[], mutator_probs={})
 
 
 def schedule_func(func, target, knobs=None):

@@ -12,7 +12,7 @@ from tvm import te
 
 from tvm_deepchip import primitives, targets
 from tvm_deepchip.layer import OutQuant, QuantLayer, float_semantics
-from tvm_deepchip.schedules import Sampled, schedule_func
+from tvm_deepchip.schedules import Sampled, schedule_func, schedule_in
 
 TARGET = None
 
@@ -76,13 +76,9 @@ def build(layer, in_shape, fmt, knobs=None, seed=0):
 
 
 def _sampled(func, seed):
-    from tvm_deepchip.schedules import _RULES, _load_all, tagged_block
-
-    _load_all()
-    name, rule = tagged_block(func)
+    """A random point of the primitive's tuning space, as the tuner samples it (under the target)."""
     sch = tvm.s_tir.Schedule(func, seed=seed + 1)
-    _RULES[("cpu", rule)](sch, sch.get_sblock(name), Sampled())
-    return sch.mod["main"]
+    return schedule_in(sch, target(), Sampled()).mod["main"]
 
 
 def run(lowered, lib, qx):

@@ -77,11 +77,10 @@ def _own_space(ctx, work_dir):
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
 
-    space = ms.space_generator.PostOrderApply(
-        sch_rules=[ms.schedule_rule.ApplyCustomRule()], postprocs=[], mutator_probs={}
-    )
+    from tvm_deepchip.schedules import search_space
+
     return ms.TuneContext(
-        mod=ctx.mod, target=ctx.target, space_generator=space, search_strategy="evolutionary",
+        mod=ctx.mod, target=ctx.target, space_generator=search_space(ctx.target), search_strategy="evolutionary",
         task_name=ctx.task_name, rand_state=int(ctx.rand_state), num_threads=ctx.num_threads,
         logger=get_loggers_from_work_dir(work_dir, [ctx.task_name])[0],
     )

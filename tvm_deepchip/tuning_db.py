@@ -26,8 +26,35 @@ def resolve(tuning_log, preset) -> Path | None:
         return None
     if tuning_log == "auto":
         path = default_dir(preset)
-        return path if (path / WORKLOADS).is_file() else None
+        if (path / WORKLOADS).is_file():
+            return path
+        return _same_isa_sibling(preset, path)
     return Path(tuning_log)
+
+
+# What our schedules read from an x86 target: the vector width and the VNNI instruction.
+SCHEDULE_FEATURES = ("avx2", "avx512bw", "avx512vnni")
+
+
+def _same_isa_sibling(preset, path: Path) -> Path | None:
+    """Another CPU's committed log whose schedules see the same ISA (e.g. x86-znver5 on a
+    znver4): a trace replays the same splits and intrinsics; the code is still generated for
+    this CPU. None if there is no such log."""
+    mcpu = preset.target.get("mcpu")
+    if not mcpu or not path.parent.is_dir():
+        return None
+    from tvm.target import Target, codegen
+
+    def features(cpu):
+        tgt = Target({**preset.target, "mcpu": cpu})
+        return tuple(codegen.target_has_features(f, tgt) for f in SCHEDULE_FEATURES)
+
+    here = features(mcpu)
+    for sib in sorted(path.parent.glob(f"{preset.name}-*")):
+        if (sib / WORKLOADS).is_file() and features(sib.name[len(preset.name) + 1:]) == here:
+            log.info("no tuning log for %s: using %s (same vector ISA)", path.name, sib)
+            return sib
+    return None
 
 
 def _check_json_lines(path: Path) -> str | None:

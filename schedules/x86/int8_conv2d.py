@@ -1,11 +1,20 @@
-"""int8_conv2d on x86: vector over consecutive output positions (schedules/common.schedule_spatial)."""
+"""int8_conv2d on x86: blocked dot products (schedules/dot_product), VNNI vpdpbusd where the
+target has AVX512-VNNI. (TVM's AVX-512 fallback intrinsic saturates in int16, so it is not used:
+without VNNI the products are plain vector multiply-adds, exact.)"""
 from .. import register
-from ..common import schedule_spatial
-from . import isa
+from ..dot_product import schedule_dot
+from . import isa, vnni
 
-SHARE = True  # every channel reads the same input vectors: block channels
+
+def _intrin():
+    from tvm.target import Target, codegen
+
+    target = Target.current(allow_none=True)
+    if target is not None and codegen.target_has_features("avx512vnni", target):
+        return vnni.intrinsic()
+    return None
 
 
 @register("cpu", "deepchip_int8_conv2d")
 def schedule(sch, block, knobs):
-    return schedule_spatial(sch, block, knobs, isa(), share_input=SHARE)
+    return schedule_dot(sch, block, knobs, _intrin(), isa().vector_bytes)

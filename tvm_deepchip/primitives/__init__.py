@@ -85,10 +85,13 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
             te_func = lambda x, pl, *c: mod.compute(x, pl, c, geo, epi, zp, counts)  # noqa: E731
             ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
         else:
-            int8_conv2d.check_bound(layer.in_dtype, signs, layer.name)
-            mod, w = int8_conv2d, [int8_conv2d.pack(signs, geo)]
-            te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp)  # noqa: E731
-            ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
+            mod, w, flip = int8_conv2d, [int8_conv2d.pack(signs, geo)], layer.in_dtype == "int8"
+            mod.check_bound("uint8", signs, layer.name)  # int8 codes arrive as q + 128
+            if flip:
+                epi = mod.unsigned_epilogue(layer)
+                ec = epi.consts()
+            te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp, flip)  # noqa: E731
+            ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp, flip)  # noqa: E731
     elif layer.op == "dense":
         n, _, co = check_shapes(in_shape, signs.shape, layer.name)
         out_shape = (n, co)

@@ -15,7 +15,7 @@ loops stay affine (ky = kyq*sh + kyr).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,6 +70,10 @@ class ConvGeometry:
     # the layout loop splits into (plane, y, x) without div/mod in the inner loops.
     flat_len = property(lambda g: (g.planes + _ceil(g.out_flat + g.plane + FLAT_BLOCK, g.plane)) * g.plane)
 
+    def grouped(self, group: int) -> "ConvGeometry":
+        """The geometry over channel groups of `group` (the layout's planes hold groups)."""
+        return replace(self, ci=_ceil(self.ci, group))
+
     def out_shape(self):
         return (self.n, self.co, self.ho, self.wo)
 
@@ -101,23 +105,36 @@ class ConvGeometry:
 
 
 # -- TE stages -------------------------------------------------------------------------------
-def te_flat(x, geo: ConvGeometry, zp: int, name="xflat"):
-    """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail."""
+def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, flip_sign: bool = False):
+    """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
+
+    With `group` > 1 the planes hold groups of that many channels, innermost:
+    [N, flat_len, group] of `geo.grouped(group)`, so one tap reads `group` consecutive
+    channels (a dot-product operand); channels past Ci read zero. `flip_sign` feeds an int8
+    image as uint8 codes q + 128 (the zero point moves with it)."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
+    g = geo.grouped(group)
+    dtype = "uint8" if flip_sign else x.dtype
 
-    def f(n, i):
-        q, r = i // geo.plane, i % geo.plane
-        c, py, px = q // (geo.sh * geo.sw), (q // geo.sw) % geo.sh, q % geo.sw
-        y = (r // geo.wq) * geo.sh + py - top
-        xx = (r % geo.wq) * geo.sw + px - left
+    def f(n, i, *lane):
+        q, r = i // g.plane, i % g.plane
+        c, py, px = q // (g.sh * g.sw), (q // g.sw) % g.sh, q % g.sw
+        ch = c * group + lane[0] if lane else c
+        y = (r // g.wq) * g.sh + py - top
+        xx = (r % g.wq) * g.sw + px - left
         inside = tirx.all(y >= 0, y < geo.h, xx >= 0, xx < geo.w)
-        val = tirx.if_then_else(inside, x[n, tirx.min(c, geo.ci - 1), y, xx], tirx.const(zp, x.dtype))
-        return tirx.if_then_else(i < geo.image, val, tirx.const(0, x.dtype))
+        val = tirx.if_then_else(inside, x[n, tirx.min(ch, geo.ci - 1), y, xx], tirx.const(zp, x.dtype))
+        if flip_sign:
+            val = (val.astype("int32") + 128).astype(dtype)
+        if lane:
+            val = tirx.if_then_else(ch < geo.ci, val, tirx.const(0, dtype))
+        return tirx.if_then_else(i < g.image, val, tirx.const(0, dtype))
 
+    shape = (geo.n, g.flat_len) + ((group,) if group > 1 else ())
     # the schedule splits the flat loop by these extents (schedules/common._finish_producers)
-    return te.compute((geo.n, geo.flat_len), f, name=name, attrs={"deepchip_split": [geo.hq, geo.wq]})
+    return te.compute(shape, f, name=name, attrs={"deepchip_split": [g.hq, g.wq]})
 
 
 def te_dense_taps(geo: ConvGeometry, name: str):

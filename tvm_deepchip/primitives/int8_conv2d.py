@@ -1,20 +1,36 @@
 """int8 x 8-bit conv2d with int32 accumulation (the first/last layers, and a ternary fallback).
 
-acc[c, p] = sum over taps (ci, ky, kx) of x[p + offset(tap)] * w[c, ci, ky, kx], in int32, over
-the same flat padded input as the ternary kernels (one broadcast weight times a vector of
-consecutive outputs), then the shared fixed-point epilogue with one multiplier per channel.
+A dot-product form, the shape of VNNI's vpdpbusd: input channels in groups of 4 innermost in the
+flat padded layout (conv_layout.te_flat, group=4), so 16 consecutive output positions read 64
+consecutive bytes, and one step is
+
+    acc[n, c, p:p+16] += sum_j x[n, p:p+16 + offset(tap), j] * w[c, tap, j]        (j < 4)
+
+a 16x4 block of inputs against one broadcast weight quadruple. Channels padded up to a multiple
+of 4 carry zero weights. Output positions are flat (oy * Wq + ox), rounded up to whole vectors
+of 16; the border columns are computed and cropped. The products are unsigned x signed bytes:
+an int8 input is fed as q + 128 and the epilogue's bias takes 128 * sum(w) back out, exactly.
+Then the shared fixed-point epilogue, one multiplier per channel.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from . import requantize
-from .conv_layout import ConvGeometry, np_windows, position, space, te_dense_taps, te_flat, te_output
+from .conv_layout import ConvGeometry, np_windows, te_dense_taps, te_flat
 
 from ..errors import InputError
 
 STEM = "int8_conv2d"
 RULE = "deepchip_" + STEM
+LANES = 16  # output positions per step (one 512-bit vector of int32)
+GROUP = 4  # input channels per dot-product step
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
@@ -25,32 +41,63 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: int8 layer with K={w[0].size} can overflow an int32 accumulator")
 
 
+def unsigned_epilogue(layer) -> requantize.Epilogue:
+    """The epilogue of a layer whose int8 input codes arrive as q + 128 (uint8).
+
+    Fitted for uint8 codes (the exactness bound then covers acc < 255 * sum|w|), then the bias
+    loses M * 128 * sum(w): integer arithmetic, exact; the bound grows by at most half, still
+    below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
+    epi = requantize.fit(replace(layer, in_dtype="uint8"))
+    wsum = layer.signs.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
+    if epi.integer:
+        bias = epi.bias - epi.mult_p * 128 * wsum
+    else:
+        bias = (epi.bias - epi.mult_p * np.float32(128) * wsum.astype(np.float32)).astype(np.float32)
+    return replace(epi, bias=bias)
+
+
+def positions(geo: ConvGeometry) -> int:
+    """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors."""
+    return _ceil(geo.ho * geo.wq, LANES) * LANES
+
+
 def pack(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """int8 [Co, Ci, sh, sw, KHq, KWq]: taps in the kernel's reduction order (conv_layout)."""
-    return geo.phase_kernel(w.astype(np.int8))
+    """int8 [Co, Ci/4, sh, sw, KHq, KWq, 4]: phase taps (conv_layout), 4 channels innermost."""
+    k = geo.phase_kernel(w.astype(np.int8))
+    cg = _ceil(geo.ci, GROUP)
+    k = np.pad(k, ((0, 0), (0, cg * GROUP - geo.ci)) + ((0, 0),) * 4)
+    k = k.reshape(geo.co, cg, GROUP, *k.shape[2:])
+    return np.ascontiguousarray(k.transpose(0, 1, 3, 4, 5, 6, 2))
 
 
-def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int):
-    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`."""
+def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """Inverse of pack: [Co, Ci, KH, KW]."""
+    co, cg = wt.shape[:2]
+    k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * GROUP, *wt.shape[2:6])
+    return geo.unphase_kernel(k[:, : geo.ci])
+
+
+def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, flip: bool):
+    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`; flip: x is int8."""
     from tvm import te
 
-    xf = te_flat(x, geo, zp)
-    axes, offset = te_dense_taps(geo, "acc")
-    ci, kyr, kxr, kyq, kxq = axes
-
-    def term(n, c, *pos):
-        v = xf[n, position(geo, pos) + offset].astype("int32")
-        return te.sum(v * w[c, ci, kyr, kxr, kyq, kxq].astype("int32"), axis=axes)
-
-    acc = te.compute((geo.n, geo.co, *space(geo)), term, name="acc_p")
+    g = geo.grouped(GROUP)
+    xf = te_flat(x, geo, zp, group=GROUP, flip_sign=flip)
+    taps, offset = te_dense_taps(g, "acc")
+    j = te.reduce_axis((0, GROUP), name="j_acc")
+    shape = (geo.n, geo.co, positions(geo))
+    acc = te.compute(shape, lambda n, c, p: te.sum(
+        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]), name="acc_p")
     f = requantize.te_apply(epi, acc, None, consts, index_channel=lambda idx: idx[1])
-    tag = {"schedule_rule": RULE}
-    return te_output(te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name="epilogue", attrs=tag), geo)
+    y = te.compute(shape, lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name="crop")
 
 
-def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int) -> np.ndarray:
+def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, flip: bool) -> np.ndarray:
+    if flip:  # the same unsigned codes the kernel multiplies
+        qx, zp = (qx.astype(np.int16) + 128).astype(np.uint8), zp + 128
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
-    acc = np.einsum("nhwk,ck->nchw", win, geo.unphase_kernel(w).reshape(geo.co, -1).astype(np.int64))
+    acc = np.einsum("nhwk,ck->nchw", win, unpack(w, geo).reshape(geo.co, -1).astype(np.int64))
     return requantize.np_apply(epi, acc, None, channel_axis=1)
 
 

@@ -1,0 +1,77 @@
+"""Schedule of the dot-product convolution (primitives/int8_conv2d).
+
+acc[n, c, p] is reduced over (taps..., j < 4) in steps of 16 positions x 4 input channels. A
+register tile of Rc channels x Rp vectors of 16 positions: per tap, Rp input vectors (64
+consecutive bytes each) are loaded once and multiplied with Rc broadcast weight quadruples.
+With a tensor intrinsic (x86 VNNI `vpdpbusd`) each (16, 4) step is that one instruction;
+without, the 16 positions are a vector and the 4 products are unrolled. The epilogue of the
+tile follows at once, along contiguous positions (no transpose), then the crop.
+"""
+from __future__ import annotations
+
+from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _block_name, _divisors, _extent, _finish_crop, _work
+
+LANES = 16
+
+
+def schedule_dot(sch, epilogue, knobs, intrin: str | None = None, vector_bytes: int = 64):
+    (acc,) = _accumulators(sch, epilogue)
+    n, c, p = sch.get_loops(epilogue)
+    rc_cands = _divisors(_extent(sch, c), [6, 4, 3, 2])
+    rp_cands = _divisors(_extent(sch, p) // LANES, [2, 4, 1])
+    rc = knobs.choice(sch, rc_cands, rc_cands[0])
+    rp = knobs.choice(sch, rp_cands, rp_cands[0])
+    co, ci = sch.split(c, [None, rc])
+    po, pv, pl = sch.split(p, [None, rp, LANES])
+    sch.reorder(n, co, po, ci, pv, pl)
+    outer = sch.fuse(n, co, po)
+    # one dot step is 4 multiply-accumulates per lane: count lane-operations like vector adds
+    if _work(sch, [acc]) // 4 * 64 // vector_bytes >= PARALLEL_MIN_WORK:
+        sch.parallel(outer)
+    sch.compute_at(acc, outer)
+    _finish_flat4(sch, acc)
+    _register_tile(sch, acc, intrin, [_extent(sch, ci), _extent(sch, pv)])
+    sch.vectorize(sch.fuse(pv, pl))
+    _finish_crop(sch, epilogue)
+    return sch
+
+
+def _register_tile(sch, acc, intrin, tile_extents):
+    """acc loops after compute_at: [outer], c, p, taps..., j (one loop per block variable;
+    loops of extent 1 are gone) -> taps..., c, p // 16, lane, j."""
+    rc, rp = tile_extents
+    rest = sch.get_loops(acc)[1:]
+    tile = [rest.pop(0)] if rc > 1 else []
+    p, *taps, j = rest
+    if rp > 1:
+        pv, lane = sch.split(p, [rp, LANES])
+        tile.append(pv)
+    else:
+        lane = p
+    if intrin is None:  # positions as the vector, the 4 products of a step unrolled
+        sch.reorder(*taps, *tile, j, lane)
+        sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
+        sch.unroll(j)
+    else:
+        sch.reorder(*taps, *tile, lane, j)
+    init = sch.decompose_reduction(acc, sch.get_loops(acc)[1])  # zero the tile before the taps
+    # (acc stays "global": after compaction the tile is a small stack buffer, promoted to
+    # registers once unrolled; the intrinsic's description only matches global buffers)
+    for lp in tile:
+        sch.unroll(lp)
+    if intrin is not None:
+        sch.tensorize(lane, intrin)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _finish_flat4(sch, acc):
+    """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized."""
+    for prod in sch.get_producers(acc):
+        if _block_name(sch, prod).startswith("acc"):
+            continue
+        n, i, j = sch.get_loops(prod)
+        h, w = (int(v) for v in sch.get(prod).annotations["deepchip_split"])
+        plane, _, xl = sch.split(i, [None, h, w])
+        if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
+            sch.parallel(sch.fuse(n, plane))
+        sch.vectorize(sch.fuse(xl, j))
