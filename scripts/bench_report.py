@@ -94,14 +94,16 @@ def _targets(result) -> list[str]:
     lines += [
         "",
         "Where the time goes (per-layer tables below): the int8 first layers (kept at higher precision, as in "
-        "DeepChip) already run at about this core's measured int8 multiply-accumulate peak on one core, and "
-        "TVM's thread pool costs more to launch than these layers gain from the second core. The sparse "
-        "ternary layers do one vector add per non-zero weight over up to 64 outputs at a time; on layers with "
-        "small feature maps (7x7 and below) and on AlexNet's fully connected layers (a scalar gather per "
-        "non-zero) they are bound by index traffic rather than by adds. Closing the gap would need: VNNI "
-        "tensorization (vpdpbusd) of the int8 layers over an im2col layout, AVX-512 gathers across index rows "
-        "for the dense layers, delta-coded 8-bit indices (half the index bytes), and one parallel region per "
-        "layer so that two cores pay off on small layers.",
+        "DeepChip) run as VNNI vpdpbusd dot products, 16 output positions by 4 input channels per instruction; "
+        "the peak column is what this core's measured multiply-accumulate rate needs for the layer's real "
+        "MACs, and the kernels also do padded work (RGB's 3 channels padded to 4, strided kernels padded to "
+        "multiples of the stride: 1.6x for AlexNet's 11x11/4). The sparse ternary layers do one vector add "
+        "per non-zero weight over up to 64 outputs at a time; on layers with small feature maps (7x7 and "
+        "below) and on AlexNet's fully connected layers (a scalar gather per non-zero) they are bound by "
+        "index traffic rather than by adds, and a thread-pool launch costs more than small layers gain from "
+        "the second core. Closing the gap would need: AVX-512 gathers across index rows for the dense "
+        "layers, delta-coded 8-bit indices (half the index bytes), one parallel region per layer, and a "
+        "first-layer layout that groups kernel columns instead of channels (no 3-to-4 padding).",
         "",
     ]
     return lines

@@ -1,4 +1,30 @@
 """int8_conv2d: bit-exact against its numpy reference over fuzzed shapes (tests/primitive_cases.py)."""
-from primitive_cases import conv_suite
+import numpy as np
+import pytest
+from primitive_cases import build, conv_suite, make_layer, run, target
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("int8", "int8")
+
+
+def test_int8_input_extremes_through_the_unsigned_shift():
+    """int8 codes are fed as q + 128 (VNNI multiplies unsigned by signed bytes): -128 and 127
+    everywhere, padding included, still match the reference exactly."""
+    rng = np.random.default_rng(3)
+    layer = make_layer(rng, "conv2d", "int8", (16, 5, 3, 3), pad=1, in_dtype="int8", out="int8", act=None)
+    lowered, lib = build(layer, (1, 5, 9, 9), "int8")
+    for value in (-128, 127):
+        qx = np.full((1, 5, 9, 9), value, np.int8)
+        got, ref = run(lowered, lib, qx), lowered.reference(qx)
+        np.testing.assert_array_equal(got, ref)
+        assert len(np.unique(ref)) > 1  # the padded border differs from the inside
+
+
+def test_x86_build_uses_vnni_where_the_cpu_has_it():
+    from tvm.target import codegen
+
+    if not codegen.target_has_features("avx512vnni", target()):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    rng = np.random.default_rng(0)
+    layer = make_layer(rng, "conv2d", "int8", (32, 3, 5, 5))
+    _, lib = build(layer, (1, 3, 20, 20), "int8")
+    assert "vpdpbusd" in lib.inspect_source("asm")

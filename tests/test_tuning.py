@@ -87,3 +87,44 @@ def test_failing_candidates_are_skipped_with_a_reason(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tvm_deepchip.tuning"):
         tuning.tune(model, "x86", work_dir=tmp_path, trials=2, choose_formats=False, runner=runner)
     assert "candidate skipped" in caplog.text and "device lost" in caplog.text
+
+
+def _has_vnni(tgt) -> bool:
+    from tvm.target import codegen
+
+    return bool(codegen.target_has_features("avx512vnni", tgt))
+
+
+def test_search_space_is_built_under_the_task_target():
+    """The tuner's sampled schedules see the target (vector width, VNNI), like compile's defaults."""
+    import primitive_cases as pc
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_deepchip import primitives
+    from tvm_deepchip.schedules import search_space
+
+    tgt = pc.target()
+    if not _has_vnni(tgt):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    rng = np.random.default_rng(0)
+    layer = pc.make_layer(rng, "conv2d", "int8", (32, 8, 3, 3), pad=1)
+    lowered = primitives.lower_layer(layer, (1, 8, 12, 12), "int8")
+    x = te.placeholder((1, 8, 12, 12), "uint8", name="x")
+    consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
+    func = te.create_prim_func([x, *consts, lowered.te_func(x, *consts)])
+    ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=tgt, space_generator=search_space(tgt), task_name="t")
+    (space,) = ctx.generate_design_space()
+    assert "vpdpbusd" in space.mod.script()
+
+
+def test_a_log_of_another_cpu_with_the_same_vector_isa_is_used(tmp_path):
+    from tvm_deepchip import targets, tuning_db
+
+    base = targets.get_preset("x86")
+    (tmp_path / "x86-znver5").mkdir()
+    (tmp_path / "x86-znver5" / WORKLOADS).write_text("")
+    (tmp_path / "x86-znver5" / RECORDS).write_text("")
+    for cpu, expect in (("znver4", tmp_path / "x86-znver5"), ("znver3", None)):  # AVX-512 VNNI; AVX2 only
+        preset = targets.get_preset("x86", target_json={**base.target, "mcpu": cpu})
+        assert tuning_db._same_isa_sibling(preset, tmp_path / f"x86-{cpu}") == expect
