@@ -1,9 +1,9 @@
-"""int8_conv2d on x86: blocked dot products (schedules/dot_product), VNNI vpdpbusd where the
+"""int8_conv2d on x86: dot products (schedules/dot_product), VNNI vpdpbusd where the
 target has AVX512-VNNI. (TVM's AVX-512 fallback intrinsic saturates in int16, so it is not used:
 without VNNI the products are plain vector multiply-adds, exact.)"""
 from .. import register
 from ..dot_product import schedule_dot
-from . import isa, vnni
+from . import vnni
 
 
 def _intrin():
@@ -17,4 +17,4 @@ def _intrin():
 
 @register("cpu", "deepchip_int8_conv2d")
 def schedule(sch, block, knobs):
-    return schedule_dot(sch, block, knobs, _intrin(), isa().vector_bytes)
+    return schedule_dot(sch, block, knobs, _intrin())
