@@ -33,6 +33,12 @@ def register(family: str, rule: str):
     return deco
 
 
+def load_all() -> None:
+    """Import every schedule module: registers the schedules and our tensor intrinsics (which
+    tuning records refer to by name, so this precedes opening any database)."""
+    _load_all()
+
+
 def _load_all() -> None:
     for fam in FAMILIES:
         pkg = importlib.import_module(f"{__name__}.{fam}")

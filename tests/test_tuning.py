@@ -128,3 +128,19 @@ def test_a_log_of_another_cpu_with_the_same_vector_isa_is_used(tmp_path):
     for cpu, expect in (("znver4", tmp_path / "x86-znver5"), ("znver3", None)):  # AVX-512 VNNI; AVX2 only
         preset = targets.get_preset("x86", target_json={**base.target, "mcpu": cpu})
         assert tuning_db._same_isa_sibling(preset, tmp_path / f"x86-{cpu}") == expect
+
+
+def test_committed_log_opens_in_a_fresh_process():
+    """Records that tensorize with our VNNI intrinsic name it: a new process must register it
+    before reading the log (open_database does), or the whole log would be dropped."""
+    import subprocess
+    import sys
+
+    from tvm_deepchip import targets, tuning_db
+
+    path = tuning_db.resolve("auto", targets.get_preset("x86"))
+    if path is None:
+        pytest.skip("no committed tuning log for this CPU's vector ISA")
+    code = ("import sys; from pathlib import Path; from tvm_deepchip import tuning_db; "
+            f"db = tuning_db.open_database(Path({str(path)!r})); sys.exit(0 if db is not None and len(db) else 1)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0

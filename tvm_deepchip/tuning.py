@@ -36,7 +36,9 @@ def _register():
     import tvm
 
     tvm.register_global_func("deepchip.ms.export_aarch64", _export_aarch64, override=True)
-    import tvm_deepchip.schedules  # noqa: F401  (registers our schedule rules in this process)
+    from tvm_deepchip.schedules import load_all
+
+    load_all()  # our schedule rules and tensor intrinsics (records refer to them), in this process
 
 
 def _zero_indices(repeated):

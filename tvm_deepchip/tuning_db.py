@@ -86,6 +86,9 @@ def open_database(path: Path | None):
         return None
     from tvm.s_tir import meta_schedule as ms
 
+    from tvm_deepchip.schedules import load_all
+
+    load_all()  # records may tensorize with our intrinsics: register them first
     try:
         db = ms.database.JSONDatabase(str(work), str(rec), allow_missing=False)
         len(db)  # force a full read

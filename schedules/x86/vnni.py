@@ -52,9 +52,16 @@ def _impl(byte_operands: bool):
     return impl
 
 
-def intrinsic() -> str:
-    """Register (once per process) and return the intrinsic's name."""
+def _register() -> None:
     from tvm.target import codegen
 
     TensorIntrin.register(NAME, _desc, _impl(codegen.llvm_version_major() >= 20), override=True)
+
+
+# At import: a tuning database whose traces tensorize with it can only be read once it exists
+# (schedules.load_all() imports this module before any database is opened).
+_register()
+
+
+def intrinsic() -> str:
     return NAME
