@@ -4,6 +4,7 @@
 For each network and sparsity (batch 1, 2 threads): onnxruntime FP32, onnxruntime int8 (static
 QDQ, per-channel, its own quantizer), TVM's default FP32 build, and tvm-deepchip (our quantizer
 + compiler, committed tuning logs if they match this CPU). Median of --runs runs after warm-up,
+the three taking turns in 5 blocks (a burst of noise on a shared machine hits them all),
 per-layer times of our kernels (each built and timed alone), and this CPU's measured int8 MAC peak
 (scripts/peak/int8_peak.c) as the roofline. Writes BENCHMARKS.md and bench.png (+ bench.json).
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 THREADS = 2
 
-from tvm_deepchip.timing import median_ms  # noqa: E402
+from tvm_deepchip.timing import interleaved_ms, run_times  # noqa: E402
 
 
 def log(msg):
@@ -64,17 +65,21 @@ def ort_int8(model, calib, path):
     return path.read_bytes()
 
 
-def vm_timer(executable, x, runs):
+def vm_times(executable, x):
+    """n -> the durations (s) of n runs of the VM's main, by TVM's time evaluator."""
     import tvm
     from tvm import relax
 
     dev = tvm.cpu()
     vm = relax.VirtualMachine(executable, dev)
-    inp = tvm.runtime.tensor(x, dev)
-    vm.set_input("main", inp)
-    timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=runs, min_repeat_ms=0)
-    timer("main")  # warm-up
-    return 1e3 * float(np.median(timer("main").results)), vm
+    vm.set_input("main", tvm.runtime.tensor(x, dev))
+    return lambda n: list(vm.time_evaluator("invoke_stateful", dev, number=1, repeat=n, min_repeat_ms=0)("main").results)
+
+
+def vm_timer(executable, x, runs):
+    times = vm_times(executable, x)
+    times(1)  # warm-up
+    return 1e3 * float(np.median(times(runs)))
 
 
 def per_layer(qmodel, compiled, runs):
@@ -115,12 +120,9 @@ def bench_model(name, sparsity, runs, workdir):
     feed = {model.graph.input[0].name: x}
     row = {"model": name, "sparsity": sparsity}
 
-    log(f"{name}: onnxruntime FP32")
+    log(f"{name}: onnxruntime FP32 and int8 (static QDQ, per-channel) sessions")
     sess = ort_session(model.SerializeToString())
-    row["ort_fp32_ms"] = median_ms(lambda: sess.run(None, feed), runs)
-    log(f"{name}: onnxruntime int8 (static QDQ, per-channel)")
     sess8 = ort_session(ort_int8(model, calib, workdir / f"{name}.ort_int8.onnx"))
-    row["ort_int8_ms"] = median_ms(lambda: sess8.run(None, feed), runs)
 
     if not getattr(bench_model, "tvm_fp32_done", {}).get(name):
         log(f"{name}: TVM default FP32 build")
@@ -130,7 +132,7 @@ def bench_model(name, sparsity, runs, workdir):
 
         tgt = targets.tvm_target(targets.get_preset("x86"))
         ex = tvm.compile(from_onnx(model, keep_params_in_input=False), tgt)
-        row["tvm_fp32_ms"], _ = vm_timer(ex, x, max(3, runs // 10))
+        row["tvm_fp32_ms"] = vm_timer(ex, x, max(3, runs // 10))
         bench_model.__dict__.setdefault("tvm_fp32_done", {})[name] = row["tvm_fp32_ms"]
     else:
         row["tvm_fp32_ms"] = bench_model.tvm_fp32_done[name]
@@ -140,7 +142,13 @@ def bench_model(name, sparsity, runs, workdir):
     tvm_deepchip.quantize(model, qpath, sparsity=sparsity, calib=calib)
     qmodel = onnx.load(str(qpath))
     compiled = tvm_deepchip.compile(qmodel, "x86")
-    row["deepchip_ms"], _ = vm_timer(compiled.executable, x, runs)
+    log(f"{name}: timing onnxruntime FP32, onnxruntime int8 and tvm-deepchip in turns")
+    ms = interleaved_ms({
+        "ort_fp32_ms": lambda n: run_times(lambda: sess.run(None, feed), n),
+        "ort_int8_ms": lambda n: run_times(lambda: sess8.run(None, feed), n),
+        "deepchip_ms": vm_times(compiled.executable, x),
+    }, runs)
+    row.update(ms)
     totals = compiled.report.totals()
     row["weight_bytes"], row["fp32_weight_bytes"] = totals["weight_bytes"], totals["fp32_weight_bytes"]
     row["schedules"] = compiled.report.schedules

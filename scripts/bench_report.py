@@ -17,7 +17,8 @@ def write_report(result: dict, out: Path) -> None:
         f"Measured by `{result['command']}` on {result['date']}.",
         f"Machine: {m['cpu']} (LLVM cpu `{m['llvm_cpu']}`, ISA {', '.join(m['isa'])}), {m['cores']} cores, "
         f"Python {m['python']}. Batch 1, {result['threads']} threads, median of {result['runs']} runs after "
-        "warm-up; all peers measured in the same run. Random weights (speed does not depend on their values, "
+        "warm-up; all peers measured in the same run, onnxruntime FP32, int8 and tvm-deepchip taking turns in 5 "
+        "blocks (the machine is shared: a burst of noise then falls on all three). Random weights (speed does not depend on their values, "
         "only on sparsity).",
         f"Roofline: measured int8 multiply-accumulate peak of one core {peak['macs_per_s'] / 1e9:.1f} G/s "
         f"({peak['kind']}, scripts/peak/int8_peak.c).",

@@ -7,12 +7,31 @@ import time
 import numpy as np
 
 
-def median_ms(fn, runs: int = 50, warmup: int = 5) -> float:
-    for _ in range(min(warmup, runs)):
-        fn()
+def run_times(fn, runs: int) -> list[float]:
+    """Seconds of each of `runs` calls (no warm-up)."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return times
+
+
+def median_ms(fn, runs: int = 50, warmup: int = 5) -> float:
+    for _ in range(min(warmup, runs)):
+        fn()
+    return 1e3 * float(np.median(run_times(fn, runs)))
+
+
+def interleaved_ms(timers: dict, runs: int, rounds: int = 5) -> dict:
+    """Median ms of each peer over `runs` runs taken in `rounds` turns (peer A, B, C, A, B, C...):
+    on a shared machine a burst of noise then falls on every peer, not on whichever ran during
+    it. `timers[name](n)` runs n times and returns the n durations in seconds."""
+    samples = {name: [] for name in timers}
+    per = max(1, runs // rounds)
+    for name, t in timers.items():  # warm-up
+        t(min(5, per))
+    for _ in range(rounds):
+        for name, t in timers.items():
+            samples[name] += list(t(per))
+    return {name: 1e3 * float(np.median(v)) for name, v in samples.items()}
