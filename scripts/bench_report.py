@@ -4,6 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _log_name(path) -> str:
+    """tuning_logs/<dir> for the package's committed logs (not the measuring machine's path)."""
+    if not path:
+        return "none"
+    p = Path(path)
+    return f"tuning_logs/{p.name}" if p.parent.name == "tuning_logs" else str(p)
+
+
 def _ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "n/a"
 
@@ -41,7 +49,7 @@ def write_report(result: dict, out: Path) -> None:
             f"## {r['model']} at {r['sparsity']:.0%}: per layer",
             "",
             f"Schedules: {tuned} tuned, {len(r['schedules']) - tuned} hand-written defaults "
-            f"(tuning log: {r['tuning_log'] or 'none'}). Output argmax agrees with onnxruntime on the same "
+            f"(tuning log: {_log_name(r['tuning_log'])}). Output argmax agrees with onnxruntime on the same "
             f"quantized model: {r['argmax_agrees_with_ort']} (largest logit difference "
             f"{r.get('max_abs_diff_vs_ort', float('nan')):.2g}).",
             "Each layer's kernel built alone with the same schedule and timed (TVM's time evaluator). "
