@@ -15,8 +15,10 @@ LANES = 16
 PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
 
 
-def schedule_dot(sch, epilogue, knobs, intrin: str | None = None):
+def schedule_dot(sch, epilogue, knobs, intrinsics: dict):
+    """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has."""
     (acc,) = _accumulators(sch, epilogue)
+    intrin = intrinsics.get(_operand_dtype(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // LANES, [2, 4, 1])
@@ -27,8 +29,8 @@ def schedule_dot(sch, epilogue, knobs, intrin: str | None = None):
     sch.reorder(n, co, po, ci, pv, pl)
     outer = sch.fuse(n, co, po)
     # parallel above ~20 us of one core's work (measured: SVHN's conv1, 110K vpdpbusd, 50 -> 38 us
-    # on two cores; 9K of them lose 30%); a step without the instruction is ~8 vector ops
-    steps = _work(sch, [acc]) // (LANES * 4) * (1 if intrin else 8)
+    # on two cores; 9K of them lose 30%); a step is 4 sdot, or ~8 vector ops without either
+    steps = _work(sch, [acc]) // (LANES * 4) * (LANES // intrin[1] if intrin else 8)
     if steps >= PARALLEL_MIN_DOT_STEPS:
         sch.parallel(outer)
     sch.compute_at(acc, outer)
@@ -37,6 +39,12 @@ def schedule_dot(sch, epilogue, knobs, intrin: str | None = None):
     sch.vectorize(sch.fuse(pv, pl))
     _finish_crop(sch, epilogue)
     return sch
+
+
+def _operand_dtype(sch, acc) -> str:
+    """The input codes' type in the grouped flat layout (the dot product's operand)."""
+    (prod,) = [b for b in sch.get_producers(acc) if not _block_name(sch, b).startswith("acc")]
+    return str(sch.get(prod).writes[0].source.dtype)
 
 
 def _register_tile(sch, acc, intrin, tile_extents):
@@ -63,7 +71,11 @@ def _register_tile(sch, acc, intrin, tile_extents):
     for lp in tile:
         sch.unroll(lp)
     if intrin is not None:
-        sch.tensorize(lane, intrin)
+        name, width = intrin
+        if width < LANES:  # the instruction covers part of the 16 positions: unroll the rest
+            rep, lane = sch.split(lane, [None, width])
+            sch.unroll(rep)
+        sch.tensorize(lane, name)
     sch.vectorize(sch.get_loops(init)[-1])
 
 

@@ -62,23 +62,24 @@ def random_input(rng, dtype, shape, saturated=False):
     return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
 
 
-def build(layer, in_shape, fmt, knobs=None, seed=0):
-    """(lowered, built library) of one layer in `fmt`, scheduled for x86."""
-    lowered = primitives.lower_layer(layer, in_shape, fmt)
+def build(layer, in_shape, fmt, knobs=None, seed=0, int8_operand="uint8", tgt=None):
+    """(lowered, built library) of one layer in `fmt`, scheduled for x86 (or `tgt`)."""
+    tgt = tgt or target()
+    lowered = primitives.lower_layer(layer, in_shape, fmt, int8_operand)
     x = te.placeholder(in_shape, layer.in_dtype, name="x")
     consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
     func = te.create_prim_func([x, *consts, lowered.te_func(x, *consts)])
     if knobs == "sampled":
-        func = _sampled(func, seed)
+        func = _sampled(func, seed, tgt)
     else:
-        func = schedule_func(func, target())
-    return lowered, tvm.tirx.build(tvm.IRModule({"main": func}), target=target())
+        func = schedule_func(func, tgt)
+    return lowered, tvm.tirx.build(tvm.IRModule({"main": func}), target=tgt)
 
 
-def _sampled(func, seed):
+def _sampled(func, seed, tgt):
     """A random point of the primitive's tuning space, as the tuner samples it (under the target)."""
     sch = tvm.s_tir.Schedule(func, seed=seed + 1)
-    return schedule_in(sch, target(), Sampled()).mod["main"]
+    return schedule_in(sch, tgt, Sampled()).mod["main"]
 
 
 def run(lowered, lib, qx):

@@ -1,7 +1,7 @@
 """int8_conv2d: bit-exact against its numpy reference over fuzzed shapes (tests/primitive_cases.py)."""
 import numpy as np
 import pytest
-from primitive_cases import build, conv_suite, make_layer, run, target
+from primitive_cases import build, conv_suite, make_layer, random_input, run, target
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("int8", "int8")
 
@@ -28,3 +28,25 @@ def test_x86_build_uses_vnni_where_the_cpu_has_it():
     layer = make_layer(rng, "conv2d", "int8", (32, 3, 5, 5))
     _, lib = build(layer, (1, 3, 20, 20), "int8")
     assert "vpdpbusd" in lib.inspect_source("asm")
+
+
+@pytest.mark.parametrize("in_dtype", ["uint8", "int8"])
+def test_signed_operand_form_is_bit_exact(in_dtype):
+    """The aarch64 preset feeds the dot products signed codes (sdot): uint8 inputs arrive as
+    q - 128. Same arithmetic on x86 (plain vector multiply-adds), checked bit for bit."""
+    rng = np.random.default_rng(5)
+    layer = make_layer(rng, "conv2d", "int8", (20, 6, 3, 3), stride=2, pad=1, in_dtype=in_dtype,
+                       out=in_dtype, act="relu" if in_dtype == "uint8" else None)
+    lowered, lib = build(layer, (1, 6, 15, 15), "int8", int8_operand="int8")
+    for qx in (random_input(rng, in_dtype, (1, 6, 15, 15)), random_input(rng, in_dtype, (1, 6, 15, 15), saturated=True)):
+        np.testing.assert_array_equal(run(lowered, lib, qx), lowered.reference(qx))
+
+
+def test_aarch64_build_uses_sdot():
+    from tvm_deepchip import targets
+
+    preset = targets.get_preset("aarch64")
+    rng = np.random.default_rng(0)
+    layer = make_layer(rng, "conv2d", "int8", (32, 3, 5, 5))
+    _, lib = build(layer, (1, 3, 20, 20), "int8", int8_operand=preset.int8_operand, tgt=targets.tvm_target(preset))
+    assert "sdot" in lib.inspect_source("asm")

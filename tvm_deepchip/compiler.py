@@ -37,6 +37,7 @@ class LayerOptions:
     tuning_dir: Path | None = None  # MetaSchedule database applied at build time
     lowered: list = field(default_factory=list)  # (QuantLayer, input shape) of each lowered layer
     failure: Exception | None = None  # an error raised inside a pass (re-raised by the driver)
+    int8_operand: str = "uint8"  # the target's dot-product input type (targets.TargetPreset)
 
     def choose_format(self, layer: QuantLayer) -> str:
         from .primitives import formats_for
@@ -143,6 +144,7 @@ def lower(model, preset, options: LayerOptions, input_shapes: dict | None = None
     from .onnx_import import static_input_shapes, to_relax
 
     shapes = static_input_shapes(model, input_shapes)
+    options.int8_operand = preset.int8_operand
     mod = lower_to_primitives(to_relax(model, shapes), options)
     return legalize(mod, targets.tvm_target(preset)), shapes
 

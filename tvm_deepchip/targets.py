@@ -21,6 +21,9 @@ class TargetPreset:
     debian_packages: tuple = ()  # what provides the cross compiler
     rpc_key: str | None = None
     keys: tuple = field(default=("cpu",))  # target keys: pick schedules/<family> registrations
+    # the input operand of the int8 kernels' dot products: x86 VNNI multiplies unsigned by signed
+    # bytes (vpdpbusd), ARM's dotprod signed by signed (sdot)
+    int8_operand: str = "uint8"
 
 
 def _host_x86() -> dict:
@@ -53,6 +56,7 @@ _PRESETS = {
         debian_packages=("g++-aarch64-linux-gnu",),
         rpc_key="aarch64",
         keys=("arm_cpu", "cpu"),
+        int8_operand="int8",
     ),
 }
 
@@ -77,6 +81,7 @@ def get_preset(name: str | None = None, target_json: str | dict | None = None) -
             debian_packages=base.debian_packages if is_arm else (),
             rpc_key=base.rpc_key,
             keys=tuple(spec.get("keys", base.keys)),
+            int8_operand=base.int8_operand,
         )
     name = name or "x86"
     if name not in _PRESETS:

@@ -1,9 +1,20 @@
-"""int8_conv2d on arm_cpu: dot products (schedules/dot_product), 16 output positions as four NEON
-vectors of int32, the 4 products of a step unrolled."""
+"""int8_conv2d on arm_cpu: dot products (schedules/dot_product), `sdot` on 4 positions x 4
+channels where the target has dotprod (int8 operands: the aarch64 preset feeds them signed);
+otherwise 16 positions as four NEON vectors of int32, the 4 products of a step unrolled."""
 from .. import register
 from ..dot_product import schedule_dot
+from . import sdot
+
+
+def _intrinsics() -> dict:
+    from tvm.target import Target, codegen
+
+    target = Target.current(allow_none=True)
+    if target is not None and codegen.target_has_features("dotprod", target):
+        return {"int8": (sdot.NAME, 4)}
+    return {}
 
 
 @register("arm_cpu", "deepchip_int8_conv2d")
 def schedule(sch, block, knobs):
-    return schedule_dot(sch, block, knobs, None)
+    return schedule_dot(sch, block, knobs, _intrinsics())

@@ -6,15 +6,15 @@ from ..dot_product import schedule_dot
 from . import vnni
 
 
-def _intrin():
+def _intrinsics() -> dict:
     from tvm.target import Target, codegen
 
     target = Target.current(allow_none=True)
     if target is not None and codegen.target_has_features("avx512vnni", target):
-        return vnni.intrinsic()
-    return None
+        return {"uint8": (vnni.intrinsic(), 16)}
+    return {}
 
 
 @register("cpu", "deepchip_int8_conv2d")
 def schedule(sch, block, knobs):
-    return schedule_dot(sch, block, knobs, _intrin())
+    return schedule_dot(sch, block, knobs, _intrinsics())

@@ -172,7 +172,7 @@ class LowerQuantLayers(PyExprMutator):
         q_x = self.visit_expr(m[self.pat.q_in])
         in_shape = tuple(int(s) for s in q_x.ty.shape)
         try:
-            lowered = primitives.lower_layer(layer, in_shape, fmt)
+            lowered = primitives.lower_layer(layer, in_shape, fmt, self.opts.int8_operand)
         except InputError as err:
             self.opts.failure = err
             raise

@@ -60,8 +60,10 @@ def _as_int8(layer: QuantLayer) -> QuantLayer:
     return replace(layer, weight_kind="int8", signs=layer.signs.astype(np.int8), w_scale=scale, wp=None, wn=None)
 
 
-def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
-    """Pack the weights of `layer` for `fmt` ("sparse" | "packed" | "int8") and build its kernel."""
+def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str = "uint8") -> LoweredLayer:
+    """Pack the weights of `layer` for `fmt` ("sparse" | "packed" | "int8") and build its kernel.
+    `int8_operand`: the type the int8 conv's dot products take their input codes in (the target's
+    instruction: uint8 for x86 VNNI, int8 for ARM sdot)."""
     if fmt not in ("sparse", "packed", "int8"):
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
     if fmt == "int8":
@@ -85,13 +87,13 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str) -> LoweredLayer:
             te_func = lambda x, pl, *c: mod.compute(x, pl, c, geo, epi, zp, counts)  # noqa: E731
             ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
         else:
-            mod, w, flip = int8_conv2d, [int8_conv2d.pack(signs, geo)], layer.in_dtype == "int8"
-            mod.check_bound("uint8", signs, layer.name)  # int8 codes arrive as q + 128
-            if flip:
-                epi = mod.unsigned_epilogue(layer)
+            mod, w, op = int8_conv2d, [int8_conv2d.pack(signs, geo)], int8_operand
+            mod.check_bound(op, signs, layer.name)
+            if op != layer.in_dtype:  # codes shifted by 128 into the operand type
+                epi = mod.shifted_epilogue(layer, op)
                 ec = epi.consts()
-            te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp, flip)  # noqa: E731
-            ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp, flip)  # noqa: E731
+            te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp, op)  # noqa: E731
+            ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp, op)  # noqa: E731
     elif layer.op == "dense":
         n, _, co = check_shapes(in_shape, signs.shape, layer.name)
         out_shape = (n, co)

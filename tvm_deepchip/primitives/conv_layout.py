@@ -105,18 +105,20 @@ class ConvGeometry:
 
 
 # -- TE stages -------------------------------------------------------------------------------
-def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, flip_sign: bool = False):
+def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None):
     """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
 
     With `group` > 1 the planes hold groups of that many channels, innermost:
     [N, flat_len, group] of `geo.grouped(group)`, so one tap reads `group` consecutive
-    channels (a dot-product operand); channels past Ci read zero. `flip_sign` feeds an int8
-    image as uint8 codes q + 128 (the zero point moves with it)."""
+    channels (a dot-product operand); channels past Ci read zero. `dtype` (the other 8-bit type)
+    shifts the codes by 128 into it: int8 q -> uint8 q + 128, uint8 q -> int8 q - 128 (the
+    padding's zero point moves with them)."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
     g = geo.grouped(group)
-    dtype = "uint8" if flip_sign else x.dtype
+    dtype = dtype or x.dtype
+    shift = 0 if dtype == x.dtype else (128 if dtype == "uint8" else -128)
 
     def f(n, i, *lane):
         q, r = i // g.plane, i % g.plane
@@ -126,8 +128,8 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, flip_si
         xx = (r % g.wq) * g.sw + px - left
         inside = tirx.all(y >= 0, y < geo.h, xx >= 0, xx < geo.w)
         val = tirx.if_then_else(inside, x[n, tirx.min(ch, geo.ci - 1), y, xx], tirx.const(zp, x.dtype))
-        if flip_sign:
-            val = (val.astype("int32") + 128).astype(dtype)
+        if shift:
+            val = (val.astype("int32") + shift).astype(dtype)
         if lane:
             val = tirx.if_then_else(ch < geo.ci, val, tirx.const(0, dtype))
         return tirx.if_then_else(i < g.image, val, tirx.const(0, dtype))

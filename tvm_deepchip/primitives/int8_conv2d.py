@@ -8,9 +8,11 @@ consecutive bytes, and one step is
 
 a 16x4 block of inputs against one broadcast weight quadruple. Channels padded up to a multiple
 of 4 carry zero weights. Output positions are flat (oy * Wq + ox), rounded up to whole vectors
-of 16; the border columns are computed and cropped. The products are unsigned x signed bytes:
-an int8 input is fed as q + 128 and the epilogue's bias takes 128 * sum(w) back out, exactly.
-Then the shared fixed-point epilogue, one multiplier per channel.
+of 16; the border columns are computed and cropped (ARM's sdot is the same step on 4 positions).
+The input operand's type is the target's: x86's vpdpbusd multiplies unsigned by signed bytes,
+ARM's sdot signed by signed. Codes of the other type are shifted by 128 on the way into the
+layout (int8 q -> q + 128, uint8 q -> q - 128) and the epilogue's bias takes shift * sum(w)
+back out, exactly. Then the shared fixed-point epilogue, one multiplier per channel.
 """
 from __future__ import annotations
 
@@ -41,18 +43,25 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: int8 layer with K={w[0].size} can overflow an int32 accumulator")
 
 
-def unsigned_epilogue(layer) -> requantize.Epilogue:
-    """The epilogue of a layer whose int8 input codes arrive as q + 128 (uint8).
+def shift(in_dtype: str, operand: str) -> int:
+    """What the codes are shifted by to reach the dot product's operand type."""
+    return 0 if in_dtype == operand else (128 if operand == "uint8" else -128)
 
-    Fitted for uint8 codes (the exactness bound then covers acc < 255 * sum|w|), then the bias
-    loses M * 128 * sum(w): integer arithmetic, exact; the bound grows by at most half, still
-    below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
-    epi = requantize.fit(replace(layer, in_dtype="uint8"))
+
+def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
+    """The epilogue of a layer whose input codes arrive shifted into `operand` (q + 128 as
+    uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): the accumulator gains shift * sum(w).
+
+    Fitted for codes of the operand type (the exactness bound then covers the shifted
+    accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
+    grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
+    epi = requantize.fit(replace(layer, in_dtype=operand))
+    s = shift(layer.in_dtype, operand)
     wsum = layer.signs.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
     if epi.integer:
-        bias = epi.bias - epi.mult_p * 128 * wsum
+        bias = epi.bias - epi.mult_p * s * wsum
     else:
-        bias = (epi.bias - epi.mult_p * np.float32(128) * wsum.astype(np.float32)).astype(np.float32)
+        bias = (epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32)
     return replace(epi, bias=bias)
 
 
@@ -77,12 +86,13 @@ def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     return geo.unphase_kernel(k[:, : geo.ci])
 
 
-def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, flip: bool):
-    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`; flip: x is int8."""
+def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, operand: str):
+    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`; operand: the type the dot
+    products read the input codes in (shifted by 128 if it is not x's)."""
     from tvm import te
 
     g = geo.grouped(GROUP)
-    xf = te_flat(x, geo, zp, group=GROUP, flip_sign=flip)
+    xf = te_flat(x, geo, zp, group=GROUP, dtype=operand)
     taps, offset = te_dense_taps(g, "acc")
     j = te.reduce_axis((0, GROUP), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
@@ -93,9 +103,9 @@ def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, 
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name="crop")
 
 
-def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, flip: bool) -> np.ndarray:
-    if flip:  # the same unsigned codes the kernel multiplies
-        qx, zp = (qx.astype(np.int16) + 128).astype(np.uint8), zp + 128
+def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, operand: str) -> np.ndarray:
+    s = shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
+    qx, zp = (qx.astype(np.int16) + s).astype(operand), zp + s
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
     acc = np.einsum("nhwk,ck->nchw", win, unpack(w, geo).reshape(geo.co, -1).astype(np.int64))
     return requantize.np_apply(epi, acc, None, channel_axis=1)
