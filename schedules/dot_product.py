@@ -90,3 +90,25 @@ def _finish_flat4(sch, acc):
         if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
             sch.parallel(sch.fuse(n, plane))
         sch.vectorize(sch.fuse(xl, j))
+
+
+def positions_desc(lanes: int, operand: str):
+    """TensorIntrin description of one step over `lanes` positions x 4 input channels:
+    C[i] += sum_k A[i, k] * B[k] (A: `operand` codes, B: int8 weights, C: int32)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((lanes, 4), operand, offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
+
+    return desc

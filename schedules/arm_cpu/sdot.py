@@ -9,22 +9,9 @@ Registered at import: a tuning record that tensorizes with it names it.
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from ..dot_product import positions_desc
+
 NAME = "deepchip_sdot_4x4_positions"
-
-
-@T.prim_func(s_tir=True)
-def _desc(
-    A: T.Buffer((4, 4), "int8", offset_factor=1),
-    B: T.Buffer((4,), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4, 0:4], B[0:4])
-        T.writes(C[0:4])
-        for i, k in T.grid(4, 4):
-            with T.sblock("update"):
-                vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
 
 
 @T.prim_func(s_tir=True)
@@ -46,4 +33,4 @@ def _impl(
         )
 
 
-TensorIntrin.register(NAME, _desc, _impl, override=True)
+TensorIntrin.register(NAME, positions_desc(4, "int8"), _impl, override=True)

@@ -10,22 +10,9 @@ LLVM 20 changed the intrinsic's operands from <16 x i32> to <64 x i8>; both form
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from ..dot_product import positions_desc
+
 NAME = "deepchip_dot_16x4_positions_vnni"
-
-
-@T.prim_func(s_tir=True)
-def _desc(
-    A: T.Buffer((16, 4), "uint8", offset_factor=1),
-    B: T.Buffer((4,), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:16, 0:4], B[0:4])
-        T.writes(C[0:16])
-        for i, k in T.grid(16, 4):
-            with T.sblock("update"):
-                vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
 
 
 def _impl(byte_operands: bool):
@@ -55,7 +42,7 @@ def _impl(byte_operands: bool):
 def _register() -> None:
     from tvm.target import codegen
 
-    TensorIntrin.register(NAME, _desc, _impl(codegen.llvm_version_major() >= 20), override=True)
+    TensorIntrin.register(NAME, positions_desc(16, "uint8"), _impl(codegen.llvm_version_major() >= 20), override=True)
 
 
 # At import: a tuning database whose traces tensorize with it can only be read once it exists
