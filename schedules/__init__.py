@@ -36,10 +36,6 @@ def register(family: str, rule: str):
 def load_all() -> None:
     """Import every schedule module: registers the schedules and our tensor intrinsics (which
     tuning records refer to by name, so this precedes opening any database)."""
-    _load_all()
-
-
-def _load_all() -> None:
     for fam in FAMILIES:
         pkg = importlib.import_module(f"{__name__}.{fam}")
         for info in pkgutil.iter_modules(pkg.__path__):
@@ -74,7 +70,7 @@ def schedule_of(mod: tvm.IRModule, target, knobs=None) -> tvm.s_tir.Schedule:
 def schedule_in(sch: tvm.s_tir.Schedule, target, knobs) -> tvm.s_tir.Schedule:
     """Apply our schedule of the primitive in `sch` (in place), under `target`: schedules read
     the ISA (vector width, VNNI) from the target in scope."""
-    _load_all()
+    load_all()
     name, rule = tagged_block(sch.mod["main"])
     fn = _RULES.get((family_of(target), rule)) or _RULES[("cpu", rule)]
     with target:
@@ -100,7 +96,7 @@ def schedule_func(func, target, knobs=None):
 def apply_default_schedules(mod: tvm.IRModule, target, skip=()) -> tvm.IRModule:
     """Schedule every PrimFunc of `mod` not in `skip` (names already tuned): our primitives with
     their schedules, TVM's own kernels with schedules/tvm_ops.py."""
-    _load_all()
+    load_all()
     out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
     from .tvm_ops import schedule_tvm_op
 

@@ -41,10 +41,15 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict):
     return sch
 
 
+def _layout_block(sch, acc):
+    """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat)."""
+    (prod,) = [b for b in sch.get_producers(acc) if not _block_name(sch, b).startswith("acc")]
+    return prod
+
+
 def _operand_dtype(sch, acc) -> str:
     """The input codes' type in the grouped flat layout (the dot product's operand)."""
-    (prod,) = [b for b in sch.get_producers(acc) if not _block_name(sch, b).startswith("acc")]
-    return str(sch.get(prod).writes[0].source.dtype)
+    return str(sch.get(_layout_block(sch, acc)).writes[0].source.dtype)
 
 
 def _register_tile(sch, acc, intrin, tile_extents):
@@ -81,21 +86,35 @@ def _register_tile(sch, acc, intrin, tile_extents):
 
 def _finish_flat4(sch, acc):
     """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized."""
-    for prod in sch.get_producers(acc):
-        if _block_name(sch, prod).startswith("acc"):
-            continue
-        n, i, j = sch.get_loops(prod)
-        h, w = (int(v) for v in sch.get(prod).annotations["deepchip_split"])
-        plane, _, xl = sch.split(i, [None, h, w])
-        if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
-            sch.parallel(sch.fuse(n, plane))
-        sch.vectorize(sch.fuse(xl, j))
+    prod = _layout_block(sch, acc)
+    n, i, j = sch.get_loops(prod)
+    h, w = (int(v) for v in sch.get(prod).annotations["deepchip_split"])
+    plane, _, xl = sch.split(i, [None, h, w])
+    if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
+        sch.parallel(sch.fuse(n, plane))
+    sch.vectorize(sch.fuse(xl, j))
 
 
-def positions_desc(lanes: int, operand: str):
-    """TensorIntrin description of one step over `lanes` positions x 4 input channels:
-    C[i] += sum_k A[i, k] * B[k] (A: `operand` codes, B: int8 weights, C: int32)."""
+def when_target_has(feature: str, intrinsics: dict) -> dict:
+    """`intrinsics` if the target in scope has the LLVM `feature`, else none."""
+    from tvm.target import Target, codegen
+
+    target = Target.current(allow_none=True)
+    return intrinsics if target is not None and codegen.target_has_features(feature, target) else {}
+
+
+def register_positions_intrinsic(name: str, lanes: int, operand: str, llvm_intrinsic: str,
+                                 a_vector: str, b_vector: str) -> None:
+    """Register a tensor intrinsic for one step over `lanes` positions x 4 input channels:
+
+        C[i] += sum_k A[i, k] * B[k]     (A: `operand` codes, B: int8 weights, C: int32)
+
+    done by one call of `llvm_intrinsic`(C, A's lanes*4 consecutive bytes as `a_vector`, B's 4
+    bytes broadcast to every 32-bit lane as `b_vector`): x86's vpdpbusd, ARM's sdot by element."""
+    from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
+
+    c_vector, a_load = f"int32x{lanes}", f"{operand}x{lanes * 4}"
 
     @T.prim_func(s_tir=True)
     def desc(
@@ -111,4 +130,22 @@ def positions_desc(lanes: int, operand: str):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
 
-    return desc
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((lanes, 4), operand, offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes])
+            b = T.reinterpret(B.vload([0], "int8x4"), dtype="int32")  # the 4 weights, broadcast
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic),
+                C.vload([0], dtype=c_vector),
+                T.reinterpret(A.vload([0, 0], dtype=a_load), dtype=a_vector),
+                T.reinterpret(T.broadcast(b, lanes), dtype=b_vector),
+                dtype=c_vector,
+            )
+
+    TensorIntrin.register(name, desc, impl, override=True)

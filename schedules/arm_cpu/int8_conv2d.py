@@ -2,19 +2,10 @@
 channels where the target has dotprod (int8 operands: the aarch64 preset feeds them signed);
 otherwise 16 positions as four NEON vectors of int32, the 4 products of a step unrolled."""
 from .. import register
-from ..dot_product import schedule_dot
+from ..dot_product import schedule_dot, when_target_has
 from . import sdot
-
-
-def _intrinsics() -> dict:
-    from tvm.target import Target, codegen
-
-    target = Target.current(allow_none=True)
-    if target is not None and codegen.target_has_features("dotprod", target):
-        return {"int8": (sdot.NAME, 4)}
-    return {}
 
 
 @register("arm_cpu", "deepchip_int8_conv2d")
 def schedule(sch, block, knobs):
-    return schedule_dot(sch, block, knobs, _intrinsics())
+    return schedule_dot(sch, block, knobs, when_target_has("dotprod", {"int8": (sdot.NAME, 4)}))

@@ -104,6 +104,11 @@ class ConvGeometry:
         return oy * self.wq + ox
 
 
+def code_shift(from_dtype: str, to_dtype: str) -> int:
+    """What 8-bit codes are shifted by to move between int8 and uint8 (0 for the same type)."""
+    return 0 if from_dtype == to_dtype else (128 if to_dtype == "uint8" else -128)
+
+
 # -- TE stages -------------------------------------------------------------------------------
 def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None):
     """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
@@ -118,7 +123,7 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
     top, left = geo.pad[0], geo.pad[1]
     g = geo.grouped(group)
     dtype = dtype or x.dtype
-    shift = 0 if dtype == x.dtype else (128 if dtype == "uint8" else -128)
+    shift = code_shift(x.dtype, dtype)
 
     def f(n, i, *lane):
         q, r = i // g.plane, i % g.plane

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import requantize
-from .conv_layout import ConvGeometry, np_windows, te_dense_taps, te_flat
+from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
 
 from ..errors import InputError
 
@@ -29,10 +29,6 @@ STEM = "int8_conv2d"
 RULE = "deepchip_" + STEM
 LANES = 16  # output positions per step (one 512-bit vector of int32)
 GROUP = 4  # input channels per dot-product step
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
@@ -43,11 +39,6 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: int8 layer with K={w[0].size} can overflow an int32 accumulator")
 
 
-def shift(in_dtype: str, operand: str) -> int:
-    """What the codes are shifted by to reach the dot product's operand type."""
-    return 0 if in_dtype == operand else (128 if operand == "uint8" else -128)
-
-
 def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
     """The epilogue of a layer whose input codes arrive shifted into `operand` (q + 128 as
     uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): the accumulator gains shift * sum(w).
@@ -56,7 +47,7 @@ def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
     accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
     grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
     epi = requantize.fit(replace(layer, in_dtype=operand))
-    s = shift(layer.in_dtype, operand)
+    s = code_shift(layer.in_dtype, operand)
     wsum = layer.signs.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
     if epi.integer:
         bias = epi.bias - epi.mult_p * s * wsum
@@ -104,7 +95,7 @@ def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, 
 
 
 def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, operand: str) -> np.ndarray:
-    s = shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
+    s = code_shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
     qx, zp = (qx.astype(np.int16) + s).astype(operand), zp + s
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
     acc = np.einsum("nhwk,ck->nchw", win, unpack(w, geo).reshape(geo.co, -1).astype(np.int64))
