@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+. scripts/venv.sh && deepchip_activate
 if [ "${DEEPCHIP_SKIP_QEMU:-0}" != 1 ]; then
     eval "$(bash .ci/qemu_up.sh)"
 fi

@@ -17,7 +17,27 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
+# shellcheck source=venv.sh
+. scripts/venv.sh
+VENV=$(deepchip_venv_dir)
+if [ ! -x "$VENV/bin/python3" ]; then
+    BASE_PY=${PYTHON:-python3}
+    command -v "$BASE_PY" >/dev/null || { echo "[setup] no $BASE_PY on PATH: install Python 3.10 or newer" >&2; exit 2; }
+    # Debian/Ubuntu split venv (and ensurepip) into python3-venv / python3.X-venv
+    if ! "$BASE_PY" -c "import venv, ensurepip" 2>/dev/null; then
+        ver=$("$BASE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        echo "[setup] $BASE_PY has no venv/ensurepip: apt-get install python3-venv python$ver-venv" >&2
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv "python$ver-venv" >/dev/null \
+            || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    fi
+    echo "[setup] creating the virtual environment $VENV with $(command -v "$BASE_PY")" >&2
+    "$BASE_PY" -m venv "$VENV"
+    "$VENV/bin/python3" -m pip install -q --upgrade pip
+fi
+deepchip_activate
+PY=python3
 # The import check runs outside the checkout: from here, the cwd would shadow whatever is installed.
 # An install of another checkout (a different .cache, other code) counts as missing.
 here=$(pwd -P)

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+. scripts/venv.sh && deepchip_activate
 # one device cache for the CLI and the tests, whichever copy of the package either imports
 export DEEPCHIP_CACHE="${DEEPCHIP_CACHE:-$(pwd -P)/.cache}"
 if [ "${DEEPCHIP_SKIP_QEMU:-0}" != 1 ]; then
