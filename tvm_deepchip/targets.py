@@ -10,6 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from . import isa
 from .errors import InputError, ToolchainError
 
 
@@ -26,38 +27,30 @@ class TargetPreset:
     int8_operand: str = "uint8"
 
 
-def _host_x86() -> dict:
-    from tvm.target import codegen
-
-    return {
-        "kind": "llvm",
-        "mtriple": "x86_64-linux-gnu",
-        "mcpu": codegen.llvm_get_system_cpu(),
-        "num-cores": os.cpu_count() or 1,
-    }
-
-
-def _aarch64() -> dict:
-    return {
-        "kind": "llvm",
-        "mtriple": "aarch64-linux-gnu",
-        "mattr": ["+neon", "+dotprod"],
-        "keys": ["arm_cpu", "cpu"],
-        "num-cores": 2,
-    }
-
-
-_PRESETS = {
-    "x86": lambda: TargetPreset("x86", _host_x86()),
-    "aarch64": lambda: TargetPreset(
-        "aarch64",
-        _aarch64(),
+def _aarch64_preset(name: str, cls_name: str) -> TargetPreset:
+    cls = isa.get(cls_name)
+    return TargetPreset(
+        name,
+        {**cls.target, "num-cores": 2},
         cross_compiler="aarch64-linux-gnu-g++",
         debian_packages=("g++-aarch64-linux-gnu",),
         rpc_key="aarch64",
         keys=("arm_cpu", "cpu"),
-        int8_operand="int8",
-    ),
+        int8_operand=cls.int8_operand,
+    )
+
+
+def _x86_class_preset(cls_name: str) -> TargetPreset:
+    cls = isa.get(cls_name)
+    return TargetPreset(cls_name, {**cls.target, "num-cores": os.cpu_count() or 1}, int8_operand=cls.int8_operand)
+
+
+_PRESETS = {
+    # this machine's CPU (or the ISA class named by $DEEPCHIP_X86_ISA, see isa.X86_SWITCH)
+    "x86": lambda: TargetPreset("x86", isa.host_x86_target()),
+    "aarch64": lambda: _aarch64_preset("aarch64", "aarch64-dotprod"),
+    **{name: (lambda n=name: _aarch64_preset(n, n)) for name in isa.ARM_CLASSES},
+    **{name: (lambda n=name: _x86_class_preset(n)) for name in isa.X86_CLASSES},
 }
 
 
@@ -65,23 +58,42 @@ def preset_names() -> list[str]:
     return sorted(_PRESETS)
 
 
+def _target_spec(target_json) -> dict:
+    """A target dict from JSON text or a dict; malformed JSON or no 'kind' raises InputError."""
+    if isinstance(target_json, str):
+        try:
+            spec = json.loads(target_json)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--target-json {target_json!r}: not JSON ({err.msg} at column {err.colno})") from None
+    else:
+        spec = target_json
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise InputError(f"--target-json must be a JSON object with a 'kind', got {target_json!r}")
+    try:
+        import tvm
+
+        tvm.target.Target(spec)
+    except Exception as err:  # noqa: BLE001 - TVM raises its own error types for a bad target
+        raise InputError(f"--target-json {target_json!r}: not a valid TVM target "
+                         f"({str(err).strip().splitlines()[-1][:160]})") from None
+    return dict(spec)
+
+
 def get_preset(name: str | None = None, target_json: str | dict | None = None) -> TargetPreset:
     """A preset by short name, or a custom one from a TVM target dict (JSON text or dict)."""
     if target_json is not None:
-        spec = json.loads(target_json) if isinstance(target_json, str) else dict(target_json)
-        if not isinstance(spec, dict) or "kind" not in spec:
-            raise InputError(f"--target-json must be a JSON object with a 'kind', got {target_json!r}")
+        spec = _target_spec(target_json)
+        cls = isa.classify(spec)  # only CPU targets we have kernels for; InputError otherwise
+        base = _PRESETS["aarch64" if not cls.is_x86 else "x86"]()
         triple = spec.get("mtriple", "")
-        is_arm = triple.startswith("aarch64")
-        base = _PRESETS["aarch64" if is_arm else "x86"]()
         return TargetPreset(
             name or ("custom-" + (triple or spec["kind"])),
             spec,
-            cross_compiler=base.cross_compiler if is_arm else None,
-            debian_packages=base.debian_packages if is_arm else (),
+            cross_compiler=base.cross_compiler,
+            debian_packages=base.debian_packages,
             rpc_key=base.rpc_key,
             keys=tuple(spec.get("keys", base.keys)),
-            int8_operand=base.int8_operand,
+            int8_operand=cls.int8_operand,
         )
     name = name or "x86"
     if name not in _PRESETS:
