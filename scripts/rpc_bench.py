@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_deepchip import remote
+from tvm_deepchip import qemu, remote
 from tvm_deepchip.cli.run import load_inputs
 from tvm_deepchip.errors import DeepChipError, InputError
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         rows = list(pool.map(lambda job: bench_one(job[0], job[1], args), jobs))
     print(format_table(rows))
-    if args.rpc or args.tracker:
+    if any(qemu.serves(r.get("server")) for r in rows):
         print("note: QEMU device timings are emulation timings, not ARM speed")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

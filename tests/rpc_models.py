@@ -65,3 +65,76 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class HostRPC:
+    """A TVM RPC tracker and/or server started on this machine (x86), stopped by close().
+    For tests of the device plumbing that must not depend on the QEMU device."""
+
+    def __init__(self):
+        self.procs = []
+
+    def _start(self, *args) -> int:
+        import subprocess
+        import sys
+
+        port = free_port()
+        self.procs.append(subprocess.Popen([sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(port),
+                                            "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True))
+        return port
+
+    def tracker(self) -> str:
+        port = self._start("tvm.exec.rpc_tracker")
+        _wait(lambda: _listening(port), f"tracker on port {port}")
+        return f"127.0.0.1:{port}"
+
+    def server(self, tracker: str | None = None, key: str | None = None) -> tuple[str, int]:
+        """(HOST:PORT, pid) of a new server, registered with `tracker` under `key` if given."""
+        extra = ("--tracker", tracker, "--key", key) if tracker else ()
+        port = self._start("tvm.exec.rpc_server", *extra)
+        if tracker:
+            _wait(lambda: key in _tracker_keys(tracker), f"server {port} at tracker {tracker}")
+        else:
+            _wait(lambda: _listening(port), f"server on port {port}")
+        return f"127.0.0.1:{port}", self.procs[-1].pid
+
+    def close(self) -> None:
+        import os
+        import signal
+
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(30)
+        self.procs = []
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _tracker_keys(tracker: str) -> set:
+    import tvm.rpc
+
+    host, port = tracker.rsplit(":", 1)
+    summary = tvm.rpc.connect_tracker(host, int(port)).summary()
+    return {info["key"].split(":")[-1] for info in summary.get("server_info", [])}
+
+
+def _wait(ready, what: str, limit: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + limit
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {limit:g} s")
+        time.sleep(0.5)

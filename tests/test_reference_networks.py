@@ -78,6 +78,6 @@ def test_aarch64_over_rpc_matches_x86(network):
     x = xs[0]
     ours = vm["main"](tvm.runtime.tensor(x)).numpy()
     arm = remote.run_remote(str(tmp / f"{name}.so"), x, rpc=RPC, timeout=600)
-    assert so.report.target == "aarch64"
+    assert so.report.target.startswith("aarch64-dotprod")
     np.testing.assert_allclose(arm, ours, rtol=1e-5, atol=1e-5 * float(np.abs(ours).max()))
     assert arm.argmax() == ours.argmax()

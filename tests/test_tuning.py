@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from tvm import relax
 
 import tvm_deepchip
 from tvm_deepchip import oracle, tuning
+from tvm_deepchip.errors import DeviceError
 from tvm_deepchip.tuning_db import RECORDS, WORKLOADS
 from qdq_builders import small_convnet
 
@@ -85,8 +87,81 @@ def test_failing_candidates_are_skipped_with_a_reason(tmp_path, caplog):
     model = small_convnet(seed=6)
     runner = ms.runner.LocalRunner(timeout_sec=30, f_alloc_argument=_broken_device)
     with caplog.at_level(logging.WARNING, logger="tvm_deepchip.tuning"):
-        tuning.tune(model, "x86", work_dir=tmp_path, trials=2, choose_formats=False, runner=runner)
+        with pytest.raises(DeviceError, match="none of 2 candidates could be measured"):
+            tuning.tune(model, "x86", work_dir=tmp_path, trials=2, choose_formats=False, runner=runner)
     assert "candidate skipped" in caplog.text and "device lost" in caplog.text
+
+
+@pytest.fixture
+def qmodel_path(tmp_path):
+    import onnx
+
+    path = tmp_path / "q.onnx"
+    onnx.save(small_convnet(seed=6), str(path))
+    return path
+
+
+@pytest.mark.parametrize("flag", ["--trials", "--trials-per-task", "--timeout"])
+def test_cli_tune_refuses_zero_trials(qmodel_path, tmp_path, capsys, flag):
+    from tvm_deepchip.cli import main
+
+    work = tmp_path / "log"
+    assert main(["tune", str(qmodel_path), "--work-dir", str(work), flag, "0"]) == 2
+    assert f"{flag} 0" in capsys.readouterr().err
+    assert not work.exists()
+
+
+def test_cli_tune_dead_tracker_fails_in_seconds(qmodel_path, tmp_path, capsys):
+    """Nothing listens at the tracker: one message naming it, exit 2, within the probe's limit
+    (MetaSchedule's runner retried for minutes and exited 0)."""
+    from rpc_models import free_port
+    from tvm_deepchip.cli import main
+
+    port = free_port()
+    t0 = time.monotonic()
+    rc = main(["tune", str(qmodel_path), "--work-dir", str(tmp_path / "log"), "--tracker", f"127.0.0.1:{port}",
+               "--key", "x", "--trials", "2", "--no-format-choice"])
+    assert rc == 2 and time.monotonic() - t0 < tuning.PROBE_BUDGET + 5
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "Traceback" not in err and err.count("error:") == 1
+    assert not (tmp_path / "log").exists()
+
+
+@pytest.fixture(scope="module")
+def host_fleet():
+    """A tracker with one x86 RPC server under key 'x86-test', both on this machine."""
+    from rpc_models import HostRPC
+
+    fleet = HostRPC()
+    try:
+        tracker = fleet.tracker()
+        fleet.server(tracker, "x86-test")
+        yield tracker
+    finally:
+        fleet.close()
+
+
+def test_probe_tracker_without_that_key(host_fleet, qmodel_path, tmp_path, capsys):
+    from tvm_deepchip.cli import main
+
+    rc = main(["tune", str(qmodel_path), "--work-dir", str(tmp_path / "log"), "--tracker", host_fleet,
+               "--key", "no-such-board", "--trials", "2", "--no-format-choice"])
+    err = capsys.readouterr().err
+    assert rc == 2 and host_fleet in err and "'no-such-board'" in err and "x86-test" in err
+
+
+def test_probe_tracker_with_no_free_server(host_fleet):
+    from tvm_deepchip import remote
+
+    tuning.probe_device(host_fleet, "x86-test", budget=10)  # a free server: passes
+    held = remote.connect(tracker=host_fleet, key="x86-test", timeout=30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=f"'x86-test'.*{host_fleet}"):
+            tuning.probe_device(host_fleet, "x86-test", budget=3)
+        assert time.monotonic() - t0 < 3 + 5
+    finally:
+        held.close()
 
 
 def _has_vnni(tgt) -> bool:
@@ -118,18 +193,6 @@ def test_search_space_is_built_under_the_task_target():
     assert "vpdpbusd" in space.mod.script()
 
 
-def test_a_log_of_another_cpu_with_the_same_vector_isa_is_used(tmp_path):
-    from tvm_deepchip import targets, tuning_db
-
-    base = targets.get_preset("x86")
-    (tmp_path / "x86-znver5").mkdir()
-    (tmp_path / "x86-znver5" / WORKLOADS).write_text("")
-    (tmp_path / "x86-znver5" / RECORDS).write_text("")
-    for cpu, expect in (("znver4", tmp_path / "x86-znver5"), ("znver3", None)):  # AVX-512 VNNI; AVX2 only
-        preset = targets.get_preset("x86", target_json={**base.target, "mcpu": cpu})
-        assert tuning_db._same_isa_sibling(preset, tmp_path / f"x86-{cpu}") == expect
-
-
 def test_committed_log_opens_in_a_fresh_process():
     """Records that tensorize with our VNNI intrinsic name it: a new process must register it
     before reading the log (open_database does), or the whole log would be dropped."""
@@ -138,9 +201,9 @@ def test_committed_log_opens_in_a_fresh_process():
 
     from tvm_deepchip import targets, tuning_db
 
-    path = tuning_db.resolve("auto", targets.get_preset("x86"))
-    if path is None:
-        pytest.skip("no committed tuning log for this CPU's vector ISA")
-    code = ("import sys; from pathlib import Path; from tvm_deepchip import tuning_db; "
-            f"db = tuning_db.open_database(Path({str(path)!r})); sys.exit(0 if db is not None and len(db) else 1)")
+    path = tuning_db.resolve("auto", targets.get_preset("x86-avx512-vnni"))
+    assert path is not None and path.name == "x86-znver4"
+    code = ("import sys; from pathlib import Path; from tvm_deepchip import isa, tuning_db; "
+            f"db = tuning_db.open_database(Path({str(path)!r}), isa.get('x86-avx512-vnni')); "
+            "sys.exit(0 if db is not None and len(db) else 1)")
     assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import onnx_io, targets, tuning_db
+from . import isa, onnx_io, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
@@ -34,7 +34,8 @@ class LayerOptions:
     default_ternary: str = "sparse"
     names: dict = field(default_factory=dict)  # weight hash -> ONNX node name
     report: CompileReport = field(default_factory=CompileReport)
-    tuning_dir: Path | None = None  # MetaSchedule database applied at build time
+    tuning_dir: Path | None = None  # the tuning log asked for (tuning_db.resolve)
+    database: object = None  # its records of the build's ISA class (None: ignored or none asked for)
     lowered: list = field(default_factory=list)  # (QuantLayer, input shape) of each lowered layer
     failure: Exception | None = None  # an error raised inside a pass (re-raised by the driver)
     int8_operand: str = "uint8"  # the target's dot-product input type (targets.TargetPreset)
@@ -174,9 +175,12 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     if preset.cross_compiler and output is not None:
         targets.check_cross_compiler(preset)  # fail before minutes of compilation
     options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
-    options.report.target = preset.name
+    cls = isa.classify(preset.target)
+    options.report.target = targets.describe(preset)
     options.tuning_dir = tuning_db.resolve(tuning_log, preset)
-    options.measured = tuning_db.load_format_choices(options.tuning_dir)
+    options.database = tuning_db.open_database(options.tuning_dir, cls)
+    if options.database is not None:  # a foreign log's format choices were measured elsewhere
+        options.measured = tuning_db.load_format_choices(options.tuning_dir)
     mod, shapes = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
     ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))

@@ -179,6 +179,15 @@ def _tracker_ports(tport: int, key: str) -> set:
     return ports
 
 
+def serves(address: str | None) -> bool:
+    """Is HOST:PORT an RPC server that `up` started here and that still runs? Timings from it are
+    QEMU emulation timings; a board's (or any other server's) are not."""
+    host, _, port = str(address or "").rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return False
+    return any(r["role"] == "server" and r["port"] == int(port) and _alive(r["pid"]) for r in _load_pids()["procs"])
+
+
 def status() -> list[dict]:
     """Each recorded process with `alive` and `answers`."""
     out = []

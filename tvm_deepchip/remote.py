@@ -88,6 +88,12 @@ class Remote:
             raise DeviceError(f"{what} on {self.where}: the {self.timeout:g} s budget is used up")
         return bounded(fn, left, f"{what} on {self.where}", on_timeout=lambda: shutdown_sockets(self.sockets))
 
+    @property
+    def server(self) -> str | None:
+        """HOST:PORT of the RPC server this session talks to (the peer of its socket)."""
+        peers = sorted({f"{p[0]}:{p[1]}" for p in self.sockets.values() if isinstance(p, tuple) and len(p) >= 2})
+        return peers[0] if peers else None
+
     def close(self) -> None:
         """Drop the session now (TVM closes it when the last reference goes; cycles need gc)."""
         self.session = None
@@ -122,8 +128,16 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
             raise InputError("--tracker needs --key KEY (the device key servers registered with)")
         host, port = parse_addr(tracker, "--tracker")
         _probe(host, port, "TVM RPC tracker")
-        tsess = bounded(lambda: tvm.rpc.connect_tracker(host, port), timeout, f"connecting to tracker {host}:{port}")
-        known = _tracker_keys(tsess)
+
+        def left() -> float:  # what is left of the job's budget
+            return max(0.1, start + timeout - time.monotonic())
+
+        before = socket_peers()
+        tsess = bounded(lambda: tvm.rpc.connect_tracker(host, port), left(), f"connecting to tracker {host}:{port}",
+                        on_timeout=lambda: shutdown_sockets(new_sockets(before)))
+        tracker_sockets = new_sockets(before)  # shut down on timeout: closing does not wake a blocked recv
+        known = bounded(lambda: _tracker_keys(tsess), left(), f"asking tracker {host}:{port} for its keys",
+                        on_timeout=lambda: shutdown_sockets(tracker_sockets))
         if known is not None and key not in known:
             tsess.close()
             raise DeviceError(
@@ -135,8 +149,8 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
         # the queued request so a late match does not hold a device for nobody
         before = socket_peers()
         sess = bounded(lambda: tsess.request(key, priority=1, session_timeout=session_timeout, max_retry=1),
-                       timeout, f"waiting for a free device with key {key!r} from tracker {host}:{port}",
-                       on_timeout=lambda: (tsess.close(), shutdown_sockets(new_sockets(before))))
+                       left(), f"waiting for a free device with key {key!r} from tracker {host}:{port}",
+                       on_timeout=lambda: (shutdown_sockets(tracker_sockets), shutdown_sockets(new_sockets(before))))
         tsess.close()
         return Remote(sess, where, timeout, start + timeout, new_sockets(before))
     raise InputError("no device given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
@@ -219,7 +233,7 @@ def bench_remote(so_path, x, rpc: str | None = None, tracker: str | None = None,
         args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
         ftimer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
         res = remote.call(lambda: list(ftimer(*args).results), f"timing {Path(so_path).name}")
-        return _stats(res, number, repeat, remote.where)
+        return {**_stats(res, number, repeat, remote.where), "server": remote.server}
     finally:
         vm = dev = args = ftimer = None
         remote.close()

@@ -16,10 +16,8 @@ def _deepchip_funcs(mod) -> list[str]:
 def apply_schedules(mod: tvm.IRModule, target, options) -> tvm.IRModule:
     from tvm_deepchip.schedules import apply_default_schedules
 
-    from .tuning_db import open_database
-
     report = options.report
-    db = open_database(options.tuning_dir)
+    db = options.database  # the log's records of this build's ISA class (tuning_db.open_database)
     tuned = set()
     if db is not None:
         from tvm import relax

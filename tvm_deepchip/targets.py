@@ -81,6 +81,8 @@ def _target_spec(target_json) -> dict:
 
 def get_preset(name: str | None = None, target_json: str | dict | None = None) -> TargetPreset:
     """A preset by short name, or a custom one from a TVM target dict (JSON text or dict)."""
+    if name is not None and not str(name).strip():
+        raise InputError(f"--target {name!r} is empty; choose one of {preset_names()} or pass --target-json")
     if target_json is not None:
         spec = _target_spec(target_json)
         cls = isa.classify(spec)  # only CPU targets we have kernels for; InputError otherwise
@@ -95,7 +97,7 @@ def get_preset(name: str | None = None, target_json: str | dict | None = None) -
             keys=tuple(spec.get("keys", base.keys)),
             int8_operand=cls.int8_operand,
         )
-    name = name or "x86"
+    name = "x86" if name is None else name
     if name not in _PRESETS:
         raise InputError(f"unknown target {name!r}; choose one of {preset_names()} or pass --target-json")
     return _PRESETS[name]()
@@ -125,3 +127,15 @@ def target_dirname(preset: TargetPreset) -> str:
     """Directory name of the preset's tuning logs: short name plus CPU, e.g. x86-znver3."""
     cpu = preset.target.get("mcpu")
     return f"{preset.name}-{cpu}" if cpu else preset.name
+
+
+def describe(preset: TargetPreset) -> str:
+    """The build's target as reports name it: ISA class and CPU, e.g. 'x86-avx2 (mcpu haswell)',
+    'aarch64-dotprod (mattr +neon,+dotprod)'."""
+    cls = isa.classify(preset.target)
+    spec = preset.target
+    if spec.get("mcpu"):
+        return f"{cls.name} (mcpu {spec['mcpu']})"
+    if spec.get("mattr"):
+        return f"{cls.name} (mattr {','.join(spec['mattr'])})"
+    return cls.name

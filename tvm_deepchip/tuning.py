@@ -16,9 +16,9 @@ from pathlib import Path
 
 import onnx
 
-from . import onnx_io, targets
+from . import isa, onnx_io, targets
 from .compiler import LayerOptions, lower, weight_names
-from .errors import DeviceError
+from .errors import DeviceError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -177,15 +177,29 @@ def progress_callback(tasks_names: list[str], out=sys.stderr):
     return Progress(), state
 
 
+PROBE_BUDGET = 10.0  # seconds for the tracker, the key and one free server to answer before tuning
+
+
+def probe_device(tracker: str, key: str | None, budget: float = PROBE_BUDGET) -> None:
+    """Before any tuning work: the tracker answers, has a server under `key`, and hands out a free
+    one that answers, all within `budget` s (remote.connect's bounded probing); else DeviceError
+    naming host:port and key. MetaSchedule's runner would retry a dead tracker for minutes."""
+    from .remote import connect
+
+    connect(tracker=tracker, key=key, timeout=budget).close()
+
+
 def make_runner(rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: int = 30):
     from tvm.s_tir import meta_schedule as ms
+
+    from .remote import parse_addr
 
     if tracker is None and rpc is None:
         return ms.runner.LocalRunner(timeout_sec=timeout, f_alloc_argument=alloc_local, initializer=_register)
     if rpc is not None:
         raise DeviceError("MetaSchedule's RPC runner needs a tracker: use --tracker HOST:PORT --key KEY")
-    host, port = tracker.rsplit(":", 1)
-    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key, session_timeout_sec=timeout)
+    host, port = parse_addr(tracker, "--tracker")
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key, session_timeout_sec=timeout)
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
     return ms.runner.RPCRunner(config, evaluator, f_alloc_argument=alloc_rpc)
 
@@ -211,14 +225,20 @@ def tune(
     """Tune all tasks of `model` for `target`; returns the database directory."""
     from tvm.s_tir import meta_schedule as ms
 
-    from .tuning_db import default_dir, load_format_choices
+    from .tuning_db import default_dir, load_format_choices, refuse_foreign
 
+    for what, n in (("--trials", trials), ("--trials-per-task", trials_per_task), ("--timeout", timeout)):
+        if n is not None and n < 1:
+            raise InputError(f"{what} {n}: must be at least 1")
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
     preset = targets.get_preset(target, target_json)
     if preset.cross_compiler:
         targets.check_cross_compiler(preset)
     work_dir = Path(work_dir) if work_dir else default_dir(preset)
+    refuse_foreign(work_dir, isa.classify(preset.target))
+    if tracker is not None and runner is None:
+        probe_device(tracker, key)
     work_dir.mkdir(parents=True, exist_ok=True)
     _register()
     measured = {}
@@ -266,4 +286,13 @@ def tune(
         )
     for st in state:
         print(f"[tune] {st.name}: {st.trials} trials, best {st.best_us:.1f} us, {st.failed} failed", file=sys.stderr)
+    _check_measured(state, len(database), f"device key {key!r} via tracker {tracker}" if tracker else "this machine")
     return work_dir
+
+
+def _check_measured(state: list[TaskProgress], records: int, where: str) -> None:
+    """DeviceError when no candidate measured: every one failed, or none ran and the log is empty."""
+    tried = sum(st.trials for st in state)
+    if state and tried == sum(st.failed for st in state) and (tried or not records):
+        raise DeviceError(f"tuning on {where}: none of {tried} candidates could be measured "
+                          f"(see the skipped candidates' reasons above); the log has {records} records")

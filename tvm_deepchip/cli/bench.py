@@ -18,6 +18,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from .. import qemu
     from ..remote import bench
 
     stats = bench(args.model, load_inputs(args.input), rpc=args.rpc, tracker=args.tracker, key=args.key,
@@ -27,6 +28,6 @@ def run(args) -> int:
     else:
         print(f"{args.model}: median {stats['median_ms']:.3f} ms (min {stats['min_ms']:.3f}, "
               f"max {stats['max_ms']:.3f}; {stats['repeat']}x{stats['number']} runs on {stats['where']})")
-    if args.rpc or args.tracker:
-        print("note: on the QEMU device these are emulation timings, not ARM speed")
+    if qemu.serves(stats.get("server")):
+        print(f"note: {stats['server']} is the QEMU device: these are emulation timings, not ARM speed")
     return 0
