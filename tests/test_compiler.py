@@ -135,3 +135,28 @@ def test_missing_cross_compiler_is_reported_before_compiling(tmp_path, monkeypat
     with pytest.raises(ToolchainError, match=r"aarch64-linux-gnu-g\+\+.*apt-get install g\+\+-aarch64-linux-gnu"):
         tvm_deepchip.compile(small_convnet(), "aarch64", tuning_log=None, output=out)
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-json", '{"kind": "cuda"}'], "'cuda' is not a CPU"),
+    (["--target", ""], "--target '' is empty"),
+    (["--target", "x86", "--target-json", '{"kind": "llvm", "mtriple": "riscv64-linux-gnu"}'], "riscv64"),
+])
+def test_cli_compile_refuses_a_target_without_kernels(tmp_path, capsys, args, message):
+    from tvm_deepchip.cli import main
+
+    model, out = tmp_path / "q.onnx", tmp_path / "m.so"
+    onnx.save(small_convnet(), str(model))
+    assert main(["compile", str(model), "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
+
+
+def test_report_names_the_isa_class_and_cpu():
+    compiled = tvm_deepchip.compile(small_convnet(), "x86-avx2", tuning_log=None)
+    assert compiled.report.target == "x86-avx2 (mcpu haswell)"
+    assert compiled.report.format().startswith("target: x86-avx2 (mcpu haswell)\n")
+    custom = tvm_deepchip.compile(small_convnet(), target_json={"kind": "llvm", "mtriple": "x86_64-linux-gnu",
+                                                                "mcpu": "skylake-avx512"}, tuning_log=None)
+    assert custom.report.target == "x86-avx512 (mcpu skylake-avx512)"

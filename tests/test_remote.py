@@ -232,3 +232,64 @@ def test_compiled_quantized_convnet_matches_x86_bit_for_bit(fmt, tmp_path):
     y_x86 = remote.run_local(tmp_path / "x86.so", x)
     assert y_arm.shape == y_x86.shape and np.isfinite(y_arm).all()
     np.testing.assert_array_equal(y_arm, y_x86)
+
+
+def test_qemu_serves_only_its_live_recorded_servers(monkeypatch, tmp_path):
+    import json
+    import subprocess
+
+    from tvm_deepchip import qemu
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    monkeypatch.setattr(qemu, "PIDS", tmp_path / "pids.json")
+    (tmp_path / "pids.json").write_text(json.dumps({"mounts": [], "procs": [
+        {"role": "server", "pid": os.getpid(), "port": 9990, "key": None, "tracker": None},
+        {"role": "tracker", "pid": os.getpid(), "port": 9991},
+        {"role": "server", "pid": dead.pid, "port": 9992, "key": None, "tracker": None}]}))
+    assert qemu.serves("127.0.0.1:9990") and qemu.serves("localhost:9990")
+    for addr in ("127.0.0.1:9991", "127.0.0.1:9992", "127.0.0.1:9993", "10.0.0.7:9990", None, "garbage"):
+        assert not qemu.serves(addr), addr
+
+
+@pytest.fixture(scope="module")
+def host_server():
+    """An x86 TVM RPC server on this machine: an RPC device that is not the QEMU device."""
+    from rpc_models import HostRPC
+
+    fleet = HostRPC()
+    try:
+        yield fleet.server()
+    finally:
+        fleet.close()
+
+
+def test_cli_bench_emulation_note_only_on_the_qemu_device(model, host_server, tmp_path, capsys, monkeypatch):
+    import json
+
+    from tvm_deepchip import qemu
+    from tvm_deepchip.cli import main
+
+    addr, pid = host_server
+    np.save(tmp_path / "x.npy", model["x"])
+    argv = ["bench", str(model["x86"]), "--input", str(tmp_path / "x.npy"), "--rpc", addr, "--arch", "x86_64",
+            "--number", "1", "--repeat", "1"]
+    monkeypatch.setattr(qemu, "PIDS", tmp_path / "pids.json")  # no QEMU device recorded
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and addr in out and "emulation" not in out
+    (tmp_path / "pids.json").write_text(json.dumps({"mounts": [], "procs": [  # as if `qemu up` had started it
+        {"role": "server", "pid": pid, "port": int(addr.rsplit(":", 1)[1]), "key": None, "tracker": None}]}))
+    assert main(argv) == 0
+    assert f"{addr} is the QEMU device: these are emulation timings" in capsys.readouterr().out
+
+
+@needs_rpc
+@pytest.mark.qemu
+def test_cli_bench_on_the_qemu_device_notes_emulation(model, tmp_path, capsys):
+    from tvm_deepchip.cli import main
+
+    np.save(tmp_path / "x.npy", model["x"])
+    assert main(["bench", str(model["arm"]), "--input", str(tmp_path / "x.npy"), "--rpc", RPC,
+                 "--number", "1", "--repeat", "1"]) == 0
+    assert "emulation timings" in capsys.readouterr().out
