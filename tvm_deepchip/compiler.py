@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import onnx_io, targets, tuning_db
+from . import onnx_io, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
@@ -178,6 +178,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     options.tuning_dir = tuning_db.resolve(tuning_log, preset)
     options.measured = tuning_db.load_format_choices(options.tuning_dir)
     mod, shapes = lower(model, preset, options, input_shapes)
+    mod = signature.attach(mod)  # so `deepchip run` checks inputs against it before running
     tgt = targets.tvm_target(preset)
     ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))
     compiled = Compiled(ex, options.report, preset, shapes)
