@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import InputError, ToolchainError
-from .remote import check_arch
+from .remote import check_arch, check_vm_library
 
 RUNNER = Path(__file__).with_name("bundle_runner.py")
 # parts of the tvm_ffi package a runner never needs (headers, sources); core.so links
@@ -93,6 +93,7 @@ def bundle(so_path: str | os.PathLike, out_dir: str | os.PathLike, arch: str = "
     if not so_path.is_file():
         raise InputError(f"{so_path}: no such model library")
     check_arch(so_path, arch, f"a bundle for {arch}")
+    check_vm_library(so_path)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
         raise InputError(f"{out_dir} exists and is not a bundle; refusing to overwrite it")
     wheels = runtime_wheels(arch)

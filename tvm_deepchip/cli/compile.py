@@ -24,9 +24,13 @@ def parse_shapes(texts) -> dict | None:
 
 
 def _format_arg(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise InputError(f"--format {text!r}: expected LAYER=sparse|packed|int8|float")
-    layer, fmt = text.split("=", 1)
+    from ..compiler import TERNARY_FORMATS
+
+    layer, eq, fmt = text.rpartition("=")
+    if not eq or not layer:
+        raise InputError(f"--format {text!r}: expected LAYER={'|'.join(TERNARY_FORMATS)}")
+    if fmt not in TERNARY_FORMATS:
+        raise InputError(f"--format {text!r}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
     return layer, fmt
 
 

@@ -14,7 +14,8 @@ def register(sub) -> None:
     g.add_argument("--threshold", type=float, default=None,
                    help="zero where |w| <= T*max|W| (default 0.05, the DeepChip paper's value)")
     g.add_argument("--sparsity", type=float, default=None,
-                   help="instead pick each layer's threshold so that a fraction S in [0, 1) of weights is zero")
+                   help="instead pick each layer's threshold so that a fraction S in (0, 1) of weights is zero "
+                        "(S = 0 would leave them binary, which is refused)")
     p.add_argument("--per-channel", action="store_true", help="one threshold and (Wp, Wn) pair per output channel")
     p.add_argument("--first-last", default="int8", choices=["int8", "float", "ternary"],
                    help="weights of the first and last layers (default: int8 per channel)")

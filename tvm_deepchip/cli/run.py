@@ -21,9 +21,14 @@ def load_inputs(paths: list[str]) -> list[np.ndarray]:
     out = []
     for path in paths:
         try:
-            out.append(np.load(path, allow_pickle=False))
+            x = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise InputError(f"--input {path}: cannot read a .npy array ({err})") from None
+        if not isinstance(x, np.ndarray):  # an .npz archive
+            x.close()
+            raise InputError(f"--input {path}: is an .npz archive; give each input as its own .npy file "
+                             f"(--input a.npy --input b.npy)")
+        out.append(x)
     return out
 
 
