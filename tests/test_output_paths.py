@@ -221,6 +221,45 @@ def test_atomic_dir_replaces_a_directory_and_follows_a_link(tmp_path):
     assert os.listdir(real) == ["new"] and hidden(tmp_path) == []
 
 
+def _fake_wheels(d: Path) -> dict:
+    """Wheels with just the members a bundle takes (the real ones are downloaded)."""
+    import zipfile
+
+    members = {"apache_tvm": ["tvm/lib/libtvm_runtime.so"], "typing_extensions": ["typing_extensions.py"],
+               "apache_tvm_ffi": ["tvm_ffi/lib/libtvm_ffi.so", "tvm_ffi/__init__.py"]}
+    wheels = {}
+    for dist, names in members.items():
+        wheels[dist] = d / f"{dist}-0-py3-none-any.whl"
+        with zipfile.ZipFile(wheels[dist], "w") as z:
+            for name in names:
+                z.writestr(name, f"fake {name}")
+    return wheels
+
+
+def test_bundle_replaces_through_a_link_under_the_umask(tmp_path, monkeypatch, umask_027):
+    from tvm_deepchip import bundle as bundle_mod
+
+    wheels = _fake_wheels(tmp_path)
+    monkeypatch.setattr(bundle_mod, "runtime_wheels", lambda arch: wheels)
+    real, link = tmp_path / "boards" / "b1", tmp_path / "b"
+    real.parent.mkdir()
+    link.symlink_to(real)
+    model = sys.executable  # any x86-64 ELF file passes the architecture check
+    for _ in range(2):  # written, then replaced
+        bundle_mod.bundle(model, link, arch="x86_64")
+    assert link.is_symlink() and json.loads((real / "manifest.json").read_text())["arch"] == "x86_64"
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(real / "manifest.json").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(real / "run.py").st_mode) == 0o750
+    assert hidden(tmp_path) == [] and hidden(real.parent) == []
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep")
+    monkeypatch.setattr(bundle_mod, "runtime_wheels", lambda arch: pytest.fail("downloaded before the check"))
+    with pytest.raises(InputError, match=f"{plain}: is a regular file, not a directory"):
+        bundle_mod.bundle(model, plain, arch="x86_64")
+    assert plain.read_text() == "keep"
+
+
 # --- the commands check their outputs at argument time ---------------------------------------
 
 def test_cli_refuses_bad_outputs_before_any_work(tmp_path, capsys, monkeypatch):
