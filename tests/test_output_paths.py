@@ -308,9 +308,7 @@ def test_tune_checks_its_directory_before_tuning(tmp_path):
 
 # --- one real build: symlinked output, modes, `run -o` ---------------------------------------
 
-def test_compile_through_a_symlink_under_a_umask(tmp_path, umask_027, capsys):
-    import tvm_deepchip
-
+def test_compile_through_a_symlink_under_a_umask(tmp_path, umask_027):
     real = tmp_path / "lib" / "model.so"
     real.parent.mkdir()
     link = tmp_path / "model.so"
@@ -326,7 +324,6 @@ def test_compile_through_a_symlink_under_a_umask(tmp_path, umask_027, capsys):
     assert main(["run", str(link), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
     assert stat.S_IMODE(os.stat(tmp_path / "y.npy").st_mode) == 0o640
     assert hidden(tmp_path) == [] and hidden(real.parent) == []
-    del tvm_deepchip
 
 
 # --- signals: real processes -------------------------------------------------------------------
