@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import onnx_io, signature, targets, tuning_db
+from . import onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
@@ -120,7 +120,7 @@ class Compiled:
         fcompile = None
         if self.preset.cross_compiler:
             fcompile = cc.cross_compiler(targets.check_cross_compiler(self.preset))
-        with onnx_io.atomic_output(path) as tmp:
+        with output_paths.atomic_file(path) as tmp:
             self.executable.export_library(str(tmp), fcompile=fcompile)
         return path
 
@@ -183,6 +183,8 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
+    if output is not None:
+        output_paths.check_file(output, "output")  # fail before minutes of compilation
     check_layer_names(model, formats or {})
     preset = targets.get_preset(target, target_json)
     if preset.cross_compiler and output is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import activations, calibrate, onnx_io
+from . import activations, calibrate, onnx_io, output_paths
 from .bn_fold import fold_batchnorm
 from .errors import InputError
 from .quant_report import QuantReport, layer_report
@@ -233,6 +233,8 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     path) or None (16 random [0, 1) images, with a warning). Returns (ModelProto, QuantReport);
     writes `output_path` atomically when given. Bad input raises InputError and writes nothing."""
     _check_options(threshold, sparsity, first_last, calib_method, percentile)
+    if output_path is not None:
+        output_paths.check_file(output_path, "output")
     model, where = _load(model_or_path)
     x = calibrate.load_calibration(calib, model, seed)
     report = QuantReport(options=dict(threshold=None if sparsity is not None else threshold, sparsity=sparsity,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..output_paths import atomic_file, check_file
 
 
 def register(sub) -> None:
@@ -29,7 +30,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..onnx_io import atomic_output
+    check_file(args.output, "-o")
+    if args.report:
+        check_file(args.report, "--report")
     from ..quantizer import quantize
 
     if Path(args.output).resolve() == Path(args.model).resolve():
@@ -40,7 +43,7 @@ def run(args) -> int:
     print(report.format())
     print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
     if args.report:
-        with atomic_output(args.report) as tmp:
+        with atomic_file(args.report) as tmp:
             Path(tmp).write_text(report.to_json())
         print(f"wrote {args.report}")
     return 0
