@@ -39,3 +39,18 @@ def test_signed_operand_form_is_bit_exact(in_dtype):
     lowered, lib = build(layer, (1, 6, 15, 15), "int8", int8_operand="int8")
     for qx in (random_input(rng, in_dtype, (1, 6, 15, 15)), random_input(rng, in_dtype, (1, 6, 15, 15), saturated=True)):
         np.testing.assert_array_equal(run(lowered, lib, qx), lowered.reference(qx))
+
+
+def test_assembly_check_catches_a_build_of_the_wrong_class():
+    """The assembly checks that stand in for running an x86 class this CPU lacks have teeth: an
+    AVX-512 VNNI build is refused as an AVX2 user's kernel, an AVX2 build as a VNNI one."""
+    from tvm_deepchip import isa
+
+    rng = np.random.default_rng(0)
+    layer = make_layer(rng, "conv2d", "int8", (32, 8, 3, 3), pad=1)
+    avx2, vnni = isa.CLASSES["x86-avx2"], isa.CLASSES["x86-avx512-vnni"]
+    for built, claimed, msg in ((vnni, avx2, "illegal on that CPU"), (avx2, vnni, "does not use 'vpdpbusd'")):
+        lowered, lib = build(layer, (1, 8, 12, 12), "int8", tgt=targets.tvm_target(targets.get_preset(built.name)))
+        isa_devices.check_assembly(built, lib, lowered.primitive, wide=True)
+        with pytest.raises(AssertionError, match=msg):
+            isa_devices.check_assembly(claimed, lib, lowered.primitive)
