@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import onnx_io, targets, tuning_db
+from . import onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
@@ -93,6 +93,18 @@ def weight_names(model: onnx.ModelProto) -> dict:
     return names
 
 
+def check_layer_names(model: onnx.ModelProto, formats: dict) -> None:
+    """Every layer named in `formats` is a Conv/Gemm/MatMul node of the model (names as in the report)
+    and every format is one of TERNARY_FORMATS."""
+    for layer, fmt in formats.items():
+        if fmt not in TERNARY_FORMATS:
+            raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
+    names = sorted({n.name or n.output[0] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")})
+    unknown = sorted(set(formats) - set(names))
+    if unknown:
+        raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
+
+
 @dataclass
 class Compiled:
     executable: object
@@ -108,7 +120,7 @@ class Compiled:
         fcompile = None
         if self.preset.cross_compiler:
             fcompile = cc.cross_compiler(targets.check_cross_compiler(self.preset))
-        with onnx_io.atomic_output(path) as tmp:
+        with output_paths.atomic_file(path) as tmp:
             self.executable.export_library(str(tmp), fcompile=fcompile)
         return path
 
@@ -141,9 +153,10 @@ def finish_pipeline(target, options):
 
 def lower(model, preset, options: LayerOptions, input_shapes: dict | None = None):
     """Quantized ONNX -> legalized Relax module with our primitives (before scheduling)."""
-    from .onnx_import import static_input_shapes, to_relax
+    from .onnx_import import static_input_shapes, to_relax, warn_static_overrides
 
     shapes = static_input_shapes(model, input_shapes)
+    warn_static_overrides(model, input_shapes)
     options.int8_operand = preset.int8_operand
     mod = lower_to_primitives(to_relax(model, shapes), options)
     return legalize(mod, targets.tvm_target(preset)), shapes
@@ -170,6 +183,9 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
+    if output is not None:
+        output_paths.check_file(output, "output")  # fail before minutes of compilation
+    check_layer_names(model, formats or {})
     preset = targets.get_preset(target, target_json)
     if preset.cross_compiler and output is not None:
         targets.check_cross_compiler(preset)  # fail before minutes of compilation
@@ -178,6 +194,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     options.tuning_dir = tuning_db.resolve(tuning_log, preset)
     options.measured = tuning_db.load_format_choices(options.tuning_dir)
     mod, shapes = lower(model, preset, options, input_shapes)
+    mod = signature.attach(mod)  # so `deepchip run` checks inputs against it before running
     tgt = targets.tvm_target(preset)
     ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))
     compiled = Compiled(ex, options.report, preset, shapes)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from . import onnx_io, targets
+from . import onnx_io, output_paths, targets
 from .compiler import LayerOptions, lower, weight_names
 from .errors import DeviceError
 
@@ -219,6 +219,7 @@ def tune(
     if preset.cross_compiler:
         targets.check_cross_compiler(preset)
     work_dir = Path(work_dir) if work_dir else default_dir(preset)
+    output_paths.check_dir(work_dir, "tuning directory")
     work_dir.mkdir(parents=True, exist_ok=True)
     _register()
     measured = {}
