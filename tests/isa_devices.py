@@ -27,7 +27,7 @@ RPC = os.environ.get("DEEPCHIP_RPC")
 X86_ORDER = isa.X86_CLASSES  # each class includes the ones before it: avx2 < avx512 < avx512-vnni
 # instructions a CPU of the class lacks (absent from its builds), and each int8 dot-product form
 FORBIDDEN = {"x86-avx2": ("zmm", "vpdpbusd"), "x86-avx512": ("vpdpbusd",), "aarch64-neon": ("sdot",)}
-DOT_INSTRUCTION = {"vnni": "vpdpbusd", "sdot": "sdot"}
+DOT_INSTRUCTION = {"vnni": "vpdpbusd", "sdot": "sdot", "pmaddwd": "vpmaddwd"}
 
 
 def in_ci() -> bool:
