@@ -143,6 +143,18 @@ def test_shared_and_constant_node_weights_are_named_per_layer():
     assert [n.name for n in model.graph.node] == ["", "tied_a", "tied_b", "from_constant"]  # user's model unchanged
 
 
+def test_initializers_listed_as_graph_inputs_stay_constants():
+    """Older ONNX files also list initializers as graph inputs: a weight moved to its layer's
+    own input must not leave such an entry behind as a new model input."""
+    from tvm_deepchip.onnx_import import to_relax
+
+    model = digits_float()
+    listed = [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in model.graph.initializer]
+    model.graph.input.extend(listed)
+    main = to_relax(model, {"input": (1, 1, 8, 8)})["main"]
+    assert len(main.params) == 1 and int(main.attrs["num_input"]) == 1
+
+
 def test_formats_naming_no_layer_is_an_error():
     b = QDQBuilder([1, 4, 6, 6])
     b.qdq(1 / 255)

@@ -116,8 +116,11 @@ def give_weights_inputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     del graph.node[:]
     graph.node.extend(nodes)
     kept = [i for i in graph.initializer if i.name in read]
-    del graph.initializer[:]
+    dropped = {i.name for i in graph.initializer} - {i.name for i in kept}
+    inputs = [i for i in graph.input if i.name not in dropped]  # IR < 4 lists initializers as inputs
+    del graph.initializer[:], graph.input[:]
     graph.initializer.extend(kept)
+    graph.input.extend(inputs)
     return out, weights
 
 
