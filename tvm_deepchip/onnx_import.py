@@ -6,6 +6,7 @@ import logging
 import onnx
 
 from .errors import InputError, UnsupportedError
+from .layer_names import bind_named_weights, give_weights_inputs
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,11 @@ def static_input_shapes(model: onnx.ModelProto, override: dict | None = None) ->
 
 
 def to_relax(model: onnx.ModelProto, input_shapes: dict | None = None):
-    """Import into a Relax IRModule with weights as constants (so passes can read them)."""
+    """Import into a Relax IRModule with weights as constants (so passes can read them), each
+    layer's weight constant carrying its ONNX node name (layer_names)."""
     from tvm.relax.frontend.onnx import from_onnx
 
     check_ops(model)
     shapes = static_input_shapes(model, input_shapes)
-    return from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
+    annotated, weights = give_weights_inputs(model)
+    return bind_named_weights(from_onnx(annotated, shape_dict=shapes, keep_params_in_input=False), weights)

@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 
 from . import onnx_io, output_paths, targets
-from .compiler import LayerOptions, lower, weight_names
+from .compiler import LayerOptions, lower
 from .errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def tune(
 
         measure(model, preset, work_dir, input_shapes=input_shapes)
         measured = load_format_choices(work_dir)
-    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary)
     options.measured = measured
     mod, _ = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)
