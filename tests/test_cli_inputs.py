@@ -23,7 +23,7 @@ from qdq_builders import small_convnet
 
 D = Path(data.__file__).parent
 FP32, CALIB, TEST = D / "digits_fp32.onnx", D / "digits_calib.npz", D / "digits_test.npz"
-LAYERS = ["conv_first", "conv_t1", "conv_t2", "fc_last", "fc_t"]
+LAYERS = ["conv_first", "conv_t1", "conv_t2", "fc_t", "fc_last"]  # graph order
 BATCH = 2  # the model says 1; the library is compiled for 2 with --input-shape (a warned override)
 
 

@@ -236,6 +236,23 @@ def _fake_wheels(d: Path) -> dict:
     return wheels
 
 
+def _tiny_vm_library(d: Path) -> Path:
+    """A real (trivial) Relax VM library: y = x + 1."""
+    import tvm
+    from tvm.script import ir as I
+    from tvm.script import relax as R
+
+    @I.ir_module
+    class Tiny:
+        @R.function
+        def main(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            return R.add(x, R.const(1.0, "float32"))
+
+    path = d / "tiny.so"
+    tvm.compile(Tiny, target=tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"})).export_library(str(path))
+    return path
+
+
 def test_bundle_replaces_through_a_link_under_the_umask(tmp_path, monkeypatch, umask_027):
     from tvm_deepchip import bundle as bundle_mod
 
@@ -244,7 +261,7 @@ def test_bundle_replaces_through_a_link_under_the_umask(tmp_path, monkeypatch, u
     real, link = tmp_path / "boards" / "b1", tmp_path / "b"
     real.parent.mkdir()
     link.symlink_to(real)
-    model = sys.executable  # any x86-64 ELF file passes the architecture check
+    model = _tiny_vm_library(tmp_path)  # bundle checks it is a Relax VM library for x86-64
     for _ in range(2):  # written, then replaced
         bundle_mod.bundle(model, link, arch="x86_64")
     assert link.is_symlink() and json.loads((real / "manifest.json").read_text())["arch"] == "x86_64"
