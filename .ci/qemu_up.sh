@@ -6,6 +6,10 @@
 # `false`, so a `set -e` shell that evals it stops (the reason is on stderr). Progress -> stderr.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# the package's virtual environment, and this checkout's device cache whichever copy of the
+# package `deepchip` imports (run by hand, it would otherwise record under that copy's .cache)
+. scripts/venv.sh && deepchip_activate || { echo false; exit 1; }
+export DEEPCHIP_CACHE="${DEEPCHIP_CACHE:-$(pwd -P)/.cache}"
 RPC_PORT=${DEEPCHIP_QEMU_PORT:-9090}
 TRACKER_PORT=${DEEPCHIP_QEMU_TRACKER_PORT:-9190}
 KEY=${DEEPCHIP_QEMU_KEY:-aarch64}
@@ -31,6 +35,7 @@ fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
 rc=$?
 [ $rc -eq 0 ] || fail "bringing up the QEMU aarch64 device failed (exit $rc); see the messages above"
 
+echo "export DEEPCHIP_CACHE=$DEEPCHIP_CACHE"
 echo "export DEEPCHIP_RPC=127.0.0.1:$RPC_PORT"
 echo "export DEEPCHIP_TRACKER=127.0.0.1:$TRACKER_PORT"
 echo "export DEEPCHIP_RPC_KEY=$KEY"

@@ -15,15 +15,17 @@ LANES = 16
 PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
 
 
-def schedule_dot(sch, epilogue, knobs, intrinsics: dict):
-    """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has."""
+def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
+    """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has;
+    `cls`: the target's isa.IsaClass (register file and width size the default tile)."""
     (acc,) = _accumulators(sch, epilogue)
     intrin = intrinsics.get(_operand_dtype(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // LANES, [2, 4, 1])
-    rc = knobs.choice(sch, rc_cands, rc_cands[0])
-    rp = knobs.choice(sch, rp_cands, rp_cands[0])
+    rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls)
+    rc = knobs.choice(sch, rc_cands, rc_default)
+    rp = knobs.choice(sch, rp_cands, rp_default)
     co, ci = sch.split(c, [None, rc])
     po, pv, pl = sch.split(p, [None, rp, LANES])
     sch.reorder(n, co, po, ci, pv, pl)
@@ -39,6 +41,16 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict):
     sch.vectorize(sch.fuse(pv, pl))
     _finish_crop(sch, epilogue)
     return sch
+
+
+def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
+    """The largest register tile (Rc channels x Rp vectors of 16 positions) whose int32
+    accumulators take at most half the vector registers: the rest hold the inputs of the taps
+    LLVM interleaves and the weight broadcasts (measured on AVX2's 16 registers: 12
+    accumulators already spill to the stack on every step, 8 do not)."""
+    per_vector = LANES * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
+    fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= cls.vector_registers // 2]
+    return max(fits, key=lambda t: (t[0] * t[1], t[0]), default=(rc_cands[-1], rp_cands[-1]))
 
 
 def _layout_block(sch, acc):
@@ -95,57 +107,57 @@ def _finish_flat4(sch, acc):
     sch.vectorize(sch.fuse(xl, j))
 
 
-def when_target_has(feature: str, intrinsics: dict) -> dict:
-    """`intrinsics` if the target in scope has the LLVM `feature`, else none."""
-    from tvm.target import Target, codegen
-
-    target = Target.current(allow_none=True)
-    return intrinsics if target is not None and codegen.target_has_features(feature, target) else {}
-
-
 def register_positions_intrinsic(name: str, lanes: int, operand: str, llvm_intrinsic: str,
-                                 a_vector: str, b_vector: str) -> None:
-    """Register a tensor intrinsic for one step over `lanes` positions x 4 input channels:
+                                 a_vector: str, b_vector: str, group: int = 4,
+                                 accumulates: bool = True) -> None:
+    """Register a tensor intrinsic for one step over `lanes` positions x `group` input channels:
 
-        C[i] += sum_k A[i, k] * B[k]     (A: `operand` codes, B: int8 weights, C: int32)
+        C[i] += sum_k A[i, k] * B[k]     (A: `operand` codes, B: weights of A's type or int8, C: int32)
 
-    done by one call of `llvm_intrinsic`(C, A's lanes*4 consecutive bytes as `a_vector`, B's 4
-    bytes broadcast to every 32-bit lane as `b_vector`): x86's vpdpbusd, ARM's sdot by element."""
+    done by one call of `llvm_intrinsic` on A's lanes*group consecutive codes as `a_vector` and
+    B's `group` weights broadcast to every 32-bit lane as `b_vector`: x86's vpdpbusd and ARM's
+    sdot by element take C and accumulate (`accumulates`); x86's vpmaddwd (int16 pairs) returns
+    the products' sums, which are added to C."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
-    c_vector, a_load = f"int32x{lanes}", f"{operand}x{lanes * 4}"
+    w_type = operand if operand == "int16" else "int8"
+    c_vector, a_load, b_load = f"int32x{lanes}", f"{operand}x{lanes * group}", f"{w_type}x{group}"
+    assert group * (16 if w_type == "int16" else 8) == 32, "a step's weights fill one 32-bit lane"
 
     @T.prim_func(s_tir=True)
     def desc(
-        A: T.Buffer((lanes, 4), operand, offset_factor=1),
-        B: T.Buffer((4,), "int8", offset_factor=1),
+        A: T.Buffer((lanes, group), operand, offset_factor=1),
+        B: T.Buffer((group,), w_type, offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.reads(C[0:lanes], A[0:lanes, 0:group], B[0:group])
             T.writes(C[0:lanes])
-            for i, k in T.grid(lanes, 4):
+            for i, k in T.grid(lanes, group):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
 
+    def call(c, a, b):
+        operands = (c, a, b) if accumulates else (a, b)
+        out = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=c_vector)
+        return out if accumulates else c + out
+
     @T.prim_func(s_tir=True)
     def impl(
-        A: T.Buffer((lanes, 4), operand, offset_factor=1),
-        B: T.Buffer((4,), "int8", offset_factor=1),
+        A: T.Buffer((lanes, group), operand, offset_factor=1),
+        B: T.Buffer((group,), w_type, offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.reads(C[0:lanes], A[0:lanes, 0:group], B[0:group])
             T.writes(C[0:lanes])
-            b = T.reinterpret(B.vload([0], "int8x4"), dtype="int32")  # the 4 weights, broadcast
-            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(llvm_intrinsic),
+            b = T.reinterpret(B.vload([0], b_load), dtype="int32")  # the weights, broadcast
+            C[T.ramp(T.int32(0), 1, lanes)] = call(
                 C.vload([0], dtype=c_vector),
                 T.reinterpret(A.vload([0, 0], dtype=a_load), dtype=a_vector),
                 T.reinterpret(T.broadcast(b, lanes), dtype=b_vector),
-                dtype=c_vector,
             )
 
     TensorIntrin.register(name, desc, impl, override=True)

@@ -87,7 +87,7 @@ def per_layer(qmodel, compiled, runs):
     schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler)."""
     from tvm_deepchip import compiler, format_choice
 
-    options = compiler.LayerOptions(names=compiler.weight_names(qmodel))
+    options = compiler.LayerOptions()
     options.tuning_dir = compiled.report.tuning_log if compiled.report.tuning_log else None
     compiler.lower(qmodel, compiled.preset, options)
     fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}

@@ -8,6 +8,8 @@
 #     motivates QAT (post-training ternarization of this net falls to chance accuracy).
 # Usage: scripts/sweep_digits.sh [extra deepchip-sweep options, e.g. --epochs 30]
 set -euo pipefail
+# the package lives in its virtual environment (scripts/setup.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh" && deepchip_activate
 cd "$(dirname "$0")/.."
 D=tvm_deepchip/data
 OUT=${OUT:-docs/sweep}

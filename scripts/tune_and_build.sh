@@ -7,6 +7,8 @@
 #     TRIALS      MetaSchedule trials (default 64); 0 reuses the committed/existing logs only
 # Environment: CALIB=calib.npz  SPARSITY=0.9  TRACKER=host:port  KEY=aarch64  WORK_DIR=tuning dir
 set -euo pipefail
+# the package lives in its virtual environment (scripts/setup.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh" && deepchip_activate
 model=${1:?usage: tune_and_build.sh MODEL.onnx OUT_DIR [TARGET] [TRIALS]}
 out=${2:?usage: tune_and_build.sh MODEL.onnx OUT_DIR [TARGET] [TRIALS]}
 target=${3:-x86}

@@ -8,6 +8,8 @@
 # Under QEMU, aarch64 measurements are emulation timings: such a log proves the remote tuning
 # path, it does not rank schedules by real ARM speed (tune against a board for that).
 set -euo pipefail
+# the package lives in its virtual environment (scripts/setup.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh" && deepchip_activate
 cd "$(dirname "$0")/.."
 trials=${1:-32}
 work=$(mktemp -d)

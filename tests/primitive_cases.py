@@ -1,16 +1,20 @@
-"""Shared harness of the primitive tests: random layers, one build per case, bit-exact checks.
+"""Shared harness of the primitive tests: random layers, one build per case and ISA class, bit-exact checks.
 
 Every primitive test builds the TE compute with a schedule (our default, or randomly sampled
-knobs as the tuner would pick them), runs it on x86 and compares with the numpy reference of
-the same integer arithmetic, bit for bit. The float-output epilogue is compared to float32
-rounding instead (LLVM may contract a*b+c into one FMA)."""
+knobs as the tuner would pick them) for each ISA class (isa.CLASSES) and compares it with the
+numpy reference of the same integer arithmetic, bit for bit, wherever the class runs: natively
+for the x86 classes this CPU has, on the aarch64 RPC device for the ARM classes (a few
+representative cases each); an x86 class this CPU lacks is built and its assembly checked
+(tests/isa_devices.py). The float-output epilogue is compared to float32 rounding instead (LLVM
+may contract a*b+c into one FMA)."""
 from __future__ import annotations
 
 import numpy as np
 import tvm
 from tvm import te
 
-from tvm_deepchip import primitives, targets
+import isa_devices
+from tvm_deepchip import isa, primitives, targets
 from tvm_deepchip.layer import OutQuant, QuantLayer, float_semantics
 from tvm_deepchip.schedules import Sampled, schedule_func, schedule_in
 
@@ -90,22 +94,34 @@ def run(lowered, lib, qx):
     return args[-1].numpy()
 
 
-def check(layer, in_shape, fmt, rng, knobs=None, seed=0, saturated=False):
+def check(layer, in_shape, fmt, rng, knobs=None, seed=0, saturated=False, cls=None, wide=False):
     """Kernel == reference (bit-exact for 8-bit outputs); reference == float semantics within
-    one quantization step (fixed-point vs exact rounding at near-ties)."""
-    lowered, lib = build(layer, in_shape, fmt, knobs, seed)
+    one quantization step (fixed-point vs exact rounding at near-ties). Built for the ISA class
+    `cls` (default: the suite's x86 class); returns the kernel's output, or None where the class
+    cannot run here (then its assembly was checked: isa_devices.check_assembly)."""
+    cls = cls or isa_devices.suite_x86_class()
+    lowered, lib = build(layer, in_shape, fmt, knobs, seed, int8_operand=cls.int8_operand,
+                         tgt=targets.tvm_target(isa_devices.preset(cls)))
+    isa_devices.check_assembly(cls, lib, lowered.primitive, wide)
     qx = random_input(rng, layer.in_dtype, in_shape, saturated)
-    got, ref = run(lowered, lib, qx), lowered.reference(qx)
-    assert got.shape == ref.shape == lowered.out_shape
+    ref = lowered.reference(qx)
+    assert ref.shape == lowered.out_shape
     if layer.out is not None:
-        np.testing.assert_array_equal(got, ref)
         exact = float_semantics(layer, qx).astype(np.int64)
         diff = np.abs(ref.astype(np.int64) - exact)
         assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
         assert len(np.unique(ref)) > 1 or saturated, "degenerate test: constant output"
     else:
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
         np.testing.assert_allclose(ref, float_semantics(layer, qx), rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    outs = isa_devices.run(cls, lowered, lib, [qx])
+    if outs is None:
+        return None
+    got = outs[0]
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    if layer.out is not None:
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     return got
 
 
@@ -129,34 +145,67 @@ DENSE_CASES = [  # (N, K, Co, in_dtype, out, act)
 ]
 
 
+# the aarch64 classes run on the (emulated) RPC device: a few representative cases each
+ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[6]]  # relu/uint8, int8 in and out, float out
+ARM_DENSE_CASES = [DENSE_CASES[0], DENSE_CASES[2], DENSE_CASES[3]]
+WIDE_CONV_CASE = CONV_CASES[5]  # 64 channels over 18x18: fills 512-bit registers on AVX-512
+
+
 def _seeded(case):
     import zlib
 
     return np.random.default_rng(zlib.crc32(repr(case).encode()))
 
 
-def conv_suite(fmt: str, kind: str):
-    """(test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact) for one
-    conv2d primitive: fuzzed shapes (strides 1/2/4, padding, kernels 1/3/5/11, odd channels)."""
+def per_class(x86_items, arm_items):
+    """pytest params: every x86 class with every item, every aarch64 class with `arm_items`."""
     import pytest
 
-    @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}-{c[8]}")
-    def test_bit_exact(case):
+    def param(cls, item):
+        return pytest.param(isa.CLASSES[cls], item, id=f"{cls}-{item_id(item)}")
+
+    return ([param(c, it) for c in isa.X86_CLASSES for it in x86_items]
+            + [param(c, it) for c in isa.ARM_CLASSES for it in arm_items])
+
+
+def all_classes():
+    import pytest
+
+    return [pytest.param(c, id=name) for name, c in isa.CLASSES.items()]
+
+
+def item_id(item):
+    if isinstance(item, tuple) and len(item) == 10:  # a conv case
+        return "x".join(map(str, item[:7])) + f"-{item[7]}-{item[8]}"
+    if isinstance(item, tuple) and len(item) == 6:  # a dense case
+        return "x".join(map(str, item[:3])) + f"-{item[3]}-{item[4]}"
+    return str(item)
+
+
+def conv_suite(fmt: str, kind: str):
+    """(test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact) for one
+    conv2d primitive: fuzzed shapes (strides 1/2/4, padding, kernels 1/3/5/11, odd channels),
+    each for every ISA class (the aarch64 ones on ARM_CONV_CASES)."""
+    import pytest
+
+    @pytest.mark.parametrize("cls, case", per_class(CONV_CASES, ARM_CONV_CASES))
+    def test_bit_exact(cls, case):
         co, ci, k, s, p, h, w, dt, out, act = case
         rng = _seeded(case)
         layer = make_layer(rng, "conv2d", kind, (co, ci, k, k), stride=s, pad=p, in_dtype=dt, out=out, act=act)
-        check(layer, (1, ci, h, w), fmt, rng)
+        check(layer, (1, ci, h, w), fmt, rng, cls=cls, wide=case == WIDE_CONV_CASE)
 
-    def test_saturated_input_and_batch():
+    @pytest.mark.parametrize("cls", all_classes())
+    def test_saturated_input_and_batch(cls):
         rng = np.random.default_rng(1)
         layer = make_layer(rng, "conv2d", kind, (12, 16, 3, 3), pad=1, sparsity=0.5)
-        check(layer, (2, 16, 8, 8), fmt, rng, saturated=True)
+        check(layer, (2, 16, 8, 8), fmt, rng, saturated=True, cls=cls)
 
-    @pytest.mark.parametrize("seed", [0, 1, 2])
-    def test_tuned_schedule_bit_exact(seed):
+    @pytest.mark.parametrize("cls, seed", per_class([0, 1, 2], [0]))
+    def test_tuned_schedule_bit_exact(cls, seed):
         rng = np.random.default_rng(seed)
         layer = make_layer(rng, "conv2d", kind, (32, 24, 3, 3), pad=1)
-        check(layer, (1, 24, 14, 14), fmt, rng, knobs="sampled", seed=seed)
+        check(layer, (1, 24, 14, 14), fmt, rng, knobs="sampled", seed=seed, cls=cls)
 
     return test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact
 
@@ -165,22 +214,23 @@ def dense_suite(fmt: str, kind: str):
     """The same three tests for one dense primitive (K not a multiple of any vector width)."""
     import pytest
 
-    @pytest.mark.parametrize("case", DENSE_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"-{c[3]}-{c[4]}")
-    def test_bit_exact(case):
+    @pytest.mark.parametrize("cls, case", per_class(DENSE_CASES, ARM_DENSE_CASES))
+    def test_bit_exact(cls, case):
         n, k, co, dt, out, act = case
         rng = _seeded(case)
         layer = make_layer(rng, "dense", kind, (co, k), in_dtype=dt, out=out, act=act)
-        check(layer, (n, k), fmt, rng)
+        check(layer, (n, k), fmt, rng, cls=cls)
 
-    def test_saturated_input():
+    @pytest.mark.parametrize("cls", all_classes())
+    def test_saturated_input(cls):
         rng = np.random.default_rng(1)
         layer = make_layer(rng, "dense", kind, (24, 300), sparsity=0.3)
-        check(layer, (1, 300), fmt, rng, saturated=True)
+        check(layer, (1, 300), fmt, rng, saturated=True, cls=cls)
 
-    @pytest.mark.parametrize("seed", [0, 1])
-    def test_tuned_schedule_bit_exact(seed):
+    @pytest.mark.parametrize("cls, seed", per_class([0, 1], [0]))
+    def test_tuned_schedule_bit_exact(cls, seed):
         rng = np.random.default_rng(seed)
         layer = make_layer(rng, "dense", kind, (40, 256))
-        check(layer, (1, 256), fmt, rng, knobs="sampled", seed=seed)
+        check(layer, (1, 256), fmt, rng, knobs="sampled", seed=seed, cls=cls)
 
     return test_bit_exact, test_saturated_input, test_tuned_schedule_bit_exact

@@ -51,17 +51,28 @@ class QDQBuilder:
                                                                self.const(np.zeros(shape[0], np.int8))], [out], axis=0))
         return out
 
-    def conv(self, co, k, stride=1, pad=0, weight="ternary", act="relu", name=None, **kw):
+    def conv(self, co, k, stride=1, pad=0, weight="ternary", act="relu", name=None, group=1, **kw):
         ci = self.shape()[1]
-        shape = (co, ci, k, k)
+        shape = (co, ci // group, k, k)
         w = self.ternary(shape, **kw) if weight == "ternary" else self.int8_weight(shape)
         b = self.const(self.rng.normal(0, 0.3, size=co).astype(np.float32))
         out = self._name("conv")
-        self.nodes.append(helper.make_node("Conv", [self.cur, w, b], [out], name=name or out,
+        self.nodes.append(helper.make_node("Conv", [self.cur, w, b], [out], name=name or out, group=group,
                                            kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4))
         self.cur = out
         self._track(co, k, stride, pad)
         return self.activation(act)
+
+    def conv_transpose(self, co, k, stride=2, name=None):
+        """A float ConvTranspose (weight [Ci, Co, k, k]), no padding."""
+        n, ci, h, w = self.shape()
+        wt = self.const(self.rng.normal(0, 0.1, size=(ci, co, k, k)).astype(np.float32))
+        out = self._name("deconv")
+        self.nodes.append(helper.make_node("ConvTranspose", [self.cur, wt], [out], name=name or out,
+                                           kernel_shape=[k, k], strides=[stride] * 2))
+        self._shape = [n, co, (h - 1) * stride + k, (w - 1) * stride + k]
+        self.cur = out
+        return out
 
     def activation(self, act):
         if act == "relu":

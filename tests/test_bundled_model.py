@@ -1,6 +1,7 @@
-"""The bundled trained digits model (real data): its compiled x86 artifact reaches exactly the
-accuracy recorded by scripts/train_digits.py (tvm_deepchip/data/digits_train.json, the figure
-README quotes), and agrees with onnxruntime on every test image."""
+"""The bundled trained digits model (real data): its compiled x86 artifact reaches the accuracy
+recorded by scripts/train_digits.py (tvm_deepchip/data/digits_train.json, the figure README
+quotes) on another machine, exactly but for images near a tie (tests/recorded_figures.py: none
+on the machines measured), and agrees with onnxruntime on every test image."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import tvm
 from tvm import relax
 
 import tvm_deepchip
+from recorded_figures import assert_recorded_accuracy
 from tvm_deepchip import data, oracle
 
 DATA = Path(data.__file__).parent
@@ -52,7 +54,8 @@ def test_compiled_accuracy_equals_recorded_figure(bundled):
     assert np.array_equal(logits.argmax(1), ref.argmax(1))
     recorded = json.loads((DATA / "digits_train.json").read_text())["test_accuracy"]
     acc = float(np.mean(logits.argmax(1) == y))
-    assert acc == pytest.approx(recorded["ternary_qdq_onnxruntime"], abs=1e-9)
+    # integer kernels: CPU-independent but for calibration's float statistics (recorded_figures.py)
+    assert_recorded_accuracy(logits, y, recorded["ternary_qdq_onnxruntime"], "compiled x86 .so")
     assert acc >= recorded["fp32_onnxruntime"] - 0.005  # the issue's target: within 0.5 points
 
 

@@ -1,33 +1,32 @@
-"""int8_conv2d: bit-exact against its numpy reference over fuzzed shapes (tests/primitive_cases.py)."""
+"""int8_conv2d: bit-exact against its numpy reference over fuzzed shapes, for every ISA class
+(tests/primitive_cases.py). The dot-product instruction of each class (vpdpbusd on
+x86-avx512-vnni, sdot on aarch64-dotprod) is checked in every build's assembly there
+(tests/isa_devices.check_assembly), on any host."""
 import numpy as np
 import pytest
-from primitive_cases import build, conv_suite, make_layer, random_input, run, target
+import isa_devices
+from primitive_cases import all_classes, build, conv_suite, make_layer, random_input, run
+
+from tvm_deepchip import targets
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("int8", "int8")
 
 
-def test_int8_input_extremes_through_the_unsigned_shift():
-    """int8 codes are fed as q + 128 (VNNI multiplies unsigned by signed bytes): -128 and 127
-    everywhere, padding included, still match the reference exactly."""
+@pytest.mark.parametrize("cls", all_classes())
+def test_int8_input_extremes_through_the_operand_shift(cls):
+    """-128 and 127 everywhere, padding included, match the reference exactly: on x86 int8 codes
+    are fed as q + 128 (VNNI multiplies unsigned by signed bytes), on ARM as they are (sdot)."""
     rng = np.random.default_rng(3)
     layer = make_layer(rng, "conv2d", "int8", (16, 5, 3, 3), pad=1, in_dtype="int8", out="int8", act=None)
-    lowered, lib = build(layer, (1, 5, 9, 9), "int8")
-    for value in (-128, 127):
-        qx = np.full((1, 5, 9, 9), value, np.int8)
-        got, ref = run(lowered, lib, qx), lowered.reference(qx)
+    lowered, lib = build(layer, (1, 5, 9, 9), "int8", int8_operand=cls.int8_operand,
+                         tgt=targets.tvm_target(isa_devices.preset(cls)))
+    isa_devices.check_assembly(cls, lib, lowered.primitive)
+    inputs = [np.full((1, 5, 9, 9), value, np.int8) for value in (-128, 127)]
+    refs = [lowered.reference(qx) for qx in inputs]
+    assert all(len(np.unique(ref)) > 1 for ref in refs)  # the padded border differs from the inside
+    outs = isa_devices.run(cls, lowered, lib, inputs)
+    for got, ref in zip(outs or [], refs):
         np.testing.assert_array_equal(got, ref)
-        assert len(np.unique(ref)) > 1  # the padded border differs from the inside
-
-
-def test_x86_build_uses_vnni_where_the_cpu_has_it():
-    from tvm.target import codegen
-
-    if not codegen.target_has_features("avx512vnni", target()):
-        pytest.skip("this CPU has no AVX512-VNNI")
-    rng = np.random.default_rng(0)
-    layer = make_layer(rng, "conv2d", "int8", (32, 3, 5, 5))
-    _, lib = build(layer, (1, 3, 20, 20), "int8")
-    assert "vpdpbusd" in lib.inspect_source("asm")
 
 
 @pytest.mark.parametrize("in_dtype", ["uint8", "int8"])
@@ -42,11 +41,16 @@ def test_signed_operand_form_is_bit_exact(in_dtype):
         np.testing.assert_array_equal(run(lowered, lib, qx), lowered.reference(qx))
 
 
-def test_aarch64_build_uses_sdot():
-    from tvm_deepchip import targets
+def test_assembly_check_catches_a_build_of_the_wrong_class():
+    """The assembly checks that stand in for running an x86 class this CPU lacks have teeth: an
+    AVX-512 VNNI build is refused as an AVX2 user's kernel, an AVX2 build as a VNNI one."""
+    from tvm_deepchip import isa
 
-    preset = targets.get_preset("aarch64")
     rng = np.random.default_rng(0)
-    layer = make_layer(rng, "conv2d", "int8", (32, 3, 5, 5))
-    _, lib = build(layer, (1, 3, 20, 20), "int8", int8_operand=preset.int8_operand, tgt=targets.tvm_target(preset))
-    assert "sdot" in lib.inspect_source("asm")
+    layer = make_layer(rng, "conv2d", "int8", (32, 8, 3, 3), pad=1)
+    avx2, vnni = isa.CLASSES["x86-avx2"], isa.CLASSES["x86-avx512-vnni"]
+    for built, claimed, msg in ((vnni, avx2, "illegal on that CPU"), (avx2, vnni, "does not use 'vpdpbusd'")):
+        lowered, lib = build(layer, (1, 8, 12, 12), "int8", tgt=targets.tvm_target(targets.get_preset(built.name)))
+        isa_devices.check_assembly(built, lib, lowered.primitive, wide=True)
+        with pytest.raises(AssertionError, match=msg):
+            isa_devices.check_assembly(claimed, lib, lowered.primitive)

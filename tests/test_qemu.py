@@ -51,7 +51,7 @@ def test_bundle_refuses_wrong_arch_and_foreign_dir(model, tmp_path):
 def test_provisioned_root_is_cached_and_arm64():
     t0 = time.monotonic()
     root = qemu.provision()
-    assert time.monotonic() - t0 < 5  # reused, not rebuilt
+    assert time.monotonic() - t0 < 60  # reused, not rebuilt (a build takes minutes; generous on a shared machine)
     assert remote.elf_arch(root / "usr" / "bin" / "python3.11") == "aarch64"
     assert not qemu.PARTIAL.exists()  # the half-built root was renamed when complete
 

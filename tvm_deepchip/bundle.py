@@ -17,12 +17,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
+from . import output_paths
 from .errors import InputError, ToolchainError
-from .remote import check_arch
+from .remote import check_arch, check_vm_library
 
 RUNNER = Path(__file__).with_name("bundle_runner.py")
 # parts of the tvm_ffi package a runner never needs (headers, sources); core.so links
@@ -73,7 +73,7 @@ def _extract(wheel: Path, member: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with z.open(info) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out)
-        os.chmod(dest, 0o755 if member.endswith(".so") else 0o644)
+        os.chmod(dest, (0o777 if member.endswith(".so") else 0o666) & ~output_paths.umask())
 
 
 def _extract_tree(wheel: Path, prefix: str, dest_root: Path) -> int:
@@ -90,15 +90,15 @@ def _extract_tree(wheel: Path, prefix: str, dest_root: Path) -> int:
 def bundle(so_path: str | os.PathLike, out_dir: str | os.PathLike, arch: str = "aarch64") -> Path:
     """Write the runtime-only bundle of `so_path` for `arch` into `out_dir` (replaced atomically)."""
     so_path, out_dir = Path(so_path), Path(out_dir)
+    target = output_paths.check_new_dir(out_dir, "bundle directory")
     if not so_path.is_file():
         raise InputError(f"{so_path}: no such model library")
     check_arch(so_path, arch, f"a bundle for {arch}")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
+    check_vm_library(so_path)
+    if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
         raise InputError(f"{out_dir} exists and is not a bundle; refusing to overwrite it")
     wheels = runtime_wheels(arch)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with output_paths.atomic_dir(out_dir) as tmp:
         shutil.copy2(so_path, tmp / "model.so")
         _extract(wheels["apache_tvm"], "tvm/lib/libtvm_runtime.so", tmp / "lib" / "libtvm_runtime.so")
         _extract(wheels["apache_tvm_ffi"], "tvm_ffi/lib/libtvm_ffi.so", tmp / "lib" / "libtvm_ffi.so")
@@ -109,7 +109,7 @@ def bundle(so_path: str | os.PathLike, out_dir: str | os.PathLike, arch: str = "
         ffi_in_pkg.symlink_to(Path("..", "..", "..", "lib", "libtvm_ffi.so"))
         _extract(wheels["typing_extensions"], "typing_extensions.py", tmp / "python" / "typing_extensions.py")
         shutil.copy2(RUNNER, tmp / "run.py")
-        os.chmod(tmp / "run.py", 0o755)
+        os.chmod(tmp / "run.py", 0o777 & ~output_paths.umask())
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file() and "python/tvm_ffi" not in str(p))
         manifest = {
             "arch": arch,
@@ -121,11 +121,4 @@ def bundle(so_path: str | os.PathLike, out_dir: str | os.PathLike, arch: str = "
             "run": "python3 run.py --input x.npy -o y.npy",
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out_dir

@@ -85,6 +85,9 @@ def load_calibration(calib, model: onnx.ModelProto, seed: int = 0) -> np.ndarray
                          f"{_fmt(shape)} (expected [N, {', '.join('?' if d is None else str(d) for d in shape[1:])}])")
     if not np.all(np.isfinite(calib)):
         raise InputError(f"{where} holds NaN or infinite values")
+    if calib.min() == calib.max():
+        log.warning("%s is constant (every value is %g): the input's range is empty, so its quantization scale "
+                    "and every activation range after it mean nothing; pass real images", where, float(calib.flat[0]))
     return np.ascontiguousarray(calib, dtype=np.float32)
 
 

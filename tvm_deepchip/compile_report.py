@@ -4,24 +4,24 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .layer_plan import FLOAT_PRIMITIVE
+
 
 @dataclass
 class CompileReport:
     target: str = ""
-    layers: list = field(default_factory=list)  # dicts: layer, op, kind, primitive, shape, bytes
+    layers: list = field(default_factory=list)  # rows of layer_plan.LayerPlan, one per layer
     schedules: dict = field(default_factory=dict)  # PrimFunc name -> "tuned" | "default"
     tuning_log: str | None = None  # the database applied, or "<path> (ignored)"
-
-    def append(self, row: dict) -> None:
-        self.layers.append(row)
 
     def __len__(self) -> int:
         return len(self.layers)
 
     def totals(self) -> dict:
-        lowered = [r for r in self.layers if "weight_bytes" in r]
-        fp32 = sum(r["fp32_bytes"] for r in lowered)
-        ours = sum(r["weight_bytes"] for r in lowered)
+        """Over every layer: float layers count with the float32 weight TVM's kernel reads."""
+        lowered = [r for r in self.layers if r["primitive"] != FLOAT_PRIMITIVE]
+        fp32 = sum(r["fp32_bytes"] for r in self.layers)
+        ours = sum(r["weight_bytes"] for r in self.layers)
         return {
             "layers_lowered": len(lowered),
             "layers_float": len(self.layers) - len(lowered),

@@ -5,6 +5,7 @@ schedules (schedules, tuning logs) and TVM's build/export.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import isa, onnx_io, targets, tuning_db
+from . import isa, onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
 from .layer import QuantLayer
+from .layer_names import weight_sites
+from .layer_plan import LayerPlan
 from .passes import lower_to_primitives
-from .passes.lower_quant_layers import weight_key
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +29,23 @@ TERNARY_FORMATS = ("sparse", "packed", "int8", "float")
 
 @dataclass
 class LayerOptions:
-    """Per-layer choices the passes consult, and the report they fill."""
+    """Per-layer choices the passes consult; the plan the lowering fills in (layer_plan) and
+    the build's schedule choices, from which the compile report is made."""
 
-    formats: dict = field(default_factory=dict)  # layer name -> format (forced)
+    formats: dict = field(default_factory=dict)  # ONNX node name -> format (forced)
     measured: dict = field(default_factory=dict)  # layer_key -> fastest format (format_choice)
     default_ternary: str = "sparse"
-    names: dict = field(default_factory=dict)  # weight hash -> ONNX node name
-    report: CompileReport = field(default_factory=CompileReport)
-    tuning_dir: Path | None = None  # the tuning log asked for (tuning_db.resolve)
+    plan: LayerPlan = field(default_factory=LayerPlan)  # made by passes.lower_to_primitives
+    report: CompileReport = field(default_factory=CompileReport)  # schedules, tuning log (build)
+    tuning_dir: Path | None = None  # MetaSchedule database applied at build time
     database: object = None  # its records of the build's ISA class (None: ignored or none asked for)
-    lowered: list = field(default_factory=list)  # (QuantLayer, input shape) of each lowered layer
     failure: Exception | None = None  # an error raised inside a pass (re-raised by the driver)
     int8_operand: str = "uint8"  # the target's dot-product input type (targets.TargetPreset)
+
+    @property
+    def lowered(self) -> list:
+        """(QuantLayer, input shape) of each lowered layer, in graph order."""
+        return self.plan.lowered_layers()
 
     def choose_format(self, layer: QuantLayer) -> str:
         from .primitives import formats_for
@@ -55,43 +62,23 @@ class LayerOptions:
             raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
         return fmt
 
-    def record(self, layer: QuantLayer, lowered, fmt: str, in_shape: tuple) -> None:
-        self.lowered.append((layer, in_shape))
-        self.report.append(
-            {
-                "layer": layer.name,
-                "op": layer.op,
-                "kind": layer.weight_kind,
-                "format": fmt,
-                "primitive": lowered.primitive,
-                "shape": list(layer.signs.shape),
-                "out_shape": list(lowered.out_shape),
-                "sparsity": float(np.mean(layer.signs == 0)) if layer.weight_kind == "ternary" else None,
-                "weight_bytes": int(lowered.weight_bytes),
-                "fp32_bytes": int(layer.signs.size * 4),
-            }
-        )
-
 
 def layer_key(layer: QuantLayer) -> str:
     """Identity of a layer for recorded choices: its name and a hash of its integer weights."""
-    return f"{layer.name}:{weight_key(layer.signs)[:16]}"
+    w = np.ascontiguousarray(layer.signs)
+    return f"{layer.name}:{hashlib.sha1(w.tobytes() + str((w.shape, w.dtype)).encode()).hexdigest()[:16]}"
 
 
-def weight_names(model: onnx.ModelProto) -> dict:
-    """Hash of each Conv/Gemm/MatMul weight initializer -> the node's name."""
-    inits = {i.name: i for i in model.graph.initializer}
-    producers = {o: n for n in model.graph.node for o in n.output}
-    names = {}
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
-            continue
-        src = node.input[1]
-        if src not in inits and src in producers and producers[src].op_type == "DequantizeLinear":
-            src = producers[src].input[0]
-        if src in inits:
-            names[weight_key(onnx.numpy_helper.to_array(inits[src]))] = node.name or node.output[0]
-    return names
+def check_format_names(model: onnx.ModelProto, formats: dict) -> None:
+    """Every layer named in `formats` is a weight-bearing layer of the model (named as in the
+    report) and every format is one of TERNARY_FORMATS (checked before import)."""
+    for layer, fmt in formats.items():
+        if fmt not in TERNARY_FORMATS:
+            raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
+    names = [s.name for s in weight_sites(model)]
+    unknown = sorted(set(formats) - set(names))
+    if unknown:
+        raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
 
 
 @dataclass
@@ -109,7 +96,7 @@ class Compiled:
         fcompile = None
         if self.preset.cross_compiler:
             fcompile = cc.cross_compiler(targets.check_cross_compiler(self.preset))
-        with onnx_io.atomic_output(path) as tmp:
+        with output_paths.atomic_file(path) as tmp:
             self.executable.export_library(str(tmp), fcompile=fcompile)
         return path
 
@@ -142,11 +129,15 @@ def finish_pipeline(target, options):
 
 def lower(model, preset, options: LayerOptions, input_shapes: dict | None = None):
     """Quantized ONNX -> legalized Relax module with our primitives (before scheduling)."""
-    from .onnx_import import static_input_shapes, to_relax
+    from .onnx_import import static_input_shapes, to_relax, warn_static_overrides
 
     shapes = static_input_shapes(model, input_shapes)
+    warn_static_overrides(model, input_shapes)
+    check_format_names(model, options.formats)
     options.int8_operand = preset.int8_operand
     mod = lower_to_primitives(to_relax(model, shapes), options)
+    options.plan.check_forced(options.formats)
+    options.plan.log_float()
     return legalize(mod, targets.tvm_target(preset)), shapes
 
 
@@ -171,10 +162,13 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
+    if output is not None:
+        output_paths.check_file(output, "output")  # fail before minutes of compilation
+    check_format_names(model, formats or {})
     preset = targets.get_preset(target, target_json)
     if preset.cross_compiler and output is not None:
         targets.check_cross_compiler(preset)  # fail before minutes of compilation
-    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary)
     cls = isa.classify(preset.target)
     options.report.target = targets.describe(preset)
     options.tuning_dir = tuning_db.resolve(tuning_log, preset)
@@ -182,8 +176,10 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     if options.database is not None:  # a foreign log's format choices were measured elsewhere
         options.measured = tuning_db.load_format_choices(options.tuning_dir)
     mod, shapes = lower(model, preset, options, input_shapes)
+    mod = signature.attach(mod)  # so `deepchip run` checks inputs against it before running
     tgt = targets.tvm_target(preset)
     ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))
+    options.report.layers = options.plan.rows()
     compiled = Compiled(ex, options.report, preset, shapes)
     if output is not None:
         compiled.export(output)

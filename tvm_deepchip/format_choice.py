@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import primitives, targets
-from .compiler import LayerOptions, layer_key, lower, weight_names
+from .compiler import LayerOptions, layer_key, lower
 from .tuning_db import FORMATS
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed",
     """Measure each ternary layer of `model` in every candidate format; write formats.json."""
     if preset.cross_compiler:
         raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")
-    options = LayerOptions(names=weight_names(model))
+    options = LayerOptions()
     lower(model, preset, options, input_shapes)
     rows = {}
     ternary = [(ly, shp) for ly, shp in options.lowered if ly.weight_kind == "ternary"]

@@ -25,8 +25,12 @@ class IsaClass:
     name: str
     arch: str  # "x86_64" or "aarch64"
     vector_bytes: int  # width of the vector registers our schedules fill
-    dot: str | None  # int8 dot-product instruction: "vnni", "sdot", or None (plain multiply-adds)
-    int8_operand: str  # byte type of the activations fed to the int8 dot products
+    vector_registers: int  # how many there are (register tiles are sized to fit)
+    # the int8 dot product: "vnni" (vpdpbusd, u8 x s8, 4 channels), "sdot" (s8 x s8, 4 channels),
+    # "pmaddwd" (vpmaddwd on int16 codes, channel pairs: exact, where vpmaddubsw would saturate),
+    # or None (plain vector multiply-adds)
+    dot: str | None
+    int8_operand: str  # the type the activations are fed to the int8 dot products in
     target: dict  # a representative TVM target of the class
 
     @property
@@ -43,13 +47,14 @@ def _arm(*mattr: str) -> dict:
             "keys": ["arm_cpu", "cpu"]}
 
 
-# x86 VNNI multiplies unsigned by signed bytes (vpdpbusd); ARM's sdot signed by signed.
+# x86 VNNI multiplies unsigned by signed bytes (vpdpbusd); ARM's sdot signed by signed; without
+# VNNI, x86 multiplies int16 codes (vpmaddwd: 8-bit codes of either type fit, nothing saturates).
 CLASSES: dict[str, IsaClass] = {c.name: c for c in (
-    IsaClass("x86-avx2", "x86_64", 32, None, "uint8", _x86("haswell")),
-    IsaClass("x86-avx512", "x86_64", 64, None, "uint8", _x86("skylake-avx512")),
-    IsaClass("x86-avx512-vnni", "x86_64", 64, "vnni", "uint8", _x86("znver4")),
-    IsaClass("aarch64-neon", "aarch64", 16, None, "int8", _arm()),
-    IsaClass("aarch64-dotprod", "aarch64", 16, "sdot", "int8", _arm("+dotprod")),
+    IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell")),
+    IsaClass("x86-avx512", "x86_64", 64, 32, "pmaddwd", "int16", _x86("skylake-avx512")),
+    IsaClass("x86-avx512-vnni", "x86_64", 64, 32, "vnni", "uint8", _x86("znver4")),
+    IsaClass("aarch64-neon", "aarch64", 16, 32, None, "int8", _arm()),
+    IsaClass("aarch64-dotprod", "aarch64", 16, 32, "sdot", "int8", _arm("+dotprod")),
 )}
 X86_CLASSES = tuple(n for n, c in CLASSES.items() if c.is_x86)
 ARM_CLASSES = tuple(n for n, c in CLASSES.items() if not c.is_x86)
@@ -91,6 +96,14 @@ def classify(target) -> IsaClass:
     if _has("avx2", tgt):
         return CLASSES["x86-avx2"]
     raise InputError(f"target {dict(tgt.export())!r}: the x86 kernels need AVX2 at least (mcpu haswell or newer)")
+
+
+def current() -> IsaClass:
+    """The class of the target in scope (`with target:`, as schedules run); x86-avx2 if none."""
+    from tvm.target import Target
+
+    target = Target.current(allow_none=True)
+    return classify(target) if target is not None else CLASSES["x86-avx2"]
 
 
 def host_cpu() -> str:

@@ -1,14 +1,15 @@
-"""Loading and saving ONNX models with clear errors, and writes that never leave half a file."""
+"""Loading and saving ONNX models with clear errors (writes go through output_paths)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 
 from .errors import InputError
+from .output_paths import atomic_file
+
+atomic_output = atomic_file  # the name older callers use
 
 
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
@@ -36,21 +37,6 @@ def check_model(model: onnx.ModelProto, where: str = "model") -> None:
         raise InputError(f"{where}: fails the ONNX checker: {first}") from None
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike):
-    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         onnx.save(model, str(tmp))

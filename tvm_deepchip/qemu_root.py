@@ -168,13 +168,23 @@ def provision(force: bool = False) -> Path:
     prog.step(f"debootstrap arm64 {SUITE} into {PARTIAL} (~4 min)")
     if not (marks / "debootstrap").exists():
         # a half-done debootstrap cannot be resumed: start its directory over (the .debs are cached)
-        if PARTIAL.exists():
-            _unmount_all_under(PARTIAL)
-            shutil.rmtree(PARTIAL)
         debs = QEMU_DIR / "debs"
         debs.mkdir(exist_ok=True)
-        _run(["debootstrap", "--arch=arm64", "--variant=minbase", f"--cache-dir={debs}",
-              "--include=python3,python3-pip", SUITE, str(PARTIAL)], "debootstrap", timeout=3600)
+        # Seen once on a loaded machine: an emulated maintainer script (libpam-modules) failed
+        # in the configure stage and the same command then succeeded. One more try, from a
+        # fresh directory (the .debs are cached, so it costs the configure stage only).
+        for attempt in (1, 2):
+            if PARTIAL.exists():
+                _unmount_all_under(PARTIAL)
+                shutil.rmtree(PARTIAL)
+            try:
+                _run(["debootstrap", "--arch=arm64", "--variant=minbase", f"--cache-dir={debs}",
+                      "--include=python3,python3-pip", SUITE, str(PARTIAL)], "debootstrap", timeout=3600)
+                break
+            except ToolchainError as err:
+                if attempt == 2:
+                    raise
+                prog.say(f"debootstrap failed, trying once more: {str(err).splitlines()[0]}")
         (marks / "debootstrap").write_text(SUITE)
     else:
         prog.say("debootstrap already done, reusing")

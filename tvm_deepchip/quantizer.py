@@ -16,11 +16,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import activations, calibrate, onnx_io
+from . import activations, calibrate, onnx_io, output_paths
 from .bn_fold import fold_batchnorm
 from .errors import InputError
 from .quant_report import QuantReport, layer_report
-from .ternary import detect_ternary, int8_per_channel, ternarize
+from .ternary import detect_ternary, int8_per_channel, smallest_with_a_zero, ternarize
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,25 @@ def _check_layer_sparsity(layer_sparsity, layers, where):
     return dict(layer_sparsity)
 
 
+def _refuse_binary(binary: dict) -> None:
+    """InputError for ternary layers the options leave without a zero weight (see the message)."""
+    def up(v):  # rounded up to 3 significant digits, so the value shown does give a zero
+        e = 10.0 ** (np.floor(np.log10(v)) - 2) if v > 0 else 1.0
+        return float(np.ceil(v / e - 1e-9) * e)
+
+    option, value, _ = next(iter(binary.values()))
+    need = up(max(m for _, _, m in binary.values()))
+    raise InputError(
+        f"{option} {value:g} leaves no zero weight in layer(s) {sorted(binary)}: their weights would be two-valued "
+        f"{{-Wn, +Wp}} (binary, not ternary), which the compiler does not lower (it would leave them float); "
+        f"the smallest {option.split('[')[0]} that gives {'them' if len(binary) > 1 else 'it'} a zero is {need:g}")
+
+
 def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity=None):
     """Quantize the weights of `layers` in place in `model`; returns the set of quantized layers."""
     new_inits, dq_nodes, quantized = [], {}, []
     layer_sparsity = layer_sparsity or {}
+    binary = {}  # layer name -> (option, value, smallest value with a zero)
     first, last = (layers[0], layers[-1]) if layers else (None, None)
     for node in layers:
         w, b, why = _layer_weight(node, g)
@@ -165,7 +180,13 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
         edge = node is first or node is last
         kind = "ternary" if tern is not None or not edge else first_last
         if kind == "ternary":
-            tern = tern or ternarize(w, threshold, layer_sparsity.get(name, sparsity), per_channel)
+            if tern is None:
+                s = layer_sparsity.get(name, sparsity)
+                tern = ternarize(w, threshold, s, per_channel)
+                if not (tern.signs == 0).any():
+                    option = "sparsity" if name not in layer_sparsity else f"layer_sparsity[{name!r}]"
+                    binary[name] = (option if s is not None else "threshold", threshold if s is None else s,
+                                    smallest_with_a_zero(w, s is not None, per_channel))
             dq_nodes[id(node)] = _set_weight(node, g, new_inits, "ternary", tern.weight(), b, tern)
             report.layers.append(layer_report(name, node.op_type, "ternary", w, fan_in, tern.signs, tern.wp,
                                               tern.wn, tern.per_channel, tern.kept))
@@ -178,6 +199,8 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
             report.layers.append(layer_report(name, node.op_type, "float", w, fan_in))
             continue  # float layers read float activations: no pairs around them
         quantized.append(node)
+    if binary:
+        _refuse_binary(binary)
     nodes = []
     for node in model.graph.node:
         nodes += dq_nodes.get(id(node), [])
@@ -210,6 +233,8 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     path) or None (16 random [0, 1) images, with a warning). Returns (ModelProto, QuantReport);
     writes `output_path` atomically when given. Bad input raises InputError and writes nothing."""
     _check_options(threshold, sparsity, first_last, calib_method, percentile)
+    if output_path is not None:
+        output_paths.check_file(output_path, "output")
     model, where = _load(model_or_path)
     x = calibrate.load_calibration(calib, model, seed)
     report = QuantReport(options=dict(threshold=None if sparsity is not None else threshold, sparsity=sparsity,

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import signature
 from .errors import DeviceError, InputError
 from .rpc_watchdog import bounded, new_sockets, shutdown_sockets, socket_peers
 
@@ -47,6 +48,28 @@ def check_arch(path: str | os.PathLike, expected: str, where: str) -> None:
             f"{path} is built for {got}, but {where} needs {expected}; "
             f"compile it with `deepchip compile --target {'aarch64' if expected == 'aarch64' else 'x86'}`"
         )
+
+
+# what `export_library` of a Relax VM executable defines: the serialized executable and its
+# imported modules (a plain C library, or a TIR-only build, has no such symbol)
+_VM_BLOB = "__tvm_ffi__library_bin"
+
+
+def check_vm_library(path: str | os.PathLike) -> None:
+    """InputError unless `path` is a TVM library holding a Relax VM executable (any architecture)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    elf_arch(path)  # readable and ELF, or a clear error
+    try:
+        with open(path, "rb") as f:
+            dynsym = ELFFile(f).get_section_by_name(".dynsym")
+            found = dynsym is not None and bool(dynsym.get_symbol_by_name(_VM_BLOB))
+    except ELFError as err:
+        raise InputError(f"{path}: not a readable ELF shared library ({err})") from None
+    if not found:
+        raise InputError(f"{path} is not a TVM Relax VM library (no {_VM_BLOB} symbol): "
+                         f"expected a .so from `deepchip compile`")
 
 
 def parse_addr(text: str, what: str = "--rpc") -> tuple[str, int]:
@@ -208,10 +231,12 @@ def run_remote(so_path, x, rpc: str | None = None, tracker: str | None = None, k
     import tvm
 
     check_arch(so_path, arch, _where(rpc, tracker, key))
+    check_vm_library(so_path)
     remote = connect(rpc, tracker, key, timeout)
     try:
         vm, dev = _load_vm(remote, so_path, arch)
-        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+        xs = remote.call(lambda: _checked_inputs(vm, x, so_path), "checking the input")
+        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in xs]
         # the stateful calls are TVM's RPC-safe way: a tuple result comes back field by field
         remote.call(lambda: vm.set_input("main", *args), "setting the input")
         remote.call(lambda: vm.invoke_stateful("main"), f"running {Path(so_path).name}")
@@ -227,16 +252,25 @@ def bench_remote(so_path, x, rpc: str | None = None, tracker: str | None = None,
     import tvm
 
     check_arch(so_path, arch, _where(rpc, tracker, key))
+    check_vm_library(so_path)
     remote = connect(rpc, tracker, key, timeout)
     try:
         vm, dev = _load_vm(remote, so_path, arch)
-        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in _as_list(x)]
+        xs = remote.call(lambda: _checked_inputs(vm, x, so_path), "checking the input")
+        args = [remote.call(lambda a=a: tvm.runtime.tensor(a, dev), "sending the input") for a in xs]
         ftimer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
         res = remote.call(lambda: list(ftimer(*args).results), f"timing {Path(so_path).name}")
         return {**_stats(res, number, repeat, remote.where), "server": remote.server}
     finally:
         vm = dev = args = ftimer = None
         remote.close()
+
+
+def _checked_inputs(vm, x, so_path) -> list[np.ndarray]:
+    """x as a list of arrays, checked against the model's inputs (InputError before any run)."""
+    xs = _as_list(x)
+    signature.check(vm, xs, Path(so_path).name)
+    return xs
 
 
 def _stats(results, number, repeat, where) -> dict:
@@ -257,6 +291,7 @@ def _local_vm(so_path):
     from tvm import relax
 
     check_arch(so_path, host_arch(), "this machine")
+    check_vm_library(so_path)
     lib = tvm.runtime.load_module(str(so_path))
     dev = tvm.cpu()
     return relax.VirtualMachine(lib, dev), dev
@@ -267,7 +302,7 @@ def run_local(so_path, x):
     import tvm
 
     vm, dev = _local_vm(so_path)
-    out = vm["main"](*[tvm.runtime.tensor(a, dev) for a in _as_list(x)])
+    out = vm["main"](*[tvm.runtime.tensor(a, dev) for a in _checked_inputs(vm, x, so_path)])
     return _to_numpy(out)
 
 
@@ -275,7 +310,7 @@ def bench_local(so_path, x, number: int = 10, repeat: int = 3) -> dict:
     import tvm
 
     vm, dev = _local_vm(so_path)
-    args = [tvm.runtime.tensor(a, dev) for a in _as_list(x)]
+    args = [tvm.runtime.tensor(a, dev) for a in _checked_inputs(vm, x, so_path)]
     res = vm.time_evaluator("main", dev, number=number, repeat=repeat)(*args)
     return _stats(res.results, number, repeat, "local cpu")
 
@@ -288,6 +323,9 @@ def run(so_path, x, rpc=None, tracker=None, key=None, timeout: float = 60.0, arc
 
 
 def bench(so_path, x, rpc=None, tracker=None, key=None, number=10, repeat=3, timeout=120.0, arch="aarch64"):
+    for what, v in (("number", number), ("repeat", repeat)):
+        if not isinstance(v, int) or v < 1:
+            raise InputError(f"--{what} {v!r}: expected a whole number of runs >= 1")
     if rpc or tracker:
         return bench_remote(so_path, x, rpc, tracker, key, number, repeat, timeout, arch)
     return bench_local(so_path, x, number, repeat)

@@ -44,7 +44,38 @@ def load_images(path, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]
     y = np.asarray(y).reshape(-1)
     if len(y) != len(x):
         raise InputError(f"{path}: {len(x)} images but {len(y)} labels")
-    return x.astype(np.float32), y.astype(np.int64)
+    return x.astype(np.float32), y
+
+
+def n_classes(model: onnx.ModelProto) -> int | None:
+    """The static size of the first output's last dimension (the logits), if the model says it."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    if not dims or not dims[-1].HasField("dim_value"):
+        dims = onnx.shape_inference.infer_shapes(model).graph.output[0].type.tensor_type.shape.dim
+    return dims[-1].dim_value if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value > 0 else None
+
+
+def check_data(model: onnx.ModelProto, x_calib: np.ndarray, x: np.ndarray, y: np.ndarray, where: dict) -> None:
+    """Images that fit the model's input and labels that are class indices of its output, checked
+    before anything is quantized, compiled or run (InputError naming the file)."""
+    from .calibrate import model_input
+
+    name, shape = model_input(model)
+    if len(y) != len(x):
+        raise InputError(f"{where['test']}: {len(x)} images but {len(y)} labels")
+    for what, images in (("calib", x_calib), ("test", x)):
+        if images.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape[1:], images.shape[1:])):
+            want = ", ".join("N" if d is None or i == 0 else str(d) for i, d in enumerate(shape))
+            raise InputError(f"{where[what]}: images of shape {list(images.shape)}; the model input {name!r} "
+                             f"needs [{want}]")
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+        raise InputError(f"{where['test']}: labels have dtype {y.dtype}; expected integer class indices "
+                         f"(e.g. y.astype(np.int64))")
+    k = n_classes(model)
+    bad = (y < 0) | (y >= k) if k else y < 0
+    if np.any(bad):
+        raise InputError(f"{where['test']}: label {y[bad][0]} is not a class index"
+                         + (f" of the model's {k} outputs (expected 0..{k - 1})" if k else " (expected >= 0)"))
 
 
 def model_batch(model: onnx.ModelProto, default: int) -> int:
@@ -142,6 +173,19 @@ def ptq_rows(model, x_calib, x, y, base, *, thresholds=None, sparsities=None, ba
     return rows
 
 
+def _check_grid(thresholds, sparsities, steps, batch, runs) -> None:
+    for what, vals in (("sparsities", sparsities), ("steps", steps)):
+        bad = [v for v in vals or [] if not 0 < v < 1]
+        if bad:
+            raise InputError(f"--{what} {bad[0]:g}: expected fractions in (0, 1) (0 leaves binary, not ternary, weights)")
+    bad = [t for t in thresholds or [] if not (t > 0 and np.isfinite(t))]
+    if bad:
+        raise InputError(f"--thresholds {bad[0]:g}: expected t > 0 (zeros where |w| <= t*max|W|)")
+    for what, v in (("batch", batch), ("runs", runs)):
+        if v < 1:
+            raise InputError(f"--{what} {v}: expected a whole number >= 1")
+
+
 def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=None, auto=False,
           budget=0.5, batch=1, runs=200, tuning_log="auto", per_channel=False, epochs=None,
           max_steps=None, steps=None, seed=0, fp32_start="auto", log=None) -> dict:
@@ -155,10 +199,15 @@ def sweep(model_path, calib, test, *, mode="ptq", thresholds=None, sparsities=No
     model = onnx_io.load_model(model_path)
     x_calib = calib if isinstance(calib, np.ndarray) else load_images(calib, False)[0]
     x, y = test if isinstance(test, tuple) else load_images(test, True)
+    x_calib, x, y = np.asarray(x_calib, np.float32), np.asarray(x, np.float32), np.asarray(y).reshape(-1)
+    check_data(model, x_calib, x, y, {"calib": "calibration data" if isinstance(calib, np.ndarray) else str(calib),
+                                      "test": "test data" if isinstance(test, tuple) else str(test)})
+    y = y.astype(np.int64)
     if not thresholds and not sparsities and not auto:
         raise InputError("nothing to sweep: give thresholds or sparsities (or auto)")
     if mode == "qat" and thresholds:
         raise InputError("qat mode sweeps target sparsities (QAT trains to a sparsity, not a threshold)")
+    _check_grid(thresholds, sparsities, steps, batch, runs)
     batch = model_batch(model, batch)
     base = fp32_row(model, x, y, batch, runs)
     if log:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .onnx_io import atomic_output
+from .output_paths import atomic_file
 
 STYLE = {"ptq": ("o", "tab:blue"), "qat": ("s", "tab:green"), "ptq-auto": ("*", "tab:red")}
 
@@ -47,7 +47,7 @@ def _plot(result: dict, xkey: str, xlabel: str, title: str, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

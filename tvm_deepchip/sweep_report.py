@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from .onnx_io import atomic_output
+from .output_paths import atomic_file, check_dir
 
 
 def machine() -> dict:
@@ -81,17 +81,14 @@ def write(result: dict, out_dir, command: str) -> dict[str, Path]:
     """Write sweep.json, sweep.md and both plots into `out_dir` (each file atomically)."""
     from .sweep_plot import plot
 
+    check_dir(out_dir, "--out")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = dict(result, machine=result.get("machine") or machine(), command=command)
     paths = {"json": out / "sweep.json", "md": out / "sweep.md"}
-    with atomic_output(paths["json"]) as tmp:
+    with atomic_file(paths["json"]) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    with atomic_output(paths["md"]) as tmp:
+    with atomic_file(paths["md"]) as tmp:
         tmp.write_text(markdown(result, command))
     paths.update(plot(result, out))
-    mask = os.umask(0)
-    os.umask(mask)
-    for p in paths.values():  # atomic_output's temporary files are private (0600): give the usual mode
-        os.chmod(p, 0o666 & ~mask)
     return paths

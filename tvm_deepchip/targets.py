@@ -40,14 +40,17 @@ def _aarch64_preset(name: str, cls_name: str) -> TargetPreset:
     )
 
 
+def _x86_preset(name: str, spec: dict) -> TargetPreset:
+    return TargetPreset(name, spec, int8_operand=isa.classify(spec).int8_operand)
+
+
 def _x86_class_preset(cls_name: str) -> TargetPreset:
-    cls = isa.get(cls_name)
-    return TargetPreset(cls_name, {**cls.target, "num-cores": os.cpu_count() or 1}, int8_operand=cls.int8_operand)
+    return _x86_preset(cls_name, {**isa.get(cls_name).target, "num-cores": os.cpu_count() or 1})
 
 
 _PRESETS = {
     # this machine's CPU (or the ISA class named by $DEEPCHIP_X86_ISA, see isa.X86_SWITCH)
-    "x86": lambda: TargetPreset("x86", isa.host_x86_target()),
+    "x86": lambda: _x86_preset("x86", isa.host_x86_target()),
     "aarch64": lambda: _aarch64_preset("aarch64", "aarch64-dotprod"),
     **{name: (lambda n=name: _aarch64_preset(n, n)) for name in isa.ARM_CLASSES},
     **{name: (lambda n=name: _x86_class_preset(n)) for name in isa.X86_CLASSES},

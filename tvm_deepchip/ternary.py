@@ -74,6 +74,17 @@ def ternarize(w: np.ndarray, threshold: float | None = 0.05, sparsity: float | N
     return Ternary(signs, wp.astype(np.float32), wn.astype(np.float32), per_channel)
 
 
+def smallest_with_a_zero(w: np.ndarray, sparsity_mode: bool, per_channel: bool = False) -> float:
+    """The smallest sparsity (or threshold) at which `ternarize` gives `w` at least one zero: below
+    it the weight comes out two-valued {-Wn, +Wp}, binary rather than ternary."""
+    w = np.abs(np.asarray(w, np.float64))
+    units = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
+    if sparsity_mode:  # k = round(S * n) >= 1 per unit
+        return 1.0 / units.shape[1]
+    peak = units.max(axis=1)
+    return float(np.min(np.where(peak > 0, units.min(axis=1) / np.where(peak > 0, peak, 1), 0.0)))
+
+
 def detect_ternary(w: np.ndarray) -> Ternary | None:
     """If `w` already holds ternary values (per layer {-a, 0, +b}, or per output channel
     {-a[c], 0, +b[c]}), return them as they are; else None."""

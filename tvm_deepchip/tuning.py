@@ -16,8 +16,8 @@ from pathlib import Path
 
 import onnx
 
-from . import isa, onnx_io, targets
-from .compiler import LayerOptions, lower, weight_names
+from . import isa, onnx_io, output_paths, targets
+from .compiler import LayerOptions, lower
 from .errors import DeviceError, InputError
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,7 @@ def tune(
     if preset.cross_compiler:
         targets.check_cross_compiler(preset)
     work_dir = Path(work_dir) if work_dir else default_dir(preset)
+    output_paths.check_dir(work_dir, "tuning directory")
     refuse_foreign(work_dir, isa.classify(preset.target))
     if tracker is not None and runner is None:
         probe_device(tracker, key)
@@ -247,7 +248,7 @@ def tune(
 
         measure(model, preset, work_dir, input_shapes=input_shapes)
         measured = load_format_choices(work_dir)
-    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary, names=weight_names(model))
+    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary)
     options.measured = measured
     mod, _ = lower(model, preset, options, input_shapes)
     tgt = targets.tvm_target(preset)

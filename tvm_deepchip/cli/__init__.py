@@ -11,6 +11,7 @@ import logging
 import pkgutil
 import sys
 
+from .. import interrupts
 from ..errors import DeepChipError
 
 
@@ -26,16 +27,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except DeepChipError as err:
-        print(f"deepchip {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with interrupts.handled("deepchip") as on_signal:
+        try:
+            args = build_parser().parse_args(argv)
+            on_signal.prefix = f"deepchip {args.command}"
+            logging.basicConfig(
+                level=logging.DEBUG if args.verbose else logging.INFO,
+                format="%(levelname)s %(name)s: %(message)s",
+            )
+            return int(args.func(args) or 0)
+        except BaseException as err:
+            signum = interrupts.signal_of(err)
+            if signum is not None:  # SIGINT/SIGTERM: one line, exit 130/143 (interrupts.py)
+                logging.disable(logging.INFO)  # no libraries' shutdown chatter after that line
+                return on_signal.report(signum)
+            if isinstance(err, DeepChipError):
+                print(f"{on_signal.prefix}: error: {err}", file=sys.stderr)
+                return 2
+            raise
 
 
 if __name__ == "__main__":

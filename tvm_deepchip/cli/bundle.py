@@ -15,7 +15,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..bundle import bundle
+    from ..output_paths import check_new_dir
 
+    check_new_dir(args.output, "-o")
     out = bundle(args.model, args.output, arch=args.arch)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"wrote {out} ({manifest['size_bytes'] / 1e6:.1f} MB, {manifest['arch']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..output_paths import atomic_file, check_file
 
 
 def _shape_arg(text: str) -> dict:
@@ -24,9 +25,13 @@ def parse_shapes(texts) -> dict | None:
 
 
 def _format_arg(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise InputError(f"--format {text!r}: expected LAYER=sparse|packed|int8|float")
-    layer, fmt = text.split("=", 1)
+    from ..compiler import TERNARY_FORMATS
+
+    layer, eq, fmt = text.rpartition("=")
+    if not eq or not layer:
+        raise InputError(f"--format {text!r}: expected LAYER={'|'.join(TERNARY_FORMATS)}")
+    if fmt not in TERNARY_FORMATS:
+        raise InputError(f"--format {text!r}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
     return layer, fmt
 
 
@@ -49,6 +54,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    check_file(args.output, "-o")  # both outputs before the build: it takes a while
+    if args.report:
+        check_file(args.report, "--report")
     from ..compiler import compile as compile_model
 
     shapes = parse_shapes(args.input_shape)
@@ -67,5 +75,6 @@ def run(args) -> int:
     print(compiled.report.format())
     print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
     if args.report:
-        Path(args.report).write_text(compiled.report.to_json())
+        with atomic_file(args.report) as tmp:
+            tmp.write_text(compiled.report.to_json())
     return 0

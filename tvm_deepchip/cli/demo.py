@@ -27,6 +27,10 @@ def _say(msg):
 
 
 def run(args) -> int:
+    from tvm_deepchip.output_paths import check_dir
+
+    if args.out:
+        check_dir(args.out, "--out")
     import onnx
     import onnxruntime as ort
     import tvm

@@ -23,6 +23,7 @@ def _shape(model):
 def run(args) -> int:
     from .. import models
     from ..onnx_io import save_model
+    from ..output_paths import check_file
 
     if args.models_command == "list":
         for name, build in models.MODELS.items():
@@ -33,6 +34,7 @@ def run(args) -> int:
         raise InputError(f"unknown network {args.name!r}; known: {', '.join(models.MODELS)}")
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: expected a positive batch size")
+    check_file(args.output, "-o")
     model = models.MODELS[args.name](batch=args.batch, seed=args.seed)
     save_model(model, args.output)
     print(f"wrote {args.output}: {args.name}, input {_shape(model)}, {models.param_count(model)} parameters")

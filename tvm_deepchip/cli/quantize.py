@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..output_paths import atomic_file, check_file
 
 
 def register(sub) -> None:
@@ -14,7 +15,8 @@ def register(sub) -> None:
     g.add_argument("--threshold", type=float, default=None,
                    help="zero where |w| <= T*max|W| (default 0.05, the DeepChip paper's value)")
     g.add_argument("--sparsity", type=float, default=None,
-                   help="instead pick each layer's threshold so that a fraction S in [0, 1) of weights is zero")
+                   help="instead pick each layer's threshold so that a fraction S in (0, 1) of weights is zero "
+                        "(S = 0 would leave them binary, which is refused)")
     p.add_argument("--per-channel", action="store_true", help="one threshold and (Wp, Wn) pair per output channel")
     p.add_argument("--first-last", default="int8", choices=["int8", "float", "ternary"],
                    help="weights of the first and last layers (default: int8 per channel)")
@@ -28,7 +30,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..onnx_io import atomic_output
+    check_file(args.output, "-o")
+    if args.report:
+        check_file(args.report, "--report")
     from ..quantizer import quantize
 
     if Path(args.output).resolve() == Path(args.model).resolve():
@@ -39,7 +43,7 @@ def run(args) -> int:
     print(report.format())
     print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
     if args.report:
-        with atomic_output(args.report) as tmp:
+        with atomic_file(args.report) as tmp:
             Path(tmp).write_text(report.to_json())
         print(f"wrote {args.report}")
     return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..output_paths import atomic_file, check_file
 
 
 def add_device_args(p) -> None:
@@ -21,9 +22,14 @@ def load_inputs(paths: list[str]) -> list[np.ndarray]:
     out = []
     for path in paths:
         try:
-            out.append(np.load(path, allow_pickle=False))
+            x = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise InputError(f"--input {path}: cannot read a .npy array ({err})") from None
+        if not isinstance(x, np.ndarray):  # an .npz archive
+            x.close()
+            raise InputError(f"--input {path}: is an .npz archive; give each input as its own .npy file "
+                             f"(--input a.npy --input b.npy)")
+        out.append(x)
     return out
 
 
@@ -37,7 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..onnx_io import atomic_output
+    if args.output:
+        check_file(args.output, "-o")
     from ..remote import run as run_model
 
     xs = load_inputs(args.input)
@@ -47,7 +54,7 @@ def run(args) -> int:
     for i, o in enumerate(outs):
         print(f"output {i}: shape {tuple(o.shape)} dtype {o.dtype}")
     if args.output:
-        with atomic_output(args.output) as tmp:
+        with atomic_file(args.output) as tmp:
             with open(tmp, "wb") as f:
                 if isinstance(out, np.ndarray):
                     np.save(f, out)

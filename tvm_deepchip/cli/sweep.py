@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..output_paths import check_dir
 
 
 def _fractions(text: str, what: str) -> list[float]:
@@ -78,6 +79,7 @@ def run(args) -> int:
     if args.budget < 0:
         raise InputError(f"--budget {args.budget}: expected accuracy points >= 0")
     steps = _fractions(args.steps, "steps") if args.steps else None
+    check_dir(args.out, "--out")  # before the work, not after it
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result = sweep(args.model, args.calib, args.test, mode=args.mode, thresholds=thresholds, sparsities=sparsities,
                    auto=args.auto, budget=args.budget, batch=args.batch, runs=args.runs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from ..layer_plan import LayerPlan
 from .integer_data_movement import integer_data_movement
 from .lower_quant_layers import LowerQuantLayers
 from .patterns import layer_pattern
@@ -18,7 +19,9 @@ def _per_function(mod: tvm.IRModule, fn) -> tvm.IRModule:
 
 def lower_to_primitives(mod: tvm.IRModule, options) -> tvm.IRModule:
     """Data movement on 8-bit values, then quantized layers with an 8-bit output, then the
-    float-output ones (after dead-code elimination, so only true float-output layers remain)."""
+    float-output ones (after dead-code elimination, so only true float-output layers remain).
+    `options.plan` becomes the plan of the imported module's layers, filled in by the lowering."""
+    options.plan = LayerPlan.of(mod)
 
     def movement(mod, gv, func):
         mod[gv] = integer_data_movement(func)

@@ -5,12 +5,10 @@ check       8-bit input, groups 1, no dilation, NCHW/OIHW, W ternary-valued or d
 replacement q_y = primitive(q_x, packed W, requantization constants)     (emit_te, one PrimFunc)
 
 The float-output variant (no output quantize, e.g. the logits) ends in a float epilogue.
-Anything that fails the check is left to TVM's own lowering and noted in the report.
+Anything that fails the check is left to TVM's own lowering; the layer's record in the plan
+(layer_plan, keyed by the ONNX node name its weight constant carries) says why.
 """
 from __future__ import annotations
-
-import hashlib
-import logging
 
 import numpy as np
 from tvm import relax
@@ -19,20 +17,14 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from .. import primitives
 from ..errors import InputError
 from ..layer import OutQuant, QuantLayer
+from ..layer_names import layer_name
+from ..layer_plan import Lowered
 from ..ternary import detect_ternary
 from .patterns import LayerPattern, call_tir_name, const_value
-
-log = logging.getLogger(__name__)
 
 # FuseOps must not merge neighbours into our kernels: the hand-written schedule expects its own
 # blocks only (kOpaque in TVM's OpPatternKind).
 OPAQUE = 8
-
-
-def weight_key(w: np.ndarray) -> str:
-    """Content hash of a weight array: maps Relax constants back to ONNX node names."""
-    w = np.ascontiguousarray(w)
-    return hashlib.sha1(w.tobytes() + str((w.shape, w.dtype)).encode()).hexdigest()
 
 
 def ternary_scales(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -60,7 +52,7 @@ class LowerQuantLayers(PyExprMutator):
         super().__init__(mod)
         self.pat = pattern
         self.var2val = relax.analysis.get_var2val(func)
-        self.opts = options  # LayerOptions: formats, names, report
+        self.opts = options  # LayerOptions: formats, the plan
         self._done = {}  # the mutator may visit a binding twice: lower each layer once
 
     # -- pattern ---------------------------------------------------------------------------
@@ -84,8 +76,11 @@ class LowerQuantLayers(PyExprMutator):
         in_dtype = str(m[p.q_in].ty.dtype)
         w_expr = m[p.weight]
         is_int8 = p.weight_dq in m
-        w = const_value(w_expr.args[0] if is_int8 else w_expr, v2v)
-        name = self.opts.names.get(weight_key(w), f"{p.op}_{len(self.opts.report)}")
+        w_const = w_expr.args[0] if is_int8 else w_expr
+        name = layer_name(w_const)
+        if name not in self.opts.plan:
+            return None  # not a weight-bearing ONNX layer (a constant TVM's import made)
+        w = const_value(w_const, v2v)
         forced = self.opts.formats.get(name)
         why = self._unsupported(core, in_dtype, w)
         if why:
@@ -160,8 +155,7 @@ class LowerQuantLayers(PyExprMutator):
         if forced and forced != "float":
             self.opts.failure = InputError(f"layer {name!r}: cannot use format {forced!r}: {why}")
             raise self.opts.failure
-        log.info("layer %s stays float: %s", name, why)
-        self.opts.report.append({"layer": name, "op": self.pat.op, "primitive": "tvm-float", "note": why})
+        self.opts.plan.keep_float(name, why)
 
     # -- replacement -----------------------------------------------------------------------
     def _replace(self, layer: QuantLayer, m):
@@ -184,6 +178,7 @@ class LowerQuantLayers(PyExprMutator):
             primfunc_name_hint=f"deepchip_{lowered.primitive}",
             primfunc_attrs={"op_pattern": OPAQUE},
         )
-        self.opts.record(layer, lowered, fmt, in_shape)
+        self.opts.plan.lower(layer.name, Lowered(layer, fmt, in_shape, lowered.primitive, tuple(lowered.out_shape),
+                                                 int(lowered.weight_bytes)))
         return out
 

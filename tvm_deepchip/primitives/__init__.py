@@ -22,7 +22,7 @@ from . import (
     ternary_dense_packed,
     ternary_dense_sparse,
 )
-from .conv_layout import ConvGeometry
+from .conv_layout import ConvGeometry, code_shift
 from .dense_layout import check_shapes
 
 MODULES = (ternary_conv2d_sparse, ternary_conv2d_packed, int8_conv2d, ternary_dense_sparse, ternary_dense_packed, int8_dense)
@@ -87,9 +87,10 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str 
             te_func = lambda x, pl, *c: mod.compute(x, pl, c, geo, epi, zp, counts)  # noqa: E731
             ref = lambda qx: mod.reference(qx, w[0], geo, epi, zp)  # noqa: E731
         else:
-            mod, w, op = int8_conv2d, [int8_conv2d.pack(signs, geo)], int8_operand
-            mod.check_bound(op, signs, layer.name)
-            if op != layer.in_dtype:  # codes shifted by 128 into the operand type
+            op = int8_operand
+            mod, w = int8_conv2d, [int8_conv2d.pack(signs, geo, op)]
+            mod.check_bound(layer.in_dtype if op == int8_conv2d.WIDE_OPERAND else op, signs, layer.name)
+            if code_shift(layer.in_dtype, op):  # codes shifted by 128 into the operand type
                 epi = mod.shifted_epilogue(layer, op)
                 ec = epi.consts()
             te_func = lambda x, wt, *c: mod.compute(x, wt, c, geo, epi, zp, op)  # noqa: E731

@@ -105,8 +105,11 @@ class ConvGeometry:
 
 
 def code_shift(from_dtype: str, to_dtype: str) -> int:
-    """What 8-bit codes are shifted by to move between int8 and uint8 (0 for the same type)."""
-    return 0 if from_dtype == to_dtype else (128 if to_dtype == "uint8" else -128)
+    """What 8-bit codes are shifted by to move between int8 and uint8 (0 for the same type, and
+    into int16, which holds either)."""
+    if from_dtype == to_dtype or to_dtype == "int16":
+        return 0
+    return 128 if to_dtype == "uint8" else -128
 
 
 # -- TE stages -------------------------------------------------------------------------------

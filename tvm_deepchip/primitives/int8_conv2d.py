@@ -29,6 +29,14 @@ STEM = "int8_conv2d"
 RULE = "deepchip_" + STEM
 LANES = 16  # output positions per step (one 512-bit vector of int32)
 GROUP = 4  # input channels per dot-product step
+# int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
+# each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16)
+WIDE_OPERAND, WIDE_GROUP = "int16", 2
+
+
+def group_of(operand: str) -> int:
+    """Input channels per dot-product step for codes of type `operand`."""
+    return WIDE_GROUP if operand == WIDE_OPERAND else GROUP
 
 
 def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
@@ -61,19 +69,21 @@ def positions(geo: ConvGeometry) -> int:
     return _ceil(geo.ho * geo.wq, LANES) * LANES
 
 
-def pack(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """int8 [Co, Ci/4, sh, sw, KHq, KWq, 4]: phase taps (conv_layout), 4 channels innermost."""
-    k = geo.phase_kernel(w.astype(np.int8))
-    cg = _ceil(geo.ci, GROUP)
-    k = np.pad(k, ((0, 0), (0, cg * GROUP - geo.ci)) + ((0, 0),) * 4)
-    k = k.reshape(geo.co, cg, GROUP, *k.shape[2:])
+def pack(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:
+    """[Co, Ci/G, sh, sw, KHq, KWq, G]: phase taps (conv_layout), G = group_of(operand) channels
+    innermost; int8, or int16 for int16 operands (vpmaddwd multiplies int16 by int16)."""
+    group = group_of(operand)
+    k = geo.phase_kernel(w.astype(np.int16 if operand == WIDE_OPERAND else np.int8))
+    cg = _ceil(geo.ci, group)
+    k = np.pad(k, ((0, 0), (0, cg * group - geo.ci)) + ((0, 0),) * 4)
+    k = k.reshape(geo.co, cg, group, *k.shape[2:])
     return np.ascontiguousarray(k.transpose(0, 1, 3, 4, 5, 6, 2))
 
 
 def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Inverse of pack: [Co, Ci, KH, KW]."""
-    co, cg = wt.shape[:2]
-    k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * GROUP, *wt.shape[2:6])
+    co, cg, group = wt.shape[0], wt.shape[1], wt.shape[-1]
+    k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * group, *wt.shape[2:6])
     return geo.unphase_kernel(k[:, : geo.ci])
 
 
@@ -82,10 +92,11 @@ def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, 
     products read the input codes in (shifted by 128 if it is not x's)."""
     from tvm import te
 
-    g = geo.grouped(GROUP)
-    xf = te_flat(x, geo, zp, group=GROUP, dtype=operand)
+    group = group_of(operand)
+    g = geo.grouped(group)
+    xf = te_flat(x, geo, zp, group=group, dtype=operand)
     taps, offset = te_dense_taps(g, "acc")
-    j = te.reduce_axis((0, GROUP), name="j_acc")
+    j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
     acc = te.compute(shape, lambda n, c, p: te.sum(
         xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]), name="acc_p")

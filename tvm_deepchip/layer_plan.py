@@ -1,0 +1,175 @@
+"""The per-layer plan: every weight-bearing layer of the imported module, keyed by its ONNX
+node name, with what the lowering decided for it (primitive and format, or why it stays float).
+
+The planner (`LayerPlan.of`) reads the imported module: each conv / conv-transpose / matmul
+call whose weight constant carries an ONNX node name (layer_names) is one layer, listed once,
+in graph order, first as float with the reason a float layer has before any rewrite looks at
+it. The lowering pass then records, per name, the primitive it emitted or why the layer stays
+float. The compile report's rows are built from the plan (`rows`). Resize and other weightless
+ops are not layers here: they carry no weights and have no DeepChip primitive.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .layer import QuantLayer
+from .layer_names import layer_name
+
+log = logging.getLogger(__name__)
+
+FLOAT_PRIMITIVE = "tvm-float"
+RULE_OPS = ("conv2d", "dense")  # the ops the rewrite rule lowers (passes/lower_quant_layers)
+_OPS = {
+    "relax.nn.conv1d": "conv1d",
+    "relax.nn.conv2d": "conv2d",
+    "relax.nn.conv3d": "conv3d",
+    "relax.nn.conv1d_transpose": "conv1d_transpose",
+    "relax.nn.conv2d_transpose": "conv2d_transpose",
+    "relax.nn.conv3d_transpose": "conv3d_transpose",
+    "relax.matmul": "dense",
+}
+
+
+@dataclass
+class Lowered:
+    """What the lowering emitted for one layer."""
+
+    layer: QuantLayer
+    format: str
+    in_shape: tuple
+    primitive: str
+    out_shape: tuple
+    weight_bytes: int  # weight storage the kernel reads at run time
+
+
+@dataclass
+class LayerRecord:
+    name: str  # ONNX node name
+    op: str  # conv2d | dense | conv2d_transpose | ...
+    weight_shape: tuple  # as the model holds it
+    weight_kind: str  # "int8" (a dequantized int8 tensor) or "float"
+    reason: str  # why the layer stays float (meaningful while `lowered` is None)
+    lowered: Lowered | None = None
+
+    @property
+    def fp32_bytes(self) -> int:
+        return int(np.prod(self.weight_shape)) * 4
+
+    @property
+    def float_bytes(self) -> int:
+        """What TVM's float kernel reads: a float32 weight (FoldConstant turns a dequantized
+        int8 weight into float32 before the build)."""
+        return self.fp32_bytes
+
+    def row(self) -> dict:
+        if self.lowered is None:
+            return {"layer": self.name, "op": self.op, "kind": self.weight_kind, "format": "float",
+                    "primitive": FLOAT_PRIMITIVE, "shape": list(self.weight_shape), "weight_bytes": self.float_bytes,
+                    "fp32_bytes": self.fp32_bytes, "note": self.reason}
+        lo, layer = self.lowered, self.lowered.layer
+        return {
+            "layer": self.name,
+            "op": self.op,
+            "kind": layer.weight_kind,
+            "format": lo.format,
+            "primitive": lo.primitive,
+            "shape": list(layer.signs.shape),
+            "out_shape": list(lo.out_shape),
+            "sparsity": float(np.mean(layer.signs == 0)) if layer.weight_kind == "ternary" else None,
+            "weight_bytes": int(lo.weight_bytes),
+            "fp32_bytes": self.fp32_bytes,
+        }
+
+
+def _value(expr, var2val):
+    from tvm import relax
+
+    while isinstance(expr, relax.Var) and expr in var2val:
+        expr = var2val[expr]
+    return expr
+
+
+def _op_name(expr) -> str:
+    return getattr(getattr(expr, "op", None), "name", "")
+
+
+def _record(call, var2val) -> LayerRecord | None:
+    op = _OPS.get(_op_name(call))
+    if op is None or len(call.args) < 2:
+        return None
+    w, kind = _value(call.args[1], var2val), "float"
+    if _op_name(w) == "relax.permute_dims":  # Gemm transB=1
+        w = _value(w.args[0], var2val)
+    if _op_name(w) == "relax.dequantize":
+        w, kind = _value(w.args[0], var2val), "int8"
+    name = layer_name(w)
+    if name is None:
+        return None
+    shape = tuple(int(s) for s in w.ty.shape)
+    if op not in RULE_OPS:
+        why = f"no DeepChip primitive for {op}"
+    elif _op_name(_value(call.args[0], var2val)) != "relax.dequantize":
+        why = "input is not quantized (no 8-bit QuantizeLinear/DequantizeLinear pair before it)"
+    else:
+        why = "not in the quantized layer form"
+    return LayerRecord(name, op, shape, kind, why)
+
+
+class LayerPlan:
+    """Records by ONNX node name, in graph order."""
+
+    def __init__(self, records=()):
+        self.records = {r.name: r for r in records}
+
+    @classmethod
+    def of(cls, mod) -> LayerPlan:
+        """The planner: every named weight-bearing layer of the imported module."""
+        from tvm import relax
+
+        records = []
+        for _, func in mod.functions.items():
+            if not isinstance(func, relax.Function):
+                continue
+            var2val = relax.analysis.get_var2val(func)
+            found = []
+            relax.analysis.post_order_visit(func, lambda e: found.append(e) if isinstance(e, relax.Call) else None)
+            records += [r for r in (_record(c, var2val) for c in found) if r is not None]
+        return cls(records)
+
+    def __iter__(self):
+        return iter(self.records.values())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, name) -> bool:
+        return name in self.records
+
+    def lower(self, name: str, lowered: Lowered) -> None:
+        self.records[name].lowered = lowered
+
+    def keep_float(self, name: str, why: str) -> None:
+        self.records[name].reason = why
+
+    def lowered_layers(self) -> list:
+        """(QuantLayer, input shape) of each lowered layer, in graph order."""
+        return [(r.lowered.layer, r.lowered.in_shape) for r in self if r.lowered is not None]
+
+    def check_forced(self, formats: dict) -> None:
+        """A layer given a primitive format that stayed float is an error, with the reason."""
+        for r in self:
+            fmt = formats.get(r.name)
+            if r.lowered is None and fmt not in (None, "float"):
+                raise InputError(f"layer {r.name!r}: cannot use format {fmt!r}: {r.reason}")
+
+    def log_float(self) -> None:
+        for r in self:
+            if r.lowered is None:
+                log.info("layer %s stays float: %s", r.name, r.reason)
+
+    def rows(self) -> list[dict]:
+        return [r.row() for r in self]
