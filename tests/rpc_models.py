@@ -113,13 +113,9 @@ class HostRPC:
 
 
 def _listening(port: int) -> bool:
-    import socket
+    from tvm_deepchip.qemu import _listening as listening  # the same probe as the device's
 
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+    return listening(port)
 
 
 def _tracker_keys(tracker: str) -> set:

@@ -88,21 +88,21 @@ def check_file(path, what: str = "") -> Path:
 
 def check_dir(path, what: str = "") -> Path:
     """The resolved path of a directory that files will be written into (created if missing)."""
-    shown = _named(path, what)
-    target, st = _resolve(path, shown)
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{shown}{_via(path, target)}: is a {_kind(st)}, not a directory")
-    _check_can_create_in(target if st is not None else target.parent, shown)
-    return target
+    return _check_directory(path, what, replaced=False)
 
 
 def check_new_dir(path, what: str = "") -> Path:
     """The resolved path of a directory about to be written as a whole (created or replaced)."""
+    return _check_directory(path, what, replaced=True)
+
+
+def _check_directory(path, what: str, replaced: bool) -> Path:
     shown = _named(path, what)
     target, st = _resolve(path, shown)
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{shown}{_via(path, target)}: is a {_kind(st)}, not a directory")
-    _check_can_create_in(target.parent, shown)
+    # files go into an existing directory; a replaced one is renamed into its parent
+    _check_can_create_in(target if st is not None and not replaced else target.parent, shown)
     return target
 
 
