@@ -150,10 +150,10 @@ def test_compile_ignores_a_log_of_another_architecture(caplog, log_dir, target):
 def test_foreign_log_format_choices_are_not_used(tmp_path):
     """formats.json next to a foreign log was measured on another CPU: ignored with the log
     (next to a log with no records of another class it applies)."""
-    from tvm_deepchip.compiler import LayerOptions, layer_key, lower, weight_names
+    from tvm_deepchip.compiler import LayerOptions, layer_key, lower
 
     model = small_convnet(seed=3)
-    options = LayerOptions(names=weight_names(model))
+    options = LayerOptions()
     lower(model, targets.get_preset("x86-avx2"), options)
     choices = {layer_key(layer): {"layer": layer.name, "format": "packed"}
                for layer, _shape in options.lowered if layer.weight_kind == "ternary"}
