@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Benchmark: tvm-deepchip against its peers, measured in one run on this machine.
+"""Benchmark: tvm-deepchip against its peers, measured in one run on this machine, per ISA class.
 
-For each network and sparsity (batch 1, 2 threads): onnxruntime FP32, onnxruntime int8 (static
-QDQ, per-channel, its own quantizer), TVM's default FP32 build, and tvm-deepchip (our quantizer
-+ compiler, committed tuning logs if they match this CPU). Median of --runs runs after warm-up,
-the three taking turns in 5 blocks (a burst of noise on a shared machine hits them all),
-per-layer times of our kernels (each built and timed alone), and this CPU's measured int8 MAC peak
-(scripts/peak/int8_peak.c) as the roofline. Writes BENCHMARKS.md and bench.png (+ bench.json).
+For each case (scripts/bench_models.py: the three networks at 90% and 95% zeros, the bundled digits
+model, two small models nobody tuned for), batch 1, 2 threads: onnxruntime FP32 and int8 (its own
+static QDQ quantization, per-channel), OpenVINO FP32 and int8 (the same QDQ model), and
+tvm-deepchip built for every x86 ISA class this CPU runs (an AVX-512 VNNI machine also runs the
+AVX2 build: what an AVX2 user gets). All of them take turns in 5 blocks (a burst of noise on a shared
+machine falls on all); medians, with the spread of the block medians. Per layer: each kernel built
+alone and timed, against the roofline of that ISA class (scripts/peak/peaks.c, measured here).
+Writes BENCHMARKS.md, BENCHMARKS.json (one section per ISA class: other classes' sections,
+measured on other machines, are kept) and bench.png.
 
-    python3 scripts/bench.py                      # all three networks, 90% and 95%
-    python3 scripts/bench.py --models svhn_convnet --sparsity 0.9 --runs 50
+    python3 scripts/bench.py                          # everything (about 15 minutes)
+    python3 scripts/bench.py --models svhn_convnet digits --sparsity 0.9 --runs 50
 """
 from __future__ import annotations
 
@@ -27,175 +30,191 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 THREADS = 2
+MARCH = {"x86-avx2": "haswell", "x86-avx512": "skylake-avx512", "x86-avx512-vnni": "znver4"}
 
-from tvm_deepchip.timing import interleaved_ms, run_times  # noqa: E402
+import bench_models  # noqa: E402
+import bench_peers  # noqa: E402
+from tvm_deepchip.timing import interleaved_stats  # noqa: E402
 
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def ort_session(model_bytes):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = THREADS
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+def peaks(cls: str) -> dict:
+    """This core's peaks for the instructions of ISA class `cls` (scripts/peak/peaks.c)."""
+    exe = Path(tempfile.mkdtemp()) / f"peaks-{cls}"
+    subprocess.run(["gcc", "-O2", f"-march={MARCH[cls]}", str(ROOT / "scripts/peak/peaks.c"), "-o", str(exe)], check=True)
+    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
 
 
-def ort_int8(model, calib, path):
-    """onnxruntime's own static QDQ int8 quantization, per-channel: the int8 peer."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{model.graph.input[0].name: calib[i : i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    src = path.with_suffix(".fp32.onnx")
-    import onnx
-
-    onnx.save(model, str(src))
-    quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return path.read_bytes()
-
-
-def vm_times(executable, x):
-    """n -> the durations (s) of n runs of the VM's main, by TVM's time evaluator."""
-    import tvm
-    from tvm import relax
-
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(executable, dev)
-    vm.set_input("main", tvm.runtime.tensor(x, dev))
-    return lambda n: list(vm.time_evaluator("invoke_stateful", dev, number=1, repeat=n, min_repeat_ms=0)("main").results)
-
-
-def vm_timer(executable, x, runs):
-    times = vm_times(executable, x)
-    times(1)  # warm-up
-    return 1e3 * float(np.median(times(runs)))
-
-
-def per_layer(qmodel, compiled, runs):
+def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
     """Per-layer times (us) of our kernels: each layer's primitive built alone with the same
     schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler)."""
     from tvm_deepchip import compiler, format_choice
 
     options = compiler.LayerOptions()
-    options.tuning_dir = compiled.report.tuning_log if compiled.report.tuning_log else None
-    compiler.lower(qmodel, compiled.preset, options)
+    compiler.lower(qmodel, compiled.preset, options, input_shapes)
     fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}
-    out = {}
-    for layer, shape in options.lowered:
-        us = format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
-                                      number=max(5, runs // 5), repeat=3)
-        out[layer.name] = us
-    return out
+    return {layer.name: format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
+                                                 number=max(5, runs // 5), repeat=3)
+            for layer, shape in options.lowered}
 
 
-def int8_peak():
-    exe = Path(tempfile.mkdtemp()) / "int8_peak"
-    subprocess.run(["gcc", "-O2", "-march=native", str(ROOT / "scripts/peak/int8_peak.c"), "-o", str(exe)], check=True)
-    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+class Peers:
+    """Each float model's peers, built once (they do not depend on our sparsity)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.cache = workdir, {}
+
+    def timers(self, case) -> dict:
+        if case.name not in self.cache:
+            log(f"{case.name}: onnxruntime and OpenVINO, FP32 and int8 (onnxruntime's static QDQ, per-channel)")
+            feed = {case.fp32.graph.input[0].name: case.x}
+            fp32 = self.workdir / f"{case.name}.fp32.onnx"
+            fp32.write_bytes(case.fp32.SerializeToString())
+            int8 = bench_peers.ort_int8_model(case.fp32, case.calib, self.workdir)
+            self.cache[case.name] = {
+                "ort_fp32": bench_peers.ort_timer(fp32.read_bytes(), feed, THREADS),
+                "ort_int8": bench_peers.ort_timer(int8.read_bytes(), feed, THREADS),
+                "ov_fp32": bench_peers.openvino_timer(fp32, case.x, THREADS),
+                "ov_int8": bench_peers.openvino_timer(int8, case.x, THREADS),
+            }
+        return self.cache[case.name]
 
 
-def bench_model(name, sparsity, runs, workdir):
+def build(case, cls: str, workdir: Path):
+    """Quantize (once per case) and compile for ISA class `cls` (the x86 preset, switched)."""
     import onnx
-    import tvm
 
     import tvm_deepchip
-    from tvm_deepchip import models
+    from tvm_deepchip import isa
 
-    model = models.MODELS[name](batch=1, seed=0)
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    rng = np.random.default_rng(0)
-    calib = rng.random([8] + shape[1:], dtype=np.float32)
-    x = rng.random(shape, dtype=np.float32)
-    feed = {model.graph.input[0].name: x}
-    row = {"model": name, "sparsity": sparsity}
-
-    log(f"{name}: onnxruntime FP32 and int8 (static QDQ, per-channel) sessions")
-    sess = ort_session(model.SerializeToString())
-    sess8 = ort_session(ort_int8(model, calib, workdir / f"{name}.ort_int8.onnx"))
-
-    if not getattr(bench_model, "tvm_fp32_done", {}).get(name):
-        log(f"{name}: TVM default FP32 build")
-        from tvm.relax.frontend.onnx import from_onnx
-
-        from tvm_deepchip import targets
-
-        tgt = targets.tvm_target(targets.get_preset("x86"))
-        ex = tvm.compile(from_onnx(model, keep_params_in_input=False), tgt)
-        row["tvm_fp32_ms"] = vm_timer(ex, x, max(3, runs // 10))
-        bench_model.__dict__.setdefault("tvm_fp32_done", {})[name] = row["tvm_fp32_ms"]
-    else:
-        row["tvm_fp32_ms"] = bench_model.tvm_fp32_done[name]
-
-    log(f"{name}: tvm-deepchip quantize at {sparsity:.0%} + compile")
-    qpath = workdir / f"{name}.s{int(sparsity * 100)}.q.onnx"
-    tvm_deepchip.quantize(model, qpath, sparsity=sparsity, calib=calib)
+    tag = f"{case.name}.s{int(100 * case.sparsity) if case.sparsity is not None else 'trained'}"
+    qpath = workdir / f"{tag}.q.onnx"
+    if not qpath.exists():
+        kwargs = {} if case.sparsity is None else {"sparsity": case.sparsity}
+        tvm_deepchip.quantize(case.to_quantize, qpath, calib=case.calib, **kwargs)
     qmodel = onnx.load(str(qpath))
-    compiled = tvm_deepchip.compile(qmodel, "x86")
-    log(f"{name}: timing onnxruntime FP32, onnxruntime int8 and tvm-deepchip in turns")
-    ms = interleaved_ms({
-        "ort_fp32_ms": lambda n: run_times(lambda: sess.run(None, feed), n),
-        "ort_int8_ms": lambda n: run_times(lambda: sess8.run(None, feed), n),
-        "deepchip_ms": vm_times(compiled.executable, x),
-    }, runs)
-    row.update(ms)
-    totals = compiled.report.totals()
-    row["weight_bytes"], row["fp32_weight_bytes"] = totals["weight_bytes"], totals["fp32_weight_bytes"]
-    row["schedules"] = compiled.report.schedules
-    row["tuning_log"] = compiled.report.tuning_log
-    row["layers"] = per_layer(qmodel, compiled, runs)
-    from tvm_deepchip import oracle
+    shapes = {qmodel.graph.input[0].name: list(case.x.shape)}
+    os.environ[isa.X86_SWITCH] = cls
+    try:
+        compiled = tvm_deepchip.compile(qmodel, "x86", input_shapes=shapes)
+    finally:
+        os.environ.pop(isa.X86_SWITCH, None)
+    return qmodel, compiled, shapes
 
-    ours = __import__("tvm").relax.VirtualMachine(compiled.executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
-    ref = oracle.run(qmodel, x)
-    row["argmax_agrees_with_ort"] = bool(ours.argmax() == ref.argmax())
-    row["max_abs_diff_vs_ort"] = float(np.abs(ours - ref).max())
-    row["report"] = compiled.report.layers
-    log(f"{name} {sparsity:.0%}: ort fp32 {row['ort_fp32_ms']:.3f} ms, ort int8 {row['ort_int8_ms']:.3f} ms, "
-        f"tvm fp32 {row['tvm_fp32_ms']:.1f} ms, deepchip {row['deepchip_ms']:.3f} ms")
+
+def bench_case(case, classes, runs, peers: Peers, workdir: Path) -> dict:
+    from tvm_deepchip import isa, oracle
+
+    label = f"{case.name} {'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
+    timers = dict(peers.timers(case))
+    built = {}
+    for cls in classes:
+        log(f"{label}: tvm-deepchip quantize + compile for {cls}")
+        built[cls] = build(case, cls, workdir)
+        timers[f"deepchip:{cls}"] = bench_peers.vm_timer(built[cls][1].executable, case.x)
+    log(f"{label}: timing {len(timers)} contenders in turns")
+    stats = interleaved_stats(timers, runs)
+    row = {"model": case.name, "sparsity": case.sparsity, "peers": {k: v for k, v in stats.items() if ":" not in k},
+           "classes": {}}
+    for cls, (qmodel, compiled, shapes) in built.items():
+        ours = bench_peers.vm_output(compiled.executable, case.x)
+        ref = oracle.run(qmodel, case.x)
+        os.environ[isa.X86_SWITCH] = cls
+        try:
+            layers = per_layer(qmodel, compiled, shapes, runs)
+        finally:
+            os.environ.pop(isa.X86_SWITCH, None)
+        totals = compiled.report.totals()
+        row["classes"][cls] = {
+            **stats[f"deepchip:{cls}"],
+            "weight_bytes": totals["weight_bytes"], "fp32_weight_bytes": totals["fp32_weight_bytes"],
+            "schedules": compiled.report.schedules, "tuning_log": compiled.report.tuning_log,
+            "layers": layers, "report": compiled.report.layers,
+            "argmax_agrees_with_ort": bool(ours.argmax() == ref.argmax()),
+            "max_abs_diff_vs_ort": float(np.abs(ours - ref).max()),
+        }
+        log(f"{label} {cls}: deepchip {stats[f'deepchip:{cls}']['ms']:.3f} ms; "
+            + ", ".join(f"{k} {v['ms']:.3f}" for k, v in row["peers"].items()))
     return row
 
 
 def machine():
+    from tvm_deepchip import isa
+
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-    from tvm.target import codegen
-
-    return {"cpu": cpu, "llvm_cpu": codegen.llvm_get_system_cpu(), "isa": isa, "cores": os.cpu_count(),
+    return {"cpu": cpu, "llvm_cpu": isa.host_cpu(), "host_class": isa.host_class().name, "cores": os.cpu_count(),
+            "isa": [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni") if f in flags],
             "python": platform.python_version()}
+
+
+def stored_sections(store: Path) -> dict:
+    """The sections already in BENCHMARKS.json. A file from the earlier, single-section bench.py
+    (onnxruntime peers only, run on an AVX-512 VNNI machine) becomes that class's section."""
+    if not store.is_file():
+        return {}
+    old = json.loads(store.read_text())
+    if "sections" in old:
+        return old["sections"]
+    peak = old.get("int8_peak", {})
+    rows = [{"model": r["model"], "sparsity": r["sparsity"], "ms": r["deepchip_ms"],
+             "peers": {"ort_fp32": {"ms": r["ort_fp32_ms"]}, "ort_int8": {"ms": r["ort_int8_ms"]}},
+             **{k: r[k] for k in ("weight_bytes", "fp32_weight_bytes", "schedules", "tuning_log", "layers", "report",
+                                  "argmax_agrees_with_ort", "max_abs_diff_vs_ort") if k in r}} for r in old["rows"]]
+    return {isa_class_of(old["machine"]): {**old, "rows": rows,
+                                           "peaks": {"dot_kind": peak.get("kind"), "dot_macs_per_s": peak.get("macs_per_s")}}}
+
+
+def isa_class_of(m: dict) -> str:
+    return "x86-avx512-vnni" if "avx512_vnni" in m["isa"] else "x86-avx512" if "avx512f" in m["isa"] else "x86-avx2"
+
+
+def default_classes() -> list[str]:
+    """AVX2 (every x86 user's floor) and this CPU's own class, if it is another."""
+    from tvm_deepchip import isa
+
+    return list(dict.fromkeys(["x86-avx2", isa.host_class().name]))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["svhn_convnet", "resnet44", "alexnet"])
+    ap.add_argument("--models", nargs="+", default=[*bench_models.NETWORKS, bench_models.DIGITS, *bench_models.SMALL])
     ap.add_argument("--sparsity", nargs="+", type=float, default=[0.9, 0.95])
-    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--classes", nargs="+", default=None, help="x86 ISA classes to build (default: AVX2 and this CPU's)")
+    ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(THREADS))
+    from tvm_deepchip import isa
+
+    classes = args.classes or default_classes()
+    for cls in classes:
+        if not isa.runs_here(isa.get(cls)):
+            ap.error(f"--classes {cls}: this CPU ({isa.host_cpu()}) cannot run it")
     workdir = Path(tempfile.mkdtemp(prefix="deepchip-bench-"))
-    result = {"machine": machine(), "command": "python3 scripts/bench.py " + " ".join(argv or sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": THREADS, "runs": args.runs}
-    log(f"machine: {result['machine']}")
-    result["int8_peak"] = int8_peak()
-    result["rows"] = [bench_model(m, s, args.runs, workdir) for m in args.models for s in args.sparsity]
+    run = {"machine": machine(), "command": "python3 scripts/bench.py " + " ".join(argv or sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": THREADS, "runs": args.runs}
+    log(f"machine: {run['machine']}")
+    run["peaks"] = {cls: peaks(cls) for cls in classes}
+    log(f"peaks: {run['peaks']}")
+    peers = Peers(workdir)
+    rows = [bench_case(c, classes, args.runs, peers, workdir) for c in bench_models.cases(args.models, args.sparsity)]
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    store = out.with_suffix(".json")
+    sections = stored_sections(store)
+    for cls in classes:  # this run's section of each class it measured; other classes' are kept
+        sections[cls] = {**run, "peaks": run["peaks"][cls],
+                         "rows": [{**{k: v for k, v in r.items() if k != "classes"}, **r["classes"][cls]} for r in rows]}
+    store.write_text(json.dumps({"sections": sections}, indent=1))
     from bench_report import write_report
 
-    write_report(result, out)
-    log(f"wrote {out}, {out.with_suffix('.json')} and {out.with_name('bench.png')}")
+    write_report(sections, out)
+    log(f"wrote {out}, {store} and {out.with_name('bench.png')}")
 
 
 if __name__ == "__main__":

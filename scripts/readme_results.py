@@ -64,21 +64,27 @@ def accuracy_section(train, sweep) -> list[str]:
 def speed_section(bench) -> list[str]:
     if not bench:
         return []
-    m = bench["machine"]
-    lines = [
-        "### Speed (batch 1, x86)",
-        "",
-        f"`{bench['command']}` on {bench['date']}, {m['cpu']} (`{m['llvm_cpu']}`), {bench['threads']} threads, "
-        "peers measured in the same run; details and per-layer times in BENCHMARKS.md.",
-        "",
-        "| model | zeros | onnxruntime FP32 ms | onnxruntime int8 ms | tvm-deepchip ms | vs FP32 | vs int8 |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in bench["rows"]:
-        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {r['ort_fp32_ms']:.3f} | {r['ort_int8_ms']:.3f} | "
-                     f"{r['deepchip_ms']:.3f} | {r['ort_fp32_ms'] / r['deepchip_ms']:.2f}x | "
-                     f"{r['ort_int8_ms'] / r['deepchip_ms']:.2f}x |")
-    lines += ["", "![speed](bench.png)", ""]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_report import CLASS_TITLES, peer_ms
+
+    lines = ["### Speed (batch 1, x86, one table per ISA class)", ""]
+    for cls, sec in sorted(bench["sections"].items()):
+        m = sec["machine"]
+        lines += [
+            f"**{cls}** ({CLASS_TITLES.get(cls, cls)}): `{sec['command']}` on {sec['date']}, {m['cpu']} "
+            f"(`{m['llvm_cpu']}`), {sec['threads']} threads, peers measured in the same run; details, spread and "
+            "per-layer times against the roofline in BENCHMARKS.md.",
+            "",
+            "| model | zeros | onnxruntime FP32 ms | best int8 peer ms | tvm-deepchip ms | vs FP32 | vs best int8 |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in sec["rows"]:
+            fp32, int8 = peer_ms(r, "ort_fp32"), peer_ms(r, "best_int8")
+            zeros = "trained" if r["sparsity"] is None else f"{r['sparsity']:.0%}"
+            lines.append(f"| {r['model']} | {zeros} | {fp32:.3f} | {int8:.3f} | {r['ms']:.3f} | "
+                         f"{fp32 / r['ms']:.2f}x | {int8 / r['ms']:.2f}x |")
+        lines.append("")
+    lines += ["![speed](bench.png)", ""]
     return lines
 
 

@@ -41,11 +41,11 @@ PY=python3
 # The import check runs outside the checkout: from here, the cwd would shadow whatever is installed.
 # An install of another checkout (a different .cache, other code) counts as missing.
 here=$(pwd -P)
-installed=$(cd / && $PY -c "import tvm_deepchip, tvm, onnxruntime, pytest, torch, os
+installed=$(cd / && $PY -c "import tvm_deepchip, tvm, onnxruntime, openvino, pytest, torch, os
 print(os.path.dirname(os.path.dirname(os.path.realpath(tvm_deepchip.__file__))))" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || [ "${DEEPCHIP_REINSTALL:-0}" = 1 ]; then
     [ -z "$installed" ] || [ "$installed" = "$here" ] || echo "[setup] tvm_deepchip is installed from $installed, not this checkout" >&2
-    echo "[setup] pip install -e .[test,train]" >&2
-    $PY -m pip install -q -e ".[test,train]"
+    echo "[setup] pip install -e .[test,train,bench]" >&2
+    $PY -m pip install -q -e ".[test,train,bench]"
 fi
 echo "[setup] ok: $($PY -c 'import tvm; print("apache-tvm", tvm.__version__)')" >&2

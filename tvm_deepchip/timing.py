@@ -23,15 +23,19 @@ def median_ms(fn, runs: int = 50, warmup: int = 5) -> float:
     return 1e3 * float(np.median(run_times(fn, runs)))
 
 
-def interleaved_ms(timers: dict, runs: int, rounds: int = 5) -> dict:
-    """Median ms of each peer over `runs` runs taken in `rounds` turns (peer A, B, C, A, B, C...):
+def interleaved_stats(timers: dict, runs: int, rounds: int = 5) -> dict:
+    """Each peer's median ms over `runs` runs taken in `rounds` turns (peer A, B, C, A, B, C...):
     on a shared machine a burst of noise then falls on every peer, not on whichever ran during
-    it. `timers[name](n)` runs n times and returns the n durations in seconds."""
+    it. `timers[name](n)` runs n times and returns the n durations in seconds. Returns
+    name -> {"ms": median of all runs, "block_ms": [median of each turn]} (their spread is the
+    run's noise)."""
     samples = {name: [] for name in timers}
     per = max(1, runs // rounds)
     for name, t in timers.items():  # warm-up
         t(min(5, per))
     for _ in range(rounds):
         for name, t in timers.items():
-            samples[name] += list(t(per))
-    return {name: 1e3 * float(np.median(v)) for name, v in samples.items()}
+            samples[name].append(list(t(per)))
+    return {name: {"ms": 1e3 * float(np.median(np.concatenate(blocks))),
+                   "block_ms": [1e3 * float(np.median(b)) for b in blocks]}
+            for name, blocks in samples.items()}

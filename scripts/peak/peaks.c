@@ -1,0 +1,101 @@
+/* Register-only microbenchmarks of one core's peaks for one x86 ISA class: the rooflines that
+ * scripts/bench.py compares every layer with.
+ *
+ * Built once per class with that class's -march (bench.py: haswell for x86-avx2,
+ * skylake-avx512 for x86-avx512, znver4 for x86-avx512-vnni), so each measures the
+ * instructions our kernels of that class run:
+ *   dot     the int8 dot product of the class's int8 kernels: 512-bit vpdpbusd (VNNI, 64
+ *           multiply-accumulates an instruction), else vpmaddwd on int16 pairs + vpaddd
+ *           (16 a ymm, 32 a zmm; the kernels feed int16 codes so nothing saturates);
+ *   add16   int16 vector adds (vpaddw: the ternary kernels' accumulation), registers only;
+ *   ldadd16 the same adds with one operand loaded from an L1-resident buffer at a moving
+ *           unaligned offset, as the sparse kernels read their shifted input vectors;
+ *   fma     fp32 fused multiply-adds (what an FP32 peer can do at best).
+ * The loops are inline assembly: a C loop over an array of accumulators is left on the stack by
+ * GCC (its stores then bound the loop), and C lets the compiler merge identical products. 12
+ * independent chains hide every latency. Time is this thread's CPU time, so another process
+ * sharing the core does not lower the figures. Prints one JSON object, per second on ONE core. */
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define V "zmm"
+#define VBYTES 64
+#else
+#define V "ymm"
+#define VBYTES 32
+#endif
+#define R(n) "%%" V #n
+#define EACH12(X) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+#define EACH6(X) X(2, 8) X(3, 9) X(4, 10) X(5, 11) X(6, 12) X(7, 13)
+#define CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                 "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
+#define STEPS 50000000L
+
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int16_t buf[8192] __attribute__((aligned(64)));  /* 16 KB: L1-resident */
+
+/* 12 instructions per step: ops per second of the instruction */
+#define TIMED(body, extra_in)                                                                     \
+    do {                                                                                          \
+        long n = STEPS;                                                                           \
+        double t0 = cpu_now();                                                                    \
+        __asm__ volatile("1:\n\t" body "dec %0\n\tjnz 1b\n\t" : "+r"(n) : extra_in : CLOBBERS);  \
+        return 12.0 * STEPS / (cpu_now() - t0);                                                   \
+    } while (0)
+
+static double add16_instr(void) {
+#define ADD(k) "vpaddw " R(0) ", " R(k) ", " R(k) "\n\t"
+    TIMED(EACH12(ADD), "r"(buf));
+}
+
+static double ldadd16_instr(void) {
+/* offsets 2*(37k+1): unaligned, spread over the buffer as the taps of a sparse row are */
+#define LDADD(k) "vpaddw " #k "*74+2(%1), " R(k) ", " R(k) "\n\t"
+    TIMED(EACH12(LDADD), "r"(buf));
+}
+
+static double fma_instr(void) {
+#define FMA(k) "vfmadd231ps " R(0) ", " R(1) ", " R(k) "\n\t"
+    TIMED(EACH12(FMA), "r"(buf));
+}
+
+static double dot_instr(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#define DOT(k) "vpdpbusd " R(0) ", " R(1) ", " R(k) "\n\t"
+    TIMED(EACH12(DOT), "r"(buf));
+#else
+/* 6 products into 6 accumulators, twice: 12 vpmaddwd (each followed by its vpaddd) a step */
+#define MADD(k, a) "vpmaddwd " R(0) ", " R(1) ", " R(k) "\n\t"
+#define ACC(k, a) "vpaddd " R(k) ", " R(a) ", " R(a) "\n\t"
+    TIMED(EACH6(MADD) EACH6(ACC) EACH6(MADD) EACH6(ACC), "r"(buf));
+#endif
+}
+
+int main(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+    const char *kind = "vpdpbusd zmm (VNNI)";
+    const double macs = 64;
+#else
+    const char *kind = VBYTES == 64 ? "vpmaddwd+vpaddd zmm (int16 pairs)" : "vpmaddwd+vpaddd ymm (int16 pairs)";
+    const double macs = VBYTES / 2;
+#endif
+    /* best of 3 */
+    double dot = 0, add = 0, ldadd = 0, fma = 0, v;
+    for (int r = 0; r < 3; r++) {
+        if ((v = dot_instr()) > dot) dot = v;
+        if ((v = add16_instr()) > add) add = v;
+        if ((v = ldadd16_instr()) > ldadd) ldadd = v;
+        if ((v = fma_instr()) > fma) fma = v;
+    }
+    printf("{\"dot_kind\": \"%s\", \"vector_bytes\": %d, \"dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
+           "\"ldadd16_per_s\": %.4g, \"fma_per_s\": %.4g}\n",
+           kind, VBYTES, dot * macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4);
+    return 0;
+}
