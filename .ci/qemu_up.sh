@@ -13,6 +13,8 @@ export DEEPCHIP_CACHE="${DEEPCHIP_CACHE:-$(pwd -P)/.cache}"
 RPC_PORT=${DEEPCHIP_QEMU_PORT:-9090}
 TRACKER_PORT=${DEEPCHIP_QEMU_TRACKER_PORT:-9190}
 KEY=${DEEPCHIP_QEMU_KEY:-aarch64}
+# emulated `import tvm` takes ~6 s on an idle machine, minutes on a loaded one: still a time limit
+WAIT=${DEEPCHIP_QEMU_WAIT:-300}
 
 fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
 
@@ -28,8 +30,8 @@ fail() { echo "qemu_up: $*" >&2; echo false; exit 1; }
     else
         deepchip qemu down || true
         deepchip qemu provision || exit 4
-        deepchip qemu up --port "$RPC_PORT" --servers 1 || exit 5
-        deepchip qemu up --port $((RPC_PORT + 1)) --servers 2 --tracker-port "$TRACKER_PORT" --key "$KEY" || exit 6
+        deepchip qemu up --port "$RPC_PORT" --servers 1 --wait "$WAIT" || exit 5
+        deepchip qemu up --port $((RPC_PORT + 1)) --servers 2 --tracker-port "$TRACKER_PORT" --key "$KEY" --wait "$WAIT" || exit 6
     fi
 ) >&2
 rc=$?
