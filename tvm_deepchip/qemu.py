@@ -74,7 +74,9 @@ def up(port: int = 9090, n: int = 1, tracker: int | None = None, key: str = "aar
 
     With `tracker` (a port), also start a host RPC tracker there and register the servers with it
     under `key` (then they only take sessions handed out by the tracker). Additive: call it
-    twice for direct servers plus a tracker fleet. Returns the new process records.
+    twice for direct servers plus a tracker fleet. Returns the new process records. `wait`
+    bounds each start-up (the tracker's, then every server's answer): importing TVM takes seconds
+    on an idle machine and can take minutes on a loaded one.
     """
     root = provision()
     state = _load_pids()
@@ -93,7 +95,7 @@ def up(port: int = 9090, n: int = 1, tracker: int | None = None, key: str = "aar
         state["procs"].append(new[-1])
         _save_pids(state)
         try:
-            _wait_port(tracker, 20, f"RPC tracker on 127.0.0.1:{tracker}")
+            _wait_port(tracker, wait, f"RPC tracker on 127.0.0.1:{tracker}")
         except DeviceError:
             stop(new[-1])
             raise
