@@ -1,0 +1,65 @@
+"""scripts/bench_report.py: the targets, work and rooflines it derives from measurements (no timing here)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_report  # noqa: E402
+
+PEAKS = {"dot_kind": "vpmaddwd+vpaddd ymm (int16 pairs)", "vector_bytes": 32, "dot_macs_per_s": 80e9,
+         "add16_per_s": 200e9, "ldadd16_per_s": 50e9, "fma_per_s": 50e9}
+
+
+def _row(model, sparsity, ms, ort_fp32, ort_int8, ov_int8):
+    conv = {"layer": "conv2", "kind": "ternary", "format": "sparse", "shape": [64, 48, 3, 3],
+            "out_shape": [1, 64, 18, 18], "sparsity": 0.9}
+    first = {"layer": "conv1", "kind": "int8", "format": "int8", "shape": [48, 3, 5, 5], "out_shape": [1, 48, 36, 36]}
+    return {"model": model, "sparsity": sparsity, "ms": ms, "block_ms": [ms, ms * 1.1],
+            "peers": {"ort_fp32": {"ms": ort_fp32}, "ort_int8": {"ms": ort_int8}, "ov_int8": {"ms": ov_int8}},
+            "weight_bytes": 100, "fp32_weight_bytes": 1000, "schedules": {"a": "default"}, "tuning_log": None,
+            "layers": {"conv1": 50.0, "conv2": 20.0}, "report": [first, conv],
+            "argmax_agrees_with_ort": True, "max_abs_diff_vs_ort": 0.0}
+
+
+def _section(rows):
+    return {"machine": {"cpu": "test cpu", "llvm_cpu": "znver3", "isa": ["avx2", "fma"], "cores": 2, "python": "3"},
+            "command": "python3 scripts/bench.py", "date": "today", "threads": 2, "runs": 10, "peaks": PEAKS,
+            "rows": rows}
+
+
+def test_layer_work_counts_macs_for_int8_and_nonzero_adds_for_ternary():
+    row = _row("svhn_convnet", 0.9, 0.1, 1, 1, 1)
+    first, conv = row["report"]
+    assert bench_report.layer_work(first) == ("int8", 48 * 3 * 25 * 36 * 36)
+    kind, adds = bench_report.layer_work(conv)
+    assert kind == "add" and adds == pytest.approx(64 * 48 * 9 * 18 * 18 * 0.1)
+    # roofline on 2 cores at the measured rates
+    assert bench_report.roofline_us(first, PEAKS, 2) == pytest.approx(1e6 * 48 * 75 * 1296 / 160e9)
+    assert bench_report.roofline_us(conv, PEAKS, 2) == pytest.approx(1e6 * adds / 100e9)
+
+
+def test_targets_per_model_family_and_best_int8_peer():
+    net = _row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2)
+    assert [t[2] for t in bench_report.targets_of(net)] == [5.0, 1.5]
+    assert bench_report.peer_ms(net, "best_int8") == 0.2  # the faster of the two int8 peers
+    assert bench_report.targets_of(_row("svhn_convnet", 0.95, 0.1, 1, 1, 1)) == []  # targets are at 90%
+    assert [t[2] for t in bench_report.targets_of(_row("digits", None, 0.1, 1, 1, 1))] == [3.0]
+    assert [t[2] for t in bench_report.targets_of(_row("mlp_784_512_512_10", 0.9, 0.1, 1, 1, 1))] == [2.0, 1.0]
+
+
+def test_report_says_met_and_missed_from_the_measurements(tmp_path):
+    rows = [_row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2),  # 6x FP32, 2x int8: met
+            _row("resnet44", 0.9, 1.0, ort_fp32=1.25, ort_int8=2.0, ov_int8=1.5)]  # 1.25x / 1.5x: missed
+    out = tmp_path / "BENCHMARKS.md"
+    bench_report.write_report({"x86-avx2": _section(rows)}, out)
+    text = out.read_text()
+    assert "| svhn_convnet 90%: 5x onnxruntime FP32 | 6.00x | met |" in text
+    assert "| svhn_convnet 90%: 1.5x best int8 peer | 2.00x | met |" in text
+    assert "| resnet44 90%: 5x onnxruntime FP32 | 1.25x | missed by 4.0x |" in text
+    assert "| resnet44 90%: 1.5x best int8 peer | 1.50x | met |" in text
+    assert "## x86-avx2" in text and (tmp_path / "bench.png").stat().st_size > 0
