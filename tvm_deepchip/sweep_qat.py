@@ -12,8 +12,8 @@ exact torch state, BatchNorm included. Otherwise, or with "onnx", `train.digits.
 reads the model back from the ONNX (BatchNorm folded into the convs) as a `DigitsConvNet` whose
 eval-mode output equals the ONNX model's (`train.qat.unfold_conv_bn`: each folded conv channel
 rescaled to the layer's RMS, BatchNorm undoing that exactly in eval mode and, with the training
-images' statistics, nearly so in training mode). Measured at 90% sparsity, 120
-epochs: 98.22% test accuracy from the retrained start, 97.56% from the read-back one.
+images' statistics, nearly so in training mode). Measured at 90% sparsity, 120 epochs: 98.22%
+test accuracy from the retrained start, 97.56% from the read-back one.
 """
 from __future__ import annotations
 
