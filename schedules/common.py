@@ -72,12 +72,12 @@ def _vectorize_accumulator(sch, acc, depth: int, blocked: bool, to_local: bool =
     lanes innermost; split off the zero-init (it inherits the vectorization)."""
     loops = sch.get_loops(acc)
     spatial = 2 if blocked else 1
-    lanes, reds = loops[depth : depth + spatial], loops[depth + spatial :]
+    spatial_loops, reds = loops[depth : depth + spatial], loops[depth + spatial :]
     if reds:
-        sch.reorder(*reds, *lanes)
-    sch.vectorize(lanes[-1])
+        sch.reorder(*reds, *spatial_loops)
+    sch.vectorize(spatial_loops[-1])
     if blocked:
-        sch.unroll(lanes[0])
+        sch.unroll(spatial_loops[0])
     if reds:
         sch.decompose_reduction(acc, reds[0])
     if to_local:
@@ -94,7 +94,7 @@ def _rows_of(sch, accs):
 
 def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     """Vectorize `consumer` over its innermost spatial axis and compute `accs` inside."""
-    lanes = isa.vector_bytes * 8 // max(_acc_bits(sch, a) for a in accs)
+    acc_lanes = isa.vector_bytes * 8 // max(_acc_bits(sch, a) for a in accs)  # accumulators per vector
     work = _work(sch, accs)
     n, c, *space = sch.get_loops(consumer)
     inner = space[-1]
@@ -102,8 +102,8 @@ def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     blocked = cands != [1]
     if blocked:
         co, ci = sch.split(c, [None, knobs.choice(sch, cands, cands[0])])
-    if _extent(sch, inner) % (2 * lanes) == 0:  # flat positions: padded to whole vectors
-        vl = knobs.choice(sch, [lanes, 2 * lanes, 4 * lanes], 2 * lanes)
+    if _extent(sch, inner) % (2 * acc_lanes) == 0:  # flat positions: padded to whole vectors
+        vl = knobs.choice(sch, [acc_lanes, 2 * acc_lanes, 4 * acc_lanes], 2 * acc_lanes)
         outer, lane = sch.split(inner, [None, vl])
     else:  # 2-D output: one row per vector (rows of strided layers are short)
         outer, lane = space[0], inner
@@ -178,11 +178,11 @@ def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
     outer, inner = sch.split(nc, [None, cb])
     if work >= PARALLEL_MIN_GATHERS:
         sch.parallel(outer)
-    lanes = isa.vector_bytes * 8 // 32
+    int32_lanes = isa.vector_bytes * 8 // 32
     for acc in accs:
         k = _extent(sch, sch.get_loops(acc)[-1])
-        if product and k % lanes == 0:  # int8 x 8-bit: vector partial sums over K (rfactor)
-            ko, ki = sch.split(sch.get_loops(acc)[-1], [None, lanes])
+        if product and k % int32_lanes == 0:  # int8 x 8-bit: vector partial sums over K (rfactor)
+            ko, ki = sch.split(sch.get_loops(acc)[-1], [None, int32_lanes])
             rf = sch.rfactor(ki, 0)
             sch.compute_at(acc, inner)
             sch.compute_at(rf, inner)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _block_name, _divisors, _extent, _finish_crop, _work
 
-LANES = 16
+POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
 PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
 
 
@@ -22,17 +22,17 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     intrin = intrinsics.get(_operand_dtype(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [6, 4, 3, 2])
-    rp_cands = _divisors(_extent(sch, p) // LANES, [2, 4, 1])
+    rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
     rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls)
     rc = knobs.choice(sch, rc_cands, rc_default)
     rp = knobs.choice(sch, rp_cands, rp_default)
     co, ci = sch.split(c, [None, rc])
-    po, pv, pl = sch.split(p, [None, rp, LANES])
+    po, pv, pl = sch.split(p, [None, rp, POSITIONS_PER_STEP])
     sch.reorder(n, co, po, ci, pv, pl)
     outer = sch.fuse(n, co, po)
     # parallel above ~20 us of one core's work (measured: SVHN's conv1, 110K vpdpbusd, 50 -> 38 us
     # on two cores; 9K of them lose 30%); a step is 4 sdot, or ~8 vector ops without either
-    steps = _work(sch, [acc]) // (LANES * 4) * (LANES // intrin[1] if intrin else 8)
+    steps = _work(sch, [acc]) // (POSITIONS_PER_STEP * 4) * (POSITIONS_PER_STEP // intrin[1] if intrin else 8)
     if steps >= PARALLEL_MIN_DOT_STEPS:
         sch.parallel(outer)
     sch.compute_at(acc, outer)
@@ -48,7 +48,7 @@ def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
     accumulators take at most half the vector registers: the rest hold the inputs of the taps
     LLVM interleaves and the weight broadcasts (measured on AVX2's 16 registers: 12
     accumulators already spill to the stack on every step, 8 do not)."""
-    per_vector = LANES * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
+    per_vector = POSITIONS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
     fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= cls.vector_registers // 2]
     return max(fits, key=lambda t: (t[0] * t[1], t[0]), default=(rc_cands[-1], rp_cands[-1]))
 
@@ -72,7 +72,7 @@ def _register_tile(sch, acc, intrin, tile_extents):
     tile = [rest.pop(0)] if rc > 1 else []
     p, *taps, j = rest
     if rp > 1:
-        pv, lane = sch.split(p, [rp, LANES])
+        pv, lane = sch.split(p, [rp, POSITIONS_PER_STEP])
         tile.append(pv)
     else:
         lane = p
@@ -89,7 +89,7 @@ def _register_tile(sch, acc, intrin, tile_extents):
         sch.unroll(lp)
     if intrin is not None:
         name, width = intrin
-        if width < LANES:  # the instruction covers part of the 16 positions: unroll the rest
+        if width < POSITIONS_PER_STEP:  # the instruction covers part of the 16 positions: unroll the rest
             rep, lane = sch.split(lane, [None, width])
             sch.unroll(rep)
         sch.tensorize(lane, name)
@@ -107,14 +107,14 @@ def _finish_flat4(sch, acc):
     sch.vectorize(sch.fuse(xl, j))
 
 
-def register_positions_intrinsic(name: str, lanes: int, operand: str, llvm_intrinsic: str,
+def register_positions_intrinsic(name: str, positions: int, operand: str, llvm_intrinsic: str,
                                  a_vector: str, b_vector: str, group: int = 4,
                                  accumulates: bool = True) -> None:
-    """Register a tensor intrinsic for one step over `lanes` positions x `group` input channels:
+    """Register a tensor intrinsic for one step over `positions` positions x `group` input channels:
 
         C[i] += sum_k A[i, k] * B[k]     (A: `operand` codes, B: weights of A's type or int8, C: int32)
 
-    done by one call of `llvm_intrinsic` on A's lanes*group consecutive codes as `a_vector` and
+    done by one call of `llvm_intrinsic` on A's positions*group consecutive codes as `a_vector` and
     B's `group` weights broadcast to every 32-bit lane as `b_vector`: x86's vpdpbusd and ARM's
     sdot by element take C and accumulate (`accumulates`); x86's vpmaddwd (int16 pairs) returns
     the products' sums, which are added to C."""
@@ -122,19 +122,19 @@ def register_positions_intrinsic(name: str, lanes: int, operand: str, llvm_intri
     from tvm.script import tirx as T
 
     w_type = operand if operand == "int16" else "int8"
-    c_vector, a_load, b_load = f"int32x{lanes}", f"{operand}x{lanes * group}", f"{w_type}x{group}"
+    c_vector, a_load, b_load = f"int32x{positions}", f"{operand}x{positions * group}", f"{w_type}x{group}"
     assert group * (16 if w_type == "int16" else 8) == 32, "a step's weights fill one 32-bit lane"
 
     @T.prim_func(s_tir=True)
     def desc(
-        A: T.Buffer((lanes, group), operand, offset_factor=1),
+        A: T.Buffer((positions, group), operand, offset_factor=1),
         B: T.Buffer((group,), w_type, offset_factor=1),
-        C: T.Buffer((lanes,), "int32", offset_factor=1),
+        C: T.Buffer((positions,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:lanes, 0:group], B[0:group])
-            T.writes(C[0:lanes])
-            for i, k in T.grid(lanes, group):
+            T.reads(C[0:positions], A[0:positions, 0:group], B[0:group])
+            T.writes(C[0:positions])
+            for i, k in T.grid(positions, group):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vk])
@@ -146,18 +146,18 @@ def register_positions_intrinsic(name: str, lanes: int, operand: str, llvm_intri
 
     @T.prim_func(s_tir=True)
     def impl(
-        A: T.Buffer((lanes, group), operand, offset_factor=1),
+        A: T.Buffer((positions, group), operand, offset_factor=1),
         B: T.Buffer((group,), w_type, offset_factor=1),
-        C: T.Buffer((lanes,), "int32", offset_factor=1),
+        C: T.Buffer((positions,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:lanes, 0:group], B[0:group])
-            T.writes(C[0:lanes])
+            T.reads(C[0:positions], A[0:positions, 0:group], B[0:group])
+            T.writes(C[0:positions])
             b = T.reinterpret(B.vload([0], b_load), dtype="int32")  # the weights, broadcast
-            C[T.ramp(T.int32(0), 1, lanes)] = call(
+            C[T.ramp(T.int32(0), 1, positions)] = call(
                 C.vload([0], dtype=c_vector),
                 T.reinterpret(A.vload([0, 0], dtype=a_load), dtype=a_vector),
-                T.reinterpret(T.broadcast(b, lanes), dtype=b_vector),
+                T.reinterpret(T.broadcast(b, positions), dtype=b_vector),
             )
 
     TensorIntrin.register(name, desc, impl, override=True)

@@ -15,7 +15,7 @@ import tvm
 from .common import PARALLEL_MIN_WORK, _extent
 
 log = logging.getLogger(__name__)
-LANES = 16
+VECTOR_ELEMENTS = 16  # elements per vectorized step of an elementwise loop
 
 
 def _is_spatial(sch, block) -> bool:
@@ -44,8 +44,8 @@ def _vectorize_block(sch, block) -> None:
     if _is_spatial(sch, block):
         fused = sch.fuse(*loops)
         n = _extent(sch, fused)
-        if n % LANES == 0 and n >= LANES:
-            outer, inner = sch.split(fused, [None, LANES])
+        if n % VECTOR_ELEMENTS == 0 and n >= VECTOR_ELEMENTS:
+            outer, inner = sch.split(fused, [None, VECTOR_ELEMENTS])
             sch.vectorize(inner)
             if n >= PARALLEL_MIN_WORK // 16:
                 sch.parallel(outer)

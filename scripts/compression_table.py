@@ -7,12 +7,14 @@ AlexNet). Writes a markdown table to stdout and to --out (and the numbers to --j
 
 Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the first and the last
 layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
-layer at the given sparsity with the quantizer's own `ternarize`. Columns:
+layer at the given sparsity with the quantizer's own `ternarize`. Every column is counted by
+tvm_deepchip/weight_sizes.py, the functions the kernels and the quantizer's report count with:
   - run-time bytes the deployed kernels read: `sparse` = the +1 and -1 tap lists cut into
     balanced rows with their row tables (primitives/sparse_rows.py; uint16 offsets where they
     fit), as primitives.ternary_dense_sparse packs them (a conv's offsets index its flat input
-    instead, same count, int32 only when the image exceeds 64K codes); `packed` = two uint32 bit-planes per output channel
-    (2 bits a weight), as primitives.ternary_*_packed pack them; `smallest` = the smaller of the
+    instead, same count, int32 only when the image exceeds 64K codes); `packed` = two uint32
+    bit-planes per output channel (2 bits a weight), as primitives.ternary_dense_packed packs
+    them (a strided conv's phase-split taps are more); `smallest` = the smaller of the
     two per layer (the compiler chooses per layer by speed, so a deployment lies between);
     `uint8 gap lists` = what the sparse lists would take with 8-bit gaps instead of int32
     offsets (a possible kernel format, not implemented: shown to size the gap to the paper);
@@ -27,15 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tvm_deepchip import weight_sizes
+
 PAPER = {"svhn_convnet": {0.9: 43, 0.95: 88}, "resnet44": {0.9: 22, 0.95: 29}, "alexnet": {0.9: 10, 0.95: 13}}
 DELTA = ("index_fixed", "index_rice", "run_rice", "bitmap_sign", "packed2")
+SCALES_BYTES = 8  # a stored ternary layer's Wp and Wn, float32
 
 
 def weight_layers(model):
@@ -59,41 +63,24 @@ def weight_layers(model):
 
 
 def runtime_sparse_bytes(signs2: np.ndarray) -> int:
+    """The sparse kernels' tables of [Co, K] signs, as ternary_dense_sparse packs them."""
     from tvm_deepchip.primitives import ternary_dense_sparse
 
-    return ternary_dense_sparse.weight_bytes(*ternary_dense_sparse.pack(signs2))
-
-
-def runtime_gap8_bytes(signs2: np.ndarray) -> int:
-    """A possible compact run-time form (no kernel reads it yet): per channel and sign, the gaps
-    between taps as uint8 (255 = escape, add 255 and read on), padded to the longest list."""
-    from tvm_deepchip.encodings import _list_gaps
-
-    total = 0
-    for sign in (1, -1):
-        rows, _ = np.nonzero(signs2 == sign)
-        _, gaps = _list_gaps(signs2, sign)
-        fields = np.bincount(rows, weights=gaps // 255 + 1, minlength=signs2.shape[0])
-        total += signs2.shape[0] * max(1, int(fields.max()))
-    return total
-
-
-def runtime_packed_bytes(signs2: np.ndarray) -> int:
-    co, k = signs2.shape
-    nbytes = co * 2 * math.ceil(k / 32) * 4
-    if signs2.size <= 1 << 21:  # the real packing for all but the largest layers (its memory is 16 B/weight)
-        from tvm_deepchip.primitives import ternary_dense_packed
-
-        real = ternary_dense_packed.weight_bytes(ternary_dense_packed.pack(signs2))
-        assert real == nbytes, (real, nbytes)
-    return nbytes
+    return weight_sizes.index_rows_bytes(*ternary_dense_sparse.pack(signs2))
 
 
 def layer_rows(name: str, sparsity: float, first_last: str = "float"):
-    from tvm_deepchip import encodings, models
+    from tvm_deepchip import models
+
+    return model_rows(models.MODELS[name](batch=1, seed=0), sparsity, first_last)
+
+
+def model_rows(model, sparsity: float, first_last: str = "float"):
+    """One row per Conv/Gemm layer of `model`: its bytes in every column (see the docstring)."""
+    from tvm_deepchip import encodings
     from tvm_deepchip.ternary import ternarize
 
-    layers = weight_layers(models.MODELS[name](batch=1, seed=0))
+    layers = weight_layers(model)
     rows = []
     for i, (lname, op, w) in enumerate(layers):
         edge = i in (0, len(layers) - 1)
@@ -104,13 +91,13 @@ def layer_rows(name: str, sparsity: float, first_last: str = "float"):
         else:
             t = ternarize(w, sparsity=sparsity)
             s2 = t.signs.reshape(w.shape[0], -1)
-            sizes = {e: encodings.encoded_bits(t.signs, e) // 8 for e in DELTA}
+            sizes = {e: weight_sizes.stored_bytes(t.signs, e) for e in DELTA}
             best = min(sizes, key=sizes.get)
-            sp, pk = runtime_sparse_bytes(s2), runtime_packed_bytes(s2)
+            sp, pk = runtime_sparse_bytes(s2), weight_sizes.bit_planes_bytes(*s2.shape)
             row.update(kind="ternary", sparsity=t.sparsity, sparse=sp, packed=pk, smallest=min(sp, pk),
-                       gap8=runtime_gap8_bytes(s2),
-                       stored=sizes[best] + 8, encoding=best, encodings=sizes,
-                       entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + 8)
+                       gap8=weight_sizes.gap8_lists_bytes(s2),
+                       stored=sizes[best] + SCALES_BYTES, encoding=best, encodings=sizes,
+                       entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + SCALES_BYTES)
         rows.append(row)
     return rows
 

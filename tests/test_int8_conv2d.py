@@ -54,3 +54,12 @@ def test_assembly_check_catches_a_build_of_the_wrong_class():
         isa_devices.check_assembly(built, lib, lowered.primitive, wide=True)
         with pytest.raises(AssertionError, match=msg):
             isa_devices.check_assembly(claimed, lib, lowered.primitive)
+
+
+def test_schedule_steps_over_the_positions_the_primitive_pads_to():
+    """The dot-product schedule splits the flat positions into steps of the length the primitive
+    pads them to (int8_conv2d.positions): the two constants are one number."""
+    from tvm_deepchip.primitives import int8_conv2d
+    from tvm_deepchip.schedules import dot_product
+
+    assert dot_product.POSITIONS_PER_STEP == int8_conv2d.POSITIONS_PER_STEP

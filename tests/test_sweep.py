@@ -117,7 +117,7 @@ def test_bad_inputs(tmp_path):
 
 def test_qat_smoke(tmp_path):
     pytest.importorskip("torch")
-    from tvm_deepchip.sweep_qat import fp32_from_onnx
+    from tvm_deepchip.train.digits import fp32_from_onnx
     from tvm_deepchip.train import digits
 
     split = digits.load_split(0)

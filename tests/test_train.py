@@ -46,6 +46,39 @@ def test_sparsity_schedule_ramps_to_target():
     assert s[0] == 0.0 and all(b >= a for a, b in zip(s, s[1:])) and s[-1] == 0.9 and s[10] == 0.9
 
 
+def test_unfold_conv_bn_inverts_fold():
+    """fold -> unfold -> fold gives back the folded weights and bias (float32 rounding apart), the
+    un-folded conv + BN computes the folded conv in eval mode (and, on the images whose statistics
+    it took, in training mode), and an all-zero channel stays exactly zero."""
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1, bias=False)
+    bn = torch.nn.BatchNorm2d(5).eval()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        conv.weight[0] = 0.0
+        bn.weight.copy_(torch.tensor([0.5, -1.5, 2.0, 0.1, 3.0]))
+        bn.bias.copy_(torch.randn(5, generator=g))
+        bn.running_mean.copy_(torch.randn(5, generator=g))
+        bn.running_var.copy_(torch.rand(5, generator=g) + 0.5)
+    wf, b = qat.fold_conv_bn(conv.weight, None, bn)
+    x = torch.randn(16, 6, 7, 7, generator=g)
+
+    conv2, bn2 = torch.nn.Conv2d(6, 5, 3, padding=1, bias=False), torch.nn.BatchNorm2d(5).eval()
+    qat.unfold_conv_bn(wf, b, conv2, bn2, x)
+    wf2, b2 = qat.fold_conv_bn(conv2.weight, None, bn2)
+    np.testing.assert_allclose(wf2, wf, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b2, b, rtol=1e-5, atol=1e-5)
+    assert not wf2[0].any() and not conv2.weight[0].any()
+    # the un-folded weights are at the layer's scale: every non-zero channel has the layer's RMS
+    rms = conv2.weight.detach().double().pow(2).mean((1, 2, 3)).sqrt()
+    assert torch.allclose(rms[1:], rms[1:].mean().expand(4), rtol=1e-5)
+
+    want = torch.nn.functional.conv2d(x, torch.from_numpy(wf), torch.from_numpy(b), padding=1)
+    with torch.no_grad():
+        torch.testing.assert_close(bn2(conv2(x)), want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(bn2.train()(conv2(x)), want, rtol=1e-3, atol=1e-3)
+
+
 # A fixed batch, fixed initial weights, fixed steps: facts that hold on every CPU. The loss is
 # computed in float64 on one thread with torch's deterministic algorithms, so AVX2 and AVX-512
 # kernels (different summation orders) change it by ~1e-15 relative per step; over the few

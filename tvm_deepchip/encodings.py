@@ -70,7 +70,7 @@ def entropy_bound_bits(signs) -> float:
 
 # --- gaps: what the delta codings code -------------------------------------------------------
 
-def _list_gaps(s2: np.ndarray, sign: int) -> tuple[np.ndarray, np.ndarray]:
+def list_gaps(s2: np.ndarray, sign: int) -> tuple[np.ndarray, np.ndarray]:
     """Per channel counts and the gaps (position - previous - 1) of one sign's position list."""
     rows, cols = np.nonzero(s2 == sign)
     counts = np.bincount(rows, minlength=s2.shape[0])
@@ -104,7 +104,7 @@ def _payload_bits(s: np.ndarray, encoding: str, param: int | None) -> tuple[int,
         return n + nnz, 0
     if encoding in ("index_fixed", "index_rice"):
         s2 = _rows(s)
-        (cp, gp), (cn, gn) = _list_gaps(s2, 1), _list_gaps(s2, -1)
+        (cp, gp), (cn, gn) = list_gaps(s2, 1), list_gaps(s2, -1)
         gaps = np.concatenate([gp, gn])
         counts = int(_gamma_len(cp + 1).sum() + _gamma_len(cn + 1).sum())
         cost, grid = (_fixed_cost, _FIXED_WIDTHS) if encoding == "index_fixed" else (_rice_cost, _RICE_KS)
@@ -180,7 +180,7 @@ def encode(signs, encoding: str, param: int | None = None) -> bytes:
         code = (lambda g: _fixed(g, param)) if encoding == "index_fixed" else (lambda g: _rice(g, param))
         for row in _rows(s):
             for sign in (1, -1):
-                counts, gaps = _list_gaps(row[None], sign)
+                counts, gaps = list_gaps(row[None], sign)
                 parts += [_gamma(int(counts[0]) + 1), code(gaps)]
     else:  # run_rice
         nz = flat[flat != 0]

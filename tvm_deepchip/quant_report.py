@@ -1,12 +1,14 @@
 """The quantizer's per-layer report: sparsity, Wp/Wn, storage bits per weight of the encodings the
 project supports, and the entropy bound for that layer's value distribution.
 
-Bits per weight (weight values only; the per-layer or per-channel float scales are left out):
-- packed: 2-bit codes per weight (00 zero, 01 +1, 11 -1) -> 2.0
+Bits per weight of the ideal forms (weight values only; the per-layer or per-channel float
+scales are left out; weight_sizes.py counts them, and what the kernels really read is the
+compile report's):
+- packed: 2-bit codes per weight (00 zero, 01 +1, 11 -1) -> 2.0 (`TWO_BIT_CODES_BITS`)
 - sparse: per output channel one list of input offsets for the +1 weights and one for the -1
   weights (the sign is in which list), each offset ceil(log2(K)) bits with K the fan-in
   (Ci*KH*KW or the Gemm's K), plus two 16-bit list lengths per channel:
-  (1 - s) * ceil(log2(K)) + 32 / K
+  (1 - s) * ceil(log2(K)) + 32 / K (`offset_lists_bits`)
 - int8: 8.0; float: 32.0
 - entropy: H(p0, p+, p-) = -sum p log2 p, the least any code of i.i.d. ternary symbols needs.
 """
@@ -18,14 +20,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .weight_sizes import TWO_BIT_CODES_BITS, offset_lists_bits
+
 
 def entropy_bits(p0: float, pp: float, pn: float) -> float:
     return float(-sum(p * math.log2(p) for p in (p0, pp, pn) if p > 0))
-
-
-def sparse_bits(sparsity: float, fan_in: int) -> float:
-    idx = max(math.ceil(math.log2(max(fan_in, 2))), 1)
-    return (1.0 - sparsity) * idx + 32.0 / fan_in
 
 
 @dataclass
@@ -55,7 +54,8 @@ def layer_report(name, op, kind, weight: np.ndarray, fan_in: int, signs=None, wp
         r.wp = [float(v) for v in wp] if per_channel else float(wp[0])
         r.wn = [float(v) for v in wn] if per_channel else float(wn[0])
         r.entropy = entropy_bits(r.sparsity, r.p_pos, r.p_neg)
-        r.bits = {"packed": 2.0, "sparse": sparse_bits(r.sparsity, fan_in), "int8": 8.0, "float": 32.0}
+        r.bits = {"packed": TWO_BIT_CODES_BITS, "sparse": offset_lists_bits(r.sparsity, fan_in), "int8": 8.0,
+                  "float": 32.0}
     elif kind == "int8":
         r.bits = {"int8": 8.0, "float": 32.0}
     else:
@@ -102,7 +102,8 @@ class QuantReport:
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
         out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
         t = self.totals()
-        out.append(f"bits/weight: packed 2-bit codes; sparse = (1-s)*ceil(log2 K) + 32/K; entropy = H(p0,p+,p-)")
+        out.append("bits/weight of the ideal forms: packed 2-bit codes; sparse = (1-s)*ceil(log2 K) + 32/K offset "
+                   "lists; entropy = H(p0,p+,p-) (the kernels' run-time bytes: the compile report)")
         out.append(f"{len(self.layers)} layers, {t['weights']} weights: {t['fp32_bytes']} B fp32 -> "
                    f"{t['quantized_bytes']} B in the smallest encoding per layer ({t['compression']:.1f}x); "
                    f"{self.activations} activation QDQ pairs; {len(self.folded_bn)} BatchNorms folded")

@@ -14,7 +14,7 @@ the measured grid point with the highest compression whose compiled accuracy is 
 """
 from __future__ import annotations
 
-from .sweep import measure, oracle_accuracy, progress, ternary_sparsity
+from .sweep_measure import measure, oracle_accuracy, progress, ternary_sparsity
 
 STEPS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 

@@ -8,13 +8,12 @@ weights are kept as trained) and measured like a PTQ point.
 The FP32 starting point (`fp32_start`): the trainer is deterministic on one thread, so
 "retrain" reruns its FP32 training (its default hyperparameters, ~35 s) and keeps the result only
 if its export equals the given ONNX's weights (it does, bit for bit, for the shipped model): the
-exact torch state, BatchNorm included. Otherwise, or with "onnx", `fp32_from_onnx` reads the
-model back from the ONNX (BatchNorm folded into the convs) as a `DigitsConvNet` whose eval-mode
-output equals the ONNX model's: each folded conv channel is rescaled to the layer's RMS (folding
-scaled channels unequally; the trainer's per-layer ternary threshold sees unfolded weights) and
-BatchNorm gets gamma/beta/running statistics that undo the rescaling exactly in eval mode and,
-with the training images' statistics, nearly so in training mode. Measured at 90% sparsity, 120
-epochs: 98.22% test accuracy from the retrained start, 97.56% from the read-back one.
+exact torch state, BatchNorm included. Otherwise, or with "onnx", `train.digits.fp32_from_onnx`
+reads the model back from the ONNX (BatchNorm folded into the convs) as a `DigitsConvNet` whose
+eval-mode output equals the ONNX model's (`train.qat.unfold_conv_bn`: each folded conv channel
+rescaled to the layer's RMS, BatchNorm undoing that exactly in eval mode and, with the training
+images' statistics, nearly so in training mode). Measured at 90% sparsity, 120 epochs: 98.22%
+test accuracy from the retrained start, 97.56% from the read-back one.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ import contextlib
 import numpy as np
 
 from .errors import InputError, UnsupportedError
-from .sweep import measure, progress
+from .sweep_measure import measure, progress
 
 
 @contextlib.contextmanager
@@ -45,50 +44,6 @@ def _require_torch():
         import torch  # noqa: F401
     except ImportError:
         raise UnsupportedError("qat mode needs PyTorch: pip install 'tvm-deepchip[train]'") from None
-
-
-def fp32_from_onnx(model_path, x_train: np.ndarray):
-    """A DigitsConvNet (FP32) equal, in eval mode, to the digits FP32 ONNX at `model_path`."""
-    _require_torch()
-    import torch
-    from onnx import numpy_helper
-
-    from . import onnx_io
-    from .train.digits import LAYERS, DigitsConvNet
-
-    onnx_model = onnx_io.load_model(model_path)
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
-    net = DigitsConvNet(ternary=False).eval()
-    want = {f"{n}.weight": tuple(net.convs[n].weight.shape) for n in net.convs}
-    want.update({f"{n}.bias": (net.convs[n].out_channels,) for n in net.convs})
-    want.update({"fc.weight": tuple(net.fc.weight.shape), "fc.bias": tuple(net.fc.bias.shape)})
-    bad = [k for k, shape in want.items() if k not in inits or tuple(inits[k].shape) != shape]
-    if bad:
-        raise UnsupportedError(f"{model_path}: qat mode trains the bundled digits network "
-                               f"(tvm_deepchip/train/digits.py); initializers {bad} are missing or have "
-                               "other shapes")
-    with torch.no_grad():
-        x = torch.from_numpy(x_train.astype(np.float32))
-        for spec in LAYERS:
-            if spec == "pool":
-                x = torch.nn.functional.max_pool2d(x, 2)
-                continue
-            name = spec[0]
-            wf, b = inits[f"{name}.weight"].astype(np.float64), inits[f"{name}.bias"].astype(np.float64)
-            rms_c = np.sqrt((wf.reshape(len(wf), -1) ** 2).mean(1))
-            r = np.where(rms_c > 0, rms_c / max(np.sqrt((wf ** 2).mean()), 1e-30), 1.0)
-            conv, bn = net.convs[name], net.bns[name]
-            conv.weight.copy_(torch.from_numpy(wf / r[:, None, None, None]).float())
-            z = conv(x).double()  # z' = z / r per channel
-            mu, var = z.mean((0, 2, 3)).numpy(), z.var((0, 2, 3), unbiased=False).numpy()
-            bn.running_mean.copy_(torch.from_numpy(mu).float())
-            bn.running_var.copy_(torch.from_numpy(var).float())
-            bn.weight.copy_(torch.from_numpy(r * np.sqrt(var + bn.eps)).float())
-            bn.bias.copy_(torch.from_numpy(r * mu + b).float())
-            x = net.act(bn(conv(x)))
-        net.fc.weight.copy_(torch.from_numpy(np.array(inits["fc.weight"])))
-        net.fc.bias.copy_(torch.from_numpy(np.array(inits["fc.bias"])))
-    return net
 
 
 def retrain_fp32(model_path, data: dict, seed: int = 0, log=None):
@@ -150,7 +105,7 @@ def qat_rows(model_path, x_calib, x, y, base, *, sparsities, epochs=None, max_st
     if fp32_start not in ("auto", "retrain", "onnx"):
         raise InputError(f"fp32_start {fp32_start!r}: expected 'auto', 'retrain' or 'onnx'")
     data = digits.load_split(seed)
-    fp32 = fp32_from_onnx(model_path, data["x_train"])  # also checks it is the digits network
+    fp32 = digits.fp32_from_onnx(model_path, data["x_train"])  # also checks it is the digits network
     start = "read back from the ONNX"
     if fp32_start != "onnx":
         again = retrain_fp32(model_path, data, seed, log)

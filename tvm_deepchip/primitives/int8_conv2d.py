@@ -27,7 +27,7 @@ from ..errors import InputError
 
 STEM = "int8_conv2d"
 RULE = "deepchip_" + STEM
-LANES = 16  # output positions per step (one 512-bit vector of int32)
+POSITIONS_PER_STEP = 16  # output positions per dot-product step (one 512-bit vector of int32)
 GROUP = 4  # input channels per dot-product step
 # int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
 # each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16)
@@ -66,7 +66,7 @@ def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
 
 def positions(geo: ConvGeometry) -> int:
     """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors."""
-    return _ceil(geo.ho * geo.wq, LANES) * LANES
+    return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
 
 
 def pack(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:

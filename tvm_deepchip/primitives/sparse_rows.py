@@ -72,7 +72,3 @@ def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
 
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
     return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t), name=name)
-
-
-def bytes_of(rows: np.ndarray, rowmap: np.ndarray) -> int:
-    return int(rows.nbytes + rowmap.nbytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import weight_sizes
 from . import requantize
 from .conv_layout import ConvGeometry, acc_dtype, np_windows, position, space, te_dense_taps, te_flat, te_output
 
@@ -83,4 +84,5 @@ def reference(qx: np.ndarray, planes: np.ndarray, geo: ConvGeometry, epi, zp: in
 
 
 def weight_bytes(planes: np.ndarray) -> int:
-    return int(planes.nbytes)
+    """What the kernel reads at run time: the bit-planes over the (phase-split) taps."""
+    return weight_sizes.bit_planes_bytes(planes.shape[0], planes.shape[2] * weight_sizes.WORD_BITS)

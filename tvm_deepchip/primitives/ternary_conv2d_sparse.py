@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import weight_sizes
 from . import requantize, sparse_rows
 from .conv_layout import ConvGeometry, acc_dtype, np_flat, position, space, te_flat, te_output
 
@@ -69,4 +70,4 @@ def reference(qx: np.ndarray, rows_p, map_p, rows_n, map_n, geo: ConvGeometry, e
 
 def weight_bytes(rows_p, map_p, rows_n, map_n) -> int:
     """What the kernel reads at run time: the offset rows and row tables as stored."""
-    return sparse_rows.bytes_of(rows_p, map_p) + sparse_rows.bytes_of(rows_n, map_n)
+    return weight_sizes.index_rows_bytes(rows_p, map_p, rows_n, map_n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import weight_sizes
 from . import requantize
 from .conv_layout import acc_dtype
 from .ternary_conv2d_packed import pack_bits, te_bit, unpack_bits
@@ -44,4 +45,5 @@ def reference(qx: np.ndarray, planes: np.ndarray, epi) -> np.ndarray:
 
 
 def weight_bytes(planes: np.ndarray) -> int:
-    return int(planes.nbytes)
+    """What the kernel reads at run time: the bit-planes."""
+    return weight_sizes.bit_planes_bytes(planes.shape[0], planes.shape[2] * weight_sizes.WORD_BITS)

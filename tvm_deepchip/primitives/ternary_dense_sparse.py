@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import weight_sizes
 from . import requantize, sparse_rows
 from .conv_layout import acc_dtype
 from .dense_layout import np_zero_tail, te_zero_tail
@@ -54,4 +55,5 @@ def reference(qx: np.ndarray, rows_p, map_p, rows_n, map_n, epi) -> np.ndarray:
 
 
 def weight_bytes(rows_p, map_p, rows_n, map_n) -> int:
-    return sparse_rows.bytes_of(rows_p, map_p) + sparse_rows.bytes_of(rows_n, map_n)
+    """What the kernel reads at run time: the offset rows and row tables as stored."""
+    return weight_sizes.index_rows_bytes(rows_p, map_p, rows_n, map_n)

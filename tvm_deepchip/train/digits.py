@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from .qat import ClippedAct, TernaryConv2d, fold_conv_bn, set_sparsity, sparsity_schedule, ternary_layers
+from .qat import (ClippedAct, TernaryConv2d, fold_conv_bn, set_sparsity, sparsity_schedule, ternary_layers,
+                  unfold_conv_bn)
 
 N_TEST, N_CALIB = 450, 100
 # (name, in, out, kernel, pad) or "pool"
@@ -196,6 +197,37 @@ def to_onnx(model: DigitsConvNet, opset: int = 17) -> onnx.ModelProto:
     helper.set_model_props(m, {"deepchip.ternary_layers": ",".join(ternary)})
     onnx.checker.check_model(m)
     return m
+
+
+@torch.no_grad()
+def fp32_from_onnx(model_path, x_train: np.ndarray) -> DigitsConvNet:
+    """The inverse of `to_onnx` for the FP32 net: a DigitsConvNet equal, in eval mode, to the ONNX
+    at `model_path` (BatchNorm un-folded with `x_train`'s statistics, see `qat.unfold_conv_bn`)."""
+    from .. import onnx_io
+    from ..errors import UnsupportedError
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx_io.load_model(model_path).graph.initializer}
+    net = DigitsConvNet(ternary=False).eval()
+    want = {f"{n}.weight": tuple(net.convs[n].weight.shape) for n in net.convs}
+    want.update({f"{n}.bias": (net.convs[n].out_channels,) for n in net.convs})
+    want.update({"fc.weight": tuple(net.fc.weight.shape), "fc.bias": tuple(net.fc.bias.shape)})
+    bad = [k for k, shape in want.items() if k not in inits or tuple(inits[k].shape) != shape]
+    if bad:
+        raise UnsupportedError(f"{model_path}: qat mode trains the bundled digits network "
+                               f"(tvm_deepchip/train/digits.py); initializers {bad} are missing or have "
+                               "other shapes")
+    x = torch.from_numpy(x_train.astype(np.float32))
+    for spec in LAYERS:
+        if spec == "pool":
+            x = F.max_pool2d(x, 2)
+            continue
+        name = spec[0]
+        conv, bn = net.convs[name], net.bns[name]
+        unfold_conv_bn(inits[f"{name}.weight"], inits[f"{name}.bias"], conv, bn, x)
+        x = net.act(bn(conv(x)))
+    net.fc.weight.copy_(torch.from_numpy(np.array(inits["fc.weight"])))
+    net.fc.bias.copy_(torch.from_numpy(np.array(inits["fc.bias"])))
+    return net
 
 
 def ternary_values_per_channel(w: np.ndarray) -> int:

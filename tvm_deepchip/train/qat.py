@@ -19,7 +19,8 @@ BatchNorm: a ternary conv is followed by BatchNorm while training. At export its
 gamma/sqrt(var+eps) multiplies the ternary weights per output channel, so an output channel holds
 {-Wn*s[c], 0, +Wp*s[c]}: still three values per channel (the per-channel ternary form the compiler
 accepts), with exactly the same zeros; the BN shift goes into the bias. Folding never changes
-which weights are zero, so the sparsity trained is the sparsity shipped.
+which weights are zero, so the sparsity trained is the sparsity shipped. `unfold_conv_bn` is the
+inverse: a folded conv back into conv + BatchNorm (to retrain from an exported model).
 """
 from __future__ import annotations
 
@@ -164,3 +165,24 @@ def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNo
     wf = wf.numpy().astype(np.float32)
     wf[wf == 0] = 0.0
     return wf, b.float().numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def unfold_conv_bn(wf: np.ndarray, b: np.ndarray, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> None:
+    """The inverse of `fold_conv_bn`: set `conv` (no bias) and `bn` so that eval-mode bn(conv(.))
+    computes the folded conv (wf, b), where `x` is the layer's input on the training images.
+
+    Each channel of wf is rescaled to the layer's RMS: folding scaled channels unequally, and the
+    trainer's per-layer ternary threshold should see unfolded weights. BatchNorm's gamma/beta undo
+    that rescaling exactly in eval mode; its running statistics are those of conv(x), so training
+    mode (batch statistics of the training images) computes nearly the same function."""
+    wf, b = np.asarray(wf, np.float64), np.asarray(b, np.float64)
+    rms_c = np.sqrt((wf.reshape(len(wf), -1) ** 2).mean(1))
+    r = np.where(rms_c > 0, rms_c / max(np.sqrt((wf ** 2).mean()), 1e-30), 1.0)
+    conv.weight.copy_(torch.from_numpy(wf / r[:, None, None, None]).float())
+    z = conv(x).double()  # z' = z / r per channel
+    mu, var = z.mean((0, 2, 3)).numpy(), z.var((0, 2, 3), unbiased=False).numpy()
+    bn.running_mean.copy_(torch.from_numpy(mu).float())
+    bn.running_var.copy_(torch.from_numpy(var).float())
+    bn.weight.copy_(torch.from_numpy(r * np.sqrt(var + bn.eps)).float())
+    bn.bias.copy_(torch.from_numpy(r * mu + b).float())
