@@ -11,6 +11,7 @@ import numpy as np
 
 from . import primitives, targets
 from .compiler import LayerOptions, layer_key, lower
+from .formats import KERNEL_FORMATS
 from .tuning_db import FORMATS
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
     return float(np.median(timer(*args).results)) * 1e6
 
 
-def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed", "int8"), input_shapes=None) -> dict:
+def choose_formats(model, preset, out_dir: Path, candidates=KERNEL_FORMATS, input_shapes=None) -> dict:
     """Measure each ternary layer of `model` in every candidate format; write formats.json."""
     if preset.cross_compiler:
         raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")

@@ -19,6 +19,7 @@ import onnx
 from . import isa, onnx_io, output_paths, targets
 from .compiler import LayerOptions, lower
 from .errors import DeviceError, InputError
+from .formats import Format
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def tune(
     trials: int = 64,
     trials_per_task: int | None = None,
     formats: dict | None = None,
-    default_ternary: str = "sparse",
+    default_ternary: str = Format.SPARSE,
     tracker: str | None = None,
     key: str | None = None,
     timeout: int = 30,
