@@ -61,7 +61,7 @@ def weight_layers(model):
 def runtime_sparse_bytes(signs2: np.ndarray) -> int:
     from tvm_deepchip.primitives import ternary_dense_sparse
 
-    return ternary_dense_sparse.weight_bytes(*ternary_dense_sparse.pack(signs2))
+    return ternary_dense_sparse.pack_signs(signs2).nbytes()
 
 
 def runtime_gap8_bytes(signs2: np.ndarray) -> int:
@@ -82,9 +82,9 @@ def runtime_packed_bytes(signs2: np.ndarray) -> int:
     co, k = signs2.shape
     nbytes = co * 2 * math.ceil(k / 32) * 4
     if signs2.size <= 1 << 21:  # the real packing for all but the largest layers (its memory is 16 B/weight)
-        from tvm_deepchip.primitives import ternary_dense_packed
+        from tvm_deepchip.primitives.bit_planes import BitPlanes
 
-        real = ternary_dense_packed.weight_bytes(ternary_dense_packed.pack(signs2))
+        real = BitPlanes.of(signs2).nbytes()
         assert real == nbytes, (real, nbytes)
     return nbytes
 

@@ -104,6 +104,11 @@ class ConvGeometry:
         return oy * self.wq + ox
 
 
+def geometry(layer, in_shape) -> ConvGeometry:
+    """The geometry of a conv2d layer on input `in_shape`, checked (NCHW / OIHW)."""
+    return ConvGeometry.of(in_shape, layer.signs.shape, layer.strides, layer.padding, layer.name)
+
+
 def code_shift(from_dtype: str, to_dtype: str) -> int:
     """What 8-bit codes are shifted by to move between int8 and uint8 (0 for the same type, and
     into int16, which holds either)."""
