@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from . import roles
 
 FLAT_BLOCK = 64  # flat output length is rounded up to this: whole vectors for any ISA
 
@@ -149,7 +150,7 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
 
     shape = (geo.n, g.flat_len) + ((group,) if group > 1 else ())
     # the schedule splits the flat loop by these extents (schedules/common._finish_producers)
-    return te.compute(shape, f, name=name, attrs={"deepchip_split": [g.hq, g.wq]})
+    return te.compute(shape, f, name=name, attrs=roles.attrs(roles.LAYOUT, **{roles.SPLIT_KEY: [g.hq, g.wq]}))
 
 
 def te_dense_taps(geo: ConvGeometry, name: str):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from . import roles
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def te_zero_tail(x, name="xz"):
     from tvm import te, tirx
 
     n, k = (int(s) for s in x.shape)
-    return te.compute((n, k + 1), lambda i, j: tirx.if_then_else(j < k, x[i, tirx.min(j, k - 1)], tirx.const(0, x.dtype)), name=name)
+    return te.compute((n, k + 1), lambda i, j: tirx.if_then_else(j < k, x[i, tirx.min(j, k - 1)], tirx.const(0, x.dtype)),
+                      name=name, attrs=roles.attrs(roles.LAYOUT))
 
 
 def np_zero_tail(qx: np.ndarray) -> np.ndarray:

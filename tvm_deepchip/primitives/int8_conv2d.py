@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize
+from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
 from .int8_weights import Int8Weights, check_bound
 from .record import Primitive, Site, rule_of
@@ -104,9 +104,10 @@ def compute(x, weights: Int8Weights, consts, site: Site):
     j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
     acc = te.compute(shape, lambda n, c, p: te.sum(
-        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]), name="acc_p")
+        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]),
+        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
     f = requantize.te_apply(epi, acc, None, consts, index_channel=lambda idx: idx[1])
-    y = te.compute(shape, lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name="crop")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import dense_layout, requantize
+from . import dense_layout, requantize, roles
 from .int8_weights import Int8Weights, check_bound
 from .record import Primitive, Site, rule_of
 
@@ -25,9 +25,10 @@ def compute(x, weights: Int8Weights, consts, site: Site):
     n, k = (int(s) for s in x.shape)
     co = int(w.shape[0])
     r = te.reduce_axis((0, k), name="k")
-    acc = te.compute((n, co), lambda i, c: te.sum(x[i, r].astype("int32") * w[c, r].astype("int32"), axis=r), name="acc_p")
+    acc = te.compute((n, co), lambda i, c: te.sum(x[i, r].astype("int32") * w[c, r].astype("int32"), axis=r),
+                     name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
     f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import roles
 from .conv_layout import acc_dtype
 from .record import Weights
 
@@ -100,7 +101,8 @@ def te_row_sums(read, rows, shape, acc: str, name: str):
     from tvm import te
 
     j = te.reduce_axis((0, int(rows.shape[1])), name=f"j_{name}")
-    return te.compute(shape, lambda n, r, *pos: te.sum(read(n, pos, rows[r, j].astype("int32")).astype(acc), axis=j), name=name)
+    return te.compute(shape, lambda n, r, *pos: te.sum(read(n, pos, rows[r, j].astype("int32")).astype(acc), axis=j),
+                      name=name, attrs=roles.attrs(roles.ROW_SUMS))
 
 
 def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
@@ -108,7 +110,8 @@ def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
     from tvm import te
 
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
-    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t), name=name)
+    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t),
+                      name=name, attrs=roles.attrs(roles.ACCUMULATOR))
 
 
 def te_signed_sums(read, w: SignedRows, lead: tuple, space: tuple, in_dtype: str):

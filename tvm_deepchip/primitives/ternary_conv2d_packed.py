@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize
+from . import conv_layout, requantize, roles
 from .bit_planes import BitPlanes, te_bit, unpack_bits
 from .conv_layout import ConvGeometry, acc_dtype, np_windows, position, space, te_dense_taps, te_flat, te_output
 from .record import Primitive, Site, rule_of
@@ -43,12 +43,12 @@ def compute(x, w: BitPlanes, consts, site: Site):
             v = xf[n, position(geo, pos) + offset].astype(acc)
             return te.sum(tirx.Select(te_bit(planes, c, plane, k) != 0, v, zero), axis=axes)
 
-        return te.compute((geo.n, geo.co, *out_space), term, name=name)
+        return te.compute((geo.n, geo.co, *out_space), term, name=name, attrs=roles.attrs(roles.ACCUMULATOR))
 
     acc_p, acc_n = sum_plane(0, "acc_p"), sum_plane(1, "acc_n")
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    tag = {"schedule_rule": RULE}
-    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name="epilogue", attrs=tag), geo)
+    tag = roles.epilogue_attrs(RULE)
+    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=tag), geo)
 
 
 def reference(qx: np.ndarray, w: BitPlanes, site: Site) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize, sparse_rows
+from . import conv_layout, requantize, roles, sparse_rows
 from .conv_layout import ConvGeometry, np_flat, position, space, te_flat, te_output
 from .record import Primitive, Site, rule_of
 from .sparse_rows import SignedRows
@@ -35,7 +35,7 @@ def compute(x, w: SignedRows, consts, site: Site):
 
     geo = site.geo
     xf = te_flat(x, geo, site.zp)
-    tag = {"schedule_rule": RULE}
+    tag = roles.epilogue_attrs(RULE)
     out_space = space(geo)
 
     def read(n, pos, off):
@@ -43,7 +43,7 @@ def compute(x, w: SignedRows, consts, site: Site):
 
     acc_p, acc_n = sparse_rows.te_signed_sums(read, w, (geo.n, geo.co), out_space, x.dtype)
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name="epilogue", attrs=tag), geo)
+    return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=tag), geo)
 
 
 def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:

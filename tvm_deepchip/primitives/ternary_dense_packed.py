@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import dense_layout, requantize
+from . import dense_layout, requantize, roles
 from .bit_planes import BitPlanes, te_bit, unpack_bits
 from .conv_layout import acc_dtype
 from .record import Primitive, Site, rule_of
@@ -33,11 +33,12 @@ def compute(x, w: BitPlanes, consts, site: Site):
             (n, co),
             lambda i, c: te.sum(tirx.Select(te_bit(planes, c, plane, r) != 0, x[i, r].astype(acc), zero), axis=r),
             name=name,
+            attrs=roles.attrs(roles.ACCUMULATOR),
         )
 
     acc_p, acc_n = sum_plane(0, "acc_p"), sum_plane(1, "acc_n")
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def reference(qx: np.ndarray, w: BitPlanes, site: Site) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import dense_layout, requantize, sparse_rows
+from . import dense_layout, requantize, roles, sparse_rows
 from .dense_layout import np_zero_tail, te_zero_tail
 from .record import Primitive, Site, rule_of
 from .sparse_rows import SignedRows
@@ -35,7 +35,7 @@ def compute(x, w: SignedRows, consts, site: Site):
     xz = te_zero_tail(x)
     acc_p, acc_n = sparse_rows.te_signed_sums(lambda i, pos, off: xz[i, off], w, (n, co), (), x.dtype)
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
