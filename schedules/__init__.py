@@ -14,12 +14,13 @@ import pkgutil
 
 import tvm
 
+from tvm_deepchip.primitives import roles
+
 from .common import Fixed, Sampled
 
 _RULES: dict = {}  # (family, rule) -> schedule function
 FAMILIES = ("x86", "arm_cpu")
 TAG = "schedule_rule"
-EPILOGUE = "epilogue"
 
 
 def register(family: str, rule: str):
@@ -48,15 +49,18 @@ def family_of(target) -> str:
 
 
 def tagged_block(func) -> tuple[str, str] | None:
-    """(block name, rule) of the block carrying a deepchip schedule_rule (our primitives name
-    it `epilogue`), or None for any other PrimFunc."""
+    """(block name, rule) of our primitive's epilogue (the block whose role is EPILOGUE; it
+    carries the schedule_rule), or None for any other PrimFunc."""
     sch = tvm.s_tir.Schedule(func)
     try:
-        block = sch.get(sch.get_sblock(EPILOGUE))
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
     except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
         return None
-    rule = block.annotations.get(TAG)
-    return (EPILOGUE, str(rule)) if rule is not None and str(rule).startswith("deepchip_") else None
+    found = roles.having(sch, blocks, roles.EPILOGUE)
+    if not found:
+        return None
+    (block,) = found
+    return sch.get(block).name_hint, str(sch.get(block).annotations[TAG])
 
 
 def schedule_of(mod: tvm.IRModule, target, knobs=None) -> tvm.s_tir.Schedule:

@@ -1,8 +1,9 @@
 """Schedule building blocks shared by the per-target schedule files.
 
 Every primitive has the same skeleton: one or two accumulation blocks (acc_p, acc_n) feeding an
-elementwise requantizing `epilogue` (the block that carries the schedule_rule tag), for convs
-over flat or 2-D output positions. What differs per target family is only the vector width and
+elementwise requantizing epilogue (the block that carries the schedule_rule tag), for convs
+over flat or 2-D output positions; the computes declare each block's role (primitives/roles.py),
+which is how the schedules find them. What differs per target family is only the vector width and
 the default knob values, so the target files are thin and pass an `Isa`.
 
 Knobs: `Fixed` returns the default value (build without tuning); `Sampled` turns a knob into a
@@ -12,6 +13,8 @@ only split factors and unroll depths are sampled (a Python `if` on a sample woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from tvm_deepchip.primitives import roles
 
 # Below this many lane operations a thread-pool launch costs more than it saves (measured: the
 # SVHN ConvNet's vectorized layers run faster on one core). Scalar loops over index lists (one
@@ -49,7 +52,7 @@ def _block_name(sch, block) -> str:
 
 
 def _accumulators(sch, epilogue):
-    return [b for b in sch.get_producers(epilogue) if _block_name(sch, b).startswith("acc")]
+    return roles.having(sch, sch.get_producers(epilogue), roles.ACCUMULATOR)
 
 
 def _acc_bits(sch, acc) -> int:
@@ -89,7 +92,7 @@ def _divisors(n: int, candidates) -> list:
 
 
 def _rows_of(sch, accs):
-    return [b for a in accs for b in sch.get_producers(a) if _block_name(sch, b).startswith("rows")]
+    return [b for a in accs for b in roles.having(sch, sch.get_producers(a), roles.ROW_SUMS)]
 
 
 def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
@@ -158,7 +161,7 @@ def _scalar_sums(sch, blocks, knobs):
     """Row sums over long index lists: rows in parallel, the list unrolled."""
     for b in blocks:
         loops = sch.get_loops(b)
-        if len(loops) > 1 and not _block_name(sch, b).startswith("acc"):
+        if len(loops) > 1 and roles.role_of(sch.get(b)) != roles.ACCUMULATOR:
             fused = sch.fuse(*loops[:-1])
             if _work(sch, [b]) >= PARALLEL_MIN_GATHERS:
                 sch.parallel(fused)
@@ -202,17 +205,26 @@ def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
     return sch
 
 
+def _zero_inits(sch, block) -> list:
+    """The zero-init split off `block` by decompose_reduction: a producer writing its buffer."""
+    out = sch.get(block).writes[0].source  # 0.27: TensorRegion.source
+    return [p for p in sch.get_producers(block) if any(w.source.same_as(out) for w in sch.get(p).writes)]
+
+
 def _finish_producers(sch, accs) -> None:
-    """The padded/flattened input: a data-movement pass, vectorized along its last axis."""
+    """The padded/flattened input: a data-movement pass, vectorized along its last axis. (The
+    zero-init of vectorized row sums gets the same split: the default schedules were measured
+    and tuned with it.)"""
     seen = set()
     for acc in accs:
-        for prod in sch.get_producers(acc):
+        inits = _zero_inits(sch, acc) if roles.role_of(sch.get(acc)) == roles.ROW_SUMS else []
+        for prod in roles.having(sch, sch.get_producers(acc), roles.LAYOUT) + inits:
             name = _block_name(sch, prod)
-            if name in seen or name.startswith("acc"):
+            if name in seen:
                 continue
             seen.add(name)
             loops = sch.get_loops(prod)
-            split = sch.get(prod).annotations.get("deepchip_split")
+            split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
             if split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
                 h, w = (int(v) for v in split)
                 _, _, xl = sch.split(loops[-1], [None, h, w])

@@ -9,7 +9,9 @@ tile follows at once, along contiguous positions (no transpose), then the crop.
 """
 from __future__ import annotations
 
-from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _block_name, _divisors, _extent, _finish_crop, _work
+from tvm_deepchip.primitives import roles
+
+from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
 PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
@@ -55,7 +57,7 @@ def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
 
 def _layout_block(sch, acc):
     """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat)."""
-    (prod,) = [b for b in sch.get_producers(acc) if not _block_name(sch, b).startswith("acc")]
+    (prod,) = roles.having(sch, sch.get_producers(acc), roles.LAYOUT)
     return prod
 
 
@@ -100,7 +102,7 @@ def _finish_flat4(sch, acc):
     """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized."""
     prod = _layout_block(sch, acc)
     n, i, j = sch.get_loops(prod)
-    h, w = (int(v) for v in sch.get(prod).annotations["deepchip_split"])
+    h, w = (int(v) for v in sch.get(prod).annotations[roles.SPLIT_KEY])
     plane, _, xl = sch.split(i, [None, h, w])
     if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
         sch.parallel(sch.fuse(n, plane))

@@ -66,7 +66,7 @@ def runtime_sparse_bytes(signs2: np.ndarray) -> int:
     """The sparse kernels' tables of [Co, K] signs, as ternary_dense_sparse packs them."""
     from tvm_deepchip.primitives import ternary_dense_sparse
 
-    return weight_sizes.index_rows_bytes(*ternary_dense_sparse.pack(signs2))
+    return ternary_dense_sparse.pack_signs(signs2).nbytes()
 
 
 def layer_rows(name: str, sparsity: float, first_last: str = "float"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import te
 
 import isa_devices
 from tvm_deepchip import isa, primitives, targets
@@ -70,9 +69,7 @@ def build(layer, in_shape, fmt, knobs=None, seed=0, int8_operand="uint8", tgt=No
     """(lowered, built library) of one layer in `fmt`, scheduled for x86 (or `tgt`)."""
     tgt = tgt or target()
     lowered = primitives.lower_layer(layer, in_shape, fmt, int8_operand)
-    x = te.placeholder(in_shape, layer.in_dtype, name="x")
-    consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
-    func = te.create_prim_func([x, *consts, lowered.te_func(x, *consts)])
+    func = primitives.prim_func(lowered)
     if knobs == "sampled":
         func = _sampled(func, seed, tgt)
     else:

@@ -168,7 +168,6 @@ def test_search_space_is_built_under_the_task_target():
     """The tuner's sampled schedules see the target (vector width, VNNI), like compile's defaults:
     built for the x86-avx512-vnni class's target, on any host (nothing runs)."""
     import primitive_cases as pc
-    from tvm import te
     from tvm.s_tir import meta_schedule as ms
 
     from tvm_deepchip import primitives
@@ -180,9 +179,7 @@ def test_search_space_is_built_under_the_task_target():
     rng = np.random.default_rng(0)
     layer = pc.make_layer(rng, "conv2d", "int8", (32, 8, 3, 3), pad=1)
     lowered = primitives.lower_layer(layer, (1, 8, 12, 12), "int8")
-    x = te.placeholder((1, 8, 12, 12), "uint8", name="x")
-    consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
-    func = te.create_prim_func([x, *consts, lowered.te_func(x, *consts)])
+    func = primitives.prim_func(lowered)
     ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=tgt, space_generator=search_space(tgt), task_name="t")
     (space,) = ctx.generate_design_space()
     assert "vpdpbusd" in space.mod.script()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -40,22 +41,24 @@ def rows_by_hand(s2: np.ndarray, offset_bytes: int) -> int:
 @pytest.mark.parametrize("co,k,sparsity", [(8, 64, 0.9), (5, 37, 0.5), (16, 600, 0.95), (3, 31, 0.0), (4, 9, 1.0)])
 def test_dense_kernels_count_what_they_read(co, k, sparsity):
     s2 = signs((co, k), sparsity, seed=co * k)
-    tables = ternary_dense_sparse.pack(s2)
-    assert ternary_dense_sparse.weight_bytes(*tables) == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
+    rows = ternary_dense_sparse.pack_signs(s2)
+    tables = (rows.rows_p, rows.map_p, rows.rows_n, rows.map_n)
+    assert rows.nbytes() == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
     assert W.index_rows_bytes(*tables) == rows_by_hand(s2, offset_bytes=2)  # uint16 offsets below 64K
-    planes = ternary_dense_packed.pack(s2)
-    assert ternary_dense_packed.weight_bytes(planes) == W.bit_planes_bytes(co, k) == planes.nbytes
+    planes = ternary_dense_packed.pack(SimpleNamespace(signs=s2))
+    assert planes.nbytes() == W.bit_planes_bytes(co, k) == planes.planes.nbytes
 
 
 @pytest.mark.parametrize("ci,hw,co,kernel,stride", [(4, 9, 6, 3, 1), (3, 11, 8, 3, 2), (5, 7, 4, 1, 1), (2, 12, 3, 5, 2)])
 def test_conv_kernels_count_what_they_read(ci, hw, co, kernel, stride):
     geo = ConvGeometry.of((1, ci, hw, hw), (co, ci, kernel, kernel), (stride, stride), (1, 1, 1, 1))
     s = signs((co, ci, kernel, kernel), 0.8, seed=ci * hw)
-    tables = ternary_conv2d_sparse.pack(s, geo)
-    assert ternary_conv2d_sparse.weight_bytes(*tables) == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
-    planes = ternary_conv2d_packed.pack(s, geo)
+    rows = ternary_conv2d_sparse.pack(SimpleNamespace(signs=s), geo)
+    tables = (rows.rows_p, rows.map_p, rows.rows_n, rows.map_n)
+    assert rows.nbytes() == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
+    planes = ternary_conv2d_packed.pack(SimpleNamespace(signs=s), geo)
     taps = geo.planes * geo.khq * geo.kwq  # phase-split taps: more than Ci*KH*KW when strided
-    assert ternary_conv2d_packed.weight_bytes(planes) == W.bit_planes_bytes(co, taps) == planes.nbytes
+    assert planes.nbytes() == W.bit_planes_bytes(co, taps) == planes.planes.nbytes
 
 
 def test_ideal_forms_count_by_hand():
@@ -129,8 +132,8 @@ def test_compression_table_agrees():
     for r in rows[1:-1]:
         s = ternarize(w[r["layer"]], sparsity=0.9).signs
         s2 = s.reshape(s.shape[0], -1)
-        assert r["sparse"] == ternary_dense_sparse.weight_bytes(*ternary_dense_sparse.pack(s2)) == rows_by_hand(s2, 2)
-        assert r["packed"] == ternary_dense_packed.weight_bytes(ternary_dense_packed.pack(s2))
+        assert r["sparse"] == ternary_dense_sparse.pack_signs(s2).nbytes() == rows_by_hand(s2, 2)
+        assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(signs=s2)).nbytes()
         assert r["smallest"] == min(r["sparse"], r["packed"]) and r["gap8"] == W.gap8_lists_bytes(s2)
         assert r["encodings"] == {e: len(encodings.encode(s, e)) for e in table.DELTA}
         assert r["stored"] == min(r["encodings"].values()) + 8  # + Wp, Wn as float32

@@ -17,6 +17,7 @@ import onnx
 from . import isa, onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .errors import InputError
+from .formats import CHOICES, TERNARY_ONLY, Format
 from .layer import QuantLayer
 from .layer_names import weight_sites
 from .layer_plan import LayerPlan
@@ -24,7 +25,7 @@ from .passes import lower_to_primitives
 
 log = logging.getLogger(__name__)
 
-TERNARY_FORMATS = ("sparse", "packed", "int8", "float")
+TERNARY_FORMATS = CHOICES  # (formats.py)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class LayerOptions:
 
     formats: dict = field(default_factory=dict)  # ONNX node name -> format (forced)
     measured: dict = field(default_factory=dict)  # layer_key -> fastest format (format_choice)
-    default_ternary: str = "sparse"
+    default_ternary: str = Format.SPARSE
     plan: LayerPlan = field(default_factory=LayerPlan)  # made by passes.lower_to_primitives
     report: CompileReport = field(default_factory=CompileReport)  # schedules, tuning log (build)
     tuning_dir: Path | None = None  # MetaSchedule database applied at build time
@@ -53,12 +54,12 @@ class LayerOptions:
         fmt = self.formats.get(layer.name) or self.measured.get(layer_key(layer))
         if fmt is None:
             if layer.weight_kind != "ternary":
-                return "int8"
+                return Format.INT8
             # the default applies where it is exact (int8 needs Wp == Wn); else the sparse form
-            return self.default_ternary if self.default_ternary in formats_for(layer) + ("float",) else "sparse"
+            return self.default_ternary if self.default_ternary in formats_for(layer) + (Format.FLOAT,) else Format.SPARSE
         if fmt not in TERNARY_FORMATS:
             raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
-        if layer.weight_kind == "int8" and fmt in ("sparse", "packed"):
+        if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:
             raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
         return fmt
 
@@ -147,7 +148,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     *,
     target_json=None,
     formats: dict | None = None,
-    default_ternary: str = "sparse",
+    default_ternary: str = Format.SPARSE,
     input_shapes: dict | None = None,
     tuning_log: str | os.PathLike | None = "auto",
     output: str | os.PathLike | None = None,

@@ -11,24 +11,21 @@ import numpy as np
 
 from . import primitives, targets
 from .compiler import LayerOptions, layer_key, lower
+from .formats import KERNEL_FORMATS
 from .tuning_db import FORMATS
 
 log = logging.getLogger(__name__)
 
 
 def layer_module(layer, in_shape, fmt, target):
-    """One layer as a scheduled PrimFunc module (our default schedule) and its argument specs."""
+    """One layer as a scheduled PrimFunc module (our default schedule) and its lowering."""
     import tvm
-    from tvm import te
 
     from tvm_deepchip.schedules import apply_default_schedules
 
     lowered = primitives.lower_layer(layer, in_shape, fmt)
-    x = te.placeholder(in_shape, layer.in_dtype, name="x")
-    consts = [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(lowered.consts)]
-    out = lowered.te_func(x, *consts)
-    mod = tvm.IRModule({"main": te.create_prim_func([x, *consts, out])})
-    return apply_default_schedules(mod, target), lowered, out
+    mod = tvm.IRModule({"main": primitives.prim_func(lowered)})
+    return apply_default_schedules(mod, target), lowered
 
 
 def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
@@ -36,19 +33,19 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
     import tvm
 
     target = targets.tvm_target(preset)
-    mod, lowered, out = layer_module(layer, in_shape, fmt, target)
+    mod, lowered = layer_module(layer, in_shape, fmt, target)
     lib = tvm.tirx.build(mod, target=target)
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
     info = np.iinfo(layer.in_dtype)
     args = [tvm.runtime.tensor(rng.integers(info.min, info.max + 1, size=in_shape).astype(layer.in_dtype), dev)]
     args += [tvm.runtime.tensor(c, dev) for c in lowered.consts]
-    args.append(tvm.runtime.empty([int(s) for s in out.shape], out.dtype, dev))
+    args.append(tvm.runtime.empty(list(lowered.out_shape), lowered.out_dtype, dev))
     timer = lib.time_evaluator("main", dev, number=number, repeat=repeat)
     return float(np.median(timer(*args).results)) * 1e6
 
 
-def choose_formats(model, preset, out_dir: Path, candidates=("sparse", "packed", "int8"), input_shapes=None) -> dict:
+def choose_formats(model, preset, out_dir: Path, candidates=KERNEL_FORMATS, input_shapes=None) -> dict:
     """Measure each ternary layer of `model` in every candidate format; write formats.json."""
     if preset.cross_compiler:
         raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")

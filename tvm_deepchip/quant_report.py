@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .formats import Format
 from .weight_sizes import TWO_BIT_CODES_BITS, offset_lists_bits
 
 
@@ -54,12 +55,12 @@ def layer_report(name, op, kind, weight: np.ndarray, fan_in: int, signs=None, wp
         r.wp = [float(v) for v in wp] if per_channel else float(wp[0])
         r.wn = [float(v) for v in wn] if per_channel else float(wn[0])
         r.entropy = entropy_bits(r.sparsity, r.p_pos, r.p_neg)
-        r.bits = {"packed": TWO_BIT_CODES_BITS, "sparse": offset_lists_bits(r.sparsity, fan_in), "int8": 8.0,
-                  "float": 32.0}
+        r.bits = {Format.PACKED: TWO_BIT_CODES_BITS, Format.SPARSE: offset_lists_bits(r.sparsity, fan_in),
+                  Format.INT8: 8.0, Format.FLOAT: 32.0}
     elif kind == "int8":
-        r.bits = {"int8": 8.0, "float": 32.0}
+        r.bits = {Format.INT8: 8.0, Format.FLOAT: 32.0}
     else:
-        r.bits = {"float": 32.0}
+        r.bits = {Format.FLOAT: 32.0}
     return r
 
 
@@ -93,10 +94,10 @@ class QuantReport:
                 return f"{min(v):.4f}..{max(v):.4f}"
             return f.format(v)
 
-        head = ["layer", "op", "kind", "weights", "sparsity", "Wp", "Wn", "packed", "sparse", "entropy"]
+        head = ["layer", "op", "kind", "weights", "sparsity", "Wp", "Wn", Format.PACKED, Format.SPARSE, "entropy"]
         rows = [[r.name + (" (kept)" if r.kept_ternary else ""), r.op, r.kind, str(r.weights),
                  num(r.sparsity, "{:.2%}"), num(r.wp), num(r.wn),
-                 num(r.bits.get("packed"), "{:.2f}"), num(r.bits.get("sparse"), "{:.2f}"), num(r.entropy, "{:.2f}")]
+                 num(r.bits.get(Format.PACKED), "{:.2f}"), num(r.bits.get(Format.SPARSE), "{:.2f}"), num(r.entropy, "{:.2f}")]
                 for r in self.layers]
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731

@@ -19,6 +19,7 @@ import onnx
 from . import isa, onnx_io, output_paths, targets
 from .compiler import LayerOptions, lower
 from .errors import DeviceError, InputError
+from .formats import Format
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +42,30 @@ def _register():
     load_all()  # our schedule rules and tensor intrinsics (records refer to them), in this process
 
 
-def _zero_indices(repeated):
-    """Our sparse kernels gather through int32/uint16 index tables: random indices (MetaSchedule's
-    default fill) would read out of bounds and kill the runner. Index 0 is valid in every
-    table; other arguments keep their random values."""
-    import numpy as np
+def _valid_indices(repeated):
+    """Our sparse kernels gather through index tables: random indices (MetaSchedule's default
+    fill) would read out of bounds and kill the runner. The primitives give a valid stand-in for
+    each argument of an index type; other arguments keep their random values."""
+    from .primitives import valid_dummy
 
     for args in repeated:
         for t in args:
-            if str(t.dtype) in ("int32", "uint16"):
-                t.copyfrom(np.zeros([int(d) for d in t.shape], str(t.dtype)))
+            dummy = valid_dummy(t.shape, str(t.dtype))
+            if dummy is not None:
+                t.copyfrom(dummy)
     return repeated
 
 
 def alloc_local(device, args_info, alloc_repeat):
     from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument
 
-    return _zero_indices(default_alloc_argument(device, args_info, alloc_repeat))
+    return _valid_indices(default_alloc_argument(device, args_info, alloc_repeat))
 
 
 def alloc_rpc(session, device, args_info, alloc_repeat):
     from tvm.s_tir.meta_schedule.runner.rpc_runner import default_alloc_argument
 
-    return _zero_indices(default_alloc_argument(session, device, args_info, alloc_repeat))
+    return _valid_indices(default_alloc_argument(session, device, args_info, alloc_repeat))
 
 
 def _is_primitive(mod) -> bool:
@@ -107,7 +109,7 @@ def seed_defaults(database, contexts, target) -> int:
             lib = tvm.tirx.build(sch.mod, target=target)
             dev = tvm.cpu()
             info = ms.arg_info.ArgInfo.from_prim_func(ctx.mod["main"])
-            args = _zero_indices([[tvm.runtime.tensor(np.random.default_rng(0).integers(0, 100, [int(d) for d in a.shape]).astype(str(a.dtype)), dev)
+            args = _valid_indices([[tvm.runtime.tensor(np.random.default_rng(0).integers(0, 100, [int(d) for d in a.shape]).astype(str(a.dtype)), dev)
                                    for a in info]])[0]
             secs = lib.time_evaluator(lib.entry_name, dev, number=10, repeat=3)(*args).results
             record = ms.database.TuningRecord(sch.trace, database.commit_workload(ctx.mod), [float(np.median(secs))],
@@ -213,7 +215,7 @@ def tune(
     trials: int = 64,
     trials_per_task: int | None = None,
     formats: dict | None = None,
-    default_ternary: str = "sparse",
+    default_ternary: str = Format.SPARSE,
     tracker: str | None = None,
     key: str | None = None,
     timeout: int = 30,

@@ -2,13 +2,14 @@
 channels where the target's ISA class has dotprod (int8 operands: the aarch64 presets feed them
 signed); otherwise 16 positions as four NEON vectors of int32, the 4 products of a step unrolled."""
 from tvm_deepchip import isa
+from tvm_deepchip.primitives import int8_conv2d
 
 from .. import register
 from ..dot_product import schedule_dot
 from . import sdot
 
 
-@register("arm_cpu", "deepchip_int8_conv2d")
+@register("arm_cpu", int8_conv2d.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
     intrinsics = {"int8": (sdot.NAME, 4)} if cls.dot == "sdot" else {}

@@ -3,6 +3,7 @@
 `vpmaddwd` on int16 codes in channel pairs (AVX2: 8 positions a ymm; AVX-512BW: 16 a zmm). (TVM's AVX-512
 fallback intrinsic saturates in int16 (vpmaddubsw), so it is not used.)"""
 from tvm_deepchip import isa
+from tvm_deepchip.primitives import int8_conv2d
 
 from .. import register
 from ..dot_product import schedule_dot
@@ -18,7 +19,7 @@ def _intrinsics(cls) -> dict:
     return {}
 
 
-@register("cpu", "deepchip_int8_conv2d")
+@register("cpu", int8_conv2d.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
     return schedule_dot(sch, block, knobs, _intrinsics(cls), cls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..formats import CHOICES, Format
 from ..output_paths import atomic_file, check_file
 
 
@@ -25,7 +26,7 @@ def parse_shapes(texts) -> dict | None:
 
 
 def _format_arg(text: str) -> tuple[str, str]:
-    from ..compiler import TERNARY_FORMATS
+    from ..formats import CHOICES as TERNARY_FORMATS
 
     layer, eq, fmt = text.rpartition("=")
     if not eq or not layer:
@@ -41,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="shared library to write")
     p.add_argument("--target", default="x86", help="target preset: x86 (this machine's CPU) or aarch64")
     p.add_argument("--target-json", help="any TVM target dict as JSON (overrides the preset's target)")
-    p.add_argument("--ternary-format", default="sparse", choices=["sparse", "packed", "int8", "float"],
+    p.add_argument("--ternary-format", default=Format.SPARSE.value, choices=CHOICES,
                    help="kernel format of ternary layers (default: sparse)")
     p.add_argument("--format", action="append", default=[], metavar="LAYER=FMT",
                    help="force one layer's format (repeatable)")

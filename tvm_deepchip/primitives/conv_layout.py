@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from . import roles
 
 FLAT_BLOCK = 64  # flat output length is rounded up to this: whole vectors for any ISA
 
@@ -104,6 +105,11 @@ class ConvGeometry:
         return oy * self.wq + ox
 
 
+def geometry(layer, in_shape) -> ConvGeometry:
+    """The geometry of a conv2d layer on input `in_shape`, checked (NCHW / OIHW)."""
+    return ConvGeometry.of(in_shape, layer.signs.shape, layer.strides, layer.padding, layer.name)
+
+
 def code_shift(from_dtype: str, to_dtype: str) -> int:
     """What 8-bit codes are shifted by to move between int8 and uint8 (0 for the same type, and
     into int16, which holds either)."""
@@ -144,7 +150,7 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
 
     shape = (geo.n, g.flat_len) + ((group,) if group > 1 else ())
     # the schedule splits the flat loop by these extents (schedules/common._finish_producers)
-    return te.compute(shape, f, name=name, attrs={"deepchip_split": [g.hq, g.wq]})
+    return te.compute(shape, f, name=name, attrs=roles.attrs(roles.LAYOUT, **{roles.SPLIT_KEY: [g.hq, g.wq]}))
 
 
 def te_dense_taps(geo: ConvGeometry, name: str):

@@ -5,22 +5,38 @@ taps add nothing (the dense analogue of conv_layout's zero tail).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import InputError
+from . import roles
 
 
-def check_shapes(in_shape, w_shape, name="layer") -> tuple[int, int, int]:
+@dataclass(frozen=True)
+class DenseShape:
+    n: int
+    k: int
+    co: int
+
+    def out_shape(self):
+        return (self.n, self.co)
+
+
+def geometry(layer, in_shape) -> DenseShape:
+    """The shapes of a dense layer on input `in_shape`, checked ([N, K] x [Co, K])."""
+    w_shape, name = layer.signs.shape, layer.name
     if len(in_shape) != 2 or len(w_shape) != 2 or in_shape[1] != w_shape[1]:
         raise InputError(f"{name}: dense input {tuple(in_shape)} does not match weight {tuple(w_shape)} ([N, K] x [Co, K])")
-    return int(in_shape[0]), int(w_shape[1]), int(w_shape[0])
+    return DenseShape(int(in_shape[0]), int(w_shape[1]), int(w_shape[0]))
 
 
 def te_zero_tail(x, name="xz"):
     from tvm import te, tirx
 
     n, k = (int(s) for s in x.shape)
-    return te.compute((n, k + 1), lambda i, j: tirx.if_then_else(j < k, x[i, tirx.min(j, k - 1)], tirx.const(0, x.dtype)), name=name)
+    return te.compute((n, k + 1), lambda i, j: tirx.if_then_else(j < k, x[i, tirx.min(j, k - 1)], tirx.const(0, x.dtype)),
+                      name=name, attrs=roles.attrs(roles.LAYOUT))
 
 
 def np_zero_tail(qx: np.ndarray) -> np.ndarray:

@@ -20,13 +20,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import requantize
+from ..formats import Format
+from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
-
-from ..errors import InputError
+from .int8_weights import Int8Weights, check_bound
+from .record import Primitive, Site, rule_of
 
 STEM = "int8_conv2d"
-RULE = "deepchip_" + STEM
+RULE = rule_of(STEM)
 POSITIONS_PER_STEP = 16  # output positions per dot-product step (one 512-bit vector of int32)
 GROUP = 4  # input channels per dot-product step
 # int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
@@ -37,14 +38,6 @@ WIDE_OPERAND, WIDE_GROUP = "int16", 2
 def group_of(operand: str) -> int:
     """Input channels per dot-product step for codes of type `operand`."""
     return WIDE_GROUP if operand == WIDE_OPERAND else GROUP
-
-
-def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
-    """int32 accumulation is exact while sum |x|*|w| < 2^31 for every channel."""
-    xmax = 255 if in_dtype == "uint8" else 128
-    worst = xmax * np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(1).max()
-    if worst >= 2**31:
-        raise InputError(f"{name}: int8 layer with K={w[0].size} can overflow an int32 accumulator")
 
 
 def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
@@ -69,7 +62,18 @@ def positions(geo: ConvGeometry) -> int:
     return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
 
 
-def pack(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:
+def epilogue(layer, operand: str) -> requantize.Epilogue:
+    """The layer's epilogue for input codes arriving as `operand` (shifted by 128 if not its own)."""
+    return shifted_epilogue(layer, operand) if code_shift(layer.in_dtype, operand) else requantize.fit(layer)
+
+
+def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
+    """The layer's weights for dot products over `operand` codes (checked to sum exactly in int32)."""
+    check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.signs, layer.name)
+    return Int8Weights(pack_weights(layer.signs, geo, operand), operand)
+
+
+def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:
     """[Co, Ci/G, sh, sw, KHq, KWq, G]: phase taps (conv_layout), G = group_of(operand) channels
     innermost; int8, or int16 for int16 operands (vpmaddwd multiplies int16 by int16)."""
     group = group_of(operand)
@@ -81,17 +85,18 @@ def pack(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray
 
 
 def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """Inverse of pack: [Co, Ci, KH, KW]."""
+    """Inverse of pack_weights: [Co, Ci, KH, KW]."""
     co, cg, group = wt.shape[0], wt.shape[1], wt.shape[-1]
     k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * group, *wt.shape[2:6])
     return geo.unphase_kernel(k[:, : geo.ci])
 
 
-def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, operand: str):
-    """TE definition. x: [N, Ci, H, W] 8-bit; w: int8 from `pack`; operand: the type the dot
+def compute(x, weights: Int8Weights, consts, site: Site):
+    """TE definition. x: [N, Ci, H, W] 8-bit; weights: from `pack`, with the type the dot
     products read the input codes in (shifted by 128 if it is not x's)."""
     from tvm import te
 
+    geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     group = group_of(operand)
     g = geo.grouped(group)
     xf = te_flat(x, geo, zp, group=group, dtype=operand)
@@ -99,13 +104,15 @@ def compute(x, w, consts, geo: ConvGeometry, epi: requantize.Epilogue, zp: int, 
     j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
     acc = te.compute(shape, lambda n, c, p: te.sum(
-        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]), name="acc_p")
+        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]),
+        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
     f = requantize.te_apply(epi, acc, None, consts, index_channel=lambda idx: idx[1])
-    y = te.compute(shape, lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name="crop")
 
 
-def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, operand: str) -> np.ndarray:
+def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
+    geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     s = code_shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
     qx, zp = (qx.astype(np.int16) + s).astype(operand), zp + s
     win = np_windows(qx, geo, zp)  # n, ho, wo, K
@@ -113,5 +120,5 @@ def reference(qx: np.ndarray, w: np.ndarray, geo: ConvGeometry, epi, zp: int, op
     return requantize.np_apply(epi, acc, None, channel_axis=1)
 
 
-def weight_bytes(w: np.ndarray) -> int:
-    return int(w.nbytes)
+
+PRIMITIVE = Primitive("conv2d", Format.INT8, STEM, "int8", conv_layout.geometry, pack, compute, reference, epilogue)

@@ -12,7 +12,13 @@ L is chosen to minimize the adds of both steps (plus a per-row overhead).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from . import roles
+from .conv_layout import acc_dtype
+from .record import Weights
 
 ROW_OVERHEAD = 4  # loop and store cost of one row, in adds
 
@@ -58,12 +64,48 @@ def pack_rows(lists: list, pad: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype), table
 
 
+@dataclass(frozen=True, eq=False)
+class SignedRows(Weights):
+    """The rows and row tables of the +1 taps, then of the -1 taps (pack_rows)."""
+
+    rows_p: object
+    map_p: object
+    rows_n: object
+    map_n: object
+
+    @classmethod
+    def of(cls, signs: np.ndarray, taps_of, pad: int) -> "SignedRows":
+        """`taps_of(channel_signs, value)`: the offsets of one channel's taps of that value."""
+        tables = []
+        for value in (1, -1):
+            tables += pack_rows([taps_of(s, value) for s in signs], pad)
+        return cls(*tables)
+
+    def nbytes(self) -> int:
+        """What the sparse kernels read at run time (weight_sizes: the one count of this form)."""
+        from ..weight_sizes import index_rows_bytes
+
+        return index_rows_bytes(self.rows_p, self.map_p, self.rows_n, self.map_n)
+
+
+# The tables hold these index types (pack_rows). Index 0 is valid in every table: a tuner that
+# fills kernel arguments with random values must fill these with valid_dummy's instead, or the
+# gathers read out of bounds.
+INDEX_DTYPES = ("int32", "uint16")
+
+
+def valid_dummy(shape, dtype: str) -> np.ndarray | None:
+    """A valid stand-in for an index table of this shape and type (None: not an index type)."""
+    return np.zeros([int(d) for d in shape], dtype) if str(dtype) in INDEX_DTYPES else None
+
+
 def te_row_sums(read, rows, shape, acc: str, name: str):
     """row_sum[..., r, *pos] = sum_j read(pos, rows[r, j]) over one batch of rows (TE)."""
     from tvm import te
 
     j = te.reduce_axis((0, int(rows.shape[1])), name=f"j_{name}")
-    return te.compute(shape, lambda n, r, *pos: te.sum(read(n, pos, rows[r, j].astype("int32")).astype(acc), axis=j), name=name)
+    return te.compute(shape, lambda n, r, *pos: te.sum(read(n, pos, rows[r, j].astype("int32")).astype(acc), axis=j),
+                      name=name, attrs=roles.attrs(roles.ROW_SUMS))
 
 
 def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
@@ -71,4 +113,19 @@ def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
     from tvm import te
 
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
-    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t), name=name)
+    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t),
+                      name=name, attrs=roles.attrs(roles.ACCUMULATOR))
+
+
+def te_signed_sums(read, w: SignedRows, lead: tuple, space: tuple, in_dtype: str):
+    """(acc_p, acc_n) [*lead, *space] of 8-bit codes of `in_dtype`: each the row sums of one sign
+    gathered per channel, in the narrowest exact accumulators (TE). `read(n, pos, offset)`."""
+    n, co = lead
+
+    def accumulate(rows, rowmap, sign):
+        length = int(rows.shape[1])
+        row_sum = te_row_sums(read, rows, (n, int(rows.shape[0]), *space), acc_dtype(in_dtype, length), f"rows_{sign}")
+        wide = acc_dtype(in_dtype, length * int(rowmap.shape[1]))
+        return te_gather_rows(row_sum, rowmap, (n, co, *space), wide, f"acc_{sign}")
+
+    return accumulate(w.rows_p, w.map_p, "p"), accumulate(w.rows_n, w.map_n, "n")

@@ -8,52 +8,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import weight_sizes
-from . import requantize, sparse_rows
-from .conv_layout import acc_dtype
+from ..formats import Format
+from . import dense_layout, requantize, roles, sparse_rows
 from .dense_layout import np_zero_tail, te_zero_tail
+from .record import Primitive, Site, rule_of
+from .sparse_rows import SignedRows
 
 STEM = "ternary_dense_sparse"
-RULE = "deepchip_" + STEM
+RULE = rule_of(STEM)
 
 
-def pack(signs: np.ndarray) -> list[np.ndarray]:
-    """[rows_p, rowmap_p, rows_n, rowmap_n]: balanced rows of input indices (sparse_rows)."""
-    k = signs.shape[1]
-    out = []
-    for value in (1, -1):
-        out += list(sparse_rows.pack_rows([np.flatnonzero(s == value) for s in signs], k))
-    return out
+def pack_signs(signs: np.ndarray) -> SignedRows:
+    """Balanced rows of input indices (sparse_rows), padded with K: the zero after the input."""
+    return SignedRows.of(signs, lambda s, value: np.flatnonzero(s == value), signs.shape[1])
 
 
-def compute(x, rows_p, map_p, rows_n, map_n, consts, epi: requantize.Epilogue):
-    """TE definition. x: [N, K] 8-bit codes; rows/map: sparse_rows tables (index K = zero)."""
+def pack(layer, shape=None, operand=None) -> SignedRows:
+    return pack_signs(layer.signs)
+
+
+def compute(x, w: SignedRows, consts, site: Site):
+    """TE definition. x: [N, K] 8-bit codes; w: sparse_rows tables (index K = zero)."""
     from tvm import te
 
-    n, co = int(x.shape[0]), int(map_p.shape[0])
+    n, co = int(x.shape[0]), int(w.map_p.shape[0])
     xz = te_zero_tail(x)
-
-    def accumulate(rows, rowmap, sign):
-        length = int(rows.shape[1])
-        row_sum = sparse_rows.te_row_sums(lambda i, pos, off: xz[i, off], rows, (n, int(rows.shape[0])),
-                                          acc_dtype(x.dtype, length), f"rows_{sign}")
-        wide = acc_dtype(x.dtype, length * int(rowmap.shape[1]))
-        return sparse_rows.te_gather_rows(row_sum, rowmap, (n, co), wide, f"acc_{sign}")
-
-    acc_p, acc_n = accumulate(rows_p, map_p, "p"), accumulate(rows_n, map_n, "n")
-    f = requantize.te_apply(epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name="epilogue", attrs={"schedule_rule": RULE})
+    acc_p, acc_n = sparse_rows.te_signed_sums(lambda i, pos, off: xz[i, off], w, (n, co), (), x.dtype)
+    f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
+    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
-def reference(qx: np.ndarray, rows_p, map_p, rows_n, map_n, epi) -> np.ndarray:
+def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
     xz = np_zero_tail(qx).astype(np.int64)
 
     def sums(rows, rowmap):
         return xz[:, rows].sum(-1)[:, rowmap].sum(-1)
 
-    return requantize.np_apply(epi, sums(rows_p, map_p), sums(rows_n, map_n), channel_axis=1)
+    return requantize.np_apply(site.epi, sums(w.rows_p, w.map_p), sums(w.rows_n, w.map_n), channel_axis=1)
 
 
-def weight_bytes(rows_p, map_p, rows_n, map_n) -> int:
-    """What the kernel reads at run time: the offset rows and row tables as stored."""
-    return weight_sizes.index_rows_bytes(rows_p, map_p, rows_n, map_n)
+PRIMITIVE = Primitive("dense", Format.SPARSE, STEM, "ternary", dense_layout.geometry, pack, compute, reference)

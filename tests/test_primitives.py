@@ -1,0 +1,77 @@
+"""The primitive registry: one record per (op, format), lowering as a lookup, roles the schedules find."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+import primitive_cases as pc
+from tvm_deepchip import primitives
+from tvm_deepchip.errors import InputError
+from tvm_deepchip.formats import CHOICES, KERNEL_FORMATS, Format
+from tvm_deepchip.primitives import roles
+from tvm_deepchip.schedules import _RULES, load_all, tagged_block
+
+
+def test_formats_are_one_vocabulary():
+    assert CHOICES == ("sparse", "packed", "int8", "float")
+    assert KERNEL_FORMATS == ("sparse", "packed", "int8")
+    assert f"{Format.SPARSE}" == "sparse" and repr(Format.INT8) == "'int8'" and Format("packed") is Format.PACKED
+
+
+def test_every_op_and_kernel_format_has_one_primitive_with_schedules_for_both_families():
+    load_all()
+    keys = [(p.op, p.format) for p in primitives.PRIMITIVES]
+    assert sorted(keys) == sorted((op, Format(f)) for op in ("conv2d", "dense") for f in KERNEL_FORMATS)
+    for p in primitives.PRIMITIVES:
+        assert primitives.lookup(p.op, p.format.value) is p
+        assert p.rule == f"deepchip_{p.stem}"
+        for key in ("cpu", "arm_cpu"):  # the target keys of schedules/x86 and schedules/arm_cpu
+            assert (key, p.rule) in _RULES, (key, p.rule)
+
+
+def _layer(kind="ternary", op="conv2d", symmetric=False):
+    rng = np.random.default_rng(0)
+    shape = (8, 5, 3, 3) if op == "conv2d" else (8, 37)
+    return pc.make_layer(rng, op, kind, shape, pad=1 if op == "conv2d" else 0, symmetric=symmetric)
+
+
+def test_formats_for_and_refusals():
+    assert primitives.formats_for(_layer()) == ("sparse", "packed")
+    assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "packed", "int8")
+    assert primitives.formats_for(_layer("int8")) == ("int8",)
+    with pytest.raises(InputError, match=r"layer 'conv2d_ternary': no primitive for format 'float'"):
+        primitives.lower_layer(_layer(), (1, 5, 9, 7), "float")
+    with pytest.raises(InputError, match=r"format 'int8' needs Wp == Wn"):
+        primitives.lower_layer(_layer(), (1, 5, 9, 7), "int8")
+    with pytest.raises(InputError, match=r"format 'sparse' needs ternary weights, the layer has int8"):
+        primitives.lower_layer(_layer("int8"), (1, 5, 9, 7), "sparse")
+    with pytest.raises(InputError, match=r"conv2d input \(1, 4, 9, 7\) does not match weight"):
+        primitives.lower_layer(_layer(), (1, 4, 9, 7), "sparse")
+
+
+@pytest.mark.parametrize("op, shape", [("conv2d", (1, 5, 9, 7)), ("dense", (2, 37))])
+@pytest.mark.parametrize("fmt", KERNEL_FORMATS)
+def test_prim_func_declares_the_roles_the_schedules_look_up(op, shape, fmt):
+    lowered = primitives.lower_layer(_layer(op=op, symmetric=True), shape, fmt)
+    func = primitives.prim_func(lowered)
+    assert tagged_block(func) == (roles.EPILOGUE_NAME, f"deepchip_{lowered.primitive}")
+    sch = tvm.s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    found = {roles.role_of(sch.get(b)) for b in blocks}
+    assert {roles.EPILOGUE, roles.ACCUMULATOR} <= found
+    assert (roles.ROW_SUMS in found) == (fmt == "sparse")
+    assert (roles.LAYOUT in found) == (op == "conv2d" or fmt == "sparse")  # dense packed/int8 read x as is
+    n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
+    assert n_acc == (1 if fmt == "int8" else 2)
+    assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
+
+
+def test_index_tables_get_valid_dummies():
+    lowered = primitives.lower_layer(_layer(), (1, 5, 9, 7), "sparse")
+    tables = [c for c in lowered.consts if str(c.dtype) in ("uint16", "int32")]
+    assert len(tables) == 4
+    for t in tables:
+        dummy = primitives.valid_dummy(t.shape, str(t.dtype))
+        assert dummy.shape == t.shape and dummy.dtype == t.dtype and not dummy.any()
+    assert primitives.valid_dummy((3,), "float64") is None and primitives.valid_dummy((3,), "uint8") is None

@@ -1,0 +1,26 @@
+"""The weight formats a quantized layer can run in: the one spelling of the format vocabulary.
+
+A str enum, so a Format is equal to its name ("sparse" == Format.SPARSE) and every place that
+stores or prints a format (CLI arguments, formats.json, the compile report) keeps plain strings.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class Format(str, enum.Enum):
+    SPARSE = "sparse"  # ternary: balanced index rows of the +1 and -1 taps (sparse_rows)
+    PACKED = "packed"  # ternary: two bit-planes, 2 bits per weight
+    INT8 = "int8"  # int8 weights (or a symmetric ternary layer as int8 in {-1, 0, 1})
+    FLOAT = "float"  # not lowered: the layer stays in TVM's float operators
+
+    # Print and format as the plain name (Python 3.11 made format() of a mixed-in Enum print
+    # "Format.SPARSE"); repr too, so messages quoting a format ({fmt!r}) read as before.
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __repr__ = str.__repr__
+
+
+CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
+KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
+TERNARY_ONLY = (Format.SPARSE, Format.PACKED)  # encodings of ternary weights; int8 weights cannot use them
