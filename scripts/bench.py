@@ -85,14 +85,12 @@ def vm_timer(executable, x, runs):
 def per_layer(qmodel, compiled, runs):
     """Per-layer times (us) of our kernels: each layer's primitive built alone with the same
     schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler)."""
-    from tvm_deepchip import compiler, format_choice
+    from tvm_deepchip import compiler, format_choice, targets
 
-    options = compiler.LayerOptions()
-    options.tuning_dir = compiled.report.tuning_log if compiled.report.tuning_log else None
-    compiler.lower(qmodel, compiled.preset, options)
+    plan = compiler.lower(qmodel, targets.BuildTarget.of(compiled.preset)).plan
     fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}
     out = {}
-    for layer, shape in options.lowered:
+    for layer, shape in plan.lowered_layers():
         us = format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
                                       number=max(5, runs // 5), repeat=3)
         out[layer.name] = us
