@@ -53,14 +53,13 @@ def peaks(cls: str) -> dict:
 def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
     """Per-layer times (us) of our kernels: each layer's primitive built alone with the same
     schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler)."""
-    from tvm_deepchip import compiler, format_choice
+    from tvm_deepchip import compiler, format_choice, targets
 
-    options = compiler.LayerOptions()
-    compiler.lower(qmodel, compiled.preset, options, input_shapes)
+    plan = compiler.lower(qmodel, targets.BuildTarget.of(compiled.preset), input_shapes=input_shapes).plan
     fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}
     return {layer.name: format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
                                                  number=max(5, runs // 5), repeat=3)
-            for layer, shape in options.lowered}
+            for layer, shape in plan.lowered_layers()}
 
 
 class Peers:

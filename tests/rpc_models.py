@@ -51,9 +51,11 @@ def export(mod, target: dict, path: str | Path) -> Path:
     import tvm
     from tvm.support import cc
 
+    from tvm_deepchip import targets
+
     ex = tvm.compile(mod, target=tvm.target.Target(target))
     if target["mtriple"].startswith("aarch64"):
-        ex.export_library(str(path), fcompile=cc.cross_compiler("aarch64-linux-gnu-g++"))
+        ex.export_library(str(path), fcompile=cc.cross_compiler(targets.get_preset("aarch64").cross_compiler))
     else:
         ex.export_library(str(path))
     return Path(path)

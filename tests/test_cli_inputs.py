@@ -18,7 +18,7 @@ import pytest
 
 from tvm_deepchip import data, models, onnx_import, sweep
 from tvm_deepchip.cli import main
-from tvm_deepchip.passes.lower_quant_layers import ternary_scales
+from tvm_deepchip.passes.layer_check import ternary_scales
 from qdq_builders import small_convnet
 
 D = Path(data.__file__).parent

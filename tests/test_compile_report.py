@@ -167,3 +167,15 @@ def test_formats_naming_no_layer_is_an_error():
 def test_forced_format_on_an_unquantized_layer_is_an_error():
     with pytest.raises(InputError, match=r"layer 'conv1': cannot use format 'sparse': input is not quantized"):
         report_of(digits_float(), formats={"conv1": "sparse"})
+
+
+def test_rows_say_why_each_layer_has_its_format():
+    b = QDQBuilder([1, 4, 6, 6])
+    b.qdq(1 / 255)
+    b.conv(4, 3, pad=1, name="forced")
+    b.qdq(4 / 255)
+    b.conv(4, 3, pad=1, name="by_default")
+    b.qdq(4 / 255)
+    rows = {r["layer"]: r for r in report_of(b.model(), formats={"forced": "packed"}).layers}
+    assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
+    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("sparse", "default")

@@ -64,12 +64,14 @@ def test_small_convnet_agrees_with_onnxruntime(act, per_channel, fmt):
 
 def test_activations_stay_8bit_between_layers():
     """After the rewrites no float tensor sits between two quantized layers."""
-    from tvm_deepchip.compiler import LayerOptions
+    from tvm_deepchip import isa
     from tvm_deepchip.onnx_import import to_relax
     from tvm_deepchip.passes import lower_to_primitives
+    from tvm_deepchip.planner import plan_layers
 
     model = small_convnet(seed=1)
-    mod = lower_to_primitives(to_relax(model), LayerOptions())
+    imported = to_relax(model)
+    mod = lower_to_primitives(plan_layers(imported, isa.get("x86-avx512-vnni")))(imported)
     text = mod["main"].script()
     assert "R.nn.conv2d" not in text and "R.matmul" not in text
     assert text.count("R.dequantize") == 0  # the float logits come straight from the last kernel

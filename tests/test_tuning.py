@@ -193,7 +193,7 @@ def test_committed_log_opens_in_a_fresh_process():
 
     from tvm_deepchip import targets, tuning_db
 
-    path = tuning_db.resolve("auto", targets.get_preset("x86-avx512-vnni"))
+    path = tuning_db.resolve("auto", targets.resolve("x86-avx512-vnni"))
     assert path is not None and path.name == "x86-znver4"
     code = ("import sys; from pathlib import Path; from tvm_deepchip import isa, tuning_db; "
             f"db = tuning_db.open_database(Path({str(path)!r}), isa.get('x86-avx512-vnni')); "

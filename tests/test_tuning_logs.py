@@ -52,10 +52,10 @@ def test_auto_finds_the_committed_log_of_the_class(cls, expect):
 def test_auto_matches_any_cpu_of_the_class():
     """Cascade Lake has AVX-512 VNNI like znver4: the znver4 log applies; haswell's does not."""
     for mcpu, expect in (("cascadelake", ZNVER4), ("znver4", ZNVER4), ("haswell", None), ("znver3", None)):
-        preset = targets.get_preset("x86", target_json=_x86(mcpu))
-        assert tuning_db.resolve("auto", preset) == expect, mcpu
-    assert tuning_db.resolve("auto", targets.get_preset("aarch64")) == ARM
-    assert tuning_db.resolve("auto", targets.get_preset("aarch64-neon")) is None
+        target = targets.resolve("x86", target_json=_x86(mcpu))
+        assert tuning_db.resolve("auto", target) == expect, mcpu
+    assert tuning_db.resolve("auto", targets.resolve("aarch64")) == ARM
+    assert tuning_db.resolve("auto", targets.resolve("aarch64-neon")) is None
 
 
 def test_auto_prefers_the_exact_directory_and_skips_mixed_logs(tmp_path):
@@ -150,13 +150,12 @@ def test_compile_ignores_a_log_of_another_architecture(caplog, log_dir, target):
 def test_foreign_log_format_choices_are_not_used(tmp_path):
     """formats.json next to a foreign log was measured on another CPU: ignored with the log
     (next to a log with no records of another class it applies)."""
-    from tvm_deepchip.compiler import LayerOptions, layer_key, lower
+    from tvm_deepchip.compiler import layer_key, lower
 
     model = small_convnet(seed=3)
-    options = LayerOptions()
-    lower(model, targets.get_preset("x86-avx2"), options)
+    plan = lower(model, targets.resolve("x86-avx2")).plan
     choices = {layer_key(layer): {"layer": layer.name, "format": "packed"}
-               for layer, _shape in options.lowered if layer.weight_kind == "ternary"}
+               for layer, _shape in plan.lowered_layers() if layer.weight_kind == "ternary"}
     assert choices
     foreign, empty = _fake_log(tmp_path / "foreign", _x86("znver4")), _fake_log(tmp_path / "empty")
     for d in (foreign, empty):

@@ -14,6 +14,12 @@ class CompileReport:
     schedules: dict = field(default_factory=dict)  # PrimFunc name -> "tuned" | "default"
     tuning_log: str | None = None  # the database applied, or "<path> (ignored)"
 
+    @classmethod
+    def of(cls, target: str, plan, scheduled) -> CompileReport:
+        """The report of a build: its target's description, the plan's rows (layer_plan) and
+        what the schedule phase did (schedule_apply.Scheduled)."""
+        return cls(target, plan.rows(), dict(scheduled.schedules), scheduled.tuning_log)
+
     def __len__(self) -> int:
         return len(self.layers)
 

@@ -1,85 +1,28 @@
-"""The driver: quantized ONNX -> Relax -> DeepChip passes -> scheduled TIR -> native library.
+"""The driver: quantized ONNX -> Relax -> plan -> DeepChip passes -> scheduled TIR -> native library.
 
-It only wires the parts: import (onnx_import), rewrites (passes), primitives (primitives),
-schedules (schedules, tuning logs) and TVM's build/export.
+It only wires the parts, each asked once: the target (targets.resolve: preset, TVM target, ISA
+class), import (onnx_import), the plan (planner), the rewrites that apply it (passes), schedules
+(schedule_apply: tuned records, then our defaults) and TVM's build/export. The compile report is
+made from the plan and what the schedule phase returned.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 
-from . import isa, onnx_io, output_paths, signature, targets, tuning_db
+from . import onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
-from .errors import InputError
-from .formats import CHOICES, TERNARY_ONLY, Format
-from .layer import QuantLayer
-from .layer_names import weight_sites
 from .layer_plan import LayerPlan
-from .passes import lower_to_primitives
+from .planner import TERNARY_FORMATS, LayerChoices, check_format_names, layer_key, plan_layers
 
 log = logging.getLogger(__name__)
 
-TERNARY_FORMATS = CHOICES  # (formats.py)
-
-
-@dataclass
-class LayerOptions:
-    """Per-layer choices the passes consult; the plan the lowering fills in (layer_plan) and
-    the build's schedule choices, from which the compile report is made."""
-
-    formats: dict = field(default_factory=dict)  # ONNX node name -> format (forced)
-    measured: dict = field(default_factory=dict)  # layer_key -> fastest format (format_choice)
-    default_ternary: str = Format.SPARSE
-    plan: LayerPlan = field(default_factory=LayerPlan)  # made by passes.lower_to_primitives
-    report: CompileReport = field(default_factory=CompileReport)  # schedules, tuning log (build)
-    tuning_dir: Path | None = None  # MetaSchedule database applied at build time
-    database: object = None  # its records of the build's ISA class (None: ignored or none asked for)
-    failure: Exception | None = None  # an error raised inside a pass (re-raised by the driver)
-    int8_operand: str = "uint8"  # the target's dot-product input type (targets.TargetPreset)
-
-    @property
-    def lowered(self) -> list:
-        """(QuantLayer, input shape) of each lowered layer, in graph order."""
-        return self.plan.lowered_layers()
-
-    def choose_format(self, layer: QuantLayer) -> str:
-        from .primitives import formats_for
-
-        fmt = self.formats.get(layer.name) or self.measured.get(layer_key(layer))
-        if fmt is None:
-            if layer.weight_kind != "ternary":
-                return Format.INT8
-            # the default applies where it is exact (int8 needs Wp == Wn); else the sparse form
-            return self.default_ternary if self.default_ternary in formats_for(layer) + (Format.FLOAT,) else Format.SPARSE
-        if fmt not in TERNARY_FORMATS:
-            raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
-        if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:
-            raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
-        return fmt
-
-
-def layer_key(layer: QuantLayer) -> str:
-    """Identity of a layer for recorded choices: its name and a hash of its integer weights."""
-    w = np.ascontiguousarray(layer.signs)
-    return f"{layer.name}:{hashlib.sha1(w.tobytes() + str((w.shape, w.dtype)).encode()).hexdigest()[:16]}"
-
-
-def check_format_names(model: onnx.ModelProto, formats: dict) -> None:
-    """Every layer named in `formats` is a weight-bearing layer of the model (named as in the
-    report) and every format is one of TERNARY_FORMATS (checked before import)."""
-    for layer, fmt in formats.items():
-        if fmt not in TERNARY_FORMATS:
-            raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
-    names = [s.name for s in weight_sites(model)]
-    unknown = sorted(set(formats) - set(names))
-    if unknown:
-        raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
+__all__ = ["Compiled", "LayerChoices", "Lowering", "TERNARY_FORMATS", "build", "compile", "layer_key", "lower"]
 
 
 @dataclass
@@ -102,6 +45,15 @@ class Compiled:
         return path
 
 
+@dataclass(frozen=True)
+class Lowering:
+    """The legalized Relax module with our primitives, the static input shapes, and the plan."""
+
+    mod: object
+    input_shapes: dict
+    plan: LayerPlan
+
+
 def legalize(mod, target):
     """TVM's CPU library dispatch, legalization and fusion: the module MetaSchedule tunes."""
     import tvm
@@ -111,35 +63,36 @@ def legalize(mod, target):
         return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
 
 
-def finish_pipeline(target, options):
-    """Schedules (tuned records, then our defaults), then TVM's lowering to the VM."""
+def lower(model, target: targets.BuildTarget, choices: LayerChoices = LayerChoices(),
+          measured: Mapping | None = None, input_shapes: dict | None = None) -> Lowering:
+    """Quantized ONNX -> plan -> legalized Relax module with our primitives (before scheduling).
+    `measured`: layer_key -> format from formats.json (format_choice)."""
+    from .onnx_import import static_input_shapes, to_relax, warn_static_overrides
+    from .passes import lower_to_primitives
+
+    shapes = static_input_shapes(model, input_shapes)
+    warn_static_overrides(model, input_shapes)
+    check_format_names(model, choices.formats)
+    imported = to_relax(model, shapes)
+    plan = plan_layers(imported, target.isa_class, choices, measured)
+    plan.log_float()
+    mod = lower_to_primitives(plan)(imported)
+    return Lowering(legalize(mod, target.tvm), shapes, plan)
+
+
+def build(mod, target: targets.BuildTarget, database=None, tuning_dir: Path | None = None):
+    """Schedules (tuned records of `database`, then our defaults), TVM's lowering to the VM, and
+    the VM executable; returns (executable, schedule_apply.Scheduled)."""
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     from .schedule_apply import apply_schedules
 
-    @tvm.transform.module_pass(opt_level=0)
-    def _pipeline(mod, _ctx):
-        with target:
-            mod = apply_schedules(mod, target, options)
-            mod = tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
-        return mod
-
-    return _pipeline
-
-
-def lower(model, preset, options: LayerOptions, input_shapes: dict | None = None):
-    """Quantized ONNX -> legalized Relax module with our primitives (before scheduling)."""
-    from .onnx_import import static_input_shapes, to_relax, warn_static_overrides
-
-    shapes = static_input_shapes(model, input_shapes)
-    warn_static_overrides(model, input_shapes)
-    check_format_names(model, options.formats)
-    options.int8_operand = preset.int8_operand
-    mod = lower_to_primitives(to_relax(model, shapes), options)
-    options.plan.check_forced(options.formats)
-    options.plan.log_float()
-    return legalize(mod, targets.tvm_target(preset)), shapes
+    tgt = target.tvm
+    with tgt:
+        mod, scheduled = apply_schedules(mod, tgt, database, tuning_dir)
+        mod = tvm.transform.Sequential(cpu.dataflow_lower_passes(tgt) + cpu.finalize_passes(tgt))(mod)
+    return tvm.compile(mod, tgt, relax_pipeline=None), scheduled
 
 
 def compile(  # noqa: A001 - the package's verb, as in tvm.compile
@@ -148,7 +101,7 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     *,
     target_json=None,
     formats: dict | None = None,
-    default_ternary: str = Format.SPARSE,
+    default_ternary: str = "sparse",
     input_shapes: dict | None = None,
     tuning_log: str | os.PathLike | None = "auto",
     output: str | os.PathLike | None = None,
@@ -159,29 +112,23 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     tuning_log: a MetaSchedule database directory, "auto" (the committed one for the target, if
     any) or None (hand-written default schedules only).
     """
-    import tvm
-
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
     if output is not None:
         output_paths.check_file(output, "output")  # fail before minutes of compilation
     check_format_names(model, formats or {})
-    preset = targets.get_preset(target, target_json)
-    if preset.cross_compiler and output is not None:
-        targets.check_cross_compiler(preset)  # fail before minutes of compilation
-    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary)
-    cls = isa.classify(preset.target)
-    options.report.target = targets.describe(preset)
-    options.tuning_dir = tuning_db.resolve(tuning_log, preset)
-    options.database = tuning_db.open_database(options.tuning_dir, cls)
-    if options.database is not None:  # a foreign log's format choices were measured elsewhere
-        options.measured = tuning_db.load_format_choices(options.tuning_dir)
-    mod, shapes = lower(model, preset, options, input_shapes)
-    mod = signature.attach(mod)  # so `deepchip run` checks inputs against it before running
-    tgt = targets.tvm_target(preset)
-    ex = tvm.compile(mod, tgt, relax_pipeline=finish_pipeline(tgt, options))
-    options.report.layers = options.plan.rows()
-    compiled = Compiled(ex, options.report, preset, shapes)
+    build_target = targets.resolve(target, target_json)
+    if build_target.preset.cross_compiler and output is not None:
+        targets.check_cross_compiler(build_target.preset)  # fail before minutes of compilation
+    choices = LayerChoices(formats or {}, default_ternary, tuning_db.resolve(tuning_log, build_target))
+    database = tuning_db.open_database(choices.tuning_dir, build_target.isa_class)
+    # a foreign log's format choices were measured elsewhere: only a usable log's apply
+    measured = tuning_db.load_format_choices(choices.tuning_dir) if database is not None else {}
+    lowering = lower(model, build_target, choices, measured, input_shapes)
+    mod = signature.attach(lowering.mod)  # so `deepchip run` checks inputs against it before running
+    executable, scheduled = build(mod, build_target, database, choices.tuning_dir)
+    report = CompileReport.of(build_target.describe(), lowering.plan, scheduled)
+    compiled = Compiled(executable, report, build_target.preset, lowering.input_shapes)
     if output is not None:
         compiled.export(output)
     return compiled

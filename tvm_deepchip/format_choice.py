@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import primitives, targets
-from .compiler import LayerOptions, layer_key, lower
+from .compiler import layer_key, lower
 from .formats import KERNEL_FORMATS
 from .tuning_db import FORMATS
 
@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def layer_module(layer, in_shape, fmt, target):
-    """One layer as a scheduled PrimFunc module (our default schedule) and its lowering."""
+    """One layer as a scheduled PrimFunc module (our default schedule) and its lowering, the
+    int8 kernels reading their input codes in the type the target's ISA class feeds them (as the
+    build does: int16 pairs on AVX2, uint8 for VNNI, int8 for sdot)."""
     import tvm
 
+    from tvm_deepchip import isa
     from tvm_deepchip.schedules import apply_default_schedules
 
-    lowered = primitives.lower_layer(layer, in_shape, fmt)
+    lowered = primitives.lower_layer(layer, in_shape, fmt, isa.classify(target).int8_operand)
     mod = tvm.IRModule({"main": primitives.prim_func(lowered)})
     return apply_default_schedules(mod, target), lowered
 
@@ -45,14 +48,15 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5) -> float:
     return float(np.median(timer(*args).results)) * 1e6
 
 
-def choose_formats(model, preset, out_dir: Path, candidates=KERNEL_FORMATS, input_shapes=None) -> dict:
-    """Measure each ternary layer of `model` in every candidate format; write formats.json."""
+def choose_formats(model, target, out_dir: Path, candidates=KERNEL_FORMATS, input_shapes=None) -> dict:
+    """Measure each ternary layer of `model` in every candidate format on `target` (a
+    targets.BuildTarget); write formats.json."""
+    preset = target.preset
     if preset.cross_compiler:
         raise NotImplementedError("format choice measures locally; run it on x86 or use --format per layer")
-    options = LayerOptions()
-    lower(model, preset, options, input_shapes)
+    plan = lower(model, target, input_shapes=input_shapes).plan
     rows = {}
-    ternary = [(ly, shp) for ly, shp in options.lowered if ly.weight_kind == "ternary"]
+    ternary = [(ly, shp) for ly, shp in plan.lowered_layers() if ly.weight_kind == "ternary"]
     for i, (layer, in_shape) in enumerate(ternary, 1):
         times = {}
         for fmt in [f for f in candidates if f in primitives.formats_for(layer)]:

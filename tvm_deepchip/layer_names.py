@@ -124,19 +124,24 @@ def give_weights_inputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     return out, weights
 
 
-def bind_named_weights(mod, weights: dict):
-    """Bind the weight parameters of `main` (give_weights_inputs) to constants named by span."""
+def named_constant(array, name: str):
+    """A Relax constant holding `array` whose span names ONNX node `name` (what layer_name reads)."""
     import tvm
     from tvm import relax
 
+    span = tvm.ir.Span(tvm.ir.SourceName(name), 0, 0, 0, 0)
+    const = relax.const(array, str(array.dtype))
+    return tvm.ir.GenericConst(const.value, const.ty, span)
+
+
+def bind_named_weights(mod, weights: dict):
+    """Bind the weight parameters of `main` (give_weights_inputs) to constants named by span."""
     main = mod["main"]
     binding = {}
     for var in main.params:
         if var.name in weights:
             name, array = weights[var.name]
-            span = tvm.ir.Span(tvm.ir.SourceName(name), 0, 0, 0, 0)
-            const = relax.const(array, str(array.dtype))
-            binding[var] = tvm.ir.GenericConst(const.value, const.ty, span)
+            binding[var] = named_constant(array, name)
     if len(binding) != len(weights):
         missing = sorted(set(weights) - {v.name for v in binding})
         raise RuntimeError(f"TVM's ONNX import renamed the weight inputs {missing}; cannot name their layers")

@@ -1,17 +1,20 @@
 """The per-layer plan: every weight-bearing layer of the imported module, keyed by its ONNX
-node name, with what the lowering decided for it (primitive and format, or why it stays float).
+node name, with what was decided for it (primitive, format and why that format, or why it stays
+float).
 
-The planner (`LayerPlan.of`) reads the imported module: each conv / conv-transpose / matmul
-call whose weight constant carries an ONNX node name (layer_names) is one layer, listed once,
-in graph order, first as float with the reason a float layer has before any rewrite looks at
-it. The lowering pass then records, per name, the primitive it emitted or why the layer stays
-float. The compile report's rows are built from the plan (`rows`). Resize and other weightless
-ops are not layers here: they carry no weights and have no DeepChip primitive.
+`LayerPlan.of` reads the imported module: each conv / conv-transpose / matmul call whose weight
+constant carries an ONNX node name (layer_names) is one layer, listed once, in graph order,
+first as float with the reason a float layer has before the lowering rule looks at it. The
+planner (planner.py) then records, per name, the kernel the layer lowers to or why it stays
+float; the lowering pass only applies it. The compile report's rows are built from the plan
+(`rows`). Resize and other weightless ops are not layers here: they carry no weights and have no
+DeepChip primitive.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -22,7 +25,7 @@ from .layer_names import layer_name
 log = logging.getLogger(__name__)
 
 FLOAT_PRIMITIVE = "tvm-float"
-RULE_OPS = ("conv2d", "dense")  # the ops the rewrite rule lowers (passes/lower_quant_layers)
+RULE_OPS = ("conv2d", "dense")  # the ops the lowering rule handles (passes/patterns.RULES)
 _OPS = {
     "relax.nn.conv1d": "conv1d",
     "relax.nn.conv2d": "conv2d",
@@ -34,16 +37,36 @@ _OPS = {
 }
 
 
-@dataclass
+class FormatSource(Enum):
+    """Why a lowered layer has its format."""
+
+    FORCED = "--format"  # named by the user for this layer
+    MEASURED = "formats.json"  # fastest on this ISA class (format_choice, next to the tuning log)
+    DEFAULT = "default"  # the default ternary format (or int8 for int8 weights)
+
+
+@dataclass(frozen=True)
 class Lowered:
-    """What the lowering emitted for one layer."""
+    """What the plan lowers one layer to."""
 
     layer: QuantLayer
     format: str
+    source: FormatSource
     in_shape: tuple
-    primitive: str
-    out_shape: tuple
-    weight_bytes: int  # weight storage the kernel reads at run time
+    rule: object  # passes.patterns.Rule: the rule variant that matched the layer
+    kernel: object  # primitives.LoweredLayer: packed constants and TE compute
+
+    @property
+    def primitive(self) -> str:
+        return self.kernel.primitive
+
+    @property
+    def out_shape(self) -> tuple:
+        return tuple(self.kernel.out_shape)
+
+    @property
+    def weight_bytes(self) -> int:  # weight storage the kernel reads at run time
+        return int(self.kernel.weight_bytes)
 
 
 @dataclass
@@ -76,6 +99,7 @@ class LayerRecord:
             "op": self.op,
             "kind": layer.weight_kind,
             "format": lo.format,
+            "format_from": lo.source.value,
             "primitive": lo.primitive,
             "shape": list(layer.signs.shape),
             "out_shape": list(lo.out_shape),
@@ -151,6 +175,11 @@ class LayerPlan:
 
     def lower(self, name: str, lowered: Lowered) -> None:
         self.records[name].lowered = lowered
+
+    def lowered(self, name: str | None) -> Lowered | None:
+        """What layer `name` lowers to (None: it stays float, or is no layer of the plan)."""
+        record = self.records.get(name)
+        return record.lowered if record is not None else None
 
     def keep_float(self, name: str, why: str) -> None:
         self.records[name].reason = why

@@ -2,13 +2,15 @@
 
 TVM 0.27 only takes target dicts (the "llvm -mcpu=..." string form raises). The x86 preset asks
 LLVM for the host CPU so the target describes the machine's real ISA (AVX2, AVX-512, VNNI...).
+A build resolves its target once (`resolve`): the preset, the TVM target and the ISA class
+(isa.py, the one table of CPU facts) travel together as one `BuildTarget`.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import isa
 from .errors import InputError, ToolchainError
@@ -21,36 +23,31 @@ class TargetPreset:
     cross_compiler: str | None = None  # None: the host compiler
     debian_packages: tuple = ()  # what provides the cross compiler
     rpc_key: str | None = None
-    keys: tuple = field(default=("cpu",))  # target keys: pick schedules/<family> registrations
-    # the input operand of the int8 kernels' dot products: x86 VNNI multiplies unsigned by signed
-    # bytes (vpdpbusd), ARM's dotprod signed by signed (sdot)
-    int8_operand: str = "uint8"
+
+
+# the aarch64 presets' toolchain (tuning's builder and the tests' exports take it from here)
+AARCH64_CROSS_COMPILER = "aarch64-linux-gnu-g++"
+AARCH64_DEBIAN_PACKAGES = ("g++-aarch64-linux-gnu",)
+CROSS_COMPILERS = (AARCH64_CROSS_COMPILER,)  # every preset's cross compiler
 
 
 def _aarch64_preset(name: str, cls_name: str) -> TargetPreset:
-    cls = isa.get(cls_name)
     return TargetPreset(
         name,
-        {**cls.target, "num-cores": 2},
-        cross_compiler="aarch64-linux-gnu-g++",
-        debian_packages=("g++-aarch64-linux-gnu",),
+        {**isa.get(cls_name).target, "num-cores": 2},
+        cross_compiler=AARCH64_CROSS_COMPILER,
+        debian_packages=AARCH64_DEBIAN_PACKAGES,
         rpc_key="aarch64",
-        keys=("arm_cpu", "cpu"),
-        int8_operand=cls.int8_operand,
     )
 
 
-def _x86_preset(name: str, spec: dict) -> TargetPreset:
-    return TargetPreset(name, spec, int8_operand=isa.classify(spec).int8_operand)
-
-
 def _x86_class_preset(cls_name: str) -> TargetPreset:
-    return _x86_preset(cls_name, {**isa.get(cls_name).target, "num-cores": os.cpu_count() or 1})
+    return TargetPreset(cls_name, {**isa.get(cls_name).target, "num-cores": os.cpu_count() or 1})
 
 
 _PRESETS = {
     # this machine's CPU (or the ISA class named by $DEEPCHIP_X86_ISA, see isa.X86_SWITCH)
-    "x86": lambda: _x86_preset("x86", isa.host_x86_target()),
+    "x86": lambda: TargetPreset("x86", isa.host_x86_target()),
     "aarch64": lambda: _aarch64_preset("aarch64", "aarch64-dotprod"),
     **{name: (lambda n=name: _aarch64_preset(n, n)) for name in isa.ARM_CLASSES},
     **{name: (lambda n=name: _x86_class_preset(n)) for name in isa.X86_CLASSES},
@@ -82,28 +79,75 @@ def _target_spec(target_json) -> dict:
     return dict(spec)
 
 
-def get_preset(name: str | None = None, target_json: str | dict | None = None) -> TargetPreset:
-    """A preset by short name, or a custom one from a TVM target dict (JSON text or dict)."""
+def _custom_preset(name: str | None, spec: dict, cls: isa.IsaClass) -> TargetPreset:
+    """A preset for any TVM target dict of class `cls`: toolchain and RPC key of its architecture."""
+    base = _PRESETS["aarch64" if not cls.is_x86 else "x86"]()
+    triple = spec.get("mtriple", "")
+    return TargetPreset(
+        name or ("custom-" + (triple or spec["kind"])),
+        spec,
+        cross_compiler=base.cross_compiler,
+        debian_packages=base.debian_packages,
+        rpc_key=base.rpc_key,
+    )
+
+
+def _check_name(name: str | None) -> None:
     if name is not None and not str(name).strip():
         raise InputError(f"--target {name!r} is empty; choose one of {preset_names()} or pass --target-json")
-    if target_json is not None:
-        spec = _target_spec(target_json)
-        cls = isa.classify(spec)  # only CPU targets we have kernels for; InputError otherwise
-        base = _PRESETS["aarch64" if not cls.is_x86 else "x86"]()
-        triple = spec.get("mtriple", "")
-        return TargetPreset(
-            name or ("custom-" + (triple or spec["kind"])),
-            spec,
-            cross_compiler=base.cross_compiler,
-            debian_packages=base.debian_packages,
-            rpc_key=base.rpc_key,
-            keys=tuple(spec.get("keys", base.keys)),
-            int8_operand=cls.int8_operand,
-        )
+
+
+def _named_preset(name: str | None) -> TargetPreset:
     name = "x86" if name is None else name
     if name not in _PRESETS:
         raise InputError(f"unknown target {name!r}; choose one of {preset_names()} or pass --target-json")
     return _PRESETS[name]()
+
+
+def get_preset(name: str | None = None, target_json: str | dict | None = None) -> TargetPreset:
+    """A preset by short name, or a custom one from a TVM target dict (JSON text or dict)."""
+    _check_name(name)
+    if target_json is None:
+        return _named_preset(name)
+    spec = _target_spec(target_json)
+    return _custom_preset(name, spec, isa.classify(spec))
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """What a build targets, asked once: the preset (toolchain, RPC key), its TVM target and its
+    ISA class (vector width, int8 dot-product form and operand type)."""
+
+    preset: TargetPreset
+    tvm: object  # tvm.target.Target
+    isa_class: isa.IsaClass
+
+    @classmethod
+    def of(cls, preset: TargetPreset, isa_class: isa.IsaClass | None = None) -> BuildTarget:
+        import tvm
+
+        return cls(preset, tvm.target.Target(preset.target), isa_class or isa.classify(preset.target))
+
+    def describe(self) -> str:
+        """The build's target as reports name it: ISA class and CPU, e.g. 'x86-avx2 (mcpu
+        haswell)', 'aarch64-dotprod (mattr +neon,+dotprod)'."""
+        spec = self.preset.target
+        if spec.get("mcpu"):
+            return f"{self.isa_class.name} (mcpu {spec['mcpu']})"
+        if spec.get("mattr"):
+            return f"{self.isa_class.name} (mattr {','.join(spec['mattr'])})"
+        return self.isa_class.name
+
+
+def resolve(name: str | None = None, target_json: str | dict | None = None) -> BuildTarget:
+    """The build target of a preset name, or of a TVM target dict (JSON text or dict) of a CPU we
+    have kernels for (else InputError)."""
+    _check_name(name)
+    if target_json is None:
+        return BuildTarget.of(_named_preset(name))
+    spec = _target_spec(target_json)
+    cls = isa.classify(spec)  # only CPU targets we have kernels for; InputError otherwise
+    return BuildTarget.of(_custom_preset(name, spec, cls), cls)
 
 
 def tvm_target(preset: TargetPreset):
@@ -130,15 +174,3 @@ def target_dirname(preset: TargetPreset) -> str:
     """Directory name of the preset's tuning logs: short name plus CPU, e.g. x86-znver3."""
     cpu = preset.target.get("mcpu")
     return f"{preset.name}-{cpu}" if cpu else preset.name
-
-
-def describe(preset: TargetPreset) -> str:
-    """The build's target as reports name it: ISA class and CPU, e.g. 'x86-avx2 (mcpu haswell)',
-    'aarch64-dotprod (mattr +neon,+dotprod)'."""
-    cls = isa.classify(preset.target)
-    spec = preset.target
-    if spec.get("mcpu"):
-        return f"{cls.name} (mcpu {spec['mcpu']})"
-    if spec.get("mattr"):
-        return f"{cls.name} (mattr {','.join(spec['mattr'])})"
-    return cls.name

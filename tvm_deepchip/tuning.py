@@ -16,27 +16,36 @@ from pathlib import Path
 
 import onnx
 
-from . import isa, onnx_io, output_paths, targets
-from .compiler import LayerOptions, lower
+from . import onnx_io, output_paths, targets
+from .compiler import LayerChoices, lower
 from .errors import DeviceError, InputError
 from .formats import Format
 
 log = logging.getLogger(__name__)
 
 
-def _export_aarch64(mod) -> str:
-    """Builder export for ARM devices: a cross-compiled .so (the device has no compiler)."""
-    from tvm.support import cc
+def _export_func(compiler: str) -> str:
+    """Name of the builder's export for a preset's cross compiler (registered by _register)."""
+    return f"deepchip.ms.export.{compiler}"
 
-    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
-    mod.export_library(path, fcompile=cc.cross_compiler("aarch64-linux-gnu-g++"))
-    return path
+
+def _cross_export(compiler: str):
+    def export(mod) -> str:
+        """Builder export for a device without a compiler: a cross-compiled .so."""
+        from tvm.support import cc
+
+        path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+        return path
+
+    return export
 
 
 def _register():
     import tvm
 
-    tvm.register_global_func("deepchip.ms.export_aarch64", _export_aarch64, override=True)
+    for compiler in targets.CROSS_COMPILERS:  # builder workers know no preset: register them all
+        tvm.register_global_func(_export_func(compiler), _cross_export(compiler), override=True)
     from tvm_deepchip.schedules import load_all
 
     load_all()  # our schedule rules and tensor intrinsics (records refer to them), in this process
@@ -234,12 +243,13 @@ def tune(
             raise InputError(f"{what} {n}: must be at least 1")
     if not isinstance(model, onnx.ModelProto):
         model = onnx_io.load_model(model)
-    preset = targets.get_preset(target, target_json)
+    build_target = targets.resolve(target, target_json)
+    preset = build_target.preset
     if preset.cross_compiler:
         targets.check_cross_compiler(preset)
     work_dir = Path(work_dir) if work_dir else default_dir(preset)
     output_paths.check_dir(work_dir, "tuning directory")
-    refuse_foreign(work_dir, isa.classify(preset.target))
+    refuse_foreign(work_dir, build_target.isa_class)
     if tracker is not None and runner is None:
         probe_device(tracker, key)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -248,12 +258,11 @@ def tune(
     if choose_formats and not preset.cross_compiler:
         from .format_choice import choose_formats as measure
 
-        measure(model, preset, work_dir, input_shapes=input_shapes)
+        measure(model, build_target, work_dir, input_shapes=input_shapes)
         measured = load_format_choices(work_dir)
-    options = LayerOptions(formats=dict(formats or {}), default_ternary=default_ternary)
-    options.measured = measured
-    mod, _ = lower(model, preset, options, input_shapes)
-    tgt = targets.tvm_target(preset)
+    choices = LayerChoices(formats or {}, default_ternary)
+    mod = lower(model, build_target, choices, measured, input_shapes).mod
+    tgt = build_target.tvm
     with _ms_logging():
         extracted = ms.relax_integration.extract_tasks(mod, tgt)
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
@@ -264,7 +273,7 @@ def tune(
         print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
         callback, state = progress_callback(names)
         builder = ms.builder.LocalBuilder(
-            f_export="deepchip.ms.export_aarch64" if preset.cross_compiler else None,
+            f_export=_export_func(preset.cross_compiler) if preset.cross_compiler else None,
             initializer=_register,
             timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
         )

@@ -36,12 +36,13 @@ def default_dir(preset) -> Path:
     return logs_root() / target_dirname(preset)
 
 
-def resolve(tuning_log, preset) -> Path | None:
-    """None, "auto" (the committed log of the build's ISA class, if any) or a directory."""
+def resolve(tuning_log, target) -> Path | None:
+    """None, "auto" (the committed log of the build's ISA class, if any) or a directory.
+    `target`: the build's targets.BuildTarget (its class, as isa.py gave it)."""
     if tuning_log is None:
         return None
     if tuning_log == "auto":
-        return committed_log(isa.classify(preset.target), prefer=default_dir(preset).name)
+        return committed_log(target.isa_class, prefer=default_dir(target.preset).name)
     return Path(tuning_log)
 
 

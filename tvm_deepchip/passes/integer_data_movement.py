@@ -57,3 +57,11 @@ def _drop_round_trip(expr, m):
 def integer_data_movement(func: relax.Function) -> relax.Function:
     func = rewrite_call(_moved, _push_dequantize, func)
     return rewrite_call(_round_trip, _drop_round_trip, func)
+
+
+@relax.transform.function_pass(opt_level=0, name="DeepChipIntegerDataMovement")
+class IntegerDataMovement:
+    """Rules 1 and 2 on every Relax function of a module."""
+
+    def transform_function(self, func: relax.Function, _mod, _ctx) -> relax.Function:
+        return integer_data_movement(func)

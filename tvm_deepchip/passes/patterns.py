@@ -80,6 +80,28 @@ def layer_pattern(op: str, quantized_output: bool, with_bias: bool = True) -> La
     return LayerPattern(op, q_out, q_in, dq_in, weight, weight_dq, permute, core, bias, relu, lo, hi, q_out)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One variant of the layer-lowering rule: the op, whether the output is quantized (rooted at
+    the output quantize, bias optional) or float (rooted at the bias add, or the bare op)."""
+
+    op: str
+    quantized_output: bool
+    with_bias: bool = True
+
+    def pattern(self) -> LayerPattern:
+        return layer_pattern(self.op, self.quantized_output, self.with_bias)
+
+
+# In the order they apply: quantized-output layers first, then float-output ones (of a layer
+# that is both, the quantized form wins), the bias-add root before the bare op.
+RULES = (
+    Rule("conv2d", True), Rule("dense", True),
+    Rule("conv2d", False), Rule("dense", False),
+    Rule("conv2d", False, False), Rule("dense", False, False),
+)
+
+
 _FOLDABLE = {
     "relax.isnan": np.isnan,
     "relax.where": np.where,

@@ -1,0 +1,129 @@
+"""The planner: the imported Relax module -> the plan (layer_plan.LayerPlan), before any rewrite.
+
+For every weight-bearing layer it decides, by ONNX node name: the QuantLayer, its input shape,
+the format and why (forced by --format, measured in formats.json, the default), and the packed
+kernel (primitives.lower_layer, with the ISA class's int8 operand); or why the layer stays
+float. Every error (an unknown format, int8 weights forced to a ternary format, a forced layer
+that cannot be lowered, a kernel that cannot be built) is raised here, as Python raises it; the
+lowering pass (passes.LowerQuantLayers) then only applies the plan.
+
+Matching sees the module as the lowering will: after the 8-bit data-movement rules, which only
+move dequantize ops and so change no layer's weights, scales or shapes.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import onnx
+
+from . import primitives
+from .errors import InputError
+from .formats import CHOICES, TERNARY_ONLY, Format
+from .isa import IsaClass
+from .layer import QuantLayer
+from .layer_names import weight_sites
+from .layer_plan import FormatSource, LayerPlan, Lowered
+from .passes import RULES, IntegerDataMovement
+from .passes.layer_check import check_layer, input_shape, weight_name
+
+TERNARY_FORMATS = CHOICES  # (formats.py)
+
+
+@dataclass(frozen=True)
+class LayerChoices:
+    """What the user chose: formats by ONNX node name, the default ternary format, and the
+    MetaSchedule database directory applied at build time (None: default schedules only)."""
+
+    formats: Mapping[str, str] = field(default_factory=dict)
+    default_ternary: str = Format.SPARSE
+    tuning_dir: Path | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", MappingProxyType(dict(self.formats)))
+
+
+def layer_key(layer: QuantLayer) -> str:
+    """Identity of a layer for recorded choices: its name and a hash of its integer weights."""
+    w = np.ascontiguousarray(layer.signs)
+    return f"{layer.name}:{hashlib.sha1(w.tobytes() + str((w.shape, w.dtype)).encode()).hexdigest()[:16]}"
+
+
+def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
+    """Every layer named in `formats` is a weight-bearing layer of the model (named as in the
+    report) and every format is one of TERNARY_FORMATS (checked before import)."""
+    for layer, fmt in formats.items():
+        if fmt not in TERNARY_FORMATS:
+            raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
+    names = [s.name for s in weight_sites(model)]
+    unknown = sorted(set(formats) - set(names))
+    if unknown:
+        raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
+
+
+def choose_format(layer: QuantLayer, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:
+    """The layer's format and why: forced, else measured, else the default (where it is exact:
+    int8 needs Wp == Wn; else the sparse form). Int8 weights default to int8."""
+    fmt, source = choices.formats.get(layer.name), FormatSource.FORCED
+    if not fmt:
+        fmt, source = measured.get(layer_key(layer)), FormatSource.MEASURED
+    if not fmt:
+        if layer.weight_kind != "ternary":
+            return Format.INT8, FormatSource.DEFAULT
+        exact = primitives.formats_for(layer) + (Format.FLOAT,)
+        return (choices.default_ternary if choices.default_ternary in exact else Format.SPARSE), FormatSource.DEFAULT
+    if fmt not in TERNARY_FORMATS:
+        raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
+    if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:
+        raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
+    return fmt, source
+
+
+def _calls(func) -> list:
+    from tvm import relax
+
+    found = []
+    relax.analysis.post_order_visit(func, lambda e: found.append(e) if isinstance(e, relax.Call) else None)
+    return found
+
+
+def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices(),
+                measured: Mapping | None = None) -> LayerPlan:
+    """The plan of the imported module `mod` for a build of `isa_class`. `measured`: layer_key ->
+    format recorded by format choice (formats.json)."""
+    from tvm import relax
+
+    measured = measured or {}
+    plan = LayerPlan.of(mod)
+    form = IntegerDataMovement()(mod)
+    decided = set()
+    for rule in RULES:  # a layer is decided by the first variant whose check passes
+        pattern = rule.pattern()
+        for func in [f for _, f in form.functions.items() if isinstance(f, relax.Function)]:
+            var2val = relax.analysis.get_var2val(func)
+            for call in _calls(func):
+                m = pattern.root.extract_matched_expr(call, var2val)
+                name = weight_name(pattern, m) if m is not None else None
+                if name not in plan or name in decided:
+                    continue  # no match, a constant TVM's import made, or decided already
+                checked = check_layer(pattern, m, var2val, name)
+                forced = choices.formats.get(name)
+                if checked.layer is None:
+                    if forced not in (None, Format.FLOAT):
+                        raise InputError(f"layer {name!r}: cannot use format {forced!r}: {checked.why}")
+                    plan.keep_float(name, checked.why)
+                    continue
+                decided.add(name)
+                fmt, source = choose_format(checked.layer, choices, measured)
+                if fmt == Format.FLOAT:
+                    plan.keep_float(name, "float requested")
+                    continue
+                shape = input_shape(pattern, m)
+                kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class.int8_operand)
+                plan.lower(name, Lowered(checked.layer, fmt, source, shape, rule, kernel))
+    plan.check_forced(choices.formats)
+    return plan
