@@ -32,14 +32,19 @@ def weight_elements(model) -> int:
     return sum(int(np.prod(inits[n.input[1]].dims)) for n in model.graph.node if n.op_type in ("Conv", "Gemm"))
 
 
-def test_identical_weights_keep_both_names():
+def two_convs(first: str, second: str):
+    """A quantized model of two 3x3 convs named `first` and `second`."""
     b = QDQBuilder([1, 4, 6, 6])
     b.qdq(1 / 255)
-    b.conv(4, 3, pad=1, name="conv_a")
+    b.conv(4, 3, pad=1, name=first)
     b.qdq(4 / 255)
-    b.conv(4, 3, pad=1, name="conv_b")
+    b.conv(4, 3, pad=1, name=second)
     b.qdq(4 / 255)
-    model = b.model()
+    return b.model()
+
+
+def test_identical_weights_keep_both_names():
+    model = two_convs("conv_a", "conv_b")
     conv = [n for n in model.graph.node if n.op_type == "Conv"]
     inits = {i.name: i for i in model.graph.initializer}
     inits[conv[1].input[1]].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[conv[0].input[1]]),
@@ -170,12 +175,6 @@ def test_forced_format_on_an_unquantized_layer_is_an_error():
 
 
 def test_rows_say_why_each_layer_has_its_format():
-    b = QDQBuilder([1, 4, 6, 6])
-    b.qdq(1 / 255)
-    b.conv(4, 3, pad=1, name="forced")
-    b.qdq(4 / 255)
-    b.conv(4, 3, pad=1, name="by_default")
-    b.qdq(4 / 255)
-    rows = {r["layer"]: r for r in report_of(b.model(), formats={"forced": "packed"}).layers}
+    rows = {r["layer"]: r for r in report_of(two_convs("forced", "by_default"), formats={"forced": "packed"}).layers}
     assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
     assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("sparse", "default")
