@@ -1,4 +1,5 @@
-"""Schedules of the DeepChip primitives, one file per primitive per target family.
+"""Schedules of the DeepChip primitives: one row of schedules/table.py for a primitive whose
+schedule is one skeleton everywhere, one file per target family where it really differs.
 
 A schedule function `fn(sch, block, knobs)` is registered for (family, rule) with `register`.
 Two ways in:
@@ -19,7 +20,8 @@ from tvm_deepchip.primitives import roles
 from .common import Fixed, Sampled
 
 _RULES: dict = {}  # (family, rule) -> schedule function
-FAMILIES = ("x86", "arm_cpu")
+FAMILIES = ("x86", "arm_cpu")  # the packages of per-family schedule files
+TARGET_KEYS = ("cpu", "arm_cpu")  # the target keys they register under
 TAG = "schedule_rule"
 
 
@@ -37,6 +39,7 @@ def register(family: str, rule: str):
 def load_all() -> None:
     """Import every schedule module: registers the schedules and our tensor intrinsics (which
     tuning records refer to by name, so this precedes opening any database)."""
+    importlib.import_module(f"{__name__}.table")
     for fam in FAMILIES:
         pkg = importlib.import_module(f"{__name__}.{fam}")
         for info in pkgutil.iter_modules(pkg.__path__):

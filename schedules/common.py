@@ -4,7 +4,8 @@ Every primitive has the same skeleton: one or two accumulation blocks (acc_p, ac
 elementwise requantizing epilogue (the block that carries the schedule_rule tag), for convs
 over flat or 2-D output positions; the computes declare each block's role (primitives/roles.py),
 which is how the schedules find them. What differs per target family is only the vector width and
-the default knob values, so the target files are thin and pass an `Isa`.
+the default knob values, read from the target's ISA class (`tvm_deepchip/isa.py`), so most
+primitives need no per-target file (schedules/table.py).
 
 Knobs: `Fixed` returns the default value (build without tuning); `Sampled` turns a knob into a
 MetaSchedule `sample_categorical` decision that the tuner searches and records. Branch-free:
@@ -12,9 +13,12 @@ only split factors and unroll depths are sampled (a Python `if` on a sample woul
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tvm_deepchip.primitives import roles
+
+if TYPE_CHECKING:
+    from tvm_deepchip.isa import IsaClass
 
 # Below this many lane operations a thread-pool launch costs more than it saves (measured: the
 # SVHN ConvNet's vectorized layers run faster on one core). Scalar loops over index lists (one
@@ -24,12 +28,6 @@ from tvm_deepchip.primitives import roles
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 SCALAR_COST = 32
-
-
-@dataclass(frozen=True)
-class Isa:
-    name: str
-    vector_bytes: int  # one SIMD register
 
 
 class Fixed:
@@ -122,7 +120,7 @@ def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     sch.vectorize(lane)
 
 
-def schedule_spatial(sch, epilogue, knobs, isa: Isa, share_input: bool = False):
+def schedule_spatial(sch, epilogue, knobs, isa: IsaClass, share_input: bool = False):
     """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
     add per tap. With `share_input` (int8, packed: every channel reads the same inputs) a
     block of channels is computed together so each input vector is loaded once for all.
@@ -170,7 +168,7 @@ def _scalar_sums(sch, blocks, knobs):
         sch.unroll(ri)
 
 
-def schedule_dense(sch, epilogue, knobs, isa: Isa, product: bool = False):
+def schedule_dense(sch, epilogue, knobs, isa: IsaClass, product: bool = False):
     """Dense layers: channels in parallel blocks; each accumulator a scalar sum over its list,
     unrolled (sparse/packed), or a vectorized partial-sum over K (int8, rfactor)."""
     accs = _accumulators(sch, epilogue)

@@ -1,4 +1,2 @@
-"""arm_cpu schedules (target key `arm_cpu`): NEON, 16-byte registers."""
-from ..common import Isa
-
-ISA = Isa("neon", 16)
+"""arm_cpu schedules (target key `arm_cpu`) where they differ from the other families: the int8
+conv on `sdot` (with dotprod) or NEON multiply-adds, and the sdot tensor intrinsic."""
