@@ -84,6 +84,8 @@ def _section(cls: str, sec: dict) -> list[str]:
              f"Batch 1, {cores} threads, median of {sec['runs']} runs after warm-up (in parentheses: the lowest and "
              "highest median of the 5 blocks in which all contenders took turns). Random weights, except the "
              "digits model (trained, its own zeros).", ""]
+    if sec.get("note"):
+        lines += [f"Note: {sec['note']}.", ""]
     if pk.get("ldadd16_per_s"):
         lines += [f"Rooflines (scripts/peak/peaks.c, built for this class, one core): int8 dot product "
                   f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']}); int16 vector "
