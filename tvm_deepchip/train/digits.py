@@ -226,6 +226,20 @@ def train_ternary(fp32: DigitsConvNet, data: dict, *, sparsity: float = 0.9, epo
     return tern
 
 
+def train_scheme(fp32: DigitsConvNet, data: dict, scheme: str, *, sparsity: float = 0.9, epochs: int = 120,
+                 lr: float = 1e-3, seed: int = 0, log=None):
+    """The FP32 net trained further in `scheme` ("ternary", "bwn", "xnor") through the generic
+    `prepare` (conv1 and fc kept int8, as DeepChip, BNN and XNOR-Net keep their first and last
+    layers); the ternary scheme ramps its sparsity to `sparsity`. Returns the prepared model."""
+    from .prepare_model import prepare
+
+    model = prepare(fp32.eval(), scheme)
+    model.ternary = True  # train(): no weight decay on a quantized net, as the ternary QAT
+    train(model, data["x_train"], data["y_train"], epochs=epochs, lr=lr, seed=seed + 1,
+          target_sparsity=sparsity if scheme == "ternary" else None, log=log)
+    return model
+
+
 def train_both(seed: int = 0, *, fp32_epochs: int = 120, qat_epochs: int = 120, lr: float = 2e-3,
                qat_lr: float = 1e-3, target_sparsity: float = 0.9, log=print):
     """FP32 then ternary (initialised from FP32). Returns (fp32 model, ternary model, split, timings)."""

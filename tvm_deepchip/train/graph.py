@@ -74,9 +74,18 @@ def kind(gm: fx.GraphModule, node: fx.Node) -> str:
     return k
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with the activations and quantizers known here as leaves (not traced into)."""
+
+    def is_leaf_module(self, m, qualname):
+        return isinstance(m, (ClippedAct, schemes.QuantAct, schemes.BinaryAct, schemes.Requant)) or \
+            super().is_leaf_module(m, qualname)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(model)
+        tracer = _Tracer()
+        return fx.GraphModule(model, tracer.trace(model), type(model).__name__)
     except Exception as err:
         raise InputError(f"{type(model).__name__} cannot be traced by torch.fx ({type(err).__name__}: {err}); "
                          "DeepChip training needs a forward without data-dependent control flow") from None

@@ -109,13 +109,10 @@ def _activations(gm, binary: set) -> None:
             node.replace_all_uses_with(src)
             gm.graph.erase_node(node)
             continue
-        lo, hi = _act_range(gm, node)
-        if node.op == "call_module":
-            G.set_module(gm, node.target, QuantAct(lo, hi))
-        else:
-            new = G.insert_after(gm, node, f"{node.name}_quant", QuantAct(lo, hi))
-            new.args = (src,)
-            gm.graph.erase_node(node)
+        # a QuantAct per call, also where one module is called several times: observed ranges differ
+        new = G.insert_after(gm, node, f"{node.name}_quant", QuantAct(*_act_range(gm, node)))
+        new.args = (src,)
+        gm.graph.erase_node(node)
 
 
 def _ensure_quantized(gm, node, name) -> None:
@@ -185,6 +182,7 @@ def prepare(model: nn.Module, scheme: str, keep=None, *, t: float = 0.05, per_ch
     _activations(gm, binary)
     _eight_bit_points(gm, set(layers) - binary, layers[-1])
     gm.graph.lint()
+    gm.delete_all_unused_submodules()
     gm.recompile()
     gm.deepchip = Prepared(scheme, names, kept)
     return gm
