@@ -227,7 +227,7 @@ def train_ternary(fp32: DigitsConvNet, data: dict, *, sparsity: float = 0.9, epo
 
 
 def train_scheme(fp32: DigitsConvNet, data: dict, scheme: str, *, sparsity: float = 0.9, epochs: int = 120,
-                 lr: float = 1e-3, seed: int = 0, log=None):
+                 lr: float = 1e-3, seed: int = 0, max_steps: int | None = None, log=None):
     """The FP32 net trained further in `scheme` ("ternary", "bwn", "xnor") through the generic
     `prepare` (conv1 and fc kept int8, as DeepChip, BNN and XNOR-Net keep their first and last
     layers); the ternary scheme ramps its sparsity to `sparsity`. Returns the prepared model."""
@@ -236,7 +236,7 @@ def train_scheme(fp32: DigitsConvNet, data: dict, scheme: str, *, sparsity: floa
     model = prepare(fp32.eval(), scheme)
     model.ternary = True  # train(): no weight decay on a quantized net, as the ternary QAT
     train(model, data["x_train"], data["y_train"], epochs=epochs, lr=lr, seed=seed + 1,
-          target_sparsity=sparsity if scheme == "ternary" else None, log=log)
+          target_sparsity=sparsity if scheme == "ternary" else None, max_steps=max_steps, log=log)
     return model
 
 
