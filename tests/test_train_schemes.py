@@ -279,3 +279,11 @@ def test_grouped_conv_is_fine_under_bwn_and_export_needs_prepare():
     prepare(_Grouped(), "bwn")
     with pytest.raises(InputError, match="does not come from tvm_deepchip.train.prepare"):
         export(VGGStyle(), torch.rand(1, 3, 16, 16))
+
+
+def test_prepared_model_survives_deepcopy():
+    import copy
+
+    model = prepare(VGGStyle(), "xnor")
+    again = copy.deepcopy(model)
+    assert again.deepchip == model.deepchip and again.deepchip.keep == ["features.0", "classifier.5"]

@@ -119,8 +119,8 @@ def to_float_onnx(model: torch.fx.GraphModule, example_input: torch.Tensor) -> o
 
 
 def _info(model):
-    info = getattr(model, "deepchip", None)
-    if info is None or not isinstance(model, torch.fx.GraphModule):
+    info = model.meta.get("deepchip") if isinstance(model, torch.fx.GraphModule) else None
+    if info is None:
         raise InputError(f"{type(model).__name__} does not come from tvm_deepchip.train.prepare: export needs "
                          "the prepared model (prepare -> train -> export)")
     return info

@@ -33,10 +33,18 @@ SCHEMES = ("ternary", "bwn", "xnor")
 
 @dataclass
 class Prepared:
-    """What `export` needs to know about a prepared model (kept as `model.deepchip`)."""
+    """What `export` needs to know about a prepared model (`model.deepchip`)."""
     scheme: str
     layers: list  # module names of the weight layers, in graph order
     keep: list  # the int8 ones
+
+
+class PreparedModule(fx.GraphModule):
+    """The traced model; `deepchip` lives in `meta`, which GraphModule's deepcopy carries."""
+
+    @property
+    def deepchip(self) -> Prepared:
+        return self.meta["deepchip"]
 
 
 def _keep(keep, names: list[str]) -> list[str]:
@@ -146,7 +154,7 @@ def _eight_bit_points(gm, eight_bit: set, last) -> None:
                 G.insert_after(gm, out, f"{str(node.target).replace('.', '_')}_out_quant", QuantAct(lo=None))
 
 
-def prepare(model: nn.Module, scheme: str, keep=None, *, t: float = 0.05, per_channel: bool = False) -> fx.GraphModule:
+def prepare(model: nn.Module, scheme: str, keep=None, *, t: float = 0.05, per_channel: bool = False) -> PreparedModule:
     """A copy of `model` ready for quantization-aware training in `scheme`; `keep`: module names of
     the layers kept int8 (default: the first and the last). Ternary layers start at threshold
     t*max|W| (set `qat.set_sparsity` for a target sparsity); per_channel: Wp, Wn per output channel."""
@@ -183,6 +191,6 @@ def prepare(model: nn.Module, scheme: str, keep=None, *, t: float = 0.05, per_ch
     _eight_bit_points(gm, set(layers) - binary, layers[-1])
     gm.graph.lint()
     gm.delete_all_unused_submodules()
-    gm.recompile()
-    gm.deepchip = Prepared(scheme, names, kept)
-    return gm
+    out = PreparedModule(gm, gm.graph, type(model).__name__)
+    out.meta["deepchip"] = Prepared(scheme, names, kept)
+    return out
