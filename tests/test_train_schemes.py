@@ -254,6 +254,15 @@ class _Grouped(nn.Module):
         return self.c(self.b(self.a(x)))
 
 
+class _Twice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.fc = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.b(self.b(self.a(x))), 1), 1))
+
+
 class _LooseBN(nn.Module):
     def __init__(self):
         super().__init__()
@@ -269,6 +278,7 @@ class _LooseBN(nn.Module):
     (VGGStyle, "bwn", {"keep": ["features.0", "features.99"]}, r"keep names \['features.99'\].*features.4"),
     (_Grouped, "xnor", {"keep": ["a", "c"]}, r"module 'b': grouped convolution \(groups=2\) under scheme 'xnor'"),
     (_LooseBN, "ternary", {}, r"BatchNorm 'bn' does not directly follow"),
+    (_Twice, "bwn", {}, r"module\(s\) \['b'\] are called more than once"),
 ])
 def test_bad_input_is_named(make, scheme, kw, pattern):
     with pytest.raises(InputError, match=pattern):

@@ -8,7 +8,6 @@ network that will run, not of the float one); insert the activation QDQ pairs; c
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from onnx import helper, numpy_helper
 from . import activations, binary_act, calibrate, onnx_io, output_paths
 from .bn_fold import fold_batchnorm
 from .errors import InputError
+from .quant_options import check_keep, check_layer_sparsity, check_options, refuse_binary
 from .quant_report import QuantReport, layer_report
 from .ternary import binarize, detect_ternary, int8_per_channel, smallest_with_a_zero, ternarize
 
@@ -27,23 +27,6 @@ log = logging.getLogger(__name__)
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 HANDLED = set(LAYER_OPS) | set(activations.ACTIVATIONS) | set(activations.PASS_THROUGH) | {"Add"}
 MIN_OPSET = 13  # per-axis DequantizeLinear
-SCHEMES = ("ternary", "bwn", "xnor")  # weights of the inner layers; xnor also binarizes their inputs
-
-
-def _check_options(threshold, sparsity, first_last, calib_method, percentile, scheme="ternary"):
-    if scheme not in SCHEMES:
-        raise InputError(f"scheme {scheme!r}: expected one of {', '.join(SCHEMES)}")
-    if sparsity is not None:
-        if not isinstance(sparsity, numbers.Real) or not 0 <= sparsity < 1:
-            raise InputError(f"sparsity {sparsity!r}: expected a fraction in [0, 1) (e.g. 0.9 for 90% zeros)")
-    elif not isinstance(threshold, numbers.Real) or not threshold > 0 or not np.isfinite(threshold):
-        raise InputError(f"threshold {threshold!r}: expected t > 0 (zeros where |w| <= t*max|W|; the paper uses 0.05)")
-    if first_last not in ("int8", "float", "ternary"):
-        raise InputError(f"first_last {first_last!r}: expected 'int8', 'float' or 'ternary'")
-    if calib_method not in ("minmax", "percentile"):
-        raise InputError(f"calib_method {calib_method!r}: expected 'minmax' or 'percentile'")
-    if not 50 < percentile <= 100:
-        raise InputError(f"percentile {percentile!r}: expected a value in (50, 100]")
 
 
 def _load(model_or_path) -> tuple[onnx.ModelProto, str]:
@@ -134,49 +117,6 @@ def _set_weight(node, g, new_inits, kind, w, b, payload):
     return extra
 
 
-def _check_keep(keep, layers, where):
-    """The node names kept at `first_last` precision (None: the first and the last layer)."""
-    if keep is None:
-        return None
-    keep = [keep] if isinstance(keep, str) else list(keep)
-    names = {n.name or n.output[0] for n in layers}
-    unknown = sorted(set(keep) - names)
-    if unknown:
-        raise InputError(f"keep names {unknown}, which are not Conv/Gemm/MatMul nodes of {where} (its layers: {sorted(names)})")
-    return set(keep)
-
-
-def _check_layer_sparsity(layer_sparsity, layers, where):
-    """Per-layer sparsity targets: fractions in [0, 1), keyed by node names that exist."""
-    if layer_sparsity is None:
-        return {}
-    if not isinstance(layer_sparsity, dict):
-        raise InputError(f"layer_sparsity: expected a dict of node name -> fraction, got {type(layer_sparsity).__name__}")
-    names = {n.name or n.output[0] for n in layers}
-    unknown = sorted(set(layer_sparsity) - names)
-    if unknown:
-        raise InputError(f"layer_sparsity names {unknown} are not Conv/Gemm/MatMul nodes of {where} "
-                         f"(its layers: {sorted(names)})")
-    for name, s in layer_sparsity.items():
-        if not isinstance(s, numbers.Real) or not 0 <= s < 1:
-            raise InputError(f"layer_sparsity[{name!r}] = {s!r}: expected a fraction in [0, 1)")
-    return dict(layer_sparsity)
-
-
-def _refuse_binary(binary: dict) -> None:
-    """InputError for ternary layers the options leave without a zero weight (see the message)."""
-    def up(v):  # rounded up to 3 significant digits, so the value shown does give a zero
-        e = 10.0 ** (np.floor(np.log10(v)) - 2) if v > 0 else 1.0
-        return float(np.ceil(v / e - 1e-9) * e)
-
-    option, value, _ = next(iter(binary.values()))
-    need = up(max(m for _, _, m in binary.values()))
-    raise InputError(
-        f"{option} {value:g} leaves no zero weight in layer(s) {sorted(binary)}: their weights would be two-valued "
-        f"{{-Wn, +Wp}} (binary, not ternary), which the compiler does not lower (it would leave them float); "
-        f"the smallest {option.split('[')[0]} that gives {'them' if len(binary) > 1 else 'it'} a zero is {need:g}")
-
-
 def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity=None,
              scheme="ternary", keep=None):
     """Quantize the weights of `layers` in place in `model`; returns the list of quantized layers
@@ -221,7 +161,7 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
             continue  # float layers read float activations: no pairs around them
         quantized.append(node)
     if binary:
-        _refuse_binary(binary)
+        refuse_binary(binary)
     nodes = []
     for node in model.graph.node:
         nodes += dq_nodes.get(id(node), [])
@@ -257,7 +197,7 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     calibration for those tensors (the ranges training clipped to). calib: float images [N, ...] (array, .npz or .npy
     path) or None (16 random [0, 1) images, with a warning). Returns (ModelProto, QuantReport);
     writes `output_path` atomically when given. Bad input raises InputError and writes nothing."""
-    _check_options(threshold, sparsity, first_last, calib_method, percentile, scheme)
+    check_options(threshold, sparsity, first_last, calib_method, percentile, scheme)
     if output_path is not None:
         output_paths.check_file(output_path, "output")
     model, where = _load(model_or_path)
@@ -282,8 +222,8 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
             log.warning("node %r stays float: %s", name, why)
             report.float_nodes.append((name, why))
     layers = [n for n in model.graph.node if n.op_type in LAYER_OPS]
-    layer_sparsity = _check_layer_sparsity(layer_sparsity, layers, where)
-    keep = _check_keep(keep, layers, where)
+    layer_sparsity = check_layer_sparsity(layer_sparsity, layers, where)
+    keep = check_keep(keep, layers, where)
     if layer_sparsity:
         report.options["layer_sparsity"] = dict(layer_sparsity)
     if not layers:

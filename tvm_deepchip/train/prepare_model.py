@@ -58,6 +58,11 @@ def _keep(keep, names: list[str]) -> list[str]:
 
 
 def _check_layers(gm, nodes, scheme, binary) -> None:
+    targets = [str(n.target) for n in nodes]
+    shared = sorted({t for t in targets if targets.count(t) > 1})
+    if shared:
+        raise InputError(f"module(s) {shared} are called more than once; each call must be its own layer "
+                         "(its own weights, activation ranges and ONNX node)")
     for node in nodes:
         mod = G.module(gm, node)
         if isinstance(mod, nn.Conv2d) and mod.padding_mode != "zeros":
@@ -182,7 +187,7 @@ def prepare(model: nn.Module, scheme: str, keep=None, *, t: float = 0.05, per_ch
         else:
             new = _swap(mod, BinaryConv2d if conv else BinaryLinear)
         G.set_module(gm, node.target, new)
-    for node in binary:
+    for node in [n for n in layers if n in binary]:  # in graph order: reproducible names
         b = G.insert_after(gm, G.data_input(node), f"{str(node.target).replace('.', '_')}_binarize", BinaryAct())
         for other in list(b.users):  # only this layer reads the binarized value
             if other is not node:
