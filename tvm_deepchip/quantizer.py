@@ -231,7 +231,12 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     quantized, inner = _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report,
                                 layer_sparsity, scheme, keep)
     if scheme == "xnor":
-        binary_act.insert(model, [n for n in inner if not binary_act.reads_binary(g, n)])
+        to_binarize = [n for n in inner if not binary_act.reads_binary(g, n)]
+        constant = [n.name or n.output[0] for n in to_binarize if g.non_negative(n.input[0])]
+        if constant:  # x >= 0 everywhere: the binary input would be +1 everywhere
+            log.warning("layers %s read non-negative values (after Relu/Clip): binarized at 0 they are +1 "
+                        "everywhere; train the model with tvm_deepchip.train.prepare(model, 'xnor') instead", constant)
+        binary_act.insert(model, to_binarize)
     _drop_unused(model)
 
     g = activations.Graph(model.graph)
