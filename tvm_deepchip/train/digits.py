@@ -18,6 +18,9 @@ Ternary layers are conv64, conv64, conv128 x3 and conv512 (the inner layers); co
 
 Training: Adam, cosine learning rate, random +-1 pixel shifts; the ternary net starts from the
 trained FP32 weights (as TTQ does) and ramps its sparsity to the target (see `qat`).
+`train_scheme` trains the FP32 net further in any scheme (ternary, bwn, xnor) through the generic
+`prepare` / `export`, as any user model would be; the shipped ternary files still come from
+`train_ternary` / `to_onnx` (the files the compiler tests read).
 """
 from __future__ import annotations
 
