@@ -46,6 +46,12 @@ def accuracy_section(train, sweep) -> list[str]:
         f"| FP32 (onnxruntime) | {acc['fp32_onnxruntime']:.2%} |",
         f"| ternary, 90% zeros, 8-bit activations, compiled x86 .so | {acc['ternary_qdq_onnxruntime']:.2%} |",
         f"| FP32 ternarized after training (no retraining) | {acc['fp32_post_training_ternary_qdq_onnxruntime']:.2%} |",
+    ]
+    titles = {"bwn": "BWN (binary weights, 8-bit activations; `train.prepare`/`export`), onnxruntime",
+              "xnor": "BNN / XNOR-Net (binary weights and activations, first and last int8), onnxruntime"}
+    lines += [f"| {title} | {acc[f'{k}_qdq_onnxruntime']:.2%} |" for k, title in titles.items()
+              if f"{k}_qdq_onnxruntime" in acc]
+    lines += [
         "",
         "`tests/test_bundled_model.py` checks that the compiled artifact reaches exactly the recorded figure. "
         f"Trade-off sweep (`{sweep['command']}`, {_machine(sweep['machine'])}):",

@@ -5,6 +5,11 @@ digits_calib.npz and digits_train.json (accuracies measured in onnxruntime on th
 
     python3 scripts/train_digits.py                 # the shipped files (about 2 minutes, 1 thread)
     python3 scripts/train_digits.py --out-dir /tmp/d --qat-epochs 30
+
+With --schemes (default bwn,xnor) the FP32 net is also trained in those schemes through the
+generic tvm_deepchip.train.prepare / export (binary weights; XNOR: binary activations too, conv1
+and fc int8); their exported QDQ models' onnxruntime accuracies go into digits_train.json (the
+models themselves are not shipped).
 """
 from __future__ import annotations
 
@@ -74,6 +79,30 @@ def qdq_accuracies(paths, data, sparsity: float) -> dict:
     return out
 
 
+def scheme_accuracies(fp32, data, schemes, args, log) -> tuple[dict, dict]:
+    """Each scheme trained from the FP32 weights with prepare/export; accuracy of the exported QDQ
+    model in onnxruntime and of the torch model, and the training seconds."""
+    import copy
+    import tempfile
+
+    import torch
+
+    from tvm_deepchip.train import digits, export
+
+    acc, secs = {}, {}
+    for scheme in schemes:
+        t0 = time.time()
+        model = digits.train_scheme(copy.deepcopy(fp32), data, scheme, epochs=args.qat_epochs, lr=args.qat_lr,
+                                    seed=args.seed, log=log)
+        secs[f"{scheme}_s"] = time.time() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"digits_{scheme}.onnx"
+            export(model, torch.from_numpy(data["x_calib"]), path, calib=data["x_calib"])
+            acc[f"{scheme}_qdq_onnxruntime"] = digits.ort_accuracy(str(path), data["x_test"], data["y_test"])
+        acc[f"{scheme}_torch"] = digits.accuracy(model, data["x_test"], data["y_test"])
+    return acc, secs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", default=str(ROOT / "tvm_deepchip" / "data"))
@@ -83,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--qat-lr", type=float, default=1e-3)
     ap.add_argument("--sparsity", type=float, default=0.9, help="target zeros fraction of each ternary layer")
+    ap.add_argument("--schemes", default="bwn,xnor",
+                    help="also train these schemes (comma-separated: ternary, bwn, xnor; empty for none) via prepare/export")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 was faster than 2 on the shared 2-core machine (measured)")
     args = ap.parse_args(argv)
@@ -127,6 +158,10 @@ def main(argv=None) -> int:
     }
     acc.update(qdq_accuracies(paths, data, args.sparsity))
     acc["ternary_minus_fp32_points"] = round(100 * (acc["ternary_float_onnxruntime"] - acc["fp32_onnxruntime"]), 4)
+    schemes = [s for s in args.schemes.split(",") if s]
+    more, secs = scheme_accuracies(fp32, data, schemes, args, lambda s: print(s, file=sys.stderr, flush=True))
+    acc.update(more)
+    times.update(secs)
     report = {
         "model": "DeepChip SVHN ConvNet adapted to 8x8 digits (tvm_deepchip/train/digits.py)",
         "data": {"source": "sklearn.datasets.load_digits", "seed": args.seed, "train": len(data["y_train"]),
@@ -134,7 +169,8 @@ def main(argv=None) -> int:
         "test_accuracy": acc,
         "ternary_layers": layers,
         "ternary_sparsity_overall": overall,
-        "hyperparameters": {k: getattr(args, k) for k in ("fp32_epochs", "qat_epochs", "lr", "qat_lr", "sparsity", "threads")},
+        "hyperparameters": {k: getattr(args, k) for k in ("fp32_epochs", "qat_epochs", "lr", "qat_lr", "sparsity", "threads",
+                                                            "schemes")},
         "train_seconds": {k: round(v, 1) for k, v in times.items()} | {"total": round(time.time() - t0, 1)},
         "torch": torch.__version__, "onnx_opset": 17, "machine": machine(),
         "files_bytes": {p.name: p.stat().st_size for k, p in paths.items() if k != "train.json"},

@@ -452,3 +452,121 @@ def test_trained_digits_model_real_data():
     assert rel_l2(yq, yf) < 0.02
     assert np.mean(yq.argmax(1) == yf.argmax(1)) >= 0.99
     assert abs(np.mean(yq.argmax(1) == y) - np.mean(yf.argmax(1) == y)) <= 0.005
+
+
+# --- post-training schemes (quantize(..., scheme=...), `deepchip quantize --scheme`) ---------
+
+
+def _inner_weights(q):
+    lw = layer_weights(q)
+    return {n: w for n, (kind, w, _) in lw.items() if kind == "float"}
+
+
+@pytest.mark.parametrize("scheme", ["bwn", "xnor"])
+def test_binary_schemes_weights_and_form(svhn, calib, scheme, caplog):
+    """Inner layers: exactly {-a[c], +a[c]} per output channel with a[c] = mean|W[c]| of the
+    BN-folded float weight; first and last int8. xnor: each inner layer reads
+    Where(GreaterOrEqual(x, 0), 1, -1) with no QDQ pair, and those tensors hold only +1/-1."""
+    with caplog.at_level(logging.WARNING, logger="tvm_deepchip.quantizer"):
+        q, report = quantize(svhn, calib=calib, scheme=scheme)
+    # the SVHN ConvNet's inner layers read Clip(0, c) outputs: their binarization is constant
+    assert ("are +1 everywhere" in caplog.text) == (scheme == "xnor")
+    onnx.checker.check_model(q)
+    folded, _ = fold_batchnorm(svhn)
+    fw = {n.name: inits(folded)[n.input[1]] for n in folded.graph.node if n.op_type == "Conv"}
+    inner = _inner_weights(q)
+    assert sorted(inner) == [f"conv{i}" for i in range(2, 8)]
+    assert {k for k, (kind, _, _) in layer_weights(q).items() if kind == "int8"} == {"conv1", "fc"}
+    for name, w in inner.items():
+        a = np.abs(fw[name].reshape(w.shape[0], -1)).mean(axis=1).astype(np.float32)
+        for c in range(w.shape[0]):
+            assert np.unique(w[c]).tolist() == [-a[c], a[c]], (name, c)
+    assert report.options["scheme"] == scheme
+    prod, w = producers(q), inits(q)
+    wheres = []
+    for n in q.graph.node:
+        if n.name in inner:
+            src = prod[n.input[0]]
+            if scheme == "bwn":
+                assert src.op_type == "DequantizeLinear", n.name
+                continue
+            assert src.op_type == "Where" and w[src.input[1]] == 1 and w[src.input[2]] == -1, n.name
+            assert prod[src.input[0]].op_type == "GreaterOrEqual" and w[prod[src.input[0]].input[1]] == 0
+            # the value thresholded is not rounded to 8 bits first (that would move the threshold),
+            # except conv1's output: an int8 layer whose paired output a max pool passes on to conv2
+            assert prod[prod[src.input[0]].input[0]].op_type != "DequantizeLinear" or n.name == "conv2"
+            wheres.append(src.output[0])
+    probe = onnx.ModelProto()
+    probe.CopyFrom(q)
+    probe.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in wheres)
+    outs = oracle.session(probe).run(None, {"input": calib[:1]})  # the model's batch is 1
+    assert outs[0].shape == (1, 10)
+    for v in outs[1:]:
+        assert set(np.unique(v)) <= {-1.0, 1.0}
+
+
+def _with_weights(model, make):
+    """`model` with each inner Conv weight replaced by make(weight)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    convs = [n for n in out.graph.node if n.op_type == "Conv"][1:]
+    for init in out.graph.initializer:
+        if any(init.name == n.input[1] for n in convs):
+            init.CopyFrom(numpy_helper.from_array(make(numpy_helper.to_array(init)), init.name))
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "bwn", "xnor"])
+def test_binary_or_ternary_weights_are_kept(scheme, calib):
+    """A model (no BatchNorm) already holding binary weights keeps them in every scheme, and
+    ternary weights are kept too."""
+    base, _ = fold_batchnorm(models.svhn_convnet())
+    binary = _with_weights(base, lambda w: np.where(w >= 0, 0.25, -0.25).astype(np.float32))
+    q, report = quantize(binary, calib=calib, scheme=scheme)
+    for name, w in _inner_weights(q).items():
+        assert np.unique(w).tolist() == [-0.25, 0.25], name
+    assert all(r.kept_ternary for r in report.ternary_layers())
+    tern = _with_weights(base, lambda w: np.where(w > 0.02, 0.5, np.where(w < -0.02, -0.25, 0.0)).astype(np.float32))
+    q, _ = quantize(tern, calib=calib, scheme=scheme)
+    for name, w in _inner_weights(q).items():
+        assert np.unique(w).tolist() == [-0.25, 0.0, 0.5], name
+
+
+def test_xnor_keeps_existing_binarization(svhn, calib):
+    """A float model whose inner layers already read binarized inputs is not binarized twice."""
+    from tvm_deepchip import binary_act
+
+    pre = onnx.ModelProto()
+    pre.CopyFrom(svhn)
+    assert binary_act.insert(pre, [n for n in pre.graph.node if n.op_type == "Conv"][1:]) == 6
+    q, _ = quantize(pre, calib=calib, scheme="xnor")
+    assert sum(n.op_type == "Where" for n in q.graph.node) == 6
+    q2, _ = quantize(pre, calib=calib, scheme="ternary")  # kept as the model has them in any scheme
+    assert sum(n.op_type == "Where" for n in q2.graph.node) == 6
+
+
+def test_cli_quantize_scheme(tmp_path):
+    src, out = tmp_path / "svhn.onnx", tmp_path / "svhn_q.onnx"
+    onnx.save(models.svhn_convnet(), str(src))
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=images(4, (3, 40, 40)))
+    r = subprocess.run(["deepchip", "quantize", str(src), "-o", str(out), "--scheme", "xnor", "--calib", str(calib)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    q = onnx.load(str(out))
+    assert sum(n.op_type == "Where" for n in q.graph.node) == 6
+    assert all(np.unique(w[c]).size == 2 for w in _inner_weights(q).values() for c in range(w.shape[0]))
+    bad = tmp_path / "bad.onnx"
+    r = subprocess.run(["deepchip", "quantize", str(src), "-o", str(bad), "--scheme", "bwn", "--sparsity", "0.9"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--scheme bwn has binary weights" in r.stderr and not bad.exists()
+    r = subprocess.run(["deepchip", "quantize", str(src), "-o", str(bad), "--scheme", "binary"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice: 'binary'" in r.stderr and not bad.exists()
+
+
+def test_bad_scheme_and_keep(small):
+    with pytest.raises(InputError, match="scheme 'bnn': expected one of ternary, bwn, xnor"):
+        quantize(small, scheme="bnn")
+    with pytest.raises(InputError, match=r"keep names \['nope'\]"):
+        quantize(small, keep=["nope"])

@@ -249,3 +249,30 @@ def test_shipped_ternary_model_is_ternary_sparse_and_accurate():
     assert total and zeros / total >= 0.9
     acc = report["test_accuracy"]
     assert acc["ternary_float_onnxruntime"] >= acc["fp32_onnxruntime"] - 0.005
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "bwn", "xnor"])
+def test_digits_net_through_prepare_and_export(scheme):
+    """The digits net (a ModuleDict loop, one activation module called at every layer) goes through
+    the generic prepare -> train -> export: the inner convs hold the scheme's values, conv1 and fc
+    are int8, and onnxruntime computes what torch computes (tolerance: tests/test_train_schemes.py;
+    measured here: logits within 2e-7 of torch, on logits below 0.6)."""
+    from tvm_deepchip import oracle
+    from tvm_deepchip.train import export
+
+    data = digits.load_split(0)
+    torch.manual_seed(0)
+    model = digits.train_scheme(digits.DigitsConvNet(dropout=0.0), data, scheme, max_steps=2)
+    assert model.deepchip.keep == ["convs.conv1", "fc"]
+    x = data["x_test"][:32]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    q, report = export(model, torch.from_numpy(x), calib=data["x_calib"])
+    kinds = {r.name: r for r in report.layers}
+    assert {n for n, r in kinds.items() if r.kind == "int8"} == {"convs.conv1", "fc"}
+    inner = [n for n, r in kinds.items() if r.kind == "ternary"]
+    assert len(inner) == 6 and all(kinds[n].kept_ternary for n in inner)
+    zeros = [kinds[n].sparsity for n in inner]
+    assert all(z >= 0.9 for z in zeros) if scheme == "ternary" else all(abs(z) < 1e-12 for z in zeros), zeros
+    assert sum(n.op_type == "Where" for n in q.graph.node) == (6 if scheme == "xnor" else 0)
+    np.testing.assert_allclose(oracle.run(q, x), ref, rtol=0, atol=1e-4)

@@ -3,7 +3,7 @@
 Pairs (DEVELOPERS.md, "The quantized ONNX form"):
 - on the data input of every quantized Conv/Gemm/MatMul;
 - on the output of every quantized layer but the last, after its bias Add (MatMul) and its
-  Relu/Clip when those follow it alone;
+  Relu/Clip when those follow it alone, unless that value is binarized (`binary_act`);
 - on both inputs and the (Relu-ed) output of a residual Add of two activations;
 - on the output of MaxPool/Flatten/Reshape/GlobalAveragePool whose input has a pair, with that
   pair's scale and zero point, so these ops stay float between DQ and Q.
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from . import binary_act
 
 PASS_THROUGH = ("MaxPool", "Flatten", "Reshape", "GlobalAveragePool")
 ACTIVATIONS = ("Relu", "Clip")
@@ -88,7 +90,7 @@ def plan_pairs(g: Graph, layers: list, last, graph_input: str) -> dict[str, str 
     want: dict[str, str | None] = {}
     for node in layers:
         want[node.input[0]] = None
-        if node is not last:
+        if node is not last and not binary_act.feeds_binarize(g, g.layer_output(node)):
             want[g.layer_output(node)] = None
     for node in g.g.node:
         if node.op_type == "Add" and all(i not in g.inits for i in node.input):

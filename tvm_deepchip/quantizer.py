@@ -8,7 +8,6 @@ network that will run, not of the float one); insert the activation QDQ pairs; c
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from pathlib import Path
 
@@ -16,31 +15,18 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import activations, calibrate, onnx_io, output_paths
+from . import activations, binary_act, calibrate, onnx_io, output_paths
 from .bn_fold import fold_batchnorm
 from .errors import InputError
+from .quant_options import check_keep, check_layer_sparsity, check_options, refuse_binary
 from .quant_report import QuantReport, layer_report
-from .ternary import detect_ternary, int8_per_channel, smallest_with_a_zero, ternarize
+from .ternary import binarize, detect_ternary, int8_per_channel, smallest_with_a_zero, ternarize
 
 log = logging.getLogger(__name__)
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 HANDLED = set(LAYER_OPS) | set(activations.ACTIVATIONS) | set(activations.PASS_THROUGH) | {"Add"}
 MIN_OPSET = 13  # per-axis DequantizeLinear
-
-
-def _check_options(threshold, sparsity, first_last, calib_method, percentile):
-    if sparsity is not None:
-        if not isinstance(sparsity, numbers.Real) or not 0 <= sparsity < 1:
-            raise InputError(f"sparsity {sparsity!r}: expected a fraction in [0, 1) (e.g. 0.9 for 90% zeros)")
-    elif not isinstance(threshold, numbers.Real) or not threshold > 0 or not np.isfinite(threshold):
-        raise InputError(f"threshold {threshold!r}: expected t > 0 (zeros where |w| <= t*max|W|; the paper uses 0.05)")
-    if first_last not in ("int8", "float", "ternary"):
-        raise InputError(f"first_last {first_last!r}: expected 'int8', 'float' or 'ternary'")
-    if calib_method not in ("minmax", "percentile"):
-        raise InputError(f"calib_method {calib_method!r}: expected 'minmax' or 'percentile'")
-    if not 50 < percentile <= 100:
-        raise InputError(f"percentile {percentile!r}: expected a value in (50, 100]")
 
 
 def _load(model_or_path) -> tuple[onnx.ModelProto, str]:
@@ -131,40 +117,11 @@ def _set_weight(node, g, new_inits, kind, w, b, payload):
     return extra
 
 
-def _check_layer_sparsity(layer_sparsity, layers, where):
-    """Per-layer sparsity targets: fractions in [0, 1), keyed by node names that exist."""
-    if layer_sparsity is None:
-        return {}
-    if not isinstance(layer_sparsity, dict):
-        raise InputError(f"layer_sparsity: expected a dict of node name -> fraction, got {type(layer_sparsity).__name__}")
-    names = {n.name or n.output[0] for n in layers}
-    unknown = sorted(set(layer_sparsity) - names)
-    if unknown:
-        raise InputError(f"layer_sparsity names {unknown} are not Conv/Gemm/MatMul nodes of {where} "
-                         f"(its layers: {sorted(names)})")
-    for name, s in layer_sparsity.items():
-        if not isinstance(s, numbers.Real) or not 0 <= s < 1:
-            raise InputError(f"layer_sparsity[{name!r}] = {s!r}: expected a fraction in [0, 1)")
-    return dict(layer_sparsity)
-
-
-def _refuse_binary(binary: dict) -> None:
-    """InputError for ternary layers the options leave without a zero weight (see the message)."""
-    def up(v):  # rounded up to 3 significant digits, so the value shown does give a zero
-        e = 10.0 ** (np.floor(np.log10(v)) - 2) if v > 0 else 1.0
-        return float(np.ceil(v / e - 1e-9) * e)
-
-    option, value, _ = next(iter(binary.values()))
-    need = up(max(m for _, _, m in binary.values()))
-    raise InputError(
-        f"{option} {value:g} leaves no zero weight in layer(s) {sorted(binary)}: their weights would be two-valued "
-        f"{{-Wn, +Wp}} (binary, not ternary), which the compiler does not lower (it would leave them float); "
-        f"the smallest {option.split('[')[0]} that gives {'them' if len(binary) > 1 else 'it'} a zero is {need:g}")
-
-
-def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity=None):
-    """Quantize the weights of `layers` in place in `model`; returns the set of quantized layers."""
-    new_inits, dq_nodes, quantized = [], {}, []
+def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity=None,
+             scheme="ternary", keep=None):
+    """Quantize the weights of `layers` in place in `model`; returns the list of quantized layers
+    and the inner (not kept) ones."""
+    new_inits, dq_nodes, quantized, inner = [], {}, [], []
     layer_sparsity = layer_sparsity or {}
     binary = {}  # layer name -> (option, value, smallest value with a zero)
     first, last = (layers[0], layers[-1]) if layers else (None, None)
@@ -177,8 +134,12 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
             continue
         fan_in = int(np.prod(w.shape[1:]))
         tern = detect_ternary(w)
-        edge = node is first or node is last
+        edge = (node is first or node is last) if keep is None else name in keep
         kind = "ternary" if tern is not None or not edge else first_last
+        if not edge:
+            inner.append(node)
+        if kind == "ternary" and tern is None and scheme != "ternary":
+            tern = binarize(w)  # binary weights: a ternary form without zeros
         if kind == "ternary":
             if tern is None:
                 s = layer_sparsity.get(name, sparsity)
@@ -200,7 +161,7 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
             continue  # float layers read float activations: no pairs around them
         quantized.append(node)
     if binary:
-        _refuse_binary(binary)
+        refuse_binary(binary)
     nodes = []
     for node in model.graph.node:
         nodes += dq_nodes.get(id(node), [])
@@ -208,7 +169,7 @@ def _weights(model, g, layers, first_last, threshold, sparsity, per_channel, rep
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(new_inits)
-    return quantized
+    return quantized, inner
 
 
 def _drop_unused(model):
@@ -221,7 +182,7 @@ def _drop_unused(model):
 
 def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, per_channel=False,
              first_last="int8", calib=None, calib_method="minmax", percentile=99.99, seed=0,
-             layer_sparsity=None):
+             layer_sparsity=None, scheme="ternary", keep=None, act_ranges=None):
     """Quantize a float ONNX model (ModelProto or path) into DeepChip's QDQ form.
 
     threshold: zeros where |w| <= threshold*max|W| (per layer); sparsity (in [0, 1)) instead picks
@@ -229,10 +190,14 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
     (Wp, Wn) pair per output channel. layer_sparsity: {node name: fraction} overrides the
     threshold/sparsity of those ternary layers (weights already ternary are still kept).
     first_last: "int8" (per-channel int8 weights), "float" or "ternary" for the first and last
-    layers. calib: float images [N, ...] (array, .npz or .npy
+    layers, or for the layers named in `keep` when given. scheme: the inner layers' weights,
+    "ternary", or "bwn" (binary {-a[c], +a[c]}, a[c] = mean|W[c]|), or "xnor" (binary weights and
+    binary inputs Where(x >= 0, 1, -1), see `binary_act`); weights already binary or ternary are
+    kept, inputs already binarized too. act_ranges: {tensor: (lo, hi)} used instead of
+    calibration for those tensors (the ranges training clipped to). calib: float images [N, ...] (array, .npz or .npy
     path) or None (16 random [0, 1) images, with a warning). Returns (ModelProto, QuantReport);
     writes `output_path` atomically when given. Bad input raises InputError and writes nothing."""
-    _check_options(threshold, sparsity, first_last, calib_method, percentile)
+    check_options(threshold, sparsity, first_last, calib_method, percentile, scheme)
     if output_path is not None:
         output_paths.check_file(output_path, "output")
     model, where = _load(model_or_path)
@@ -241,10 +206,14 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
                                       per_channel=per_channel, first_last=first_last,
                                       calib_images=int(len(x)), calib_method=calib_method,
                                       percentile=percentile if calib_method == "percentile" else None))
+    if scheme != "ternary" or keep is not None:
+        report.options.update(scheme=scheme, keep=None if keep is None else list(keep))
     model, report.folded_bn = fold_batchnorm(model)
     g = activations.Graph(model.graph)
     for node in model.graph.node:
         name = node.name or node.output[0]
+        if binary_act.part_of_binarize(g, node):
+            continue
         if node.op_type not in HANDLED or (node.op_type == "Add" and any(i in g.inits for i in node.input)
                                            and not (g.producer.get(node.input[0]) is not None
                                                     and g.producer[node.input[0]].op_type == "MatMul")):
@@ -253,19 +222,33 @@ def quantize(model_or_path, output_path=None, *, threshold=0.05, sparsity=None, 
             log.warning("node %r stays float: %s", name, why)
             report.float_nodes.append((name, why))
     layers = [n for n in model.graph.node if n.op_type in LAYER_OPS]
-    layer_sparsity = _check_layer_sparsity(layer_sparsity, layers, where)
+    layer_sparsity = check_layer_sparsity(layer_sparsity, layers, where)
+    keep = check_keep(keep, layers, where)
     if layer_sparsity:
         report.options["layer_sparsity"] = dict(layer_sparsity)
     if not layers:
         log.warning("%s has no Conv/Gemm/MatMul layer: nothing to quantize", where)
-    quantized = _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report, layer_sparsity)
+    quantized, inner = _weights(model, g, layers, first_last, threshold, sparsity, per_channel, report,
+                                layer_sparsity, scheme, keep)
+    if scheme == "xnor":
+        to_binarize = [n for n in inner if not binary_act.reads_binary(g, n)]
+        constant = [n.name or n.output[0] for n in to_binarize if g.non_negative(n.input[0])]
+        if constant:  # x >= 0 everywhere: the binary input would be +1 everywhere
+            log.warning("layers %s read non-negative values (after Relu/Clip): binarized at 0 they are +1 "
+                        "everywhere; train the model with tvm_deepchip.train.prepare(model, 'xnor') instead", constant)
+        binary_act.insert(model, to_binarize)
     _drop_unused(model)
 
     g = activations.Graph(model.graph)
+    current = {n.output[0]: n for n in model.graph.node}  # the nodes as they are now (binarized inputs)
+    quantized = [current[n.output[0]] for n in quantized if not binary_act.reads_binary(g, current[n.output[0]])]
+    layers = [current[n.output[0]] for n in layers]
     inp = calibrate.model_input(model)[0]
     want = activations.plan_pairs(g, quantized, layers[-1] if layers else None, inp)
-    to_measure = [t for t, src in want.items() if src is None]
+    given = {t: tuple(map(float, r)) for t, r in (act_ranges or {}).items() if t in want}
+    to_measure = [t for t, src in want.items() if src is None and t not in given]
     ranges = calibrate.collect_ranges(model, to_measure, x, calib_method, percentile, seed) if to_measure else {}
+    ranges.update(given)
     pairs = activations.make_pairs(g, want, ranges, inp)
     out = activations.insert_pairs(model, pairs)
     report.activations = len(pairs)

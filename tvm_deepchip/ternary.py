@@ -74,6 +74,15 @@ def ternarize(w: np.ndarray, threshold: float | None = 0.05, sparsity: float | N
     return Ternary(signs, wp.astype(np.float32), wn.astype(np.float32), per_channel)
 
 
+def binarize(w: np.ndarray) -> Ternary:
+    """Binary-Weight-Networks: sign(W) * mean|W[c]| per output channel, sign(0) = +1, so each
+    channel holds exactly {-a[c], +a[c]} (a ternary form without zeros)."""
+    w = np.asarray(w, np.float32)
+    signs = np.where(w >= 0, 1, -1).astype(np.int8)
+    a = np.abs(w.reshape(w.shape[0], -1)).mean(axis=1).astype(np.float32)
+    return Ternary(signs, a.copy(), a.copy(), per_channel=True)
+
+
 def smallest_with_a_zero(w: np.ndarray, sparsity_mode: bool, per_channel: bool = False) -> float:
     """The smallest sparsity (or threshold) at which `ternarize` gives `w` at least one zero: below
     it the weight comes out two-valued {-Wn, +Wp}, binary rather than ternary."""

@@ -1,4 +1,5 @@
-"""`deepchip quantize IN.onnx -o OUT.onnx`: float ONNX -> DeepChip quantized (QDQ) ONNX."""
+"""`deepchip quantize IN.onnx -o OUT.onnx [--scheme ternary|bwn|xnor]`: float ONNX -> DeepChip quantized
+(QDQ) ONNX, in the post-training form of a scheme (weights already binary/ternary are kept)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,10 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="quantize a float ONNX model to ternary/int8 weights and 8-bit activations")
     p.add_argument("model", help="float ONNX model")
     p.add_argument("-o", "--output", required=True, help="quantized ONNX model to write")
+    p.add_argument("--scheme", default="ternary", choices=["ternary", "bwn", "xnor"],
+                   help="inner layers: ternary (default); bwn: binary weights {-a[c], +a[c]}, a[c] = mean|W[c]|; "
+                        "xnor: binary weights and binary inputs Where(x >= 0, 1, -1). Weights already "
+                        "binary or ternary, and inputs already binarized, are kept")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--threshold", type=float, default=None,
                    help="zero where |w| <= T*max|W| (default 0.05, the DeepChip paper's value)")
@@ -35,11 +40,15 @@ def run(args) -> int:
         check_file(args.report, "--report")
     from ..quantizer import quantize
 
+    if args.scheme != "ternary" and (args.threshold is not None or args.sparsity is not None):
+        raise InputError(f"--{'threshold' if args.threshold is not None else 'sparsity'} sets ternary zeros; "
+                         f"--scheme {args.scheme} has binary weights (no zeros)")
     if Path(args.output).resolve() == Path(args.model).resolve():
         raise InputError(f"-o {args.output}: the output would overwrite the input model")
     _, report = quantize(args.model, args.output, threshold=0.05 if args.threshold is None else args.threshold,
                          sparsity=args.sparsity, per_channel=args.per_channel, first_last=args.first_last,
-                         calib=args.calib, calib_method=args.calib_method, percentile=args.percentile, seed=args.seed)
+                         calib=args.calib, calib_method=args.calib_method, percentile=args.percentile, seed=args.seed,
+                         scheme=args.scheme)
     print(report.format())
     print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
     if args.report:

@@ -46,20 +46,23 @@ class _Ternarize(torch.autograd.Function):
         pos, neg, wp, wn = ctx.saved_tensors
         # TTQ: the latent weight learns with the gradient scaled by its region's magnitude
         gw = torch.where(pos, wp * g, torch.where(neg, wn * g, g))
-        gwp = (g * pos).sum().reshape(wp.shape)
-        gwn = -(g * neg).sum().reshape(wn.shape)
+        # per layer (wp a scalar) or per output channel (wp [Co, 1, ...]): sum over the rest
+        gwp = (g * pos).sum_to_size(wp.shape)
+        gwn = -(g * neg).sum_to_size(wn.shape)
         return gw, gwp, gwn, None
 
 
-class TernaryConv2d(nn.Conv2d):
-    """Conv2d whose forward weight is ternary {-Wn, 0, +Wp} (per layer)."""
+class TTQWeight:
+    """Trained ternary weights for a Conv2d / Linear subclass: the latent `weight` stays float,
+    the forward pass uses {-Wn, 0, +Wp} with Wp, Wn learned per layer or (per_channel) per
+    output channel."""
 
-    def __init__(self, *args, t: float = 0.05, **kwargs):
-        super().__init__(*args, **kwargs)
+    def _init_ttq(self, t: float, per_channel: bool) -> None:
         self.t = t
         self.target_sparsity: float | None = None  # None: threshold t * max|W|
-        self.wp = nn.Parameter(torch.tensor(1.0))
-        self.wn = nn.Parameter(torch.tensor(1.0))
+        shape = (self.weight.shape[0],) + (1,) * (self.weight.dim() - 1) if per_channel else ()
+        self.wp = nn.Parameter(torch.ones(shape))
+        self.wn = nn.Parameter(torch.ones(shape))
 
     def delta(self) -> torch.Tensor:
         a = self.weight.detach().abs().flatten()
@@ -81,14 +84,36 @@ class TernaryConv2d(nn.Conv2d):
     def ternary_weight(self) -> torch.Tensor:
         return _Ternarize.apply(self.weight, self.wp, self.wn, self.delta())
 
-    def forward(self, x):
-        return self._conv_forward(x, self.ternary_weight(), self.bias)
+    def qweight(self) -> torch.Tensor:
+        return self.ternary_weight()
 
     @torch.no_grad()
     def clamp_scales(self) -> None:
         # Wp, Wn are magnitudes: keep them positive so the three values stay distinct
         self.wp.clamp_(min=1e-4)
         self.wn.clamp_(min=1e-4)
+
+
+class TernaryConv2d(TTQWeight, nn.Conv2d):
+    """Conv2d whose forward weight is ternary {-Wn, 0, +Wp} (per layer or per output channel)."""
+
+    def __init__(self, *args, t: float = 0.05, per_channel: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_ttq(t, per_channel)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.ternary_weight(), self.bias)
+
+
+class TernaryLinear(TTQWeight, nn.Linear):
+    """Linear whose forward weight is ternary {-Wn, 0, +Wp} (per layer or per output channel)."""
+
+    def __init__(self, *args, t: float = 0.05, per_channel: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_ttq(t, per_channel)
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.ternary_weight(), self.bias)
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -122,8 +147,8 @@ def sparsity_schedule(step: int, ramp_steps: int, target: float) -> float:
     return target * (1.0 - (1.0 - step / ramp_steps) ** 3)
 
 
-def ternary_layers(model: nn.Module) -> list[tuple[str, TernaryConv2d]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, TernaryConv2d)]
+def ternary_layers(model: nn.Module) -> list[tuple[str, TTQWeight]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, TTQWeight)]
 
 
 def set_sparsity(model: nn.Module, sparsity: float | None) -> None:
@@ -141,7 +166,7 @@ def layer_stats(model: nn.Module) -> dict[str, dict]:
         out[name] = {
             "sparsity": float((tw == 0).float().mean()),
             "values": sorted(float(v) for v in torch.unique(tw)),
-            "wp": float(m.wp), "wn": float(m.wn),
+            "wp": m.wp.tolist(), "wn": m.wn.tolist(),
             "t": float(d / m.weight.abs().max()),
             "weights": int(tw.numel()),
         }
