@@ -83,7 +83,16 @@ def _is_primitive(mod) -> bool:
     return any(tagged_block(f) is not None for f in mod.functions.values())
 
 
-def _own_space(ctx, work_dir):
+def search_strategy(trials: int):
+    """MetaSchedule's evolutionary search with a population sized to the budget: its default
+    (512 schedules sampled and evolved per task and round) costs minutes of Python per task, which
+    a budget of a few trials never uses; 16 per trial reaches the default from 32 trials up."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.search_strategy.EvolutionarySearch(population_size=min(512, max(64, 16 * trials)))
+
+
+def _own_space(ctx, work_dir, trials: int):
     """Our primitives are searched only through their own (sampled) schedule: TVM's generic
     rules would also annotate the root block for parallel/vectorize/unroll, and its postprocessor
     then fails on loops our schedule already parallelized and vectorized."""
@@ -93,7 +102,7 @@ def _own_space(ctx, work_dir):
     from tvm_deepchip.schedules import search_space
 
     return ms.TuneContext(
-        mod=ctx.mod, target=ctx.target, space_generator=search_space(ctx.target), search_strategy="evolutionary",
+        mod=ctx.mod, target=ctx.target, space_generator=search_space(ctx.target), search_strategy=search_strategy(trials),
         task_name=ctx.task_name, rand_state=int(ctx.rand_state), num_threads=ctx.num_threads,
         logger=get_loggers_from_work_dir(work_dir, [ctx.task_name])[0],
     )
@@ -265,10 +274,11 @@ def tune(
     tgt = build_target.tvm
     with _ms_logging():
         extracted = ms.relax_integration.extract_tasks(mod, tgt)
+        budget = trials_per_task or trials
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted, str(work_dir / "logs"), seed=seed
+            extracted, str(work_dir / "logs"), strategy=search_strategy(budget), seed=seed
         )
-        contexts = [_own_space(c, str(work_dir / "logs")) if _is_primitive(c.mod) else c for c in contexts]
+        contexts = [_own_space(c, str(work_dir / "logs"), budget) if _is_primitive(c.mod) else c for c in contexts]
         names = [c.task_name for c in contexts]
         print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
         callback, state = progress_callback(names)
