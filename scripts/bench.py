@@ -153,24 +153,8 @@ def machine():
 
 
 def stored_sections(store: Path) -> dict:
-    """The sections already in BENCHMARKS.json. A file from the earlier, single-section bench.py
-    (onnxruntime peers only, run on an AVX-512 VNNI machine) becomes that class's section."""
-    if not store.is_file():
-        return {}
-    old = json.loads(store.read_text())
-    if "sections" in old:
-        return old["sections"]
-    peak = old.get("int8_peak", {})
-    rows = [{"model": r["model"], "sparsity": r["sparsity"], "ms": r["deepchip_ms"],
-             "peers": {"ort_fp32": {"ms": r["ort_fp32_ms"]}, "ort_int8": {"ms": r["ort_int8_ms"]}},
-             **{k: r[k] for k in ("weight_bytes", "fp32_weight_bytes", "schedules", "tuning_log", "layers", "report",
-                                  "argmax_agrees_with_ort", "max_abs_diff_vs_ort") if k in r}} for r in old["rows"]]
-    return {isa_class_of(old["machine"]): {**old, "rows": rows,
-                                           "peaks": {"dot_kind": peak.get("kind"), "dot_macs_per_s": peak.get("macs_per_s")}}}
-
-
-def isa_class_of(m: dict) -> str:
-    return "x86-avx512-vnni" if "avx512_vnni" in m["isa"] else "x86-avx512" if "avx512f" in m["isa"] else "x86-avx2"
+    """The sections already in BENCHMARKS.json (one per ISA class)."""
+    return json.loads(store.read_text())["sections"] if store.is_file() else {}
 
 
 def default_classes() -> list[str]:

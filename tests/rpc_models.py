@@ -13,7 +13,8 @@ AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
 
 
-def _module(fn_args, body):
+def relax_module(fn_args, body):
+    """main(*fn_args) whose dataflow block is `body(bb)`; its return value is the output."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
@@ -33,7 +34,7 @@ def matmul_relu(dtype: str = "int32", m: int = 4, k: int = 64, n: int = 16, seed
     b = rng.integers(-20, 21, size=(n,)).astype(dtype)
     x = rng.integers(-5, 6, size=(m, k)).astype(dtype)
     xv = relax.Var("x", relax.TensorType((m, k), dtype))
-    mod = _module([xv], lambda bb: relax.op.nn.relu(
+    mod = relax_module([xv], lambda bb: relax.op.nn.relu(
         bb.emit(relax.op.add(bb.emit(relax.op.matmul(xv, relax.const(w))), relax.const(b)))))
     return mod, x, np.maximum(x @ w + b, 0).astype(dtype)
 
@@ -43,7 +44,7 @@ def chain_matmul(n: int = 1024):
     from tvm import relax
 
     xv = relax.Var("x", relax.TensorType((n, n), "float32"))
-    mod = _module([xv], lambda bb: relax.op.matmul(bb.emit(relax.op.matmul(xv, xv)), xv))
+    mod = relax_module([xv], lambda bb: relax.op.matmul(bb.emit(relax.op.matmul(xv, xv)), xv))
     return mod, np.ones((n, n), "float32")
 
 

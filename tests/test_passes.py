@@ -14,6 +14,7 @@ from tvm_deepchip import isa, primitives
 from tvm_deepchip.errors import InputError
 from tvm_deepchip.layer import OutQuant, QuantLayer
 from tvm_deepchip.layer_names import named_constant
+from rpc_models import relax_module
 from tvm_deepchip.layer_plan import FormatSource
 from tvm_deepchip.passes import RULES, IntegerDataMovement, LowerQuantLayers, Rule
 from tvm_deepchip.planner import LayerChoices, plan_layers
@@ -24,16 +25,6 @@ S_IN, S_OUT = float(np.float32(1 / 255)), float(np.float32(4 / 255))
 
 def const(value, dtype):
     return relax.const(np.asarray(value, dtype), dtype)
-
-
-def module(params, body):
-    """main(*params) whose dataflow block is `body(bb)`; its return value is the output."""
-    bb = relax.BlockBuilder()
-    with bb.function("main", params):
-        with bb.dataflow():
-            out = bb.emit_output(body(bb))
-        bb.emit_func_output(out)
-    return bb.get()
 
 
 def dequantize(x, scale=S_IN, zp=0, dtype="uint8"):
@@ -48,15 +39,15 @@ def quantize(y, scale=S_OUT, zp=0, dtype="uint8"):
 
 def test_rule1_max_pool_runs_on_the_8bit_values():
     x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "int8"))
-    before = module([x], lambda bb: relax.op.nn.max_pool2d(bb.emit(dequantize(x, dtype="int8")), (2, 2), (2, 2)))
-    expected = module([x], lambda bb: dequantize(bb.emit(relax.op.nn.max_pool2d(x, (2, 2), (2, 2))), dtype="int8"))
+    before = relax_module([x], lambda bb: relax.op.nn.max_pool2d(bb.emit(dequantize(x, dtype="int8")), (2, 2), (2, 2)))
+    expected = relax_module([x], lambda bb: dequantize(bb.emit(relax.op.nn.max_pool2d(x, (2, 2), (2, 2))), dtype="int8"))
     tvm.ir.assert_structural_equal(IntegerDataMovement()(before), expected)
 
 
 def test_rule1_reshape_runs_on_the_8bit_values():
     x = relax.Var("x", relax.TensorType((1, 4, 2, 2), "uint8"))
-    before = module([x], lambda bb: relax.op.reshape(bb.emit(dequantize(x)), (1, 16)))
-    expected = module([x], lambda bb: dequantize(bb.emit(relax.op.reshape(x, (1, 16)))))
+    before = relax_module([x], lambda bb: relax.op.reshape(bb.emit(dequantize(x)), (1, 16)))
+    expected = relax_module([x], lambda bb: dequantize(bb.emit(relax.op.reshape(x, (1, 16)))))
     tvm.ir.assert_structural_equal(IntegerDataMovement()(before), expected)
 
 
@@ -64,21 +55,21 @@ def test_rule1_check_keeps_per_channel_scales_in_place():
     x = relax.Var("x", relax.TensorType((1, 4, 2, 2), "uint8"))
     scales = const(np.linspace(0.01, 0.04, 4), "float32")
     zps = const(np.zeros(4), "uint8")
-    before = module([x], lambda bb: relax.op.reshape(bb.emit(relax.op.dequantize(x, scales, zps, axis=1)), (1, 16)))
+    before = relax_module([x], lambda bb: relax.op.reshape(bb.emit(relax.op.dequantize(x, scales, zps, axis=1)), (1, 16)))
     tvm.ir.assert_structural_equal(IntegerDataMovement()(before), before)
 
 
 def test_rule2_drops_an_identity_round_trip():
     x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "uint8"))
     y = relax.Var("y", relax.TensorType((1, 4, 6, 6), "uint8"))
-    before = module([x, y], lambda bb: relax.op.add(bb.emit(quantize(bb.emit(dequantize(x)), scale=S_IN)), y))
-    expected = module([x, y], lambda bb: relax.op.add(x, y))
+    before = relax_module([x, y], lambda bb: relax.op.add(bb.emit(quantize(bb.emit(dequantize(x)), scale=S_IN)), y))
+    expected = relax_module([x, y], lambda bb: relax.op.add(x, y))
     tvm.ir.assert_structural_equal(relax.transform.DeadCodeElimination()(IntegerDataMovement()(before)), expected)
 
 
 def test_rule2_check_keeps_a_requantization():
     x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "uint8"))
-    before = module([x], lambda bb: quantize(bb.emit(dequantize(x)), scale=S_OUT))  # another scale
+    before = relax_module([x], lambda bb: quantize(bb.emit(dequantize(x)), scale=S_OUT))  # another scale
     tvm.ir.assert_structural_equal(IntegerDataMovement()(before), before)
 
 
@@ -89,8 +80,8 @@ def test_rules_1_and_2_leave_one_dequantize_after_an_8bit_max_pool():
         pooled = bb.emit(relax.op.nn.max_pool2d(bb.emit(dequantize(x)), (2, 2), (2, 2)))
         return dequantize(bb.emit(quantize(pooled, scale=S_IN)))
 
-    expected = module([x], lambda bb: dequantize(bb.emit(relax.op.nn.max_pool2d(x, (2, 2), (2, 2)))))
-    after = relax.transform.DeadCodeElimination()(IntegerDataMovement()(module([x], chain)))
+    expected = relax_module([x], lambda bb: dequantize(bb.emit(relax.op.nn.max_pool2d(x, (2, 2), (2, 2)))))
+    after = relax.transform.DeadCodeElimination()(IntegerDataMovement()(relax_module([x], chain)))
     tvm.ir.assert_structural_equal(after, expected)
 
 
@@ -120,7 +111,7 @@ def conv_module(with_bias: bool, weight=None):
             y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(relax.const(BIAS4), (1, 4, 1, 1)))))
         return quantize(bb.emit(relax.op.nn.relu(y)))
 
-    return x, module([x], body)
+    return x, relax_module([x], body)
 
 
 def dense_module(with_bias: bool, int8_weight: bool):
@@ -137,7 +128,7 @@ def dense_module(with_bias: bool, int8_weight: bool):
         y = relax.op.matmul(bb.emit(dequantize(x, zp=3, dtype="int8")), bb.emit(w) if int8_weight else w)
         return relax.op.add(bb.emit(y), relax.const(BIAS3)) if with_bias else y
 
-    return x, module([x], body)
+    return x, relax_module([x], body)
 
 
 def conv_layer(with_bias: bool) -> QuantLayer:
@@ -157,7 +148,7 @@ def lowered_module(x, layer: QuantLayer, fmt: str):
     """What the layer must become: one call_tir of the kernel lower_layer builds for it."""
     kernel = primitives.lower_layer(layer, tuple(int(s) for s in x.ty.shape), fmt, CLS.int8_operand)
     consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
-    return module([x], lambda bb: bb.emit_te(kernel.te_func, x, *consts, primfunc_name_hint=f"deepchip_{kernel.primitive}",
+    return relax_module([x], lambda bb: bb.emit_te(kernel.te_func, x, *consts, primfunc_name_hint=f"deepchip_{kernel.primitive}",
                                              primfunc_attrs={"op_pattern": 8}))
 
 

@@ -15,18 +15,10 @@ from onnx import numpy_helper  # noqa: E402
 
 from recorded_figures import assert_recorded_accuracy  # noqa: E402
 
+from torch_threads import one_torch_thread  # noqa: E402,F401 - autouse
 from tvm_deepchip.train import digits, qat  # noqa: E402
 
 DATA = Path(digits.__file__).resolve().parent.parent / "data"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared; one thread was faster than two for this small net (measured)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_ternarize_straight_through_gradients():

@@ -31,6 +31,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from torch_threads import one_torch_thread  # noqa: E402,F401 - autouse
 from tvm_deepchip import oracle  # noqa: E402
 from tvm_deepchip.errors import InputError  # noqa: E402
 from tvm_deepchip.train import export, prepare, qat, schemes  # noqa: E402
@@ -92,14 +93,6 @@ class VGGStyle(nn.Module):
 
 
 ARCHS = {"resnet": (ResNetStyle, 9), "vgg": (VGGStyle, 16)}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _trained(arch, scheme, seed=0):
