@@ -41,7 +41,7 @@ def make_layer(rng, op, kind, wshape, *, stride=1, pad=0, in_dtype="uint8", out=
         kw = dict(w_scale=rng.uniform(1e-3, 1e-2, co).astype(np.float32))
     k = int(np.prod(wshape[1:]))
     layer = QuantLayer(
-        name=f"{op}_{kind}", op=op, weight_kind=kind, signs=signs,
+        name=f"{op}_{kind}", op=op, weight_kind=kind, codes=signs,
         bias=rng.normal(0, 0.5, co).astype(np.float32),
         in_scale=float(rng.uniform(0.5, 2.0) / 255), in_zero_point=int(rng.integers(0, 20)) if in_dtype == "uint8" else int(rng.integers(-10, 10)),
         in_dtype=in_dtype, strides=(stride, stride), padding=(pad,) * 4, **kw,

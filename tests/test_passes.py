@@ -132,14 +132,14 @@ def dense_module(with_bias: bool, int8_weight: bool):
 
 
 def conv_layer(with_bias: bool) -> QuantLayer:
-    return QuantLayer(name="conv", op="conv2d", weight_kind="ternary", signs=SIGNS, wp=np.full(4, WP), wn=np.full(4, WN),
+    return QuantLayer(name="conv", op="conv2d", weight_kind="ternary", codes=SIGNS, wp=np.full(4, WP), wn=np.full(4, WN),
                       bias=BIAS4 if with_bias else np.zeros(4, np.float32), in_scale=S_IN, in_zero_point=0,
                       in_dtype="uint8", padding=(1, 1, 1, 1), act_lo=0.0, out=OutQuant(S_OUT, 0, "uint8"))
 
 
 def dense_layer(with_bias: bool, int8_weight: bool) -> QuantLayer:
-    kind = dict(weight_kind="int8", signs=INT8_FC, w_scale=W_SCALE) if int8_weight else \
-        dict(weight_kind="ternary", signs=SIGNS_FC, wp=np.full(3, WP), wn=np.full(3, WN))
+    kind = dict(weight_kind="int8", codes=INT8_FC, w_scale=W_SCALE) if int8_weight else \
+        dict(weight_kind="ternary", codes=SIGNS_FC, wp=np.full(3, WP), wn=np.full(3, WN))
     return QuantLayer(name="fc", op="dense", **kind, bias=BIAS3 if with_bias else np.zeros(3, np.float32),
                       in_scale=S_IN, in_zero_point=3, in_dtype="int8")
 
@@ -156,7 +156,7 @@ def assert_layer(planned, expected: QuantLayer):
     got = planned.layer
     for field in ("name", "op", "weight_kind", "in_dtype", "in_zero_point", "strides", "padding", "act_lo", "act_hi", "out"):
         assert getattr(got, field) == getattr(expected, field), field
-    for field in ("signs", "wp", "wn", "w_scale", "bias"):
+    for field in ("codes", "wp", "wn", "w_scale", "bias"):
         a, b = getattr(got, field), getattr(expected, field)
         assert (a is None) == (b is None), field
         if a is not None:

@@ -45,7 +45,7 @@ def test_dense_kernels_count_what_they_read(co, k, sparsity):
     tables = (rows.rows_p, rows.map_p, rows.rows_n, rows.map_n)
     assert rows.nbytes() == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
     assert W.index_rows_bytes(*tables) == rows_by_hand(s2, offset_bytes=2)  # uint16 offsets below 64K
-    planes = ternary_dense_packed.pack(SimpleNamespace(signs=s2))
+    planes = ternary_dense_packed.pack(SimpleNamespace(codes=s2))
     assert planes.nbytes() == W.bit_planes_bytes(co, k) == planes.planes.nbytes
 
 
@@ -53,10 +53,10 @@ def test_dense_kernels_count_what_they_read(co, k, sparsity):
 def test_conv_kernels_count_what_they_read(ci, hw, co, kernel, stride):
     geo = ConvGeometry.of((1, ci, hw, hw), (co, ci, kernel, kernel), (stride, stride), (1, 1, 1, 1))
     s = signs((co, ci, kernel, kernel), 0.8, seed=ci * hw)
-    rows = ternary_conv2d_sparse.pack(SimpleNamespace(signs=s), geo)
+    rows = ternary_conv2d_sparse.pack(SimpleNamespace(codes=s), geo)
     tables = (rows.rows_p, rows.map_p, rows.rows_n, rows.map_n)
     assert rows.nbytes() == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
-    planes = ternary_conv2d_packed.pack(SimpleNamespace(signs=s), geo)
+    planes = ternary_conv2d_packed.pack(SimpleNamespace(codes=s), geo)
     taps = geo.planes * geo.khq * geo.kwq  # phase-split taps: more than Ci*KH*KW when strided
     assert planes.nbytes() == W.bit_planes_bytes(co, taps) == planes.planes.nbytes
 
@@ -133,7 +133,7 @@ def test_compression_table_agrees():
         s = ternarize(w[r["layer"]], sparsity=0.9).signs
         s2 = s.reshape(s.shape[0], -1)
         assert r["sparse"] == ternary_dense_sparse.pack_signs(s2).nbytes() == rows_by_hand(s2, 2)
-        assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(signs=s2)).nbytes()
+        assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(codes=s2)).nbytes()
         assert r["smallest"] == min(r["sparse"], r["packed"]) and r["gap8"] == W.gap8_lists_bytes(s2)
         assert r["encodings"] == {e: len(encodings.encode(s, e)) for e in table.DELTA}
         assert r["stored"] == min(r["encodings"].values()) + 8  # + Wp, Wn as float32

@@ -26,16 +26,17 @@ class QuantLayer:
     """One convolution or dense layer with 8-bit input and ternary or int8 weights.
 
     Weights:
-      weight_kind == "ternary": `signs` int8 in {-1, 0, +1}; real weight = wp[c] where +1,
+      `codes` int8, the integer code of each weight:
+      weight_kind == "ternary": codes in {-1, 0, +1}; real weight = wp[c] where +1,
         -wn[c] where -1 (wp, wn float32 [Co]; a per-layer pair is repeated per channel).
-      weight_kind == "int8": `signs` holds the int8 weight values; real weight = w_scale[c] * w.
+      weight_kind == "int8": codes are the int8 weight values; real weight = w_scale[c] * code.
     Shapes: conv2d [Co, Ci, KH, KW] (NCHW activations); dense [Co, K] (input [N, K]).
     """
 
     name: str
     op: str  # "conv2d" or "dense"
     weight_kind: str  # "ternary" or "int8"
-    signs: np.ndarray
+    codes: np.ndarray
     bias: np.ndarray  # float32 [Co]
     in_scale: float
     in_zero_point: int
@@ -52,12 +53,12 @@ class QuantLayer:
 
     @property
     def out_channels(self) -> int:
-        return int(self.signs.shape[0])
+        return int(self.codes.shape[0])
 
     def real_weight(self) -> np.ndarray:
         """The float weight the ONNX model holds (for references and reports)."""
-        shape = (-1,) + (1,) * (self.signs.ndim - 1)
-        s = self.signs.astype(np.float32)
+        shape = (-1,) + (1,) * (self.codes.ndim - 1)
+        s = self.codes.astype(np.float32)
         if self.weight_kind == "ternary":
             return np.where(s > 0, self.wp.reshape(shape), 0) - np.where(s < 0, self.wn.reshape(shape), 0)
         return s * self.w_scale.reshape(shape)

@@ -101,9 +101,9 @@ class LayerRecord:
             "format": lo.format,
             "format_from": lo.source.value,
             "primitive": lo.primitive,
-            "shape": list(layer.signs.shape),
+            "shape": list(layer.codes.shape),
             "out_shape": list(lo.out_shape),
-            "sparsity": float(np.mean(layer.signs == 0)) if layer.weight_kind == "ternary" else None,
+            "sparsity": float(np.mean(layer.codes == 0)) if layer.weight_kind == "ternary" else None,
             "weight_bytes": int(lo.weight_bytes),
             "fp32_bytes": self.fp32_bytes,
         }

@@ -49,7 +49,7 @@ class LayerChoices:
 
 def layer_key(layer: QuantLayer) -> str:
     """Identity of a layer for recorded choices: its name and a hash of its integer weights."""
-    w = np.ascontiguousarray(layer.signs)
+    w = np.ascontiguousarray(layer.codes)
     return f"{layer.name}:{hashlib.sha1(w.tobytes() + str((w.shape, w.dtype)).encode()).hexdigest()[:16]}"
 
 

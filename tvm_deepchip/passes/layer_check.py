@@ -72,13 +72,13 @@ def check_layer(p: LayerPattern, m, var2val, name: str) -> Checked:
         w_zp = const_value(w_expr.args[2], var2val)
         if np.any(w_zp != 0) or str(w.dtype) != "int8":
             return Checked(why="int8 weight with a non-zero zero point")
-        layer = QuantLayer(weight_kind="int8", signs=w, w_scale=w_scale, **kw, bias=None)
+        layer = QuantLayer(weight_kind="int8", codes=w, w_scale=w_scale, **kw, bias=None)
     else:
         tern = ternary_scales(w)
         if tern is None:
             return Checked(why="float weight is not ternary-valued")
         signs, wp, wn = tern
-        layer = QuantLayer(weight_kind="ternary", signs=signs, wp=wp, wn=wn, **kw, bias=None)
+        layer = QuantLayer(weight_kind="ternary", codes=signs, wp=wp, wn=wn, **kw, bias=None)
     layer.bias = _bias(p, m, var2val, w.shape[0])
     if p.op == "conv2d":
         layer.strides = tuple(int(s) for s in core.attrs.strides)

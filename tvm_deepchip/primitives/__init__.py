@@ -80,7 +80,7 @@ def _as_kind(layer: QuantLayer, kind: str, fmt: Format) -> QuantLayer:
         raise InputError(f"layer {layer.name!r}: format 'int8' needs Wp == Wn (got asymmetric ternary weights)")
     co = layer.out_channels
     scale = np.broadcast_to(np.asarray(layer.wp, np.float32), (co,)).copy()
-    return replace(layer, weight_kind="int8", signs=layer.signs.astype(np.int8), w_scale=scale, wp=None, wn=None)
+    return replace(layer, weight_kind="int8", codes=layer.codes.astype(np.int8), w_scale=scale, wp=None, wn=None)
 
 
 def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str = "uint8") -> LoweredLayer:

@@ -107,7 +107,7 @@ class ConvGeometry:
 
 def geometry(layer, in_shape) -> ConvGeometry:
     """The geometry of a conv2d layer on input `in_shape`, checked (NCHW / OIHW)."""
-    return ConvGeometry.of(in_shape, layer.signs.shape, layer.strides, layer.padding, layer.name)
+    return ConvGeometry.of(in_shape, layer.codes.shape, layer.strides, layer.padding, layer.name)
 
 
 def code_shift(from_dtype: str, to_dtype: str) -> int:

@@ -25,7 +25,7 @@ class DenseShape:
 
 def geometry(layer, in_shape) -> DenseShape:
     """The shapes of a dense layer on input `in_shape`, checked ([N, K] x [Co, K])."""
-    w_shape, name = layer.signs.shape, layer.name
+    w_shape, name = layer.codes.shape, layer.name
     if len(in_shape) != 2 or len(w_shape) != 2 or in_shape[1] != w_shape[1]:
         raise InputError(f"{name}: dense input {tuple(in_shape)} does not match weight {tuple(w_shape)} ([N, K] x [Co, K])")
     return DenseShape(int(in_shape[0]), int(w_shape[1]), int(w_shape[0]))

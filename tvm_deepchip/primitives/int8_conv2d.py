@@ -49,7 +49,7 @@ def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
     grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
     epi = requantize.fit(replace(layer, in_dtype=operand))
     s = code_shift(layer.in_dtype, operand)
-    wsum = layer.signs.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
+    wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
     if epi.integer:
         bias = epi.bias - epi.mult_p * s * wsum
     else:
@@ -69,8 +69,8 @@ def epilogue(layer, operand: str) -> requantize.Epilogue:
 
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     """The layer's weights for dot products over `operand` codes (checked to sum exactly in int32)."""
-    check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.signs, layer.name)
-    return Int8Weights(pack_weights(layer.signs, geo, operand), operand)
+    check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
+    return Int8Weights(pack_weights(layer.codes, geo, operand), operand)
 
 
 def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:

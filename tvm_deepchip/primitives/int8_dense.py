@@ -14,8 +14,8 @@ RULE = rule_of(STEM)
 
 def pack(layer, shape=None, operand=None) -> Int8Weights:
     """The weights as they are ([Co, K] int8), checked to sum exactly in int32."""
-    check_bound(layer.in_dtype, layer.signs, layer.name)
-    return Int8Weights(layer.signs.astype(np.int8))
+    check_bound(layer.in_dtype, layer.codes, layer.name)
+    return Int8Weights(layer.codes.astype(np.int8))
 
 
 def compute(x, weights: Int8Weights, consts, site: Site):

@@ -54,7 +54,7 @@ class Epilogue:
 
 def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
     """Per output channel: how many +1 and -1 weights (ternary) or sum of weights (int8, in [0])."""
-    s = layer.signs.reshape(layer.out_channels, -1).astype(np.int64)
+    s = layer.codes.reshape(layer.out_channels, -1).astype(np.int64)
     if layer.weight_kind == "int8":
         return s.sum(1), np.zeros(len(s), np.int64)
     return (s > 0).sum(1), (s < 0).sum(1)
@@ -62,7 +62,7 @@ def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
 
 def _abs_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
     """Per channel, the largest |acc| per input unit: tap counts (ternary) or sum |w| (int8)."""
-    s = layer.signs.reshape(layer.out_channels, -1).astype(np.int64)
+    s = layer.codes.reshape(layer.out_channels, -1).astype(np.int64)
     if layer.weight_kind == "int8":
         return np.abs(s).sum(1), np.zeros(len(s), np.int64)
     return (s > 0).sum(1), (s < 0).sum(1)

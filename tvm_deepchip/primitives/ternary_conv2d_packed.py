@@ -21,7 +21,7 @@ RULE = rule_of(STEM)
 
 def pack(layer, geo: ConvGeometry, operand=None) -> BitPlanes:
     """Bit-planes over the taps in the kernel's reduction order (conv_layout.phase_kernel)."""
-    return BitPlanes.of(geo.phase_kernel(layer.signs).reshape(geo.co, -1))
+    return BitPlanes.of(geo.phase_kernel(layer.codes).reshape(geo.co, -1))
 
 
 def compute(x, w: BitPlanes, consts, site: Site):

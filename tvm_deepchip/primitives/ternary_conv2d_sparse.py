@@ -26,7 +26,7 @@ RULE = rule_of(STEM)
 def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     """Balanced rows of flat tap offsets (conv_layout), padded with the zero tail's offset."""
     taps = geo.tap_offsets().reshape(-1)
-    return SignedRows.of(layer.signs, lambda s, value: taps[s.reshape(-1) == value], geo.image)
+    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image)
 
 
 def compute(x, w: SignedRows, consts, site: Site):

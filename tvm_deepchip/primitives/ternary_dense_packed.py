@@ -15,7 +15,7 @@ RULE = rule_of(STEM)
 
 
 def pack(layer, shape=None, operand=None) -> BitPlanes:
-    return BitPlanes.of(layer.signs)
+    return BitPlanes.of(layer.codes)
 
 
 def compute(x, w: BitPlanes, consts, site: Site):

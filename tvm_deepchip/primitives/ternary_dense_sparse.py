@@ -24,7 +24,7 @@ def pack_signs(signs: np.ndarray) -> SignedRows:
 
 
 def pack(layer, shape=None, operand=None) -> SignedRows:
-    return pack_signs(layer.signs)
+    return pack_signs(layer.codes)
 
 
 def compute(x, w: SignedRows, consts, site: Site):
