@@ -177,7 +177,8 @@ def schedule_dense(sch, epilogue, knobs, isa: IsaClass, product: bool = False):
     nc = sch.fuse(n, c)
     cb = knobs.choice(sch, [4, 8, 16], 8)
     outer, inner = sch.split(nc, [None, cb])
-    if work >= PARALLEL_MIN_GATHERS:
+    # int8 products are vector partial sums (lane operations); sparse/packed sums scalar gathers
+    if work >= (PARALLEL_MIN_WORK if product else PARALLEL_MIN_GATHERS):
         sch.parallel(outer)
     int32_lanes = isa.vector_bytes * 8 // 32
     for acc in accs:

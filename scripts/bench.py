@@ -36,6 +36,7 @@ MARCH = {"x86-avx2": "haswell", "x86-avx512": "skylake-avx512", "x86-avx512-vnni
 
 import bench_models  # noqa: E402
 import bench_peers  # noqa: E402
+from bench_isolated import Isolated  # noqa: E402
 from tvm_deepchip.timing import interleaved_stats  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
 
 
 class Peers:
-    """Each float model's peers, built once (they do not depend on our sparsity)."""
+    """Each float model's peers, built once (they do not depend on our sparsity), each in its own
+    process (scripts/bench_isolated.py)."""
 
     def __init__(self, workdir: Path):
         self.workdir, self.cache = workdir, {}
@@ -75,13 +77,20 @@ class Peers:
             fp32 = self.workdir / f"{case.name}.fp32.onnx"
             fp32.write_bytes(case.fp32.SerializeToString())
             int8 = bench_peers.ort_int8_model(case.fp32, case.calib, self.workdir)
+            self.close()  # one model's peers alive at a time
             self.cache[case.name] = {
-                "ort_fp32": bench_peers.ort_timer(fp32.read_bytes(), feed, THREADS),
-                "ort_int8": bench_peers.ort_timer(int8.read_bytes(), feed, THREADS),
-                "ov_fp32": bench_peers.openvino_timer(fp32, case.x, THREADS),
-                "ov_int8": bench_peers.openvino_timer(int8, case.x, THREADS),
+                "ort_fp32": Isolated("ort_fp32", bench_peers.ort_timer, fp32.read_bytes(), feed, THREADS),
+                "ort_int8": Isolated("ort_int8", bench_peers.ort_timer, int8.read_bytes(), feed, THREADS),
+                "ov_fp32": Isolated("ov_fp32", bench_peers.openvino_timer, fp32, case.x, THREADS),
+                "ov_int8": Isolated("ov_int8", bench_peers.openvino_timer, int8, case.x, THREADS),
             }
         return self.cache[case.name]
+
+    def close(self):
+        for timers in self.cache.values():
+            for timer in timers.values():
+                timer.close()
+        self.cache.clear()
 
 
 def build(case, cls: str, workdir: Path):
@@ -111,13 +120,19 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path) -> dict:
 
     label = f"{case.name} {'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
     timers = dict(peers.timers(case))
-    built = {}
+    built, own = {}, []
     for cls in classes:
         log(f"{label}: tvm-deepchip quantize + compile for {cls}")
         built[cls] = build(case, cls, workdir)
-        timers[f"deepchip:{cls}"] = bench_peers.vm_timer(built[cls][1].executable, case.x)
-    log(f"{label}: timing {len(timers)} contenders in turns")
-    stats = interleaved_stats(timers, runs)
+        library = built[cls][1].export(workdir / f"{case.name}.{cls}.so")
+        own.append(Isolated(f"deepchip:{cls}", bench_peers.vm_timer, library, case.x))
+        timers[f"deepchip:{cls}"] = own[-1]
+    log(f"{label}: timing {len(timers)} contenders in turns, each in its own process")
+    try:
+        stats = interleaved_stats(timers, runs)
+    finally:
+        for timer in own:
+            timer.close()
     row = {"model": case.name, "sparsity": case.sparsity, "peers": {k: v for k, v in stats.items() if ":" not in k},
            "classes": {}}
     for cls, (qmodel, compiled, shapes) in built.items():
@@ -175,6 +190,8 @@ def main(argv=None):
     os.environ.setdefault("TVM_NUM_THREADS", str(THREADS))
     from tvm_deepchip import isa
 
+    if not Path(args.out).parent.is_dir():
+        ap.error(f"--out {args.out}: no directory {Path(args.out).parent}")
     classes = args.classes or default_classes()
     for cls in classes:
         if not isa.runs_here(isa.get(cls)):
@@ -186,7 +203,10 @@ def main(argv=None):
     run["peaks"] = {cls: peaks(cls) for cls in classes}
     log(f"peaks: {run['peaks']}")
     peers = Peers(workdir)
-    rows = [bench_case(c, classes, args.runs, peers, workdir) for c in bench_models.cases(args.models, args.sparsity)]
+    try:
+        rows = [bench_case(c, classes, args.runs, peers, workdir) for c in bench_models.cases(args.models, args.sparsity)]
+    finally:
+        peers.close()
     out = Path(args.out)
     store = out.with_suffix(".json")
     sections = stored_sections(store)

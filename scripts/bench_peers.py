@@ -4,7 +4,10 @@
   (static, per-channel weights, uint8 activations: what an onnxruntime user deploys);
 - OpenVINO FP32 on the float model, and int8 on that same QDQ model (OpenVINO reads onnxruntime's
   QDQ ONNX and runs it with its int8 kernels), latency hint, the same thread count;
-- tvm-deepchip's compiled library, timed by TVM's time evaluator around the VM's main.
+- tvm-deepchip's compiled library (the .so `deepchip compile` writes), timed by TVM's time
+  evaluator around the VM's main.
+Each factory takes only picklable arguments: scripts/bench_isolated.py calls it in the
+contender's own process.
 """
 from __future__ import annotations
 
@@ -58,13 +61,13 @@ def openvino_timer(path: Path, x: np.ndarray, threads: int, precision: str = "f3
     return lambda n: run_times(lambda: request.infer({0: x}), n)
 
 
-def vm_timer(executable, x: np.ndarray):
-    """tvm-deepchip (or any Relax executable): TVM's time evaluator around main."""
+def vm_timer(library: Path, x: np.ndarray):
+    """tvm-deepchip (or any exported Relax executable): TVM's time evaluator around main."""
     import tvm
     from tvm import relax
 
     dev = tvm.cpu()
-    vm = relax.VirtualMachine(executable, dev)
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
     vm.set_input("main", tvm.runtime.tensor(x, dev))
     return lambda n: list(vm.time_evaluator("invoke_stateful", dev, number=1, repeat=n, min_repeat_ms=0)("main").results)
 

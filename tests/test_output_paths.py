@@ -405,10 +405,14 @@ def test_a_swallowed_signal_still_ends_the_process_cleanly(tmp_path):
         with interrupts.handled("deepchip stuck"):
             with output_paths.atomic_file("{tmp_path}/out/x.so") as tmp:
                 tmp.write_text("half")
-                print("ready", flush=True)
-                for _ in range(600):
+                ready = False
+                while True:  # "ready" inside the try: the signal cannot land between them
                     try:
-                        time.sleep(0.1)
+                        if not ready:
+                            ready = True
+                            print("ready", flush=True)
+                        while True:
+                            time.sleep(0.1)
                     except BaseException:  # a library that swallows every error
                         pass
     """))
