@@ -55,7 +55,7 @@ def test_large_accumulators_keep_the_float64_form():
 
 def test_int32_and_float64_forms_agree_within_a_step():
     """Both forms round the same real value; the int32 one's shorter multiplier moves it by at
-    most 255 / 2^17 of a step, so they differ by one step at most, and rarely."""
+    most 255 / 2^16 of a step, so they differ by one step at most, and rarely."""
     rng = np.random.default_rng(5)
     layer = make_layer(rng, "conv2d", "ternary", (32, 16, 3, 3), sparsity=0.7)
     narrow, wide = requantize.fit(layer), requantize.fit(layer, allow_narrow=False)

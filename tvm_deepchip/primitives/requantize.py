@@ -20,7 +20,7 @@ are fitted (the numpy reference is the same int64 formula for both):
 - float64 otherwise: every term an integer below 2^53 (the shift lowered if needed), so each
   product and sum is exact and floor(v * 2^-shift) equals the arithmetic shift, bit for bit
   (x86 without AVX-512 has no 64-bit integer multiply; double-precision FMA is one instruction).
-With M at least 2^NARROW_MULT_BITS, M's rounding moves v by at most 255 / 2^17 of a step.
+With M at least 2^NARROW_MULT_BITS, M's rounding moves v by at most 255 / 2^16 of a step.
 
 The last layer (float output) ends in a float32 epilogue instead: y = acc_p*S_p - acc_n*S_n + b.
 """
@@ -36,7 +36,7 @@ MAX_SHIFT = 40  # beyond this M's precision no longer improves; keeps B well ins
 MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int64
 EXACT_BITS = 52  # |every term| < 2^52: exact in float64 (53-bit mantissa), with a bit to spare
 NARROW_BITS = 31  # the int32 form: |every partial sum| < 2^31
-NARROW_MULT_BITS = 16  # ... and only while the largest multiplier keeps this many bits
+NARROW_MULT_BITS = 15  # ... and only while the largest multiplier keeps this many bits
 
 
 @dataclass
