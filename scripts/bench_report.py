@@ -78,8 +78,9 @@ def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
 def _section(cls: str, sec: dict) -> list[str]:
     m, pk = sec["machine"], sec.get("peaks", {})
     cores = sec.get("threads", 2)
-    lines = [f"## {cls}: {CLASS_TITLES.get(cls, cls)}", "",
-             f"Measured by `{sec['command']}` on {sec['date']}, building for `{cls}`. Machine: {m['cpu']} "
+    built = sec.get("class", cls)  # the section's key may also name the host (bench.section_key)
+    lines = [f"## {cls}: {CLASS_TITLES.get(built, built)}", "",
+             f"Measured by `{sec['command']}` on {sec['date']}, building for `{built}`. Machine: {m['cpu']} "
              f"(LLVM cpu `{m['llvm_cpu']}`, ISA {', '.join(m['isa'])}), {m['cores']} cores, Python {m['python']}. "
              f"Batch 1, {cores} threads, median of {sec['runs']} runs after warm-up (in parentheses: the lowest and "
              "highest median of the 5 blocks in which all contenders took turns). Random weights, except the "

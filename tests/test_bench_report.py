@@ -63,3 +63,21 @@ def test_report_says_met_and_missed_from_the_measurements(tmp_path):
     assert "| resnet44 90%: 5x onnxruntime FP32 | 1.25x | missed by 4.0x |" in text
     assert "| resnet44 90%: 1.5x best int8 peer | 1.50x | met |" in text
     assert "## x86-avx2" in text and (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_a_lower_class_built_on_a_bigger_host_is_a_section_of_its_own(tmp_path):
+    """AVX2 built on an AVX-512 VNNI machine: beside the AVX2 section measured on an AVX2 machine,
+    named for both, saying its peers used the host's instructions."""
+    import bench
+
+    key = bench.section_key("x86-avx2", "x86-avx512-vnni")
+    assert key != "x86-avx2" and bench.section_key("x86-avx2", "x86-avx2") == "x86-avx2"
+    assert bench.host_note("x86-avx2", "x86-avx2") is None
+    row = _row("svhn_convnet", 0.9, 0.1, 1, 1, 1)
+    sections = {"x86-avx2": _section([row]),
+                key: {**_section([row]), "class": "x86-avx2", "note": bench.host_note("x86-avx2", "x86-avx512-vnni")}}
+    out = tmp_path / "BENCHMARKS.md"
+    bench_report.write_report(sections, out)
+    text = out.read_text()
+    assert text.count("building for `x86-avx2`") == 2
+    assert f"## {key}: AVX2" in text and "the peers (onnxruntime, OpenVINO) use the host's" in text
