@@ -75,11 +75,11 @@ def speed_section(bench) -> list[str]:
 
     lines = ["### Speed (batch 1, x86, one table per ISA class)", ""]
     for cls, sec in sorted(bench["sections"].items()):
-        m = sec["machine"]
+        m, built = sec["machine"], sec.get("class", cls)  # a key may also name the host (bench.section_key)
         lines += [
-            f"**{cls}** ({CLASS_TITLES.get(cls, cls)}): `{sec['command']}` on {sec['date']}, {m['cpu']} "
+            f"**{cls}** ({CLASS_TITLES.get(built, built)}): `{sec['command']}` on {sec['date']}, {m['cpu']} "
             f"(`{m['llvm_cpu']}`), {sec['threads']} threads, peers measured in the same run; details, spread and "
-            "per-layer times against the roofline in BENCHMARKS.md.",
+            "per-layer times against the roofline in BENCHMARKS.md." + (f" Note: {sec['note']}." if sec.get("note") else ""),
             "",
             "| model | zeros | onnxruntime FP32 ms | best int8 peer ms | tvm-deepchip ms | vs FP32 | vs best int8 |",
             "| --- | --- | --- | --- | --- | --- | --- |",
