@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from primitive_cases import check, make_layer
 
-from tvm_deepchip.primitives import int8_conv2d, requantize
+from tvm_deepchip.primitives import int8_weights, requantize
 
 TERNARY_CASES = [  # (op, fmt, weight shape, input shape)
     ("conv2d", "sparse", (16, 8, 3, 3), (1, 8, 9, 9)),
@@ -80,7 +80,7 @@ def test_shifted_int8_epilogue_same_outputs_and_falls_back_when_the_shift_leaves
     layer.codes[:] = np.abs(layer.codes) // 8  # small weights: the unshifted fit is int32
     unshifted = replace(layer, in_dtype="uint8")
     assert requantize.fit(unshifted).narrow
-    epi = int8_conv2d.shifted_epilogue(layer, "uint8")
+    epi = int8_weights.shifted_epilogue(layer, "uint8")
     assert epi.narrow == stays_int32 and (not epi.narrow or epi.fits_narrow())
     q = rng.integers(-128, 128, size=(256, 2))
     w = layer.codes.reshape(4, 2).astype(np.int64)
