@@ -106,6 +106,8 @@ def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     if _extent(sch, inner) % (2 * acc_lanes) == 0:  # flat positions: padded to whole vectors
         vl = knobs.choice(sch, [acc_lanes, 2 * acc_lanes, 4 * acc_lanes], 2 * acc_lanes)
         outer, lane = sch.split(inner, [None, vl])
+    elif len(space) == 1:  # a small flat output (conv_layout.SMALL_FLAT_BLOCKS): one short vector
+        outer, lane = sch.split(inner, [None, _extent(sch, inner)])
     else:  # 2-D output: one row per vector (rows of strided layers are short)
         outer, lane = space[0], inner
     if blocked:

@@ -45,19 +45,14 @@ def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
     Fitted for codes of the operand type (the exactness bound then covers the shifted
     accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
     grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
+    epi = requantize.fit(replace(layer, in_dtype=operand))
     s = code_shift(layer.in_dtype, operand)
     wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
-    unshifted = replace(layer, in_dtype=operand)
-
-    def shifted(epi):
-        if not epi.integer:
-            return replace(epi, bias=(epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32))
-        return replace(epi, bias=epi.bias - epi.mult_p * s * wsum)
-
-    epi = shifted(requantize.fit(unshifted))
-    if epi.narrow and not epi.fits_narrow():  # the shifted bias left int32: the float64 form
-        epi = shifted(requantize.fit(unshifted, allow_narrow=False))
-    return epi
+    if epi.integer:
+        bias = epi.bias - epi.mult_p * s * wsum
+    else:
+        bias = (epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32)
+    return replace(epi, bias=bias)  # (the kernel's int32 or float64 form is decided with this bias)
 
 
 def epilogue(layer, operand: str) -> requantize.Epilogue:
