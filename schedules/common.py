@@ -106,6 +106,8 @@ def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     if _extent(sch, inner) % (2 * acc_lanes) == 0:  # flat positions: padded to whole vectors
         vl = knobs.choice(sch, [acc_lanes, 2 * acc_lanes, 4 * acc_lanes], 2 * acc_lanes)
         outer, lane = sch.split(inner, [None, vl])
+    elif len(space) == 1:  # a small flat output (conv_layout.SMALL_FLAT_BLOCKS): one short vector
+        outer, lane = sch.split(inner, [None, _extent(sch, inner)])
     else:  # 2-D output: one row per vector (rows of strided layers are short)
         outer, lane = space[0], inner
     if blocked:
@@ -168,36 +170,24 @@ def _scalar_sums(sch, blocks, knobs):
         sch.unroll(ri)
 
 
-def schedule_dense(sch, epilogue, knobs, isa: IsaClass, product: bool = False):
-    """Dense layers: channels in parallel blocks; each accumulator a scalar sum over its list,
-    unrolled (sparse/packed), or a vectorized partial-sum over K (int8, rfactor)."""
+def schedule_dense(sch, epilogue, knobs, isa: IsaClass):
+    """Sparse and packed dense layers: channels in parallel blocks; each accumulator a scalar sum
+    over its list, unrolled. (int8 dense: schedules/dense_dot.)"""
     accs = _accumulators(sch, epilogue)
     work = _work(sch, accs)
     n, c = sch.get_loops(epilogue)
     nc = sch.fuse(n, c)
     cb = knobs.choice(sch, [4, 8, 16], 8)
     outer, inner = sch.split(nc, [None, cb])
-    # int8 products are vector partial sums (lane operations); sparse/packed sums scalar gathers
-    if work >= (PARALLEL_MIN_WORK if product else PARALLEL_MIN_GATHERS):
+    if work >= PARALLEL_MIN_GATHERS:
         sch.parallel(outer)
-    int32_lanes = isa.vector_bytes * 8 // 32
     for acc in accs:
-        k = _extent(sch, sch.get_loops(acc)[-1])
-        if product and k % int32_lanes == 0:  # int8 x 8-bit: vector partial sums over K (rfactor)
-            ko, ki = sch.split(sch.get_loops(acc)[-1], [None, int32_lanes])
-            rf = sch.rfactor(ki, 0)
-            sch.compute_at(acc, inner)
-            sch.compute_at(rf, inner)
-            rl = sch.get_loops(rf)  # ..., inner, ki, ko: lanes innermost, over ko
-            sch.reorder(rl[-1], rl[-2])
-            sch.vectorize(rl[-2])
-        else:
-            sch.compute_at(acc, inner)
-            loops = sch.get_loops(acc)
-            if len(loops) > len(sch.get_loops(epilogue)):  # its own reduction loop survived
-                unroll = knobs.choice(sch, [1, 4, 8], 4)
-                _, ri = sch.split(loops[-1], [None, unroll])
-                sch.unroll(ri)
+        sch.compute_at(acc, inner)
+        loops = sch.get_loops(acc)
+        if len(loops) > len(sch.get_loops(epilogue)):  # its own reduction loop survived
+            unroll = knobs.choice(sch, [1, 4, 8], 4)
+            _, ri = sch.split(loops[-1], [None, unroll])
+            sch.unroll(ri)
     rows = _rows_of(sch, accs)
     _scalar_sums(sch, rows, knobs)
     _finish_producers(sch, rows or accs)

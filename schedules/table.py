@@ -3,14 +3,13 @@
 Their x86 and arm_cpu schedules differed only in the register width they were handed, which the
 ISA class of the target in scope gives (tvm_deepchip/isa.py: 32 bytes on AVX2, 64 on AVX-512,
 16 on NEON), so one row registers both families. A primitive whose schedule really differs
-per family (the int8 conv's dot-product instructions) keeps its files in schedules/x86/ and
+per family (the int8 conv's and dense's dot-product instructions) keeps its files in schedules/x86/ and
 schedules/arm_cpu/.
 """
 from __future__ import annotations
 
 from tvm_deepchip import isa
-from tvm_deepchip.primitives import (int8_dense, ternary_conv2d_packed, ternary_conv2d_sparse, ternary_dense_packed,
-                                     ternary_dense_sparse)
+from tvm_deepchip.primitives import ternary_conv2d_packed, ternary_conv2d_sparse, ternary_dense_packed, ternary_dense_sparse
 
 from . import TARGET_KEYS, register
 from .common import schedule_dense, schedule_spatial
@@ -22,10 +21,8 @@ SKELETONS = {
     # every channel reads the same input vectors: channels blocked
     ternary_conv2d_packed.RULE: (schedule_spatial, {"share_input": True}),
     # channels in parallel blocks; scalar sums over index lists / bit-planes
-    ternary_dense_sparse.RULE: (schedule_dense, {"product": False}),
-    ternary_dense_packed.RULE: (schedule_dense, {"product": False}),
-    # int8 x 8-bit: vector partial sums over K
-    int8_dense.RULE: (schedule_dense, {"product": True}),
+    ternary_dense_sparse.RULE: (schedule_dense, {}),
+    ternary_dense_packed.RULE: (schedule_dense, {}),
 }
 
 

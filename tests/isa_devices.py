@@ -55,12 +55,12 @@ def preset(cls: isa.IsaClass) -> targets.TargetPreset:
 
 
 def check_assembly(cls: isa.IsaClass, lib, primitive: str, wide: bool = False) -> None:
-    """No instruction the class lacks; the int8 conv uses the class's dot product; `wide`: a
+    """No instruction the class lacks; the int8 conv and dense use the class's dot product; `wide`: a
     vectorized conv case that must fill AVX-512's zmm registers on an AVX-512 class."""
     asm = lib.inspect_source("asm")
     for insn in FORBIDDEN.get(cls.name, ()):
         assert insn not in asm, f"{cls.name} build of {primitive} holds {insn!r}: illegal on that CPU"
-    if cls.dot and primitive == "int8_conv2d":
+    if cls.dot and primitive in ("int8_conv2d", "int8_dense"):
         insn = DOT_INSTRUCTION[cls.dot]
         assert insn in asm, f"{cls.name} build of {primitive} does not use {insn!r}"
     if wide and cls.is_x86 and cls.vector_bytes == 64:

@@ -1,18 +1,21 @@
-"""x86 `vpmaddwd` as a tensor intrinsic for the int8 conv without VNNI (AVX2, AVX-512BW).
+"""x86 `vpmaddwd` as tensor intrinsics for the int8 kernels without VNNI (AVX2, AVX-512BW).
 
-One step: `positions` output positions x 2 input channels of int16 codes (the grouped flat layout
-with channel pairs innermost, int8_conv2d.WIDE_GROUP) against one broadcast weight pair: each
-int32 lane gets x[p, 0] * w[0] + x[p, 1] * w[1], added to the accumulator. Exact: 8-bit codes
-times int8 weights, summed in int32 (the u8 x s8 vpmaddubsw would saturate in int16 for
-weights over 64). AVX2: 8 positions per ymm; AVX-512BW: 16 per zmm.
-Registered at import (a tuning record that tensorizes with it names it).
+One step: int16 codes in channel pairs against int16 weights: each int32 lane gets the sum of two
+products, added to the accumulator. Exact: 8-bit codes times int8 weights, summed in int32 (the
+u8 x s8 vpmaddubsw would saturate in int16 for weights over 64). AVX2: 8 lanes a ymm; AVX-512BW:
+16 a zmm. NAMES: lanes are output positions (int8_conv2d: the pairs of `lanes` positions, one
+weight pair broadcast); CHANNEL_NAMES: lanes are output channels (int8_dense: one input pair
+broadcast, the weight pairs of `lanes` channels). Registered at import (a tuning record that
+tensorizes with one names it).
 """
-from ..dot_product import register_positions_intrinsic
+from ..dot_intrinsics import Shape, register
 
 NAMES = {32: "deepchip_pmaddwd_8x2_positions_avx2", 64: "deepchip_pmaddwd_16x2_positions_avx512"}
+CHANNEL_NAMES = {32: "deepchip_pmaddwd_8x2_channels_avx2", 64: "deepchip_pmaddwd_16x2_channels_avx512"}
 _LLVM = {32: "llvm.x86.avx2.pmadd.wd", 64: "llvm.x86.avx512.pmaddw.d.512"}
 
-for _bytes, _name in NAMES.items():
-    _positions = _bytes // 4
-    register_positions_intrinsic(_name, _positions, "int16", _LLVM[_bytes], f"int16x{_positions * 2}",
-                                 f"int16x{_positions * 2}", group=2, accumulates=False)
+for _bytes, _llvm in _LLVM.items():
+    _lanes = _bytes // 4
+    for _shape, _names in ((Shape.POSITIONS, NAMES), (Shape.CHANNELS, CHANNEL_NAMES)):
+        register(_names[_bytes], _shape, _lanes, "int16", _llvm, f"int16x{_lanes * 2}", f"int16x{_lanes * 2}",
+                 group=2, accumulates=False)

@@ -23,6 +23,7 @@ from ..errors import InputError
 from . import roles
 
 FLAT_BLOCK = 64  # flat output length is rounded up to this: whole vectors for any ISA
+SMALL_FLAT_BLOCKS = (16, 32)  # ... or, for outputs of at most that many flat positions, to one of these
 
 
 def _ceil(a: int, b: int) -> int:
@@ -63,10 +64,14 @@ class ConvGeometry:
     kwq = property(lambda g: _ceil(g.kw, g.sw))
     planes = property(lambda g: g.ci * g.sh * g.sw)
     image = property(lambda g: g.planes * g.plane)  # padded codes of one image
-    out_flat = property(lambda g: _ceil(g.ho * g.wq, FLAT_BLOCK) * FLAT_BLOCK)
-    # flat-position form only where the discarded positions (border columns, rounding up to
-    # whole blocks) at most double the work; a 5x5 -> 1x1 layer uses (oy, ox) instead
-    flat = property(lambda g: g.out_flat <= 3 * g.ho * g.wo)
+    # rounded up to whole blocks; a small output to one short vector (16 or 32 lanes)
+    out_flat = property(lambda g: _ceil(g.ho * g.wq, g.flat_block) * g.flat_block)
+    flat_block = property(lambda g: next((b for b in SMALL_FLAT_BLOCKS if g.ho * g.wq <= b), FLAT_BLOCK))
+    # flat-position form where the discarded positions (border columns, rounding up to whole
+    # blocks) at most double the work, or where one short vector covers a small output that the
+    # (oy, ox) form would split into rows of a few lanes (a 2x2 output: 1 vector op a tap, not 2);
+    # a 1x1 output uses (oy, ox) (scalar sums)
+    flat = property(lambda g: g.out_flat <= 3 * g.ho * g.wo or (g.out_flat < FLAT_BLOCK and g.ho * g.wo > 1))
     # zero tail: padded list entries and discarded positions land here. Whole planes long, so
     # the layout loop splits into (plane, y, x) without div/mod in the inner loops.
     flat_len = property(lambda g: (g.planes + _ceil(g.out_flat + g.plane + FLAT_BLOCK, g.plane)) * g.plane)

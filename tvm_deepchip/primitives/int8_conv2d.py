@@ -16,60 +16,22 @@ back out, exactly. Then the shared fixed-point epilogue, one multiplier per chan
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..formats import Format
 from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
-from .int8_weights import Int8Weights, check_bound
+from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
 from .record import Primitive, Site, rule_of
 
 STEM = "int8_conv2d"
 RULE = rule_of(STEM)
 POSITIONS_PER_STEP = 16  # output positions per dot-product step (one 512-bit vector of int32)
-GROUP = 4  # input channels per dot-product step
-# int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
-# each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16)
-WIDE_OPERAND, WIDE_GROUP = "int16", 2
-
-
-def group_of(operand: str) -> int:
-    """Input channels per dot-product step for codes of type `operand`."""
-    return WIDE_GROUP if operand == WIDE_OPERAND else GROUP
-
-
-def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
-    """The epilogue of a layer whose input codes arrive shifted into `operand` (q + 128 as
-    uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): the accumulator gains shift * sum(w).
-
-    Fitted for codes of the operand type (the exactness bound then covers the shifted
-    accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
-    grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
-    s = code_shift(layer.in_dtype, operand)
-    wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
-    unshifted = replace(layer, in_dtype=operand)
-
-    def shifted(epi):
-        if not epi.integer:
-            return replace(epi, bias=(epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32))
-        return replace(epi, bias=epi.bias - epi.mult_p * s * wsum)
-
-    epi = shifted(requantize.fit(unshifted))
-    if epi.narrow and not epi.fits_narrow():  # the shifted bias left int32: the float64 form
-        epi = shifted(requantize.fit(unshifted, allow_narrow=False))
-    return epi
 
 
 def positions(geo: ConvGeometry) -> int:
     """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors."""
     return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
-
-
-def epilogue(layer, operand: str) -> requantize.Epilogue:
-    """The layer's epilogue for input codes arriving as `operand` (shifted by 128 if not its own)."""
-    return shifted_epilogue(layer, operand) if code_shift(layer.in_dtype, operand) else requantize.fit(layer)
 
 
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:

@@ -1,39 +1,78 @@
-"""int8 x 8-bit dense with int32 accumulation: acc[n, c] = sum_k x[n, k] * w[c, k]."""
+"""int8 x 8-bit dense with int32 accumulation, in the dot-product form over output channels.
+
+acc[n, c] = sum_k x[n, k] * w[c, k], one step of which is
+
+    acc[n, c:c+16] += sum_j x[n, 4q + j] * w[c:c+16, 4q + j]        (j < G)
+
+one group of G input codes broadcast against 16 x G consecutive weights: the channels shape of
+the ISA's dot-product instruction (schedules/dot_intrinsics.py: VNNI `vpdpbusd` on uint8 codes,
+G = 4; `vpmaddwd` on int16 codes, G = 2; ARM `sdot` on int8 codes, G = 4). Weights are stored
+[Co/16, K/G, 16, G] (channels and K padded with zero weights); input codes of the other 8-bit
+type are shifted by 128 into the operand and the epilogue takes shift * sum(w) back out
+(int8_weights.epilogue). The padded channels are computed and cropped.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ..formats import Format
 from . import dense_layout, requantize, roles
-from .int8_weights import Int8Weights, check_bound
+from .conv_layout import _ceil, code_shift
+from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
 from .record import Primitive, Site, rule_of
 
 STEM = "int8_dense"
 RULE = rule_of(STEM)
+CHANNELS_PER_STEP = 16  # output channels per dot-product step (one 512-bit vector of int32)
 
 
-def pack(layer, shape=None, operand=None) -> Int8Weights:
-    """The weights as they are ([Co, K] int8), checked to sum exactly in int32."""
-    check_bound(layer.in_dtype, layer.codes, layer.name)
-    return Int8Weights(layer.codes.astype(np.int8))
+def pack(layer, shape=None, operand: str = "uint8") -> Int8Weights:
+    """[Co/16, K/G, 16, G] for dot products over `operand` codes (checked to sum exactly in int32)."""
+    check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
+    group, w = group_of(operand), layer.codes
+    co, k = w.shape
+    cp, kp = _ceil(co, CHANNELS_PER_STEP) * CHANNELS_PER_STEP, _ceil(k, group) * group
+    wp = np.zeros((cp, kp), np.int16 if operand == WIDE_OPERAND else np.int8)
+    wp[:co, :k] = w
+    blocked = wp.reshape(cp // CHANNELS_PER_STEP, CHANNELS_PER_STEP, kp // group, group).transpose(0, 2, 1, 3)
+    return Int8Weights(np.ascontiguousarray(blocked), operand)
+
+
+def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
+    """Inverse of pack: [Co, K]."""
+    cb, kg, lanes, group = wt.shape
+    return wt.transpose(0, 2, 1, 3).reshape(cb * lanes, kg * group)[:co, :k]
 
 
 def compute(x, weights: Int8Weights, consts, site: Site):
-    from tvm import te
+    """TE definition. x: [N, K] 8-bit codes; weights: from `pack`."""
+    from tvm import te, tirx
 
-    w = weights.w
-    n, k = (int(s) for s in x.shape)
-    co = int(w.shape[0])
-    r = te.reduce_axis((0, k), name="k")
-    acc = te.compute((n, co), lambda i, c: te.sum(x[i, r].astype("int32") * w[c, r].astype("int32"), axis=r),
-                     name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
-    f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+    geo, w, operand = site.geo, weights.w, weights.operand
+    cb, kg, lanes, group = (int(s) for s in w.shape)
+    shift = code_shift(str(x.dtype), operand)
+    # the input codes in groups, in the operand's type (the padded tail multiplies zero weights)
+    xg = te.compute((geo.n, kg, group), lambda n, q, j: (
+        x[n, tirx.min(q * group + j, geo.k - 1)].astype("int16") + shift).astype(operand),
+        name="xgroups", attrs=roles.attrs(roles.LAYOUT))
+    q = te.reduce_axis((0, kg), name="q_acc")
+    j = te.reduce_axis((0, group), name="j_acc")
+    shape = (geo.n, cb * lanes)
+    acc = te.compute(shape, lambda n, c: te.sum(
+        xg[n, q, j].astype("int32") * w[c // lanes, q, c % lanes, j].astype("int32"), axis=[q, j]),
+        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
+    last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
+    f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: tirx.min(idx[1], last))
+    y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+    return te.compute(geo.out_shape(), lambda n, c: y[n, c], name="crop")
 
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
-    acc = qx.astype(np.int64) @ weights.w.astype(np.int64).T
+    """numpy: the same shifted codes times the same weights, the same integer epilogue."""
+    geo = site.geo
+    xs = qx.astype(np.int64) + code_shift(str(qx.dtype), weights.operand)
+    acc = xs @ unpack(weights.w, geo.co, geo.k).astype(np.int64).T
     return requantize.np_apply(site.epi, acc, None, channel_axis=1)
 
 
-PRIMITIVE = Primitive("dense", Format.INT8, STEM, "int8", dense_layout.geometry, pack, compute, reference)
+PRIMITIVE = Primitive("dense", Format.INT8, STEM, "int8", dense_layout.geometry, pack, compute, reference, epilogue)

@@ -1,12 +1,17 @@
-"""int8 weights as the int8 primitives (conv2d and dense) store them, and their exactness bound."""
+"""What the int8 primitives (conv2d and dense) share: their weights, the exactness bound, the
+operand their dot products read input codes in, and the epilogue of codes shifted into it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import InputError
+from . import requantize
+from .conv_layout import code_shift
 from .record import Weights, scalar
+
+GROUP = 4  # input channels per dot-product step (vpdpbusd, sdot: 4 bytes to a 32-bit lane)
 
 
 def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
@@ -21,3 +26,35 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
 class Int8Weights(Weights):
     w: object  # int8 (int16 for int16 operands) in the primitive's layout
     operand: str = scalar("uint8")  # the type the dot products read the input codes in
+
+
+# int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
+# each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16)
+WIDE_OPERAND, WIDE_GROUP = "int16", 2
+
+
+def group_of(operand: str) -> int:
+    """Input channels per dot-product step for codes of type `operand`."""
+    return WIDE_GROUP if operand == WIDE_OPERAND else GROUP
+
+
+def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
+    """The epilogue of a layer whose input codes arrive shifted into `operand` (q + 128 as
+    uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): the accumulator gains shift * sum(w).
+
+    Fitted for codes of the operand type (the exactness bound then covers the shifted
+    accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
+    grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
+    epi = requantize.fit(replace(layer, in_dtype=operand))
+    s = code_shift(layer.in_dtype, operand)
+    wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
+    if epi.integer:
+        bias = epi.bias - epi.mult_p * s * wsum
+    else:
+        bias = (epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32)
+    return replace(epi, bias=bias)  # (the kernel's int32 or float64 form is decided with this bias)
+
+
+def epilogue(layer, operand: str) -> requantize.Epilogue:
+    """The layer's epilogue for input codes arriving as `operand` (shifted by 128 if not its own)."""
+    return shifted_epilogue(layer, operand) if code_shift(layer.in_dtype, operand) else requantize.fit(layer)

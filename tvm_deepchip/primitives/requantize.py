@@ -11,16 +11,20 @@ point correction (padding is filled with zp_x, so every tap contributes q - zp_x
 rounding constant 2^(shift-1) (round half up). ReLU/Clip and saturation are folded into lo/hi:
 round is monotone, so clamping after rounding equals clipping before it.
 
-The kernels evaluate that formula in one of two forms, both exact, chosen when the constants
-are fitted (the numpy reference is the same int64 formula for both):
-- int32 ("narrow"), when the largest |M_p*acc_p| + |M_n*acc_n| + |B| fits in 31 bits with M still
-  NARROW_MULT_BITS bits precise (most ternary layers: 16-bit accumulators): one vector multiply
-  and an arithmetic shift per output, 16 lanes per AVX-512 vector. Measured: the float64 form was
-  a third of SVHN conv2's sparse kernel on znver5 (converts, 8 lanes per vector);
-- float64 otherwise: every term an integer below 2^53 (the shift lowered if needed), so each
-  product and sum is exact and floor(v * 2^-shift) equals the arithmetic shift, bit for bit
-  (x86 without AVX-512 has no 64-bit integer multiply; double-precision FMA is one instruction).
-With M at least 2^NARROW_MULT_BITS, M's rounding moves v by at most 255 / 2^16 of a step.
+The kernels evaluate that formula exactly, in one of two forms (the numpy reference is the
+int64 formula itself):
+- int32 in two halves, where the layer's accumulator bounds allow (most ternary layers: 16-bit
+  accumulators): with M = Mh * 2^L + Ml and B = Bh * 2^L + Bl (0 <= Ml, Bl < 2^L),
+      X = Mh_p*acc_p - Mh_n*acc_n + Bh,   Y = Ml_p*acc_p - Ml_n*acc_n + Bl,
+      v = (X + (Y >> L)) >> (shift - L)
+  equals the formula for any integers (floor division nests), and L is chosen so that no term
+  leaves int32: four vector multiplies and three shifts per output, 16 lanes per AVX-512 vector.
+  Measured: the float64 form was a third of SVHN conv2's sparse kernel on znver5;
+- float64 otherwise: every term an integer below 2^53 (checked when the constants are fitted,
+  by lowering the shift if needed), so each product and sum is exact and floor(v * 2^-shift)
+  equals the arithmetic shift, bit for bit (x86 without AVX-512 has no 64-bit integer
+  multiply; double-precision FMA is one instruction).
+Both compute the same integers from the same constants: which one runs never changes an output.
 
 The last layer (float output) ends in a float32 epilogue instead: y = acc_p*S_p - acc_n*S_n + b.
 """
@@ -35,8 +39,7 @@ from ..layer import QuantLayer
 MAX_SHIFT = 40  # beyond this M's precision no longer improves; keeps B well inside int64
 MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int64
 EXACT_BITS = 52  # |every term| < 2^52: exact in float64 (53-bit mantissa), with a bit to spare
-NARROW_BITS = 31  # the int32 form: |every partial sum| < 2^31
-NARROW_MULT_BITS = 15  # ... and only while the largest multiplier keeps this many bits
+INT32_LIMIT = 2**31  # the split int32 form: every partial sum's magnitude below this
 
 
 @dataclass
@@ -53,19 +56,35 @@ class Epilogue:
     out_dtype: str = "float32"
     act_lo: float = -np.inf  # float epilogue only: ReLU/Clip of the float output
     act_hi: float = np.inf
-    narrow: bool = False  # integer form in int32 (else float64)
-    acc_bound: int = 0  # max over channels of |M_p|*max|acc_p| + |M_n|*max|acc_n| (integer form)
+    acc_max: tuple | None = None  # integer form: per channel, the largest |acc_p| and |acc_n|
+
+    def _integers(self) -> list[np.ndarray]:
+        return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+
+    def split_bits(self) -> int:
+        """L of the int32 form (0: the float64 form), from the constants and accumulator bounds."""
+        if not self.integer or self.acc_max is None:
+            return 0
+        a_p, a_n = (np.asarray(a, np.int64) for a in self.acc_max)
+        for bits in range(1, min(self.shift, 30) + 1):
+            hi = [np.abs(m >> bits) for m in (self.mult_p, self.mult_n) if m is not None]
+            lo = [m & ((1 << bits) - 1) for m in (self.mult_p, self.mult_n) if m is not None]
+            accs = [a_p, a_n][: len(hi)]
+            x = sum(a * m for a, m in zip(accs, hi)) + np.abs(self.bias >> bits)
+            y = sum(a * m for a, m in zip(accs, lo)) + (self.bias & ((1 << bits) - 1))
+            if max(x.max(), y.max(), (x + (y >> bits) + 1).max()) < INT32_LIMIT:
+                return bits
+        return 0
 
     def consts(self) -> list[np.ndarray]:
-        """What the kernel reads: int32, or float64 copies of the (exactly representable) integers."""
-        arrays = [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+        """What the kernel reads: for the int32 form the high and low halves of each integer
+        (M_p, [M_n,] B), else float64 copies of the (exactly representable) integers."""
         if not self.integer:
-            return arrays
-        return [a.astype(np.int32 if self.narrow else np.float64) for a in arrays]
-
-    def fits_narrow(self) -> bool:
-        """Whether every partial sum of the int32 form stays inside int32 (with this bias)."""
-        return int(self.acc_bound) + int(np.abs(self.bias).max(initial=0)) < 2**NARROW_BITS
+            return self._integers()
+        bits = self.split_bits()
+        if not bits:
+            return [a.astype(np.float64) for a in self._integers()]
+        return [h.astype(np.int32) for a in self._integers() for h in (a >> bits, a & ((1 << bits) - 1))]
 
 
 def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +103,7 @@ def _abs_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
     return (s > 0).sum(1), (s < 0).sum(1)
 
 
-def fit(layer: QuantLayer, allow_narrow: bool = True) -> Epilogue:
+def fit(layer: QuantLayer) -> Epilogue:
     """Epilogue constants of a layer (from its float parameters, once, at compile time)."""
     co = layer.out_channels
     s_x, zp_x = float(layer.in_scale), int(layer.in_zero_point)
@@ -111,37 +130,23 @@ def fit(layer: QuantLayer, allow_narrow: bool = True) -> Epilogue:
     shift = int(min(MAX_SHIFT, MULT_BITS - 1 - np.floor(np.log2(top))))
     in_max = 255 if layer.in_dtype == "uint8" else 128
     acc_p_max, acc_n_max = (in_max * n for n in _abs_counts(layer))
-    wide = None
-    while True:  # lower the shift until the float64 form is exact, then until the int32 one is
+    while True:
         shift = max(shift, 1)
         scale = float(2**shift)
         mult_p = np.round(s_x * wp / s_y * scale).astype(np.int64)
         mult_n = None if wn is None else np.round(s_x * wn / s_y * scale).astype(np.int64)
         bias = np.round(b / s_y * scale).astype(np.int64) + (zp_y << shift) + (1 << (shift - 1))
-        acc_bound = np.abs(mult_p) * acc_p_max + (np.abs(mult_n) * acc_n_max if wn is not None else 0)
-        bound = int((acc_bound + np.abs(bias)).max())
-        consts = (mult_p, mult_n, bias, shift, int(acc_bound.max()))
-        if wide is None and (bound < 2**EXACT_BITS or shift == 1):
-            wide = consts
-        m_max = max(int(np.abs(m).max(initial=0)) for m in (mult_p, mult_n) if m is not None)
-        if wide is not None and (m_max < 2**NARROW_MULT_BITS or not allow_narrow):
-            consts, narrow = wide, False  # int32 would cost precision
-            break
-        if wide is not None and bound < 2**NARROW_BITS:
-            narrow = True
-            break
-        if shift == 1:
-            consts, narrow = wide, False
+        bound = np.abs(mult_p) * acc_p_max + (np.abs(mult_n) * acc_n_max if wn is not None else 0) + np.abs(bias)
+        if bound.max() < 2**EXACT_BITS or shift == 1:
             break
         shift -= 1
-    mult_p, mult_n, bias, shift, acc_bound = consts
     info = np.iinfo(layer.out.dtype)
     lo, hi = int(info.min), int(info.max)
     if np.isfinite(layer.act_lo):
         lo = max(lo, zp_y + int(np.round(layer.act_lo / s_y)))
     if np.isfinite(layer.act_hi):
         hi = min(hi, zp_y + int(np.round(layer.act_hi / s_y)))
-    return Epilogue(True, mult_p, mult_n, bias, shift, lo, hi, layer.out.dtype, narrow=narrow, acc_bound=acc_bound)
+    return Epilogue(True, mult_p, mult_n, bias, shift, lo, hi, layer.out.dtype, acc_max=(acc_p_max, acc_n_max))
 
 
 # -- TE form ---------------------------------------------------------------------------------
@@ -149,6 +154,7 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
     """Element expression of the epilogue: accumulator values -> output value (TE)."""
     from tvm import te, tirx
 
+    bits = epi.split_bits()
     mp, *rest = consts
     mn, b = (rest[0], rest[1]) if epi.mult_n is not None else (None, rest[0])
 
@@ -164,11 +170,14 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
             if np.isfinite(epi.act_hi):
                 y = te.min(y, tirx.const(epi.act_hi, "float32"))
             return y
-        if epi.narrow:  # int32: no partial sum overflows (fit's bound)
-            v = acc_p(*idx).astype("int32") * mp[c]
-            if mn is not None:
-                v = v - acc_n(*idx).astype("int32") * mn[c]
-            v = tirx.shift_right(v + b[c], tirx.const(epi.shift, "int32"))
+        if bits:  # int32 in two halves (see the module docstring): no partial sum overflows
+            def halves(k):
+                return acc_p(*idx).astype("int32") * consts[k][c] - (
+                    acc_n(*idx).astype("int32") * consts[k + 2][c] if mn is not None else 0)
+
+            x, y = halves(0) + consts[-2][c], halves(1) + consts[-1][c]
+            v = tirx.shift_right(x + tirx.shift_right(y, tirx.const(bits, "int32")),
+                                 tirx.const(epi.shift - bits, "int32"))
             v = te.max(te.min(v, tirx.const(epi.hi, "int32")), tirx.const(epi.lo, "int32"))
             return v.astype(epi.out_dtype)
         # exact integer arithmetic carried in float64 (see the module docstring)

@@ -1,0 +1,74 @@
+"""Schedule of the dot-product dense layer (primitives/int8_dense).
+
+acc[n, c] is reduced over (q, j < G) in steps of 16 channels x G input codes. A register tile of
+Rc blocks of 16 channels: per step, one input group is broadcast once and multiplied with Rc
+blocks of consecutive weights. With a tensor intrinsic of the channels shape
+(schedules/dot_intrinsics.py: VNNI `vpdpbusd`, `vpmaddwd`, ARM `sdot`) each (lanes, G) step is one
+instruction; without, the 16 channels are a vector and the G products are unrolled. The epilogue
+of the tile follows at once along the channels, then the crop of the padded channels.
+"""
+from __future__ import annotations
+
+from tvm_deepchip.primitives import roles
+
+from .common import PARALLEL_MIN_WORK, _accumulators, _divisors, _extent, _finish_crop, _work
+
+CHANNELS_PER_STEP = 16  # = primitives.int8_dense.CHANNELS_PER_STEP, which pads channels to whole steps
+
+
+def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
+    """`intrinsics`: operand dtype -> (tensor intrinsic of the channels shape, lanes it covers)
+    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile)."""
+    (acc,) = _accumulators(sch, epilogue)
+    (layout,) = roles.having(sch, sch.get_producers(acc), roles.LAYOUT)
+    intrin = intrinsics.get(str(sch.get(layout).writes[0].source.dtype))
+    n, c = sch.get_loops(epilogue)
+    blocks = _extent(sch, c) // CHANNELS_PER_STEP
+    per_block = CHANNELS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
+    rc_cands = _divisors(blocks, [8, 4, 2])
+    fits = [r for r in rc_cands if r * per_block <= cls.vector_registers // 2] or [rc_cands[-1]]
+    rc = knobs.choice(sch, rc_cands, max(fits))
+    co, cr, ci = sch.split(c, [None, rc, CHANNELS_PER_STEP])
+    outer = sch.fuse(n, co)
+    if _work(sch, [acc]) >= PARALLEL_MIN_WORK:  # multiply-adds, as the vector layers count lanes
+        sch.parallel(outer)
+    sch.compute_at(acc, outer)
+    _register_tile(sch, acc, intrin, _extent(sch, cr))  # (rc may be a sampled decision)
+    sch.vectorize(ci)
+    _finish_layout(sch, layout)
+    _finish_crop(sch, epilogue)
+    return sch
+
+
+def _register_tile(sch, acc, intrin, rc: int):
+    """acc loops after compute_at: [outer], c (rc x 16), q, j -> q, [block], lane, j."""
+    c, q, j = sch.get_loops(acc)[1:]
+    tile, lane = [], c
+    if rc > 1:
+        block, lane = sch.split(c, [rc, CHANNELS_PER_STEP])
+        tile.append(block)
+    if intrin is None:  # channels as the vector, the G products of a step unrolled
+        sch.reorder(q, *tile, j, lane)
+        sch.vectorize(lane)
+        sch.unroll(j)
+    else:
+        sch.reorder(q, *tile, lane, j)
+    init = sch.decompose_reduction(acc, q)  # zero the tile before the steps
+    for lp in tile:
+        sch.unroll(lp)
+    if intrin is not None:
+        name, width = intrin
+        if width < CHANNELS_PER_STEP:  # the instruction covers part of the 16 channels: unroll the rest
+            rep, lane = sch.split(lane, [None, width])
+            sch.unroll(rep)
+        sch.tensorize(lane, name)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _finish_layout(sch, layout):
+    """The grouped input codes [N, K/G, G]: a short cast (and shift) pass, vectorized."""
+    loops = sch.get_loops(layout)
+    fused = sch.fuse(*loops[1:])
+    if _extent(sch, fused) % 16 == 0:
+        _, inner = sch.split(fused, [None, 16])
+        sch.vectorize(inner)

@@ -1,0 +1,87 @@
+"""One generator for the int8 dot-product tensor intrinsics: a step of `lanes` int32 accumulators,
+each the sum of `group` products, done by one LLVM intrinsic call (x86 `vpdpbusd`, `vpmaddwd`, ARM
+`sdot`), in either of two shapes that differ only in which operand is broadcast:
+
+    Shape.POSITIONS   C[i] += sum_k A[i, k] * B[k]    lanes are output positions (int8_conv2d):
+                      A: lanes x group consecutive input codes, B: one weight group, broadcast
+    Shape.CHANNELS    C[i] += sum_k A[k] * B[i, k]    lanes are output channels (int8_dense):
+                      A: one group of input codes, broadcast, B: lanes x group consecutive weights
+
+A holds the input codes (`operand`: uint8 for vpdpbusd, whose first multiplicand is unsigned;
+int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
+Each ISA's file registers its instruction in the shapes its schedules use, under exported names.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class Shape(enum.Enum):
+    POSITIONS = "positions"
+    CHANNELS = "channels"
+
+
+def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: str, a_vector: str,
+             b_vector: str, group: int = 4, accumulates: bool = True) -> None:
+    """Register intrinsic `name`: one call of `llvm_intrinsic` on A as `a_vector` and B as
+    `b_vector` (x86's vpdpbusd and ARM's sdot take C and accumulate (`accumulates`); x86's
+    vpmaddwd returns the products' sums, which are added to C)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    w_type = operand if operand == "int16" else "int8"
+    assert group * (16 if w_type == "int16" else 8) == 32, "a step's group fills one 32-bit lane"
+    c_vector = f"int32x{lanes}"
+    a_shape, b_shape = ((lanes, group), (group,)) if shape is Shape.POSITIONS else ((group,), (lanes, group))
+
+    def a_of(A, i, k):
+        return A[i, k] if shape is Shape.POSITIONS else A[k]
+
+    def b_of(B, i, k):
+        return B[k] if shape is Shape.POSITIONS else B[i, k]
+
+    def region(buf, dims):
+        return buf[tuple(slice(0, d) for d in dims)]
+
+    def vector(buf, dims, dtype, out_type):
+        """All of `buf` as one vector; a one-group operand is broadcast to every 32-bit lane."""
+        if len(dims) == 2:
+            return T.reinterpret(buf.vload([0, 0], dtype=f"{dtype}x{lanes * group}"), dtype=out_type)
+        one = T.reinterpret(buf.vload([0], f"{dtype}x{group}"), dtype="int32")
+        return T.reinterpret(T.broadcast(one, lanes), dtype=out_type)
+
+    def call(c, a, b):
+        operands = (c, a, b) if accumulates else (a, b)
+        out = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=c_vector)
+        return out if accumulates else c + out
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer(a_shape, operand, offset_factor=1),
+        B: T.Buffer(b_shape, w_type, offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], region(A, a_shape), region(B, b_shape))
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, group):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", a_of(A, vi, vk)) * T.Cast("int32", b_of(B, vi, vk))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer(a_shape, operand, offset_factor=1),
+        B: T.Buffer(b_shape, w_type, offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], region(A, a_shape), region(B, b_shape))
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = call(
+                C.vload([0], dtype=c_vector),
+                vector(A, a_shape, operand, a_vector),
+                vector(B, b_shape, w_type, b_vector),
+            )
+
+    TensorIntrin.register(name, desc, impl, override=True)
