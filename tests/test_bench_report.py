@@ -81,3 +81,13 @@ def test_a_lower_class_built_on_a_bigger_host_is_a_section_of_its_own(tmp_path):
     text = out.read_text()
     assert text.count("building for `x86-avx2`") == 2
     assert f"## {key}: AVX2" in text and "the peers (onnxruntime, OpenVINO) use the host's" in text
+
+
+def test_targets_show_the_time_needed_and_the_layer_rooflines(tmp_path):
+    row = _row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2)
+    out = tmp_path / "BENCHMARKS.md"
+    bench_report.write_report({"x86-avx2": _section([row])}, out)
+    roof = bench_report.rooflines_ms(row, PEAKS, 2)
+    first, conv = row["report"]
+    assert roof == pytest.approx((bench_report.roofline_us(first, PEAKS, 2) + bench_report.roofline_us(conv, PEAKS, 2)) / 1e3)
+    assert f"| svhn_convnet 90%: 5x onnxruntime FP32 | 6.00x | met | 0.120 | {roof:.3f} |" in out.read_text()
