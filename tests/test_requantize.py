@@ -1,4 +1,4 @@
-"""The shared epilogue's two exact evaluations (int32 in two halves where the accumulator bounds
+"""The shared epilogue's two exact evaluations (int32 in pieces where the accumulator bounds
 allow, float64 otherwise): chosen from the constants, the same integers as the int64 reference,
 kernels bit-exact in both."""
 from __future__ import annotations
@@ -21,24 +21,26 @@ TERNARY_CASES = [  # (op, fmt, weight shape, input shape)
 
 def split_apply(epi, acc_p, acc_n, channel_axis):
     """The int32 form step by step in int64, asserting that no partial sum leaves int32."""
-    bits, shape = epi.split_bits(), [1] * acc_p.ndim
+    (k, bits), shape = epi.split_form(), [1] * acc_p.ndim
     shape[channel_axis] = -1
-    halves = [h.astype(np.int64).reshape(shape) for h in epi.consts()]
-    assert all(h.dtype == np.int32 for h in epi.consts())
+    consts = epi.consts()
+    assert all(c.dtype == np.int32 for c in consts)
+    p = [c.astype(np.int64).reshape(shape) for c in consts]
 
     def inside(v):
         assert np.abs(v).max() < 2**31
         return v
 
-    def part(k):
-        v = inside(acc_p * halves[k])
+    def term(i):
+        t = inside(acc_p * p[i])
         if epi.mult_n is not None:
-            v = inside(v - inside(acc_n * halves[k + 2]))
-        return v
+            t = inside(t - inside(acc_n * p[k + i]))
+        return inside(t + p[len(p) - k + i])
 
-    x, y = inside(part(0) + halves[-2]), inside(part(1) + halves[-1])
-    v = inside(x + (y >> bits)) >> (epi.shift - bits)
-    return np.clip(v, epi.lo, epi.hi).astype(epi.out_dtype)
+    y = term(0)
+    for i in range(1, k):
+        y = inside(term(i) + (y >> bits))
+    return np.clip(y >> (epi.shift - (k - 1) * bits), epi.lo, epi.hi).astype(epi.out_dtype)
 
 
 @pytest.mark.parametrize("form", ["int32", "float64"])
@@ -49,20 +51,20 @@ def test_kernels_bit_exact_in_both_forms(op, fmt, wshape, in_shape, form, monkey
     rng = np.random.default_rng(len(wshape) * 100 + wshape[0])
     layer = make_layer(rng, op, "ternary", wshape)
     epi = requantize.fit(layer)
-    assert epi.integer and (epi.split_bits() > 0) == (form == "int32")
+    assert epi.integer and (epi.split_form() is not None) == (form == "int32")
     assert {c.dtype for c in epi.consts()} == {np.dtype(np.int32 if form == "int32" else np.float64)}
     check(layer, in_shape, fmt, rng)  # kernel == reference bit for bit; reference within a step of exact
 
 
 @pytest.mark.parametrize("taps, in_dtype", [(9, "uint8"), (72, "uint8"), (144, "int8")])
 def test_int32_form_is_the_reference_formula_inside_int32(taps, in_dtype):
-    """Over the accumulators' whole range (both extremes included), the two-halves evaluation
+    """Over the accumulators' whole range (both extremes included), the pieces evaluation
     gives the int64 formula's integers with no partial sum outside int32."""
     rng = np.random.default_rng(taps)
     layer = make_layer(rng, "conv2d", "ternary", (8, taps // 9, 3, 3), sparsity=0.0, in_dtype=in_dtype,
                        out=in_dtype)
     epi = requantize.fit(layer)
-    assert epi.split_bits() > 0
+    assert epi.split_form()[0] == 2  # 16-bit accumulators: two pieces
     a_p, a_n = (np.asarray(a).reshape(1, -1, 1) for a in epi.acc_max)
     lo_p, lo_n = (-a_p, -a_n) if in_dtype == "int8" else (0 * a_p, 0 * a_n)
     acc_p = rng.integers(lo_p, a_p + 1, size=(2, 8, 400))
@@ -71,13 +73,20 @@ def test_int32_form_is_the_reference_formula_inside_int32(taps, in_dtype):
     np.testing.assert_array_equal(split_apply(epi, acc_p, acc_n, 1), requantize.np_apply(epi, acc_p, acc_n, 1))
 
 
-def test_large_accumulators_keep_the_float64_form():
-    """An int8 layer over 4800 taps: its accumulator needs more than int32 with M's full precision."""
+def test_int8_accumulators_take_three_pieces_and_giant_ones_float64():
+    """An int8 layer over 75 taps (a first layer) needs three int32 pieces; one over 4800 taps an
+    accumulator of 2^30: no split keeps every partial sum inside int32, so float64."""
     rng = np.random.default_rng(4)
-    layer = make_layer(rng, "conv2d", "int8", (8, 192, 5, 5))
-    epi = requantize.fit(layer)
-    assert epi.integer and epi.split_bits() == 0
-    assert {c.dtype for c in epi.consts()} == {np.dtype(np.float64)}
+    first = make_layer(rng, "conv2d", "int8", (8, 3, 5, 5))
+    epi = requantize.fit(first)
+    assert epi.split_form()[0] == 3
+    a_p = np.asarray(epi.acc_max[0]).reshape(1, -1)
+    acc = rng.integers(-a_p, a_p + 1, size=(500, 8))
+    acc[:2] = np.concatenate([-a_p, a_p])
+    np.testing.assert_array_equal(split_apply(epi, acc, None, 1), requantize.np_apply(epi, acc, None, 1))
+    big = requantize.fit(make_layer(rng, "conv2d", "int8", (8, 192, 5, 5)))
+    assert big.integer and big.split_form() is None
+    assert {c.dtype for c in big.consts()} == {np.dtype(np.float64)}
 
 
 def test_the_form_never_changes_the_constants():
@@ -86,11 +95,12 @@ def test_the_form_never_changes_the_constants():
     rng = np.random.default_rng(5)
     layer = make_layer(rng, "conv2d", "ternary", (32, 16, 3, 3), sparsity=0.7)
     epi = requantize.fit(layer)
-    bits = epi.split_bits()
-    assert bits > 0 and np.abs(epi.mult_p).max() >= 2**29  # full precision: ~30-bit multipliers
-    halves = epi.consts()
-    for k, whole in enumerate((epi.mult_p, epi.mult_n, epi.bias)):
-        np.testing.assert_array_equal(halves[2 * k].astype(np.int64) * 2**bits + halves[2 * k + 1], whole)
+    k, bits = epi.split_form()
+    assert np.abs(epi.mult_p).max() >= 2**29  # full precision: ~30-bit multipliers
+    pieces = epi.consts()
+    for j, whole in enumerate((epi.mult_p, epi.mult_n, epi.bias)):
+        own = pieces[j * k:(j + 1) * k]
+        np.testing.assert_array_equal(sum(p.astype(np.int64) * 2**(i * bits) for i, p in enumerate(own)), whole)
 
 
 def test_shifted_int8_epilogue_gives_the_unshifted_outputs():
@@ -103,5 +113,5 @@ def test_shifted_int8_epilogue_gives_the_unshifted_outputs():
     w = layer.codes.reshape(4, 2).astype(np.int64)
     same = requantize.np_apply(requantize.fit(replace(layer, in_dtype="uint8")), q @ w.T, None, channel_axis=1)
     np.testing.assert_array_equal(requantize.np_apply(epi, (q + 128) @ w.T, None, channel_axis=1), same)
-    if epi.split_bits():
+    if epi.split_form():
         np.testing.assert_array_equal(split_apply(epi, (q + 128) @ w.T, None, 1), same)

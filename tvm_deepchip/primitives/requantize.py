@@ -13,13 +13,14 @@ round is monotone, so clamping after rounding equals clipping before it.
 
 The kernels evaluate that formula exactly, in one of two forms (the numpy reference is the
 int64 formula itself):
-- int32 in two halves, where the layer's accumulator bounds allow (most ternary layers: 16-bit
-  accumulators): with M = Mh * 2^L + Ml and B = Bh * 2^L + Bl (0 <= Ml, Bl < 2^L),
-      X = Mh_p*acc_p - Mh_n*acc_n + Bh,   Y = Ml_p*acc_p - Ml_n*acc_n + Bl,
-      v = (X + (Y >> L)) >> (shift - L)
-  equals the formula for any integers (floor division nests), and L is chosen so that no term
-  leaves int32: four vector multiplies and three shifts per output, 16 lanes per AVX-512 vector.
-  Measured: the float64 form was a third of SVHN conv2's sparse kernel on znver5;
+- int32 in pieces, where the layer's accumulator bounds allow (16-bit accumulators: two pieces;
+  int8 layers' wider ones: three): with each of M and B split into k pieces of L bits,
+  M = sum_i M_i 2^(iL) (the low pieces in [0, 2^L)),
+      Y_0 = M_p0*acc_p - M_n0*acc_n + B_0,   Y_i = M_pi*acc_p - M_ni*acc_n + B_i + (Y_{i-1} >> L),
+      v = Y_{k-1} >> (shift - (k-1)L)
+  equals the formula for any integers (floor division nests), and (k, L) are chosen so that no
+  partial sum leaves int32: 2k vector multiplies and k shifts per output, 16 lanes per AVX-512
+  vector. Measured: the float64 form was a third of SVHN conv2's sparse kernel on znver5;
 - float64 otherwise: every term an integer below 2^53 (checked when the constants are fitted,
   by lowering the shift if needed), so each product and sum is exact and floor(v * 2^-shift)
   equals the arithmetic shift, bit for bit (x86 without AVX-512 has no 64-bit integer
@@ -40,6 +41,7 @@ MAX_SHIFT = 40  # beyond this M's precision no longer improves; keeps B well ins
 MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int64
 EXACT_BITS = 52  # |every term| < 2^52: exact in float64 (53-bit mantissa), with a bit to spare
 INT32_LIMIT = 2**31  # the split int32 form: every partial sum's magnitude below this
+MAX_PIECES = 3  # the int32 form splits each integer into at most this many pieces
 
 
 @dataclass
@@ -61,30 +63,40 @@ class Epilogue:
     def _integers(self) -> list[np.ndarray]:
         return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
 
-    def split_bits(self) -> int:
-        """L of the int32 form (0: the float64 form), from the constants and accumulator bounds."""
+    def split_form(self) -> tuple[int, int] | None:
+        """(pieces k, bits L) of the int32 form, the fewest pieces whose partial sums all stay
+        inside int32 by the accumulator bounds; None: the float64 form."""
         if not self.integer or self.acc_max is None:
-            return 0
-        a_p, a_n = (np.asarray(a, np.int64) for a in self.acc_max)
-        for bits in range(1, min(self.shift, 30) + 1):
-            hi = [np.abs(m >> bits) for m in (self.mult_p, self.mult_n) if m is not None]
-            lo = [m & ((1 << bits) - 1) for m in (self.mult_p, self.mult_n) if m is not None]
-            accs = [a_p, a_n][: len(hi)]
-            x = sum(a * m for a, m in zip(accs, hi)) + np.abs(self.bias >> bits)
-            y = sum(a * m for a, m in zip(accs, lo)) + (self.bias & ((1 << bits) - 1))
-            if max(x.max(), y.max(), (x + (y >> bits) + 1).max()) < INT32_LIMIT:
-                return bits
-        return 0
+            return None
+        accs = [np.asarray(a, np.int64) for a in self.acc_max][: 2 if self.mult_n is not None else 1]
+        mults = [m for m in (self.mult_p, self.mult_n) if m is not None]
+        for k in range(2, MAX_PIECES + 1):
+            for bits in range(1, min(self.shift // (k - 1), 30) + 1):
+                carry = 0
+                for i in range(k):
+                    y = sum(a * np.abs(pieces(m, bits, k)[i]) for a, m in zip(accs, mults))
+                    y = y + np.abs(pieces(self.bias, bits, k)[i]) + carry
+                    if y.max() >= INT32_LIMIT:
+                        break
+                    carry = (y >> bits) + 1
+                else:
+                    return k, bits
+        return None
 
     def consts(self) -> list[np.ndarray]:
-        """What the kernel reads: for the int32 form the high and low halves of each integer
-        (M_p, [M_n,] B), else float64 copies of the (exactly representable) integers."""
+        """What the kernel reads: for the int32 form the k pieces of each integer (M_p, [M_n,] B),
+        low to high, else float64 copies of the (exactly representable) integers."""
         if not self.integer:
             return self._integers()
-        bits = self.split_bits()
-        if not bits:
+        form = self.split_form()
+        if form is None:
             return [a.astype(np.float64) for a in self._integers()]
-        return [h.astype(np.int32) for a in self._integers() for h in (a >> bits, a & ((1 << bits) - 1))]
+        return [p.astype(np.int32) for a in self._integers() for p in pieces(a, form[1], form[0])]
+
+
+def pieces(a: np.ndarray, bits: int, k: int) -> list[np.ndarray]:
+    """a = sum_i pieces[i] * 2^(i*bits): the low k-1 pieces in [0, 2^bits), the top one signed."""
+    return [(a >> (i * bits)) & ((1 << bits) - 1) for i in range(k - 1)] + [a >> ((k - 1) * bits)]
 
 
 def tap_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +166,7 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
     """Element expression of the epilogue: accumulator values -> output value (TE)."""
     from tvm import te, tirx
 
-    bits = epi.split_bits()
+    form = epi.split_form()
     mp, *rest = consts
     mn, b = (rest[0], rest[1]) if epi.mult_n is not None else (None, rest[0])
 
@@ -170,14 +182,19 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
             if np.isfinite(epi.act_hi):
                 y = te.min(y, tirx.const(epi.act_hi, "float32"))
             return y
-        if bits:  # int32 in two halves (see the module docstring): no partial sum overflows
-            def halves(k):
-                return acc_p(*idx).astype("int32") * consts[k][c] - (
-                    acc_n(*idx).astype("int32") * consts[k + 2][c] if mn is not None else 0)
+        if form is not None:  # int32 in k pieces (see the module docstring): no partial sum overflows
+            k, bits = form
 
-            x, y = halves(0) + consts[-2][c], halves(1) + consts[-1][c]
-            v = tirx.shift_right(x + tirx.shift_right(y, tirx.const(bits, "int32")),
-                                 tirx.const(epi.shift - bits, "int32"))
+            def term(i):  # piece i of M_p * acc_p - M_n * acc_n + B
+                t = acc_p(*idx).astype("int32") * consts[i][c]
+                if mn is not None:
+                    t = t - acc_n(*idx).astype("int32") * consts[k + i][c]
+                return t + consts[len(consts) - k + i][c]
+
+            y = term(0)
+            for i in range(1, k):
+                y = term(i) + tirx.shift_right(y, tirx.const(bits, "int32"))
+            v = tirx.shift_right(y, tirx.const(epi.shift - (k - 1) * bits, "int32"))
             v = te.max(te.min(v, tirx.const(epi.hi, "int32")), tirx.const(epi.lo, "int32"))
             return v.astype(epi.out_dtype)
         # exact integer arithmetic carried in float64 (see the module docstring)
