@@ -87,7 +87,7 @@ def test_failing_candidates_are_skipped_with_a_reason(tmp_path, caplog):
     model = small_convnet(seed=6)
     runner = ms.runner.LocalRunner(timeout_sec=30, f_alloc_argument=_broken_device)
     with caplog.at_level(logging.WARNING, logger="tvm_deepchip.tuning"):
-        with pytest.raises(DeviceError, match="none of 2 candidates could be measured"):
+        with pytest.raises(DeviceError, match=r"none of \d+ candidates could be measured"):
             tuning.tune(model, "x86", work_dir=tmp_path, trials=2, choose_formats=False, runner=runner)
     assert "candidate skipped" in caplog.text and "device lost" in caplog.text
 

@@ -44,15 +44,15 @@ def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
 
     Fitted for codes of the operand type (the exactness bound then covers the shifted
     accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
-    grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare)."""
+    grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare).
+    A float-output epilogue takes shift * sum(w) off the accumulator instead, so that x86 and ARM,
+    which shift differently, compute the same float."""
     epi = requantize.fit(replace(layer, in_dtype=operand))
     s = code_shift(layer.in_dtype, operand)
     wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
-    if epi.integer:
-        bias = epi.bias - epi.mult_p * s * wsum
-    else:
-        bias = (epi.bias - epi.mult_p * np.float32(s) * wsum.astype(np.float32)).astype(np.float32)
-    return replace(epi, bias=bias)  # (the kernel's int32 or float64 form is decided with this bias)
+    if not epi.integer:  # float output: the shift comes off the accumulator, in the integers (exact:
+        return replace(epi, acc_offset=s * wsum)  # a float32 bias correction would round per ISA)
+    return replace(epi, bias=epi.bias - epi.mult_p * s * wsum)  # (its int32 or float64 form follows)
 
 
 def epilogue(layer, operand: str) -> requantize.Epilogue:

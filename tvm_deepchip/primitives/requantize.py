@@ -27,7 +27,10 @@ int64 formula itself):
   multiply; double-precision FMA is one instruction).
 Both compute the same integers from the same constants: which one runs never changes an output.
 
-The last layer (float output) ends in a float32 epilogue instead: y = acc_p*S_p - acc_n*S_n + b.
+The last layer (float output) ends in a float epilogue instead: y = acc_p*S_p - acc_n*S_n + b with
+float32 constants, evaluated in float64 and rounded to float32 once: acc (below 2^29) times a
+float32 is exact in float64, so whether LLVM contracts a product and a sum into one FMA (it does on
+some targets, not on others) cannot change the result, and x86 and aarch64 builds agree bit for bit.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ class Epilogue:
     act_lo: float = -np.inf  # float epilogue only: ReLU/Clip of the float output
     act_hi: float = np.inf
     acc_max: tuple | None = None  # integer form: per channel, the largest |acc_p| and |acc_n|
+    acc_offset: np.ndarray | None = None  # float form: int [Co] taken off acc_p first (shifted codes)
 
     def _integers(self) -> list[np.ndarray]:
         return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
@@ -87,7 +91,7 @@ class Epilogue:
         """What the kernel reads: for the int32 form the k pieces of each integer (M_p, [M_n,] B),
         low to high, else float64 copies of the (exactly representable) integers."""
         if not self.integer:
-            return self._integers()
+            return self._integers() + ([self.acc_offset.astype(np.int32)] if self.acc_offset is not None else [])
         form = self.split_form()
         if form is None:
             return [a.astype(np.float64) for a in self._integers()]
@@ -169,19 +173,21 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
     form = epi.split_form()
     mp, *rest = consts
     mn, b = (rest[0], rest[1]) if epi.mult_n is not None else (None, rest[0])
+    offset = consts[-1] if not epi.integer and epi.acc_offset is not None else None
 
     def expr(idx):
         c = index_channel(idx)
-        if not epi.integer:
-            y = acc_p(*idx).astype("float32") * mp[c]
+        if not epi.integer:  # in float64: the products are exact, so FMA contraction changes nothing
+            a = acc_p(*idx) if offset is None else acc_p(*idx) - offset[c]  # exact, in the integers
+            y = a.astype("float64") * mp[c].astype("float64")
             if mn is not None:
-                y = y - acc_n(*idx).astype("float32") * mn[c]
-            y = y + b[c]
+                y = y - acc_n(*idx).astype("float64") * mn[c].astype("float64")
+            y = y + b[c].astype("float64")
             if np.isfinite(epi.act_lo):
-                y = te.max(y, tirx.const(epi.act_lo, "float32"))
+                y = te.max(y, tirx.const(epi.act_lo, "float64"))
             if np.isfinite(epi.act_hi):
-                y = te.min(y, tirx.const(epi.act_hi, "float32"))
-            return y
+                y = te.min(y, tirx.const(epi.act_hi, "float64"))
+            return y.astype("float32")
         if form is not None:  # int32 in k pieces (see the module docstring): no partial sum overflows
             k, bits = form
 
@@ -216,11 +222,13 @@ def np_apply(epi: Epilogue, acc_p: np.ndarray, acc_n: np.ndarray | None, channel
     def ch(a):
         return a.reshape(shape)
 
-    if not epi.integer:
-        y = acc_p.astype(np.float32) * ch(epi.mult_p)
+    if not epi.integer:  # float64 as the kernels: exact products, one rounding per sum
+        a = acc_p if epi.acc_offset is None else acc_p.astype(np.int64) - ch(epi.acc_offset)
+        y = a.astype(np.float64) * ch(epi.mult_p).astype(np.float64)
         if epi.mult_n is not None:
-            y = y - acc_n.astype(np.float32) * ch(epi.mult_n)
-        return np.clip(y + ch(epi.bias), np.float32(epi.act_lo), np.float32(epi.act_hi)).astype(np.float32)
+            y = y - acc_n.astype(np.float64) * ch(epi.mult_n).astype(np.float64)
+        y = y + ch(epi.bias).astype(np.float64)
+        return np.clip(y, epi.act_lo, epi.act_hi).astype(np.float32)
     v = acc_p.astype(np.int64) * ch(epi.mult_p)
     if epi.mult_n is not None:
         v = v - acc_n.astype(np.int64) * ch(epi.mult_n)
