@@ -12,6 +12,7 @@ from __future__ import annotations
 from tvm_deepchip.primitives import roles
 
 from .common import PARALLEL_MIN_WORK, _accumulators, _divisors, _extent, _finish_crop, _work
+from .dot_intrinsics import finish_tile
 
 CHANNELS_PER_STEP = 16  # = primitives.int8_dense.CHANNELS_PER_STEP, which pads channels to whole steps
 
@@ -54,15 +55,7 @@ def _register_tile(sch, acc, intrin, rc: int):
     else:
         sch.reorder(q, *tile, lane, j)
     init = sch.decompose_reduction(acc, q)  # zero the tile before the steps
-    for lp in tile:
-        sch.unroll(lp)
-    if intrin is not None:
-        name, width = intrin
-        if width < CHANNELS_PER_STEP:  # the instruction covers part of the 16 channels: unroll the rest
-            rep, lane = sch.split(lane, [None, width])
-            sch.unroll(rep)
-        sch.tensorize(lane, name)
-    sch.vectorize(sch.get_loops(init)[-1])
+    finish_tile(sch, init, tile, lane, intrin, CHANNELS_PER_STEP)
 
 
 def _finish_layout(sch, layout):

@@ -9,7 +9,8 @@ each the sum of `group` products, done by one LLVM intrinsic call (x86 `vpdpbusd
 
 A holds the input codes (`operand`: uint8 for vpdpbusd, whose first multiplicand is unsigned;
 int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
-Each ISA's file registers its instruction in the shapes its schedules use, under exported names.
+Each ISA's file registers its instruction in the shapes its schedules use, under exported names;
+`finish_tile` applies one to the lanes of a register tile (the int8 conv's and dense's schedules).
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.Cast("int32", a_of(A, vi, vk)) * T.Cast("int32", b_of(B, vi, vk))
 
+    # (the signature again: TVMScript parses each prim_func from its own source)
     @T.prim_func(s_tir=True)
     def impl(
         A: T.Buffer(a_shape, operand, offset_factor=1),
@@ -85,3 +87,20 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
             )
 
     TensorIntrin.register(name, desc, impl, override=True)
+
+
+def finish_tile(sch, init, tile: list, lane, intrin, lanes: int) -> None:
+    """The end of a dot-product register tile: the `tile` loops unrolled, the `lanes` long loop
+    `lane` tensorized with `intrin` = (name, lanes per instruction), the rest of its lanes
+    unrolled (no intrinsic: already vectorized by the caller), the zero-init vectorized.
+    (The accumulators stay "global": after compaction the tile is a small stack buffer, promoted
+    to registers once unrolled; an intrinsic's description only matches global buffers.)"""
+    for lp in tile:
+        sch.unroll(lp)
+    if intrin is not None:
+        name, width = intrin
+        if width < lanes:
+            rep, lane = sch.split(lane, [None, width])
+            sch.unroll(rep)
+        sch.tensorize(lane, name)
+    sch.vectorize(sch.get_loops(init)[-1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from tvm_deepchip.primitives import roles
 
 from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work
+from .dot_intrinsics import finish_tile
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
 PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
@@ -85,17 +86,7 @@ def _register_tile(sch, acc, intrin, tile_extents):
     else:
         sch.reorder(*taps, *tile, lane, j)
     init = sch.decompose_reduction(acc, sch.get_loops(acc)[1])  # zero the tile before the taps
-    # (acc stays "global": after compaction the tile is a small stack buffer, promoted to
-    # registers once unrolled; the intrinsic's description only matches global buffers)
-    for lp in tile:
-        sch.unroll(lp)
-    if intrin is not None:
-        name, width = intrin
-        if width < POSITIONS_PER_STEP:  # the instruction covers part of the 16 positions: unroll the rest
-            rep, lane = sch.split(lane, [None, width])
-            sch.unroll(rep)
-        sch.tensorize(lane, name)
-    sch.vectorize(sch.get_loops(init)[-1])
+    finish_tile(sch, init, tile, lane, intrin, POSITIONS_PER_STEP)
 
 
 def _finish_flat4(sch, acc):

@@ -1,2 +1,2 @@
 """arm_cpu schedules (target key `arm_cpu`) where they differ from the other families: the int8
-conv on `sdot` (with dotprod) or NEON multiply-adds, and the sdot tensor intrinsic."""
+conv and dense on `sdot` (with dotprod) or NEON multiply-adds, and the sdot tensor intrinsics."""
