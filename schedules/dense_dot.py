@@ -10,22 +10,24 @@ of the tile follows at once along the channels, then the crop of the padded chan
 from __future__ import annotations
 
 from tvm_deepchip.primitives import roles
+from tvm_deepchip.primitives.int8_dense import CHANNELS_PER_STEP  # (it pads channels to whole steps)
 
 from .common import PARALLEL_MIN_WORK, _accumulators, _divisors, _extent, _finish_crop, _work
 from .dot_intrinsics import finish_tile
 
-CHANNELS_PER_STEP = 16  # = primitives.int8_dense.CHANNELS_PER_STEP, which pads channels to whole steps
-
 
 def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     """`intrinsics`: operand dtype -> (tensor intrinsic of the channels shape, lanes it covers)
-    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile)."""
+    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile).
+    The accumulator may hold several planes per output channel (ternary_dense_dot: two, the
+    planes of each block of 16 channels adjacent): the tile then spans them all."""
     (acc,) = _accumulators(sch, epilogue)
     (layout,) = roles.having(sch, sch.get_producers(acc), roles.LAYOUT)
     intrin = intrinsics.get(str(sch.get(layout).writes[0].source.dtype))
     n, c = sch.get_loops(epilogue)
+    planes = _extent(sch, sch.get_loops(acc)[1]) // _extent(sch, c)
     blocks = _extent(sch, c) // CHANNELS_PER_STEP
-    per_block = CHANNELS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
+    per_block = planes * CHANNELS_PER_STEP * 4 // cls.vector_bytes  # registers holding its int32 accumulators
     rc_cands = _divisors(blocks, [8, 4, 2])
     fits = [r for r in rc_cands if r * per_block <= cls.vector_registers // 2] or [rc_cands[-1]]
     rc = knobs.choice(sch, rc_cands, max(fits))
@@ -34,7 +36,7 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     if _work(sch, [acc]) >= PARALLEL_MIN_WORK:  # multiply-adds, as the vector layers count lanes
         sch.parallel(outer)
     sch.compute_at(acc, outer)
-    _register_tile(sch, acc, intrin, _extent(sch, cr))  # (rc may be a sampled decision)
+    _register_tile(sch, acc, intrin, _extent(sch, cr) * planes)  # (rc may be a sampled decision)
     sch.vectorize(ci)
     _finish_layout(sch, layout)
     _finish_crop(sch, epilogue)

@@ -14,15 +14,16 @@ from tvm_deepchip.schedules import _RULES, load_all, tagged_block
 
 
 def test_formats_are_one_vocabulary():
-    assert CHOICES == ("sparse", "packed", "int8", "float")
-    assert KERNEL_FORMATS == ("sparse", "packed", "int8")
+    assert CHOICES == ("sparse", "packed", "dot", "int8", "float")
+    assert KERNEL_FORMATS == ("sparse", "packed", "dot", "int8")
     assert f"{Format.SPARSE}" == "sparse" and repr(Format.INT8) == "'int8'" and Format("packed") is Format.PACKED
 
 
 def test_every_op_and_kernel_format_has_one_primitive_with_schedules_for_both_families():
     load_all()
     keys = [(p.op, p.format) for p in primitives.PRIMITIVES]
-    assert sorted(keys) == sorted((op, Format(f)) for op in ("conv2d", "dense") for f in KERNEL_FORMATS)
+    dense_only = {("conv2d", Format.DOT)}  # the dot form of ternary weights: dense layers
+    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in KERNEL_FORMATS} - dense_only)
     for p in primitives.PRIMITIVES:
         assert primitives.lookup(p.op, p.format.value) is p
         assert p.rule == f"deepchip_{p.stem}"
@@ -40,6 +41,9 @@ def test_formats_for_and_refusals():
     assert primitives.formats_for(_layer()) == ("sparse", "packed")
     assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "packed", "int8")
     assert primitives.formats_for(_layer("int8")) == ("int8",)
+    assert primitives.formats_for(_layer(op="dense")) == ("sparse", "packed", "dot")
+    with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' has no conv2d kernel"):
+        primitives.lower_layer(_layer(), (1, 5, 9, 7), "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': no primitive for format 'float'"):
         primitives.lower_layer(_layer(), (1, 5, 9, 7), "float")
     with pytest.raises(InputError, match=r"format 'int8' needs Wp == Wn"):
@@ -50,9 +54,9 @@ def test_formats_for_and_refusals():
         primitives.lower_layer(_layer(), (1, 4, 9, 7), "sparse")
 
 
-@pytest.mark.parametrize("op, shape", [("conv2d", (1, 5, 9, 7)), ("dense", (2, 37))])
-@pytest.mark.parametrize("fmt", KERNEL_FORMATS)
-def test_prim_func_declares_the_roles_the_schedules_look_up(op, shape, fmt):
+@pytest.mark.parametrize("op, fmt", [(p.op, p.format.value) for p in primitives.PRIMITIVES])
+def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):
+    shape = {"conv2d": (1, 5, 9, 7), "dense": (2, 37)}[op]
     lowered = primitives.lower_layer(_layer(op=op, symmetric=True), shape, fmt)
     func = primitives.prim_func(lowered)
     assert tagged_block(func) == (roles.EPILOGUE_NAME, f"deepchip_{lowered.primitive}")
@@ -63,7 +67,7 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, shape, fmt):
     assert (roles.ROW_SUMS in found) == (fmt == "sparse")
     assert (roles.LAYOUT in found) == (op == "conv2d" or fmt != "packed")  # dense packed reads x as is
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
-    assert n_acc == (1 if fmt == "int8" else 2)
+    assert n_acc == (1 if fmt in ("int8", "dot") else 2)  # dot: both planes in one accumulator
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 
 

@@ -32,6 +32,7 @@ from .passes import RULES, IntegerDataMovement
 from .passes.layer_check import check_layer, input_shape, weight_name
 
 TERNARY_FORMATS = CHOICES  # (formats.py)
+DENSE_OPS = ("Gemm", "MatMul")  # the ONNX ops of dense layers (Format.DOT computes only those)
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,16 @@ def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
     for layer, fmt in formats.items():
         if fmt not in TERNARY_FORMATS:
             raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
-    names = [s.name for s in weight_sites(model)]
+    sites = weight_sites(model)
+    names = [s.name for s in sites]
     unknown = sorted(set(formats) - set(names))
     if unknown:
         raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
+    for site in sites:
+        op = model.graph.node[site.node].op_type
+        if formats.get(site.name) == Format.DOT and op not in DENSE_OPS:
+            raise InputError(f"--format {site.name}=dot: the dot form is for dense layers ({', '.join(DENSE_OPS)}); "
+                             f"{site.name} is a {op}")
 
 
 def choose_format(layer: QuantLayer, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:

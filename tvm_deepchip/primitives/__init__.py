@@ -21,6 +21,7 @@ from . import (
     int8_dense,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
+    ternary_dense_dot,
     ternary_dense_packed,
     ternary_dense_sparse,
 )
@@ -34,6 +35,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     int8_conv2d.PRIMITIVE,
     ternary_dense_sparse.PRIMITIVE,
     ternary_dense_packed.PRIMITIVE,
+    ternary_dense_dot.PRIMITIVE,
     int8_dense.PRIMITIVE,
 )
 _BY_KEY = {(p.op, p.format): p for p in PRIMITIVES}
@@ -61,7 +63,8 @@ def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
     if layer.weight_kind == "int8":
         return (Format.INT8,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)
-    return (Format.SPARSE, Format.PACKED) + ((Format.INT8,) if symmetric else ())
+    dot = (Format.DOT,) if layer.op == "dense" else ()
+    return (Format.SPARSE, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
 
 
 def lookup(op: str, fmt) -> Primitive:
@@ -91,6 +94,9 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str 
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
     if layer.op not in {p.op for p in PRIMITIVES}:
         raise InputError(f"layer {layer.name!r}: unknown op {layer.op!r}")
+    if (layer.op, Format(fmt)) not in _BY_KEY:
+        raise InputError(f"layer {layer.name!r}: format {fmt!r} has no {layer.op} kernel "
+                         f"(it has: {', '.join(p.op for p in PRIMITIVES if p.format == fmt)})")
     prim = lookup(layer.op, fmt)
     layer = _as_kind(layer, prim.weight_kind, prim.format)
     geo = prim.geometry(layer, in_shape)

@@ -29,7 +29,12 @@ CHANNELS_PER_STEP = 16  # output channels per dot-product step (one 512-bit vect
 def pack(layer, shape=None, operand: str = "uint8") -> Int8Weights:
     """[Co/16, K/G, 16, G] for dot products over `operand` codes (checked to sum exactly in int32)."""
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
-    group, w = group_of(operand), layer.codes
+    return block_weights(layer.codes, operand)
+
+
+def block_weights(w: np.ndarray, operand: str) -> Int8Weights:
+    """Weights [Co, K] in the dot-product layout [Co/16, K/G, 16, G] (zero padded)."""
+    group = group_of(operand)
     co, k = w.shape
     cp, kp = _ceil(co, CHANNELS_PER_STEP) * CHANNELS_PER_STEP, _ceil(k, group) * group
     wp = np.zeros((cp, kp), np.int16 if operand == WIDE_OPERAND else np.int8)
@@ -44,23 +49,33 @@ def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
     return wt.transpose(0, 2, 1, 3).reshape(cb * lanes, kg * group)[:co, :k]
 
 
+def te_accumulate(x, weights: Int8Weights, k: int):
+    """acc[n, c] = sum over the K input codes (shifted into the operand type) times weights
+    (TE), over all the padded channels of `weights` (its layout: `block_weights`)."""
+    from tvm import te, tirx
+
+    w, operand = weights.w, weights.operand
+    cb, kg, lanes, group = (int(s) for s in w.shape)
+    n = int(x.shape[0])
+    shift = code_shift(str(x.dtype), operand)
+    # the input codes in groups, in the operand's type (the padded tail multiplies zero weights)
+    xg = te.compute((n, kg, group), lambda i, q, j: (
+        x[i, tirx.min(q * group + j, k - 1)].astype("int16") + shift).astype(operand),
+        name="xgroups", attrs=roles.attrs(roles.LAYOUT))
+    q = te.reduce_axis((0, kg), name="q_acc")
+    j = te.reduce_axis((0, group), name="j_acc")
+    return te.compute((n, cb * lanes), lambda i, c: te.sum(
+        xg[i, q, j].astype("int32") * w[c // lanes, q, c % lanes, j].astype("int32"), axis=[q, j]),
+        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
+
+
 def compute(x, weights: Int8Weights, consts, site: Site):
     """TE definition. x: [N, K] 8-bit codes; weights: from `pack`."""
     from tvm import te, tirx
 
-    geo, w, operand = site.geo, weights.w, weights.operand
-    cb, kg, lanes, group = (int(s) for s in w.shape)
-    shift = code_shift(str(x.dtype), operand)
-    # the input codes in groups, in the operand's type (the padded tail multiplies zero weights)
-    xg = te.compute((geo.n, kg, group), lambda n, q, j: (
-        x[n, tirx.min(q * group + j, geo.k - 1)].astype("int16") + shift).astype(operand),
-        name="xgroups", attrs=roles.attrs(roles.LAYOUT))
-    q = te.reduce_axis((0, kg), name="q_acc")
-    j = te.reduce_axis((0, group), name="j_acc")
-    shape = (geo.n, cb * lanes)
-    acc = te.compute(shape, lambda n, c: te.sum(
-        xg[n, q, j].astype("int32") * w[c // lanes, q, c % lanes, j].astype("int32"), axis=[q, j]),
-        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
+    geo = site.geo
+    acc = te_accumulate(x, weights, geo.k)
+    shape = tuple(int(s) for s in acc.shape)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: tirx.min(idx[1], last))
     y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))

@@ -40,19 +40,22 @@ def group_of(operand: str) -> int:
 
 def shifted_epilogue(layer, operand: str) -> requantize.Epilogue:
     """The epilogue of a layer whose input codes arrive shifted into `operand` (q + 128 as
-    uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): the accumulator gains shift * sum(w).
+    uint8 for x86 VNNI, q - 128 as int8 for ARM sdot): each accumulator gains shift * its sum of
+    weights (int8: sum(w); ternary dot form: the +1 and the -1 tap counts).
 
     Fitted for codes of the operand type (the exactness bound then covers the shifted
-    accumulator), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
+    accumulators), then the bias loses M * shift * sum(w): integer arithmetic, exact; the bound
     grows by at most that much, still below 2^53 (requantize.EXACT_BITS keeps a bit to spare).
-    A float-output epilogue takes shift * sum(w) off the accumulator instead, so that x86 and ARM,
+    A float-output epilogue takes shift * sum(w) off the accumulators instead, so that x86 and ARM,
     which shift differently, compute the same float."""
     epi = requantize.fit(replace(layer, in_dtype=operand))
     s = code_shift(layer.in_dtype, operand)
-    wsum = layer.codes.reshape(layer.out_channels, -1).astype(np.int64).sum(1)
-    if not epi.integer:  # float output: the shift comes off the accumulator, in the integers (exact:
-        return replace(epi, acc_offset=s * wsum)  # a float32 bias correction would round per ISA)
-    return replace(epi, bias=epi.bias - epi.mult_p * s * wsum)  # (its int32 or float64 form follows)
+    n_p, n_n = requantize.tap_counts(layer)  # int8: (sum of weights, 0)
+    if not epi.integer:  # float output: the shift comes off the accumulators, in the integers (exact:
+        return replace(epi, acc_offset=s * n_p,  # a float32 bias correction would round per ISA)
+                       acc_offset_n=None if epi.mult_n is None else s * n_n)
+    correction = epi.mult_p * s * n_p - (epi.mult_n * s * n_n if epi.mult_n is not None else 0)
+    return replace(epi, bias=epi.bias - correction)  # (its int32 or float64 form follows)
 
 
 def epilogue(layer, operand: str) -> requantize.Epilogue:

@@ -63,9 +63,13 @@ class Epilogue:
     act_hi: float = np.inf
     acc_max: tuple | None = None  # integer form: per channel, the largest |acc_p| and |acc_n|
     acc_offset: np.ndarray | None = None  # float form: int [Co] taken off acc_p first (shifted codes)
+    acc_offset_n: np.ndarray | None = None  # float form: the same for acc_n (ternary dot form)
 
     def _integers(self) -> list[np.ndarray]:
         return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
+
+    def _offsets(self) -> tuple:
+        return self.acc_offset, self.acc_offset_n
 
     def split_form(self) -> tuple[int, int] | None:
         """(pieces k, bits L) of the int32 form, the fewest pieces whose partial sums all stay
@@ -91,7 +95,7 @@ class Epilogue:
         """What the kernel reads: for the int32 form the k pieces of each integer (M_p, [M_n,] B),
         low to high, else float64 copies of the (exactly representable) integers."""
         if not self.integer:
-            return self._integers() + ([self.acc_offset.astype(np.int32)] if self.acc_offset is not None else [])
+            return self._integers() + [o.astype(np.int32) for o in self._offsets() if o is not None]
         form = self.split_form()
         if form is None:
             return [a.astype(np.float64) for a in self._integers()]
@@ -173,15 +177,17 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
     form = epi.split_form()
     mp, *rest = consts
     mn, b = (rest[0], rest[1]) if epi.mult_n is not None else (None, rest[0])
-    offset = consts[-1] if not epi.integer and epi.acc_offset is not None else None
+    extra = iter(consts[len(epi._integers()):] if not epi.integer else ())
+    off_p, off_n = (None if o is None else next(extra) for o in epi._offsets())
 
     def expr(idx):
         c = index_channel(idx)
         if not epi.integer:  # in float64: the products are exact, so FMA contraction changes nothing
-            a = acc_p(*idx) if offset is None else acc_p(*idx) - offset[c]  # exact, in the integers
+            a = acc_p(*idx) if off_p is None else acc_p(*idx) - off_p[c]  # exact, in the integers
             y = a.astype("float64") * mp[c].astype("float64")
             if mn is not None:
-                y = y - acc_n(*idx).astype("float64") * mn[c].astype("float64")
+                a_n = acc_n(*idx) if off_n is None else acc_n(*idx) - off_n[c]
+                y = y - a_n.astype("float64") * mn[c].astype("float64")
             y = y + b[c].astype("float64")
             if np.isfinite(epi.act_lo):
                 y = te.max(y, tirx.const(epi.act_lo, "float64"))
@@ -226,7 +232,8 @@ def np_apply(epi: Epilogue, acc_p: np.ndarray, acc_n: np.ndarray | None, channel
         a = acc_p if epi.acc_offset is None else acc_p.astype(np.int64) - ch(epi.acc_offset)
         y = a.astype(np.float64) * ch(epi.mult_p).astype(np.float64)
         if epi.mult_n is not None:
-            y = y - acc_n.astype(np.float64) * ch(epi.mult_n).astype(np.float64)
+            a_n = acc_n if epi.acc_offset_n is None else acc_n.astype(np.int64) - ch(epi.acc_offset_n)
+            y = y - a_n.astype(np.float64) * ch(epi.mult_n).astype(np.float64)
         y = y + ch(epi.bias).astype(np.float64)
         return np.clip(y, epi.act_lo, epi.act_hi).astype(np.float32)
     v = acc_p.astype(np.int64) * ch(epi.mult_p)
