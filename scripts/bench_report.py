@@ -58,20 +58,29 @@ def _prod(xs) -> int:
 
 
 def layer_work(info: dict) -> tuple[str, float]:
-    """("int8" | "add", operations) of one layer row: multiply-accumulates of an int8 layer, or the
-    adds of a ternary one (one per non-zero weight and output position)."""
+    """("int8" | "add" | "gather", operations) of one layer row: multiply-accumulates of an int8
+    layer, or the adds of a ternary one (one per non-zero weight and output position): vector
+    adds over output positions, or, where the output has one position (dense layers, 1x1-output
+    convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap)."""
     shape, oshape = info.get("shape", []), info.get("out_shape", [])
     if not shape or not oshape:
         return "int8", 0.0
     macs = _prod(shape) * _prod(oshape[2:]) * oshape[0]
+    if info.get("kind") == "ternary" and info.get("format") == "dot":
+        return "int8", 2.0 * macs  # every weight of both planes, by dot products
     if info.get("kind") == "ternary" and info.get("format") != "int8":
-        return "add", macs * (1 - info["sparsity"])
+        one_position = _prod(oshape[2:]) == 1
+        return ("gather" if one_position and info.get("format") == "sparse" else "add"), macs * (1 - info["sparsity"])
     return "int8", float(macs)
+
+
+RATE_OF = {"int8": "dot_macs_per_s", "add": "ldadd16_per_s", "gather": "gather_per_s"}  # peaks.c's fields
+UNIT_OF = {"int8": "MACs", "add": "adds", "gather": "gather-adds"}
 
 
 def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
     kind, ops = layer_work(info)
-    rate = peaks.get("dot_macs_per_s") if kind == "int8" else peaks.get("ldadd16_per_s")
+    rate = peaks.get(RATE_OF[kind]) or peaks.get(RATE_OF["add"])  # (sections measured before the gather peak)
     return 1e6 * ops / (rate * cores) if rate and ops else None
 
 
@@ -91,8 +100,10 @@ def _section(cls: str, sec: dict) -> list[str]:
         lines += [f"Rooflines (scripts/peak/peaks.c, built for this class, one core): int8 dot product "
                   f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']}); int16 vector "
                   f"adds with a loaded operand {pk['ldadd16_per_s'] / 1e9:.0f} G/s (registers only "
-                  f"{pk['add16_per_s'] / 1e9:.0f} G/s); fp32 FMA {pk['fma_per_s'] / 1e9:.0f} G/s. A layer's "
-                  f"roofline is its work at these rates on {cores} cores.", ""]
+                  f"{pk['add16_per_s'] / 1e9:.0f} G/s); fp32 FMA {pk['fma_per_s'] / 1e9:.0f} G/s"
+                  + (f"; scalar gather-adds (an index, the byte it points at, an add: sparse layers with one output "
+                     f"position) {pk['gather_per_s'] / 1e9:.1f} G/s" if pk.get("gather_per_s") else "")
+                  + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
     lines += ["| model | " + " | ".join(f"{PEERS[k]} ms" for k in peers) + " | tvm-deepchip ms | vs ORT FP32 "
               "| vs best int8 | weight memory vs FP32 | argmax = onnxruntime |",
@@ -151,7 +162,7 @@ def _layers(r, pk, cores) -> list[str]:
         kind, ops = layer_work(row)
         roof = roofline_us(row, pk, cores)
         total += us
-        work = f"{ops / 1e6:.2f} M {'MACs' if kind == 'int8' else 'adds'}"
+        work = f"{ops / 1e6:.2f} M {UNIT_OF[kind]}"
         lines.append(f"| {name} | {row.get('kind', '?')} {row.get('format', '')} | {us:.1f} | {work} | "
                      f"{f'{roof:.1f}' if roof else ''} | {f'{us / roof:.1f}' if roof else ''} |")
     lines += [f"| (sum of layers) | | {total:.1f} | | | |",

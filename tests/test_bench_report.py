@@ -43,6 +43,20 @@ def test_layer_work_counts_macs_for_int8_and_nonzero_adds_for_ternary():
     assert bench_report.roofline_us(conv, PEAKS, 2) == pytest.approx(1e6 * adds / 100e9)
 
 
+def test_sparse_layers_with_one_output_position_are_gather_bound():
+    fc = {"layer": "fc1", "kind": "ternary", "format": "sparse", "shape": [4096, 9216], "out_shape": [1, 4096],
+          "sparsity": 0.9}
+    conv7 = {"layer": "conv7", "kind": "ternary", "format": "sparse", "shape": [512, 128, 5, 5],
+             "out_shape": [1, 512, 1, 1], "sparsity": 0.9}
+    for row in (fc, conv7):
+        kind, taps = bench_report.layer_work(row)
+        assert kind == "gather" and taps == pytest.approx(bench_report._prod(row["shape"]) * 0.1)
+        assert bench_report.roofline_us(row, {**PEAKS, "gather_per_s": 5e9}, 2) == pytest.approx(1e6 * taps / 10e9)
+        assert bench_report.roofline_us(row, PEAKS, 2) == pytest.approx(1e6 * taps / 100e9)  # older sections
+    assert bench_report.layer_work({**fc, "format": "packed"})[0] == "add"
+    assert bench_report.layer_work({**fc, "format": "dot"}) == ("int8", 2.0 * 4096 * 9216)  # both planes, every weight
+
+
 def test_targets_per_model_family_and_best_int8_peer():
     net = _row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2)
     assert [t[2] for t in bench_report.targets_of(net)] == [5.0, 1.5]

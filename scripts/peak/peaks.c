@@ -10,7 +10,10 @@
  *   add16   int16 vector adds (vpaddw: the ternary kernels' accumulation), registers only;
  *   ldadd16 the same adds with one operand loaded from an L1-resident buffer at a moving
  *           unaligned offset, as the sparse kernels read their shifted input vectors;
- *   fma     fp32 fused multiply-adds (what an FP32 peer can do at best).
+ *   fma     fp32 fused multiply-adds (what an FP32 peer can do at best);
+ *   gather  scalar gather-adds: a 16-bit index loaded, the byte it points at loaded and added
+ *           (the sparse kernels' inner loop on 1x1 outputs and dense layers, where no vector of
+ *           output positions shares a tap: one entry of an index row per add).
  * The loops are inline assembly: a C loop over an array of accumulators is left on the stack by
  * GCC (its stores then bound the loop), and C lets the compiler merge identical products. 12
  * independent chains hide every latency. Time is this thread's CPU time, so another process
@@ -66,6 +69,17 @@ static double fma_instr(void) {
     TIMED(EACH12(FMA), "r"(buf));
 }
 
+/* 12 gather-adds a step into 4 chains; the indices (set in main) point across the buffer */
+static double gather_instr(void) {
+#define GATHER(k, a) "movzwl " #k "*2(%1), %%eax\n\tmovzbl (%1,%%rax), %%eax\n\taddl %%eax, %%" a "\n\t"
+#define GATHER4(k) GATHER(k, "r8d") GATHER(k##1, "r9d") GATHER(k##2, "r10d")
+    long n = STEPS;
+    double t0 = cpu_now();
+    __asm__ volatile("1:\n\t" GATHER4(1) GATHER4(2) GATHER4(3) GATHER4(4) "dec %0\n\tjnz 1b\n\t"
+                     : "+r"(n) : "r"(buf) : "rax", "r8", "r9", "r10", "cc", "memory");
+    return 12.0 * STEPS / (cpu_now() - t0);
+}
+
 static double dot_instr(void) {
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
 #define DOT(k) "vpdpbusd " R(0) ", " R(1) ", " R(k) "\n\t"
@@ -86,16 +100,18 @@ int main(void) {
     const char *kind = VBYTES == 64 ? "vpmaddwd+vpaddd zmm (int16 pairs)" : "vpmaddwd+vpaddd ymm (int16 pairs)";
     const double macs = VBYTES / 2;
 #endif
+    for (int i = 0; i < 8192; i++) buf[i] = (int16_t)((i * 2654435761u >> 7) & 16383);  /* byte offsets < 16 KB */
     /* best of 3 */
-    double dot = 0, add = 0, ldadd = 0, fma = 0, v;
+    double dot = 0, add = 0, ldadd = 0, fma = 0, gather = 0, v;
     for (int r = 0; r < 3; r++) {
         if ((v = dot_instr()) > dot) dot = v;
         if ((v = add16_instr()) > add) add = v;
         if ((v = ldadd16_instr()) > ldadd) ldadd = v;
         if ((v = fma_instr()) > fma) fma = v;
+        if ((v = gather_instr()) > gather) gather = v;
     }
     printf("{\"dot_kind\": \"%s\", \"vector_bytes\": %d, \"dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
-           "\"ldadd16_per_s\": %.4g, \"fma_per_s\": %.4g}\n",
-           kind, VBYTES, dot * macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4);
+           "\"ldadd16_per_s\": %.4g, \"fma_per_s\": %.4g, \"gather_per_s\": %.4g}\n",
+           kind, VBYTES, dot * macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4, gather);
     return 0;
 }
