@@ -20,11 +20,20 @@ from tvm_deepchip.primitives import roles
 if TYPE_CHECKING:
     from tvm_deepchip.isa import IsaClass
 
-# Below this many lane operations a thread-pool launch costs more than it saves (measured: the
-# SVHN ConvNet's vectorized layers run faster on one core). Scalar loops over index lists (one
-# gather-add per entry) pay off sooner: from about PARALLEL_MIN_GATHERS entries (measured on
-# 1x1-output convs: 2 cores lose below ~3K entries, gain 15% at 35K and 35% at 180K).
+# When a loop is worth TVM's thread pool (a launch costs a few microseconds on these machines).
+# Measured with a pool of 2 threads on a 2-core znver5 (tvm_deepchip/threads.py: TVM's default
+# pool there had 1 thread, which is what the older figures below were measured with):
+# - PARALLEL_MIN_LANES, vector adds of the sparse/packed convs (rows and accumulators, in lanes):
+#   AlexNet's conv2-5 (9-17 M) 1.3-1.8x faster on 2 cores; the SVHN ConvNet's (0.3-0.9 M) gain
+#   nothing or lose (conv5, 0.6 M: 10 -> 16 us);
+# - PARALLEL_MIN_MACS, the int8 dense's multiply-adds: AlexNet's last layer (4.1 M) 67 -> 36 us;
+# - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
+#   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
+# - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own ops (pools): not yet
+#   re-measured with 2 threads (lowered to 1 M, AlexNet's conv1 went 185 -> 213 us).
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
+PARALLEL_MIN_LANES = 2_000_000
+PARALLEL_MIN_MACS = 1_000_000
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 SCALAR_COST = 32
@@ -113,7 +122,7 @@ def _tile(sch, consumer, accs, knobs, isa, share_input=False, to_local=True):
     if blocked:
         sch.reorder(n, co, outer, ci, lane)
     nc = sch.fuse(n, co if blocked else c)
-    if work >= PARALLEL_MIN_WORK:
+    if work >= PARALLEL_MIN_LANES:
         sch.parallel(nc)
     depth = len(sch.get_loops(consumer)) - (2 if blocked else 1)
     for acc in accs:

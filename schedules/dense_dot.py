@@ -12,7 +12,7 @@ from __future__ import annotations
 from tvm_deepchip.primitives import roles
 from tvm_deepchip.primitives.int8_dense import CHANNELS_PER_STEP  # (it pads channels to whole steps)
 
-from .common import PARALLEL_MIN_WORK, _accumulators, _divisors, _extent, _finish_crop, _work
+from .common import PARALLEL_MIN_MACS, _accumulators, _divisors, _extent, _finish_crop, _work
 from .dot_intrinsics import finish_tile
 
 
@@ -33,7 +33,7 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     rc = knobs.choice(sch, rc_cands, max(fits))
     co, cr, ci = sch.split(c, [None, rc, CHANNELS_PER_STEP])
     outer = sch.fuse(n, co)
-    if _work(sch, [acc]) >= PARALLEL_MIN_WORK:  # multiply-adds, as the vector layers count lanes
+    if _work(sch, [acc]) >= PARALLEL_MIN_MACS:  # multiply-adds
         sch.parallel(outer)
     sch.compute_at(acc, outer)
     _register_tile(sch, acc, intrin, _extent(sch, cr) * planes)  # (rc may be a sampled decision)

@@ -9,6 +9,10 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+from . import threads  # noqa: E402
+
+threads.configure()  # before TVM's runtime sizes its thread pool (tvm_deepchip/threads.py)
+
 # schedules/ and tuning_logs/ live at the repository's top level (the design card's layout); an
 # installed package holds them as tvm_deepchip.schedules / tvm_deepchip.tuning_logs (pyproject's
 # package-dir). In a source checkout, let the same import names find the top-level folders.

@@ -1,0 +1,42 @@
+"""How many threads TVM's runtime runs our kernels on: one per physical core this process may use.
+
+TVM sizes its thread pool once, when the first parallel kernel runs, from TVM_NUM_THREADS (or
+OMP_NUM_THREADS), else from half the logical CPUs on x86 ("ignore hyper-threading",
+src/runtime/threading_backend.cc): on a machine whose CPUs are all physical cores (cloud VMs
+with one thread per core, as ours: 2 vCPUs, 2 cores) that is half the machine. Measured on such
+a 2-core znver5: TVM's default pool had 1 thread, so every kernel scheduled parallel ran on one
+core (AlexNet's first fully connected layer 700 us; 370-410 us with 2 threads) while the peers
+used both.
+
+`configure()` (run when the package is imported, before any kernel) sets TVM_NUM_THREADS to the
+physical cores this process may run on, unless the user set TVM_NUM_THREADS or OMP_NUM_THREADS.
+A deployed library loaded without tvm_deepchip gets TVM's own default: README says to set
+TVM_NUM_THREADS there.
+"""
+from __future__ import annotations
+
+import os
+
+ENV = "TVM_NUM_THREADS"
+USER_ENVS = (ENV, "OMP_NUM_THREADS")
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (at least 1)."""
+    import psutil
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    logical = psutil.cpu_count(logical=True) or allowed
+    physical = psutil.cpu_count(logical=False) or logical
+    per_core = max(1, logical // physical)  # logical CPUs per physical core (SMT)
+    return max(1, allowed // per_core)
+
+
+def configure() -> int | None:
+    """Set TVM_NUM_THREADS to physical_cores() unless the user chose a thread count; returns the
+    count set, or None when the user's choice stands."""
+    if any(os.environ.get(name) for name in USER_ENVS):
+        return None
+    n = physical_cores()
+    os.environ[ENV] = str(n)
+    return n
