@@ -16,7 +16,8 @@ from tvm_deepchip.layer import OutQuant, QuantLayer
 from tvm_deepchip.layer_names import named_constant
 from rpc_models import relax_module
 from tvm_deepchip.layer_plan import FormatSource
-from tvm_deepchip.passes import RULES, IntegerDataMovement, LowerQuantLayers, Rule
+from tvm_deepchip.layer_plan import LayerPlan
+from tvm_deepchip.passes import RULES, IntegerDataMovement, LowerQuantLayers, Rule, lower_to_primitives
 from tvm_deepchip.planner import LayerChoices, plan_layers
 
 CLS = isa.get("x86-avx2")  # its int8 operand (int16) differs from the primitives' default (uint8)
@@ -36,6 +37,24 @@ def quantize(y, scale=S_OUT, zp=0, dtype="uint8"):
 
 
 # -- rules 1 and 2: data movement on 8-bit values ---------------------------------------------
+
+def test_a_tensor_quantized_for_two_consumers_is_quantized_once():
+    """A residual sum as ONNX QDQ imports it: quantized for the next layer and again for the skip."""
+    x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "uint8"))
+    y = relax.Var("y", relax.TensorType((1, 4, 6, 6), "float32"))
+
+    def block(bb, dedup):
+        total = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(bb.emit(dequantize(x)), y))))
+        skip = bb.emit(quantize(total))
+        nxt = skip if dedup else bb.emit(quantize(total))  # the next layer's 8-bit input
+        return relax.Tuple([bb.emit(dequantize(skip, scale=S_OUT)), nxt])
+
+    before = relax_module([x, y], lambda bb: block(bb, dedup=False))
+    expected = relax_module([x, y], lambda bb: block(bb, dedup=True))
+    after = lower_to_primitives(LayerPlan())(before)
+    tvm.ir.assert_structural_equal(after, expected)
+    assert after["main"].script().count("R.quantize") == 1
+
 
 def test_rule1_max_pool_runs_on_the_8bit_values():
     x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "int8"))
