@@ -164,3 +164,24 @@ def test_report_names_the_isa_class_and_cpu():
     custom = tvm_deepchip.compile(small_convnet(), target_json={"kind": "llvm", "mtriple": "x86_64-linux-gnu",
                                                                 "mcpu": "skylake-avx512"}, tuning_log=None)
     assert custom.report.target == "x86-avx512 (mcpu skylake-avx512)"
+
+
+def test_binary_weight_model_runs_on_integer_kernels():
+    """BinaryConnect/BWN (`quantize --scheme bwn`): the inner layers' weights {-a[c], +a[c]} lower
+    to the int8 kernels on codes +-1 with scale a[c] (exact), where they used to stay float; the
+    model agrees with onnxruntime on the same QDQ file."""
+    from tvm_deepchip import models
+
+    rng = np.random.default_rng(0)
+    q, _ = tvm_deepchip.quantize(models.svhn_convnet(in_hw=8, in_ch=1), calib=rng.random((16, 1, 8, 8), dtype=np.float32),
+                                 scheme="bwn")
+    compiled = tvm_deepchip.compile(q, "x86", tuning_log=None)
+    rows = {r["layer"]: r for r in compiled.report.layers}
+    for name in [f"conv{i}" for i in range(2, 8)]:
+        assert rows[name]["format"] == "int8" and rows[name]["note"].startswith("binary weights"), rows[name]
+    assert "note" not in rows["conv1"]  # the first layer: int8 weights of its own
+    step = last_layer_step(q)
+    for _ in range(4):
+        x = rng.random((1, 1, 8, 8), dtype=np.float32)
+        ours, ref = vm_run(compiled.executable, x), ort_run(q, x)
+        assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())

@@ -225,7 +225,7 @@ def test_a_layer_left_float_is_not_rewritten():
     _, before = conv_module(True, weight=RNG.normal(size=(4, 4, 3, 3)).astype(np.float32))
     plan = plan_layers(before, CLS)
     assert plan.lowered("conv") is None
-    assert [(r.name, r.reason) for r in plan] == [("conv", "float weight is not ternary-valued")]
+    assert [(r.name, r.reason) for r in plan] == [("conv", "float weight is neither ternary- nor binary-valued")]
     tvm.ir.assert_structural_equal(LowerQuantLayers(plan)(before), before)
 
 
@@ -238,7 +238,7 @@ def test_float_requested_is_not_rewritten():
 
 @pytest.mark.parametrize("make, formats, message", [
     (lambda: conv_module(True, weight=RNG.normal(size=(4, 4, 3, 3)).astype(np.float32))[1], {"conv": "sparse"},
-     r"layer 'conv': cannot use format 'sparse': float weight is not ternary-valued"),
+     r"layer 'conv': cannot use format 'sparse': float weight is neither ternary- nor binary-valued"),
     (lambda: dense_module(True, True)[1], {"fc": "sparse"}, r"layer 'fc': weight is int8, not ternary"),
     (lambda: conv_module(True)[1], {"conv": "dense"}, r"layer 'conv': unknown format 'dense'"),
 ])

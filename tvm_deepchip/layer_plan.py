@@ -106,6 +106,7 @@ class LayerRecord:
             "sparsity": float(np.mean(layer.codes == 0)) if layer.weight_kind == "ternary" else None,
             "weight_bytes": int(lo.weight_bytes),
             "fp32_bytes": self.fp32_bytes,
+            **({"note": layer.meta["note"]} if layer.meta.get("note") else {}),
         }
 
 

@@ -1,8 +1,10 @@
 """The check of the layer-lowering rule: a matched quantized conv2d/dense read into a QuantLayer,
 or the reason it stays float.
 
-check   8-bit input, groups 1, no dilation, NCHW/OIHW, W ternary-valued or dequantized int8
-        (zero point 0), ReLU/Clip (or nothing) between the layer and its output quantize
+check   8-bit input, groups 1, no dilation, NCHW/OIHW, W ternary-valued, binary-valued
+        ({-a[c], +a[c]}: BinaryConnect/BWN, lowered as int8 codes +-1 with scale a[c], exact) or
+        dequantized int8 (zero point 0), ReLU/Clip (or nothing) between the layer and its output
+        quantize
 
 The planner runs it on every match (planner.py); the rewrite only applies what it decided.
 """
@@ -26,6 +28,18 @@ def ternary_scales(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
     if found is None or not (found.signs == 0).any():
         return None
     return found.signs, found.wp.astype(np.float32), found.wn.astype(np.float32)
+
+
+def binary_scales(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(signs, a[Co]) if w holds exactly {-a[c], +a[c]} per output channel (BinaryConnect/BWN,
+    the quantizer's --scheme bwn): no zeros, the same magnitude on both signs of every channel."""
+    found = detect_ternary(np.asarray(w, np.float32))
+    if found is None or (found.signs == 0).any() or not np.array_equal(found.wp, found.wn):
+        return None
+    return found.signs, found.wp.astype(np.float32)
+
+
+BINARY_NOTE = "binary weights {-a, +a}: int8 kernels on codes +-1"
 
 
 def weight_name(p: LayerPattern, m) -> str | None:
@@ -74,11 +88,15 @@ def check_layer(p: LayerPattern, m, var2val, name: str) -> Checked:
             return Checked(why="int8 weight with a non-zero zero point")
         layer = QuantLayer(weight_kind="int8", codes=w, w_scale=w_scale, **kw, bias=None)
     else:
-        tern = ternary_scales(w)
-        if tern is None:
-            return Checked(why="float weight is not ternary-valued")
-        signs, wp, wn = tern
-        layer = QuantLayer(weight_kind="ternary", codes=signs, wp=wp, wn=wn, **kw, bias=None)
+        tern, binary = ternary_scales(w), binary_scales(w)
+        if tern is not None:
+            signs, wp, wn = tern
+            layer = QuantLayer(weight_kind="ternary", codes=signs, wp=wp, wn=wn, **kw, bias=None)
+        elif binary is not None:  # y = a[c] * sum(+-x): the int8 dot products compute it exactly
+            signs, a = binary
+            layer = QuantLayer(weight_kind="int8", codes=signs, w_scale=a, **kw, bias=None, meta={"note": BINARY_NOTE})
+        else:
+            return Checked(why="float weight is neither ternary- nor binary-valued")
     layer.bias = _bias(p, m, var2val, w.shape[0])
     if p.op == "conv2d":
         layer.strides = tuple(int(s) for s in core.attrs.strides)
