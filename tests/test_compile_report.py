@@ -61,7 +61,7 @@ def test_first_last_float_names_each_layer_once_in_order():
     assert names(report) == [f"conv{i}" for i in range(1, 8)] + ["fc"]
     rows = {r["layer"]: r for r in report.layers}
     assert rows["conv1"]["primitive"] == "tvm-float" and "not quantized" in rows["conv1"]["note"]
-    assert rows["fc"]["primitive"] == "tvm-float" and "not ternary" in rows["fc"]["note"]
+    assert rows["fc"]["primitive"] == "tvm-float" and "neither ternary- nor binary-valued" in rows["fc"]["note"]
     t = report.totals()
     assert (t["layers_lowered"], t["layers_float"]) == (6, 2)
     assert "6 layers lowered, 2 left float" in report.format()
