@@ -126,7 +126,7 @@ def test_forced_ternary_format_on_float_weight():
     model = b.model()
     w = next(i for i in model.graph.initializer if onnx.numpy_helper.to_array(i).ndim == 4)
     w.CopyFrom(onnx.numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), w.name))
-    with pytest.raises(InputError, match=r"float_conv.*not ternary"):
+    with pytest.raises(InputError, match=r"float_conv.*neither ternary- nor binary-valued"):
         tvm_deepchip.compile(model, "x86", formats={"float_conv": "sparse"}, tuning_log=None)
     # unforced, the layer stays float and the report says why
     compiled = tvm_deepchip.compile(model, "x86", tuning_log=None)
