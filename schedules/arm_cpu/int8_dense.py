@@ -1,6 +1,7 @@
-"""int8_dense (and ternary_dense_dot, the same kernel over two weight planes) on arm_cpu: dot
-products over 16 output channels (schedules/dense_dot), `sdot` on 4 channels x 4 codes where the target's ISA class has dotprod (int8 operands); otherwise 16
-channels as four NEON vectors of int32, the 4 products of a step unrolled."""
+"""int8_dense (and ternary_dense_dot, the same kernel over two weight planes) on arm_cpu: dot products
+over 16 output channels (schedules/dense_dot), `sdot` on 4 channels x 4 codes where the target's
+ISA class has dotprod (int8 operands); otherwise 16 channels as four NEON vectors of int32, the 4
+products of a step unrolled."""
 from tvm_deepchip import isa
 from tvm_deepchip.primitives import int8_dense, ternary_dense_dot
 

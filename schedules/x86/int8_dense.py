@@ -1,6 +1,7 @@
-"""int8_dense (and ternary_dense_dot, the same kernel over two weight planes) on x86: dot
-products over 16 output channels (schedules/dense_dot) with the target's instruction (x86/dot_choice.py: VNNI `vpdpbusd` on uint8 codes, otherwise `vpmaddwd` on int16 code
-pairs: AVX2 8 channels a ymm, AVX-512BW 16 a zmm)."""
+"""int8_dense (and ternary_dense_dot, the same kernel over two weight planes) on x86: dot products
+over 16 output channels (schedules/dense_dot) with the target's instruction (x86/dot_choice.py:
+VNNI `vpdpbusd` on uint8 codes, otherwise `vpmaddwd` on int16 code pairs: AVX2 8 channels a ymm,
+AVX-512BW 16 a zmm)."""
 from tvm_deepchip import isa
 from tvm_deepchip.primitives import int8_dense, ternary_dense_dot
 

@@ -88,7 +88,8 @@ def check_layer(p: LayerPattern, m, var2val, name: str) -> Checked:
             return Checked(why="int8 weight with a non-zero zero point")
         layer = QuantLayer(weight_kind="int8", codes=w, w_scale=w_scale, **kw, bias=None)
     else:
-        tern, binary = ternary_scales(w), binary_scales(w)
+        tern = ternary_scales(w)
+        binary = binary_scales(w) if tern is None else None  # (a ternary weight is not read twice)
         if tern is not None:
             signs, wp, wn = tern
             layer = QuantLayer(weight_kind="ternary", codes=signs, wp=wp, wn=wn, **kw, bias=None)
