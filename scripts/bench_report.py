@@ -92,8 +92,11 @@ def _section(cls: str, sec: dict) -> list[str]:
              f"Measured by `{sec['command']}` on {sec['date']}, building for `{built}`. Machine: {m['cpu']} "
              f"(LLVM cpu `{m['llvm_cpu']}`, ISA {', '.join(m['isa'])}), {m['cores']} cores, Python {m['python']}. "
              f"Batch 1, {cores} threads, median of {sec['runs']} runs after warm-up (in parentheses: the lowest and "
-             "highest median of the 5 blocks in which all contenders took turns). Random weights, except the "
-             "digits model (trained, its own zeros).", ""]
+             "highest median of the 5 blocks in which all contenders took turns)"
+             + (f"; every contender ran as {sec['sessions']} sessions, each its own process, and its fastest session "
+                "counts (a runtime's speed differs between process instances; BENCHMARKS.json keeps every "
+                "session's median)" if sec.get("sessions", 1) > 1 else "")
+             + ". Random weights, except the digits model (trained, its own zeros).", ""]
     if sec.get("note"):
         lines += [f"Note: {sec['note']}.", ""]
     if pk.get("ldadd16_per_s"):
