@@ -1,4 +1,49 @@
-"""ternary_conv2d_sparse: bit-exact against its numpy reference over fuzzed shapes (tests/primitive_cases.py)."""
-from primitive_cases import conv_suite
+"""ternary_conv2d_sparse: bit-exact against its numpy reference over fuzzed shapes (tests/primitive_cases.py),
+and over a layer big enough for the two-core schedule (one parallel loop over chunks of positions)."""
+import numpy as np
+import pytest
+import tvm
+
+from primitive_cases import all_classes, check, conv_suite, make_layer, target
+from tvm_deepchip import primitives
+from tvm_deepchip.schedules import schedule_func
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("sparse", "ternary")
+
+BIG = (128, 96, 3, 1, 40, 40)  # Co, Ci, k, pad, H, W: above PARALLEL_MIN_LANES at 90% zeros
+
+
+def _big_layer(seed=0):
+    co, ci, k, pad, h, w = BIG
+    layer = make_layer(np.random.default_rng(seed), "conv2d", "ternary", (co, ci, k, k), pad=pad, sparsity=0.9)
+    return layer, (1, ci, h, w)
+
+
+def _loops(stmt) -> list:
+    """Every For under `stmt` (a walk over the statement fields TIR nests by)."""
+    found = [stmt] if isinstance(stmt, tvm.tirx.For) else []
+    for field in ("body", "seq", "block", "then_case", "else_case", "init"):
+        child = getattr(stmt, field, None)
+        for c in (child if isinstance(child, (list, tuple, tvm.ir.Array)) else [child]):
+            if isinstance(c, tvm.tirx.Stmt):
+                found += _loops(c)
+    return found
+
+
+def test_big_layer_is_one_parallel_loop_over_positions():
+    layer, shape = _big_layer()
+    lowered = primitives.lower_layer(layer, shape, "sparse", "uint8")
+    func = schedule_func(primitives.prim_func(lowered), target())
+    loops = _loops(func.body)
+    parallel = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.PARALLEL]
+    assert len(parallel) == 1, f"{len(parallel)} parallel loops"  # (below the threshold: none; before: three)
+    # the row sums and the channels' epilogue both run inside that loop (their chunk of positions)
+    inside = _loops(parallel[0].body)
+    assert any(lp.kind == tvm.tirx.ForKind.VECTORIZED for lp in inside)
+    assert int(parallel[0].extent) >= 2
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_big_layer_bit_exact(cls):
+    layer, shape = _big_layer(1)
+    check(layer, shape, "sparse", np.random.default_rng(2), cls=cls)

@@ -112,8 +112,15 @@ def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
     """acc[n, c, *pos] = sum_t row_sum[n, rowmap[c, t], *pos] (TE)."""
     from tvm import te
 
+    from tvm import tirx
+
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
-    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, rowmap[c, t], *pos)].astype(acc), axis=t),
+    last = int(row_sum.shape[1]) - 1
+
+    def row(c, t):  # clamped (a no-op on valid tables) so that loop analysis bounds the rows read
+        return tirx.max(tirx.min(rowmap[c, t], last), 0)
+
+    return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, row(c, t), *pos)].astype(acc), axis=t),
                       name=name, attrs=roles.attrs(roles.ACCUMULATOR))
 
 
