@@ -47,3 +47,21 @@ def test_big_layer_is_one_parallel_loop_over_positions():
 def test_big_layer_bit_exact(cls):
     layer, shape = _big_layer(1)
     check(layer, shape, "sparse", np.random.default_rng(2), cls=cls)
+
+
+@pytest.mark.parametrize("name", ["x86-avx2", "x86-avx512-vnni", "aarch64-neon"])
+def test_flat_image_holds_the_classes_tap_type(name):
+    """AVX2 stores the codes as int16 (one add from memory a tap); the other classes keep 8 bits.
+    (Bit-exactness of each class's build: the suite above.)"""
+    from tvm_deepchip import isa
+    from tvm_deepchip.primitives import roles
+
+    cls = isa.get(name)
+    layer, shape = _big_layer()
+    lowered = primitives.lower_layer(layer, shape, "sparse", cls.int8_operand, cls.sparse_taps)
+    sch = tvm.s_tir.Schedule(primitives.prim_func(lowered))
+    layout = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if roles.role_of(sch.get(b)) == roles.LAYOUT]
+    assert len(layout) == 1
+    stored = str(sch.get(layout[0]).writes[0].source.dtype)
+    assert stored == (cls.sparse_taps or layer.in_dtype)
+    assert (stored == "int16") == (name == "x86-avx2")

@@ -26,7 +26,8 @@ def layer_module(layer, in_shape, fmt, target):
     from tvm_deepchip import isa
     from tvm_deepchip.schedules import apply_default_schedules
 
-    lowered = primitives.lower_layer(layer, in_shape, fmt, isa.classify(target).int8_operand)
+    cls = isa.classify(target)
+    lowered = primitives.lower_layer(layer, in_shape, fmt, cls.int8_operand, cls.sparse_taps)
     mod = tvm.IRModule({"main": primitives.prim_func(lowered)})
     return apply_default_schedules(mod, target), lowered
 

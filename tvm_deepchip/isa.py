@@ -32,6 +32,12 @@ class IsaClass:
     dot: str | None
     int8_operand: str  # the type the activations are fed to the int8 dot products in
     target: dict  # a representative TVM target of the class
+    # the type the sparse ternary convs' layout pass stores input codes in, where not their own
+    # 8-bit type: int16 on AVX2, so each tap is one vector add from memory, with no widening per
+    # tap (AVX2 builds on an Intel Xeon: ResNet-44's and SVHN's conv5/6 10-20% faster); with
+    # 512-bit vectors it measured 5% slower (every load then splits a cache line), and NEON
+    # widens inside its add (uaddw)
+    sparse_taps: str | None = None
 
     @property
     def is_x86(self) -> bool:
@@ -50,7 +56,7 @@ def _arm(*mattr: str) -> dict:
 # x86 VNNI multiplies unsigned by signed bytes (vpdpbusd); ARM's sdot signed by signed; without
 # VNNI, x86 multiplies int16 codes (vpmaddwd: 8-bit codes of either type fit, nothing saturates).
 CLASSES: dict[str, IsaClass] = {c.name: c for c in (
-    IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell")),
+    IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell"), sparse_taps="int16"),
     IsaClass("x86-avx512", "x86_64", 64, 32, "pmaddwd", "int16", _x86("skylake-avx512")),
     IsaClass("x86-avx512-vnni", "x86_64", 64, 32, "vnni", "uint8", _x86("znver4")),
     IsaClass("aarch64-neon", "aarch64", 16, 32, None, "int8", _arm()),

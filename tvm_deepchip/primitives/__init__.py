@@ -86,10 +86,12 @@ def _as_kind(layer: QuantLayer, kind: str, fmt: Format) -> QuantLayer:
     return replace(layer, weight_kind="int8", codes=layer.codes.astype(np.int8), w_scale=scale, wp=None, wn=None)
 
 
-def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str = "uint8") -> LoweredLayer:
+def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str = "uint8",
+                sparse_taps: str | None = None) -> LoweredLayer:
     """Pack the weights of `layer` for `fmt` (formats.KERNEL_FORMATS) and build its kernel.
     `int8_operand`: the type the int8 conv's dot products take their input codes in (the target's
-    instruction: uint8 for x86 VNNI, int8 for ARM sdot)."""
+    instruction: uint8 for x86 VNNI, int8 for ARM sdot); `sparse_taps`: the wider type the sparse
+    convs store their input codes in, if any (both: the target's IsaClass)."""
     if fmt not in {p.format for p in PRIMITIVES}:
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
     if layer.op not in {p.op for p in PRIMITIVES}:
@@ -101,7 +103,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str 
     layer = _as_kind(layer, prim.weight_kind, prim.format)
     geo = prim.geometry(layer, in_shape)
     weights = prim.pack(layer, geo, int8_operand)
-    site = Site(geo, prim.epilogue(layer, int8_operand), int(layer.in_zero_point))
+    site = Site(geo, prim.epilogue(layer, int8_operand), int(layer.in_zero_point), sparse_taps)
     ec = site.epi.consts()
     n = len(weights.arrays())
     return LoweredLayer(

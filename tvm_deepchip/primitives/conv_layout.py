@@ -124,14 +124,16 @@ def code_shift(from_dtype: str, to_dtype: str) -> int:
 
 
 # -- TE stages -------------------------------------------------------------------------------
-def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None):
+def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None,
+            widen: str | None = None):
     """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
 
     With `group` > 1 the planes hold groups of that many channels, innermost:
     [N, flat_len, group] of `geo.grouped(group)`, so one tap reads `group` consecutive
     channels (a dot-product operand); channels past Ci read zero. `dtype` (the other 8-bit type)
     shifts the codes by 128 into it: int8 q -> uint8 q + 128, uint8 q -> int8 q - 128 (the
-    padding's zero point moves with them)."""
+    padding's zero point moves with them). `widen` (int16) stores the codes in that wider type
+    instead (IsaClass.sparse_taps)."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
@@ -151,6 +153,8 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
             val = (val.astype("int32") + shift).astype(dtype)
         if lane:
             val = tirx.if_then_else(ch < geo.ci, val, tirx.const(0, dtype))
+        if widen:
+            return tirx.if_then_else(i < g.image, val.astype(widen), tirx.const(0, widen))
         return tirx.if_then_else(i < g.image, val, tirx.const(0, dtype))
 
     shape = (geo.n, g.flat_len) + ((group,) if group > 1 else ())

@@ -53,6 +53,7 @@ class Site:
     geo: object  # the op's geometry: conv_layout.ConvGeometry or dense_layout.DenseShape
     epi: requantize.Epilogue
     zp: int  # the input zero point (convolution padding holds it)
+    taps: str | None = None  # sparse convs: the wider type their input codes are stored in (IsaClass.sparse_taps)
 
 
 def fit_epilogue(layer, operand: str) -> requantize.Epilogue:

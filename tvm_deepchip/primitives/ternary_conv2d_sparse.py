@@ -8,6 +8,7 @@ taps whose weight is +1 and those whose weight is -1, cut into balanced rows (sp
 
 Outputs are flat positions p = oy*Wq + ox of conv_layout's (phase-split) image, so vectors span
 rows at any stride; tiny outputs iterate (oy, ox). The accumulator is int16 when 255 * taps fits.
+Where the target's ISA class says so (Site.taps), the flat image holds the codes as int16.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def compute(x, w: SignedRows, consts, site: Site):
     from tvm import te
 
     geo = site.geo
-    xf = te_flat(x, geo, site.zp)
+    xf = te_flat(x, geo, site.zp, widen=site.taps)
     tag = roles.epilogue_attrs(RULE)
     out_space = space(geo)
 
