@@ -156,7 +156,8 @@ def _layers(r, pk, cores) -> list[str]:
              f"Schedules: {tuned} tuned, {len(r['schedules']) - tuned} hand-written defaults (tuning log: "
              f"{_log_name(r['tuning_log'])}). Largest logit difference from onnxruntime on the same quantized "
              f"model: {r.get('max_abs_diff_vs_ort', float('nan')):.2g}. Each kernel built alone with the same "
-             "schedule and timed (TVM's time evaluator).", "",
+             "schedule and timed (TVM's time evaluator" + (", the fastest of 15 repeats" if r.get("layer_stat") == "best" else "")
+             + ").", "",
              "| layer | kind | us | work | roofline us | x roofline |", "| --- | --- | --- | --- | --- | --- |"]
     info = {row["layer"]: row for row in r["report"]}
     total = 0.0
