@@ -5,6 +5,7 @@ import pytest
 import tvm
 
 from primitive_cases import all_classes, check, conv_suite, make_layer, target
+from tir_loops import loops as _loops
 from tvm_deepchip import primitives
 from tvm_deepchip.schedules import schedule_func
 
@@ -17,17 +18,6 @@ def _big_layer(seed=0):
     co, ci, k, pad, h, w = BIG
     layer = make_layer(np.random.default_rng(seed), "conv2d", "ternary", (co, ci, k, k), pad=pad, sparsity=0.9)
     return layer, (1, ci, h, w)
-
-
-def _loops(stmt) -> list:
-    """Every For under `stmt` (a walk over the statement fields TIR nests by)."""
-    found = [stmt] if isinstance(stmt, tvm.tirx.For) else []
-    for field in ("body", "seq", "block", "then_case", "else_case", "init"):
-        child = getattr(stmt, field, None)
-        for c in (child if isinstance(child, (list, tuple, tvm.ir.Array)) else [child]):
-            if isinstance(c, tvm.tirx.Stmt):
-                found += _loops(c)
-    return found
 
 
 def test_big_layer_is_one_parallel_loop_over_positions():
