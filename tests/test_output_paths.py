@@ -386,10 +386,14 @@ def test_sigterm_during_export_removes_the_temporary_file(tmp_path, qmodel):
 
 
 def test_sigint_while_building_is_one_line(tmp_path, qmodel):
-    proc = _start(["compile", str(qmodel), "-o", "out.so", "--tuning-log", "none"], tmp_path)
-    _wait_for(proc, lambda: _uses_tvm(proc.pid), "TVM was loaded")
-    proc.send_signal(signal.SIGINT)
-    rc, err = _finish(proc)
+    for _ in range(3):  # on a loaded machine the small compile can end before the signal lands: again
+        proc = _start(["compile", str(qmodel), "-o", "out.so", "--tuning-log", "none"], tmp_path)
+        _wait_for(proc, lambda: _uses_tvm(proc.pid), "TVM was loaded")
+        proc.send_signal(signal.SIGINT)
+        rc, err = _finish(proc)
+        if not (rc == 0 and (tmp_path / "out.so").is_file()):
+            break
+        (tmp_path / "out.so").unlink()
     assert rc == 130, err
     assert "deepchip compile: interrupted" in err and "Traceback" not in err and "RuntimeError" not in err, err
     assert os.listdir(tmp_path) == []
