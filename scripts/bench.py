@@ -6,7 +6,7 @@ model, two small models nobody tuned for), batch 1, 2 threads: onnxruntime FP32 
 static QDQ quantization, per-channel), OpenVINO FP32 and int8 (the same QDQ model), and
 tvm-deepchip built for every x86 ISA class this CPU runs (an AVX-512 VNNI machine also runs the
 AVX2 build: what an AVX2 user gets). Each contender runs as several sessions, each in its own process
-(a runtime's speed differs between process instances: onnxruntime FP32 by up to 1.6x here); all
+(a runtime's speed differs between process instances: onnxruntime FP32 by up to 2x here); all
 sessions take turns in 5 blocks (a burst of noise on a shared machine falls on all); each contender's
 fastest session counts: its median, with the spread of its block medians. Per layer: each kernel built
 alone and timed, against the roofline of that ISA class (scripts/peak/peaks.c, measured here).
@@ -218,9 +218,9 @@ def main(argv=None):
     for cls in classes:
         if not isa.runs_here(isa.get(cls)):
             ap.error(f"--classes {cls}: this CPU ({isa.host_cpu()}) cannot run it")
-    workdir = Path(tempfile.mkdtemp(prefix="deepchip-bench-"))
     if args.sessions < 1:
         ap.error(f"--sessions {args.sessions}: at least 1")
+    workdir = Path(tempfile.mkdtemp(prefix="deepchip-bench-"))
     run = {"machine": machine(), "command": "python3 scripts/bench.py " + " ".join(argv or sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": THREADS, "runs": args.runs,
            "sessions": args.sessions}

@@ -110,9 +110,7 @@ def te_row_sums(read, rows, shape, acc: str, name: str):
 
 def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
     """acc[n, c, *pos] = sum_t row_sum[n, rowmap[c, t], *pos] (TE)."""
-    from tvm import te
-
-    from tvm import tirx
+    from tvm import te, tirx
 
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
     last = int(row_sum.shape[1]) - 1
