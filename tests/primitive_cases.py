@@ -65,10 +65,11 @@ def random_input(rng, dtype, shape, saturated=False):
     return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
 
 
-def build(layer, in_shape, fmt, knobs=None, seed=0, int8_operand="uint8", tgt=None, sparse_taps=None):
-    """(lowered, built library) of one layer in `fmt`, scheduled for x86 (or `tgt`)."""
+def build(layer, in_shape, fmt, knobs=None, seed=0, cls=None, tgt=None):
+    """(lowered, built library) of one layer in `fmt` for ISA class `cls` (lower_layer's default),
+    scheduled for x86 (or `tgt`)."""
     tgt = tgt or target()
-    lowered = primitives.lower_layer(layer, in_shape, fmt, int8_operand, sparse_taps)
+    lowered = primitives.lower_layer(layer, in_shape, fmt, cls)
     func = primitives.prim_func(lowered)
     if knobs == "sampled":
         func = _sampled(func, seed, tgt)
@@ -97,8 +98,7 @@ def check(layer, in_shape, fmt, rng, knobs=None, seed=0, saturated=False, cls=No
     `cls` (default: the suite's x86 class); returns the kernel's output, or None where the class
     cannot run here (then its assembly was checked: isa_devices.check_assembly)."""
     cls = cls or isa_devices.suite_x86_class()
-    lowered, lib = build(layer, in_shape, fmt, knobs, seed, int8_operand=cls.int8_operand,
-                         tgt=targets.tvm_target(isa_devices.preset(cls)), sparse_taps=cls.sparse_taps)
+    lowered, lib = build(layer, in_shape, fmt, knobs, seed, cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
     isa_devices.check_assembly(cls, lib, lowered.primitive, wide)
     qx = random_input(rng, layer.in_dtype, in_shape, saturated)
     ref = lowered.reference(qx)

@@ -7,7 +7,7 @@ import pytest
 import isa_devices
 from primitive_cases import all_classes, build, conv_suite, make_layer, random_input, run
 
-from tvm_deepchip import targets
+from tvm_deepchip import isa, targets
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("int8", "int8")
 
@@ -18,8 +18,7 @@ def test_int8_input_extremes_through_the_operand_shift(cls):
     are fed as q + 128 (VNNI multiplies unsigned by signed bytes), on ARM as they are (sdot)."""
     rng = np.random.default_rng(3)
     layer = make_layer(rng, "conv2d", "int8", (16, 5, 3, 3), pad=1, in_dtype="int8", out="int8", act=None)
-    lowered, lib = build(layer, (1, 5, 9, 9), "int8", int8_operand=cls.int8_operand,
-                         tgt=targets.tvm_target(isa_devices.preset(cls)))
+    lowered, lib = build(layer, (1, 5, 9, 9), "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
     isa_devices.check_assembly(cls, lib, lowered.primitive)
     inputs = [np.full((1, 5, 9, 9), value, np.int8) for value in (-128, 127)]
     refs = [lowered.reference(qx) for qx in inputs]
@@ -36,7 +35,7 @@ def test_signed_operand_form_is_bit_exact(in_dtype):
     rng = np.random.default_rng(5)
     layer = make_layer(rng, "conv2d", "int8", (20, 6, 3, 3), stride=2, pad=1, in_dtype=in_dtype,
                        out=in_dtype, act="relu" if in_dtype == "uint8" else None)
-    lowered, lib = build(layer, (1, 6, 15, 15), "int8", int8_operand="int8")
+    lowered, lib = build(layer, (1, 6, 15, 15), "int8", cls=isa.get("aarch64-dotprod"))
     for qx in (random_input(rng, in_dtype, (1, 6, 15, 15)), random_input(rng, in_dtype, (1, 6, 15, 15), saturated=True)):
         np.testing.assert_array_equal(run(lowered, lib, qx), lowered.reference(qx))
 

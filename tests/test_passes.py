@@ -165,7 +165,7 @@ def dense_layer(with_bias: bool, int8_weight: bool) -> QuantLayer:
 
 def lowered_module(x, layer: QuantLayer, fmt: str):
     """What the layer must become: one call_tir of the kernel lower_layer builds for it."""
-    kernel = primitives.lower_layer(layer, tuple(int(s) for s in x.ty.shape), fmt, CLS.int8_operand, CLS.sparse_taps)
+    kernel = primitives.lower_layer(layer, tuple(int(s) for s in x.ty.shape), fmt, CLS)
     consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
     return relax_module([x], lambda bb: bb.emit_te(kernel.te_func, x, *consts, primfunc_name_hint=f"deepchip_{kernel.primitive}",
                                              primfunc_attrs={"op_pattern": 8}))

@@ -22,7 +22,7 @@ def _big_layer(seed=0):
 
 def test_big_layer_is_one_parallel_loop_over_positions():
     layer, shape = _big_layer()
-    lowered = primitives.lower_layer(layer, shape, "sparse", "uint8")
+    lowered = primitives.lower_layer(layer, shape, "sparse")
     func = schedule_func(primitives.prim_func(lowered), target())
     loops = _loops(func.body)
     parallel = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.PARALLEL]
@@ -48,7 +48,7 @@ def test_flat_image_holds_the_classes_tap_type(name):
 
     cls = isa.get(name)
     layer, shape = _big_layer()
-    lowered = primitives.lower_layer(layer, shape, "sparse", cls.int8_operand, cls.sparse_taps)
+    lowered = primitives.lower_layer(layer, shape, "sparse", cls)
     sch = tvm.s_tir.Schedule(primitives.prim_func(lowered))
     layout = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if roles.role_of(sch.get(b)) == roles.LAYOUT]
     assert len(layout) == 1

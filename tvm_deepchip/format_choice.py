@@ -27,7 +27,7 @@ def layer_module(layer, in_shape, fmt, target):
     from tvm_deepchip.schedules import apply_default_schedules
 
     cls = isa.classify(target)
-    lowered = primitives.lower_layer(layer, in_shape, fmt, cls.int8_operand, cls.sparse_taps)
+    lowered = primitives.lower_layer(layer, in_shape, fmt, cls)
     mod = tvm.IRModule({"main": primitives.prim_func(lowered)})
     return apply_default_schedules(mod, target), lowered
 

@@ -130,7 +130,7 @@ def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices()
                     plan.keep_float(name, "float requested")
                     continue
                 shape = input_shape(pattern, m)
-                kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class.int8_operand, isa_class.sparse_taps)
+                kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class)
                 plan.lower(name, Lowered(checked.layer, fmt, source, shape, rule, kernel))
     plan.check_forced(choices.formats)
     return plan

@@ -13,8 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+from .. import isa
 from ..errors import InputError
 from ..formats import Format
+from ..isa import IsaClass
 from ..layer import QuantLayer
 from . import (
     int8_conv2d,
@@ -39,6 +41,8 @@ PRIMITIVES: tuple[Primitive, ...] = (
     int8_dense.PRIMITIVE,
 )
 _BY_KEY = {(p.op, p.format): p for p in PRIMITIVES}
+# lower_layer's class when none is named: uint8 dot-product operands, 8-bit sparse taps, 512-bit vectors
+DEFAULT_CLASS = "x86-avx512-vnni"
 assert len(_BY_KEY) == len(PRIMITIVES), "two primitives registered under one (op, format)"
 
 __all__ = ["PRIMITIVES", "LoweredLayer", "Primitive", "formats_for", "lookup", "lower_layer", "prim_func", "valid_dummy"]
@@ -86,12 +90,12 @@ def _as_kind(layer: QuantLayer, kind: str, fmt: Format) -> QuantLayer:
     return replace(layer, weight_kind="int8", codes=layer.codes.astype(np.int8), w_scale=scale, wp=None, wn=None)
 
 
-def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str = "uint8",
-                sparse_taps: str | None = None) -> LoweredLayer:
-    """Pack the weights of `layer` for `fmt` (formats.KERNEL_FORMATS) and build its kernel.
-    `int8_operand`: the type the int8 conv's dot products take their input codes in (the target's
-    instruction: uint8 for x86 VNNI, int8 for ARM sdot); `sparse_taps`: the wider type the sparse
-    convs store their input codes in, if any (both: the target's IsaClass)."""
+def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClass | None = None) -> LoweredLayer:
+    """Pack the weights of `layer` for `fmt` (formats.KERNEL_FORMATS) and build its kernel for the
+    target's ISA class (default: DEFAULT_CLASS). What the primitives read of it: the type the int8
+    dot products take their input codes in (uint8 for x86 VNNI, int8 for ARM sdot, int16 pairs
+    without either), the wider type the sparse convs store input codes in (AVX2), and the vector
+    width of the hand-written loop nests (the delta kernels)."""
     if fmt not in {p.format for p in PRIMITIVES}:
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
     if layer.op not in {p.op for p in PRIMITIVES}:
@@ -100,10 +104,11 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, int8_operand: str 
         raise InputError(f"layer {layer.name!r}: format {fmt!r} has no {layer.op} kernel "
                          f"(it has: {', '.join(p.op for p in PRIMITIVES if p.format == fmt)})")
     prim = lookup(layer.op, fmt)
+    cls = isa_class or isa.get(DEFAULT_CLASS)
     layer = _as_kind(layer, prim.weight_kind, prim.format)
     geo = prim.geometry(layer, in_shape)
-    weights = prim.pack(layer, geo, int8_operand)
-    site = Site(geo, prim.epilogue(layer, int8_operand), int(layer.in_zero_point), sparse_taps)
+    weights = prim.pack(layer, geo, cls.int8_operand)
+    site = Site(geo, prim.epilogue(layer, cls.int8_operand), int(layer.in_zero_point), cls)
     ec = site.epi.consts()
     n = len(weights.arrays())
     return LoweredLayer(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 from ..formats import Format
+from ..isa import IsaClass
 from . import requantize
 
 
@@ -53,7 +54,12 @@ class Site:
     geo: object  # the op's geometry: conv_layout.ConvGeometry or dense_layout.DenseShape
     epi: requantize.Epilogue
     zp: int  # the input zero point (convolution padding holds it)
-    taps: str | None = None  # sparse convs: the wider type their input codes are stored in (IsaClass.sparse_taps)
+    isa: IsaClass  # the target's ISA class (lower_layer)
+
+    @property
+    def taps(self) -> str | None:
+        """Sparse convs: the wider type their input codes are stored in (IsaClass.sparse_taps)."""
+        return self.isa.sparse_taps
 
 
 def fit_epilogue(layer, operand: str) -> requantize.Epilogue:
