@@ -20,27 +20,15 @@ from tvm_deepchip.primitives import roles
 if TYPE_CHECKING:
     from tvm_deepchip.isa import IsaClass
 
-# When a loop is worth TVM's thread pool (a launch costs a few microseconds on these machines).
-# Measured with a pool of 2 threads on a 2-core znver5 (tvm_deepchip/threads.py: TVM's default
-# pool there had 1 thread, which is what the older figures below were measured with):
-# - PARALLEL_MIN_LANES, vector adds of the sparse/packed convs (rows and accumulators, in lanes):
-#   AlexNet's conv2-5 (9-17 M) 1.3-1.8x faster on 2 cores; the SVHN ConvNet's (0.3-0.9 M) gain
-#   nothing or lose (conv5, 0.6 M: 10 -> 16 us). Re-measured for the sparse convs' chunked form
-#   (_tile_chunks) on an Intel Xeon (AVX-512 VNNI; a parallel region costs ~2 us there): layers
-#   of 1.2-2 M lanes gain 0-25% or lose by class (SVHN conv2 1.6 M: AVX-512 43 -> 32 us, AVX2
-#   54 -> 57), ResNet-44's (0.3-0.7 M) lose 3-8 us each (the cores exchange the layer's input
-#   and output through the caches);
-# - PARALLEL_MIN_MACS, the int8 dense's multiply-adds: AlexNet's last layer (4.1 M) 67 -> 36 us;
-# - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
-#   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
-# - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own ops (pools): not yet
-#   re-measured with 2 threads (lowered to 1 M, AlexNet's conv1 went 185 -> 213 us).
-# SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
-PARALLEL_MIN_LANES = 2_000_000
-PARALLEL_MIN_MACS = 1_000_000
-PARALLEL_MIN_WORK = 20_000_000
-PARALLEL_MIN_GATHERS = 30_000
-SCALAR_COST = 32
+# When a loop is worth TVM's thread pool: tvm_deepchip/parallel_costs.py (the delta kernels'
+# hand-built loop nests read the same figures).
+from tvm_deepchip.parallel_costs import (  # noqa: F401 - re-exported to the schedule files
+    PARALLEL_MIN_GATHERS,
+    PARALLEL_MIN_LANES,
+    PARALLEL_MIN_MACS,
+    PARALLEL_MIN_WORK,
+    SCALAR_COST,
+)
 
 
 class Fixed:
@@ -250,6 +238,25 @@ def schedule_dense(sch, epilogue, knobs, isa: IsaClass):
     return sch
 
 
+def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
+    """Delta-list primitives: their walk (primitives/delta_walk) is a hand-built loop nest that
+    already carries its vectors and its split over cores; what is left is the input's layout
+    pass, the epilogue (vectorized along its innermost positions) and the crop. (TVM gives the
+    walk's te.extern block no read/write regions, so blocks are found by role, not dataflow.)"""
+    loops = sch.get_loops(epilogue)
+    inner = loops[-1]
+    if len(loops) > 2 and _extent(sch, inner) > 1:
+        acc_bits = max(int(r.source.dtype.bits) for r in sch.get(epilogue).reads if len(r.region) == len(loops))  # 0.27: TensorRegion.source; the accumulators (constants are per channel)
+        lanes = isa.vector_bytes * 8 // acc_bits
+        if _extent(sch, inner) % lanes == 0 and _extent(sch, inner) > lanes:
+            _, inner = sch.split(inner, [None, lanes])
+        sch.vectorize(inner)
+    for prod in roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.LAYOUT):
+        _finish_layout(sch, prod)
+    _finish_crop(sch, epilogue)
+    return sch
+
+
 def _zero_inits(sch, block) -> list:
     """The zero-init split off `block` by decompose_reduction: a producer writing its buffer."""
     out = sch.get(block).writes[0].source  # 0.27: TensorRegion.source
@@ -268,15 +275,20 @@ def _finish_producers(sch, accs) -> None:
             if name in seen:
                 continue
             seen.add(name)
-            loops = sch.get_loops(prod)
-            split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
-            if split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
-                h, w = (int(v) for v in split)
-                _, _, xl = sch.split(loops[-1], [None, h, w])
-                sch.vectorize(xl)
-            elif _extent(sch, loops[-1]) % 16 == 0:
-                _, li = sch.split(loops[-1], [None, 16])
-                sch.vectorize(li)
+            _finish_layout(sch, prod)
+
+
+def _finish_layout(sch, prod) -> None:
+    """One data-movement pass, vectorized along its last axis."""
+    loops = sch.get_loops(prod)
+    split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
+    if split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
+        h, w = (int(v) for v in split)
+        _, _, xl = sch.split(loops[-1], [None, h, w])
+        sch.vectorize(xl)
+    elif _extent(sch, loops[-1]) % 16 == 0:
+        _, li = sch.split(loops[-1], [None, 16])
+        sch.vectorize(li)
 
 
 def _finish_crop(sch, epilogue) -> None:

@@ -9,10 +9,17 @@ schedules/arm_cpu/.
 from __future__ import annotations
 
 from tvm_deepchip import isa
-from tvm_deepchip.primitives import ternary_conv2d_packed, ternary_conv2d_sparse, ternary_dense_packed, ternary_dense_sparse
+from tvm_deepchip.primitives import (
+    ternary_conv2d_delta,
+    ternary_conv2d_packed,
+    ternary_conv2d_sparse,
+    ternary_dense_delta,
+    ternary_dense_packed,
+    ternary_dense_sparse,
+)
 
 from . import TARGET_KEYS, register
-from .common import schedule_dense, schedule_spatial
+from .common import schedule_dense, schedule_spatial, schedule_walked
 
 # rule -> (skeleton, its parameters)
 SKELETONS = {
@@ -23,6 +30,9 @@ SKELETONS = {
     # channels in parallel blocks; scalar sums over index lists / bit-planes
     ternary_dense_sparse.RULE: (schedule_dense, {}),
     ternary_dense_packed.RULE: (schedule_dense, {}),
+    # delta lists: the walk is a hand-built loop nest; layout, epilogue and crop scheduled here
+    ternary_conv2d_delta.RULE: (schedule_walked, {}),
+    ternary_dense_delta.RULE: (schedule_walked, {}),
 }
 
 

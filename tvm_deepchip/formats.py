@@ -10,6 +10,7 @@ import enum
 
 class Format(str, enum.Enum):
     SPARSE = "sparse"  # ternary: balanced index rows of the +1 and -1 taps (sparse_rows)
+    DELTA = "delta"  # ternary: per channel and sign, the gaps between taps as bytes (delta_lists)
     PACKED = "packed"  # ternary: two bit-planes, 2 bits per weight
     DOT = "dot"  # ternary dense: two 0/1 int8 planes through the int8 dot product (small layers)
     INT8 = "int8"  # int8 weights (or a symmetric ternary layer as int8 in {-1, 0, 1})
@@ -24,4 +25,4 @@ class Format(str, enum.Enum):
 
 CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
 KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
-TERNARY_ONLY = (Format.SPARSE, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them
+TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them

@@ -21,8 +21,10 @@ from ..layer import QuantLayer
 from . import (
     int8_conv2d,
     int8_dense,
+    ternary_conv2d_delta,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
+    ternary_dense_delta,
     ternary_dense_dot,
     ternary_dense_packed,
     ternary_dense_sparse,
@@ -33,9 +35,11 @@ from .sparse_rows import valid_dummy
 # The registry: adding a primitive adds its module's record here.
 PRIMITIVES: tuple[Primitive, ...] = (
     ternary_conv2d_sparse.PRIMITIVE,
+    ternary_conv2d_delta.PRIMITIVE,
     ternary_conv2d_packed.PRIMITIVE,
     int8_conv2d.PRIMITIVE,
     ternary_dense_sparse.PRIMITIVE,
+    ternary_dense_delta.PRIMITIVE,
     ternary_dense_packed.PRIMITIVE,
     ternary_dense_dot.PRIMITIVE,
     int8_dense.PRIMITIVE,
@@ -68,7 +72,7 @@ def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
         return (Format.INT8,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)
     dot = (Format.DOT,) if layer.op == "dense" else ()
-    return (Format.SPARSE, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
+    return (Format.SPARSE, Format.DELTA, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
 
 
 def lookup(op: str, fmt) -> Primitive:

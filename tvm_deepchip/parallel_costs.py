@@ -1,0 +1,24 @@
+"""When a loop is worth TVM's thread pool: the measured thresholds every schedule (schedules/) and
+the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by."""
+
+# When a loop is worth TVM's thread pool (a launch costs a few microseconds on these machines).
+# Measured with a pool of 2 threads on a 2-core znver5 (tvm_deepchip/threads.py: TVM's default
+# pool there had 1 thread, which is what the older figures below were measured with):
+# - PARALLEL_MIN_LANES, vector adds of the sparse/packed convs (rows and accumulators, in lanes):
+#   AlexNet's conv2-5 (9-17 M) 1.3-1.8x faster on 2 cores; the SVHN ConvNet's (0.3-0.9 M) gain
+#   nothing or lose (conv5, 0.6 M: 10 -> 16 us). Re-measured for the sparse convs' chunked form
+#   (_tile_chunks) on an Intel Xeon (AVX-512 VNNI; a parallel region costs ~2 us there): layers
+#   of 1.2-2 M lanes gain 0-25% or lose by class (SVHN conv2 1.6 M: AVX-512 43 -> 32 us, AVX2
+#   54 -> 57), ResNet-44's (0.3-0.7 M) lose 3-8 us each (the cores exchange the layer's input
+#   and output through the caches);
+# - PARALLEL_MIN_MACS, the int8 dense's multiply-adds: AlexNet's last layer (4.1 M) 67 -> 36 us;
+# - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
+#   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
+# - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own ops (pools): not yet
+#   re-measured with 2 threads (lowered to 1 M, AlexNet's conv1 went 185 -> 213 us).
+# SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
+PARALLEL_MIN_LANES = 2_000_000
+PARALLEL_MIN_MACS = 1_000_000
+PARALLEL_MIN_WORK = 20_000_000
+PARALLEL_MIN_GATHERS = 30_000
+SCALAR_COST = 32

@@ -1,0 +1,225 @@
+"""The loop nests that walk delta lists (delta_lists.py): acc_p and acc_n of every channel.
+
+TE has no loop-carried state, and a walk keeps two (where the stream is read, the current tap k),
+so this builds the TIR of the accumulation directly, as one te.extern stage between the kernel's
+TE layout and TE epilogue. The loop nest is therefore also its schedule: the vector width and the
+split over cores come in as parameters (the primitive derives them from the ISA class and the
+thresholds every schedule uses, parallel_costs.py).
+
+Two forms:
+- pointwise (dense layers, convs with one output position): per list, one scalar gather-add
+  per entry, k advanced by the entry;
+- spatial (convs): per list, the entries decoded DECODE_GROUP at a time into a local table of
+  tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane), then for
+  each vector of output positions one vector add per tap, the accumulators in registers.
+An escape entry reads `Walk.zero` (an input that is zero for every position) instead of its k.
+Channels are walked in blocks of delta_lists.CHANNEL_BLOCK from `starts`, in parallel when
+`parallel`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .delta_lists import CHANNEL_BLOCK, COUNT_MORE, DECODE_GROUP, ESCAPE_GAP, DeltaLists
+
+I32 = "int32"
+I64 = "int64"
+UNROLL = 4  # entries per step of the pointwise walk (a multiple of delta_lists' chains)
+POINT_CHAINS = 2  # running sums of the pointwise form's lists (delta_lists: interleaved chains)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """How the kernel walks: its output extents and how a position maps to its input."""
+
+    lead: tuple  # (N, Co)
+    space: tuple  # the accumulators' position extents
+    outer: tuple  # extents of the position loops outside the vector (empty: pointwise)
+    lanes: int  # positions per vector step (1: pointwise)
+    acc: str  # accumulator type
+    parallel: bool  # channel blocks on TVM's thread pool
+    tap_offset: Callable  # k (int32 expr) -> input offset of that tap
+    zero: int  # an input offset holding zero from every position's base (escapes read it)
+    base: Callable | None = None  # (outer vars, lane var) -> input offset of that output position
+    out_index: Callable | None = None  # (outer vars, lane var) -> the accumulator's position indices
+
+    @property
+    def pointwise(self) -> bool:
+        return not self.outer
+
+
+def te_walk(x, w: DeltaLists, walk: Walk, name: str = "walk"):
+    """(acc_p, acc_n) [N, Co, *space]: the sums of the +1 and of the -1 taps' inputs (te.extern
+    over x [N, flat] and the stream)."""
+    from tvm import te
+
+    from . import roles
+
+    out_shape = tuple(int(v) for v in (*walk.lead, *walk.space))
+    return te.extern([out_shape, out_shape], [w.stream, w.starts, x], lambda ins, outs: _body(ins, outs, w, walk),
+                     dtype=[walk.acc, walk.acc], name=name, attrs=roles.attrs(roles.ACCUMULATOR))
+
+
+def _body(ins, outs, w: DeltaLists, walk: Walk):
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.tirx.script import builder as T
+
+    stream, starts, x = ins
+    n_img, co = (int(v) for v in walk.lead)
+    blocks = -(-co // CHANNEL_BLOCK)
+    with IRBuilder() as ib:
+        with T.serial(0, n_img) as n:
+            with (T.parallel if walk.parallel else T.serial)(0, blocks) as cb:
+                ptr, cnt, escapes = (_scratch(T, 1, I32) for _ in range(3))
+                if walk.pointwise:  # k in 64 bits: no sign extension on the walk's dependency chain
+                    state = (_scratch(T, w.chains, I64), _scratch(T, 1, walk.acc))
+                else:
+                    groups = -(-max(w.longest, 1) // DECODE_GROUP)
+                    state = (_scratch(T, groups * DECODE_GROUP, I32), _scratch(T, DECODE_GROUP, I32),
+                             _scratch(T, walk.lanes, walk.acc))
+                T.buffer_store(ptr, starts[cb], [0])
+                with T.serial(0, CHANNEL_BLOCK) as ci:
+                    c = cb * CHANNEL_BLOCK + ci
+                    with T.If(c < co):
+                        with T.Then():
+                            for out in outs:  # the +1 list, then the -1 list
+                                _read_head(T, stream, ptr, cnt, escapes)
+                                if walk.pointwise:
+                                    _either(T, escapes, lambda e: _walk_point(T, stream, x, out, n, c, ptr, cnt, *state, walk, e))
+                                else:
+                                    _either(T, escapes, lambda e: _decode(T, stream, ptr, cnt, *state[:2], walk, e))
+                                    _add_taps(T, x, out, n, c, cnt, state[0], state[2], walk)
+                                T.buffer_store(ptr, ptr[0] + cnt[0], [0])
+    return ib.get()
+
+
+def _scratch(T, size: int, dtype: str):
+    """A per-thread scratch buffer. Scope "global": TVM's LowerTVMBuiltin puts small global-scope
+    allocations of CPU code on the stack (where LLVM keeps one-element ones in registers) and
+    serves "local" ones from TVMBackendAllocWorkspace, i.e. memory reached through a pointer."""
+    return T.alloc_buffer((size,), dtype, scope="global")
+
+
+def _read_head(T, stream, ptr, cnt, escapes):
+    """A list's head: its entry count into cnt, whether it holds escapes into `escapes`."""
+    T.buffer_store(cnt, 0, [0])
+    with T.While(stream[ptr[0]].astype(I32) == COUNT_MORE):
+        T.buffer_store(cnt, cnt[0] + COUNT_MORE, [0])
+        T.buffer_store(ptr, ptr[0] + 1, [0])
+    T.buffer_store(cnt, cnt[0] + stream[ptr[0]].astype(I32), [0])
+    T.buffer_store(ptr, ptr[0] + 1, [0])
+    T.buffer_store(escapes, cnt[0] & 1, [0])
+    T.buffer_store(cnt, cnt[0] >> 1, [0])
+
+
+def _either(T, escapes, walk):
+    """walk(True) for a list with escapes, walk(False) (no escape test per entry) otherwise."""
+    with T.If(escapes[0] != 0):
+        with T.Then():
+            walk(True)
+        with T.Else():
+            walk(False)
+
+
+def _gap(stream, at, escapes: bool):
+    """(how far entry `at` advances k, whether it is a tap) as int32 expressions."""
+    from tvm import tirx
+
+    g = stream[at].astype(I32)
+    if not escapes:
+        return g, None
+    return tirx.Select(g == 0, tirx.const(ESCAPE_GAP, I32), g), g != 0
+
+
+def _input_at(tap, offset, walk, dtype=I32):
+    """The input offset an entry reads: its tap's, or the zero for an escape."""
+    from tvm import tirx
+
+    return offset if tap is None else tirx.Select(tap, offset, tirx.const(walk.zero, dtype))
+
+
+def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
+    """One position: a scalar gather-add per entry, branch-free (an escape reads the zero). The
+    lists' chains (delta_lists) keep independent running sums in k; UNROLL entries a step."""
+    from tvm import tirx
+
+    chains = int(k.shape[0])
+    start = ptr[0].astype(I64)  # 64-bit stream index: no sign extension per entry
+    for i in range(chains):
+        T.buffer_store(k, tirx.const(-1, I64), [i])
+    T.buffer_store(acc, tirx.const(0, walk.acc), [0])
+    with T.serial(0, cnt[0] // UNROLL) as e:
+        _point_taps(T, stream, x, n, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
+    with T.serial(0, cnt[0] % UNROLL) as e:  # the tail: UNROLL is a multiple of the chains
+        _point_taps(T, stream, x, n, k, acc, walk, start + (cnt[0] // UNROLL * UNROLL + e).astype(I64), [e], escapes)
+    T.buffer_store(out, acc[0], [n, c] + [0] * (len(out.shape) - 2))
+
+
+def _point_taps(T, stream, x, n, k, acc, walk, at, entries, escapes: bool):
+    """Add the inputs of the entries at stream index `at` + i, entry i being list entry
+    entries[i] (its chain: that modulo the chains). Expressions only, stores at the end: a load of
+    k inside an expression reads k when the store holding the expression runs."""
+    chains = int(k.shape[0])
+    advance, value = {}, None
+    for i, j in enumerate(entries):
+        step, tap = _gap(stream, at + i, escapes)
+        chain = j % chains
+        key = chain if isinstance(chain, int) else None
+        advance[key] = step.astype(I64) if key not in advance else advance[key] + step.astype(I64)
+        read = x[n, _input_at(tap, walk.tap_offset(k[chain] + advance[key]), walk, I64)].astype(walk.acc)
+        value = read if value is None else value + read
+    T.buffer_store(acc, acc[0] + value, [0])
+    for key, total in advance.items():
+        chain = entries[0] % chains if key is None else key
+        T.buffer_store(k, k[chain] + total, [chain])
+
+
+def _decode(T, stream, ptr, cnt, taps, run, walk, escapes):
+    """taps[e] = the offset of entry e's input, DECODE_GROUP entries at a time: `run` holds the
+    group's k, a prefix sum over its gaps built from one broadcast gap per step (lanes at or
+    after it add it). Lanes past the list's end decode the next bytes and are never read."""
+    from tvm import tirx
+
+    T.buffer_store(run, tirx.const(-1, I32), [DECODE_GROUP - 1])
+    with T.serial(0, (cnt[0] + DECODE_GROUP - 1) // DECODE_GROUP) as grp:
+        at = ptr[0] + grp * DECODE_GROUP
+        last = run[DECODE_GROUP - 1]
+        with T.vectorized(0, DECODE_GROUP) as v:
+            T.buffer_store(run, last, [v])
+        for i in range(DECODE_GROUP):
+            step, _ = _gap(stream, at + i, escapes)
+            with T.vectorized(0, DECODE_GROUP) as v:
+                T.buffer_store(run, run[v] + tirx.Select(v >= i, step, tirx.const(0, I32)), [v])
+        with T.vectorized(0, DECODE_GROUP) as v:
+            _, tap = _gap(stream, at + v, escapes)
+            T.buffer_store(taps, _input_at(tap, walk.tap_offset(run[v]), walk), [grp * DECODE_GROUP + v])
+
+
+def _add_taps(T, x, out, n, c, cnt, taps, acc, walk):
+    """For each vector of output positions: one vector add per tap, accumulators in registers."""
+    from tvm import tirx
+
+    with _nest(T, walk.outer) as outer:
+        with T.vectorized(0, walk.lanes) as v:
+            T.buffer_store(acc, tirx.const(0, walk.acc), [v])
+        with T.serial(0, cnt[0]) as t:
+            with T.vectorized(0, walk.lanes) as v:
+                T.buffer_store(acc, acc[v] + x[n, walk.base(outer, v) + taps[t]].astype(walk.acc), [v])
+        with T.vectorized(0, walk.lanes) as v:
+            T.buffer_store(out, acc[v], [n, c, *walk.out_index(outer, v)])
+
+
+class _nest:
+    """Nested serial loops over `extents` as one context: yields their variables."""
+
+    def __init__(self, T, extents):
+        self.frames = [T.serial(0, int(e)) for e in extents]
+
+    def __enter__(self):
+        return [f.__enter__() for f in self.frames]
+
+    def __exit__(self, *exc):
+        for f in reversed(self.frames):
+            f.__exit__(*exc)
+        return False

@@ -1,0 +1,104 @@
+"""Ternary conv2d over delta lists: 8-bit relative indices, decoded per channel, no multiply.
+
+A channel's taps are numbered k in conv_layout's phase order [Ci * sh * sw, KHq, KWq], with the
+kernel's extents padded to powers of two (KHp, KWp) so that k splits into its plane, row and
+column by shifts and masks; its lists hold the gaps between taps (delta_lists). The walk
+(delta_walk) decodes a list into flat tap offsets once, then adds one input vector per tap over
+consecutive output positions, as the sparse form does, but reads one byte a non-zero weight
+instead of a padded uint16 row and row tables:
+
+    acc_p[c, p] = sum over c's +1 taps of xf[p + offset(k)]        (acc_n likewise)
+    offset(k)   = (k >> log2(KHp*KWp)) * plane + ((k >> log2 KWp) & (KHp-1)) * Wq + (k & (KWp-1))
+
+(The padding stretches the gaps by KHp*KWp / (KHq*KWq), 1.8x for 3x3 kernels: a gap then
+needs an escape entry above 255 / 1.8 = 142 taps, 6 in 10,000 entries at 90% zeros. A division
+by 9 and by 3 per entry, the unpadded form, took most of a small layer's time.)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import Format
+from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
+from . import conv_layout, requantize, roles
+from .conv_layout import ConvGeometry, acc_dtype, np_flat, space, te_flat, te_output
+from .delta_lists import DeltaLists, np_signed_sums
+from .delta_walk import POINT_CHAINS, Walk, te_walk
+from .record import Primitive, Site, rule_of
+
+STEM = "ternary_conv2d_delta"
+RULE = rule_of(STEM)
+VECTORS = 2  # accumulator registers per position step
+
+
+def _bits(n: int) -> int:
+    """log2 of the power of two at or above n."""
+    return max(int(n) - 1, 0).bit_length()
+
+
+def _linear(geo: ConvGeometry) -> bool:
+    """One output position whose kernel covers the whole (phase) plane: a dense layer over the
+    layout, where tap k of the unpadded phase order reads offset k itself."""
+    return geo.ho * geo.wo == 1 and not geo.flat and (geo.khq, geo.kwq) == (geo.hq, geo.wq)
+
+
+def pack(layer, geo: ConvGeometry, operand=None) -> DeltaLists:
+    if _linear(geo):
+        return DeltaLists.of(geo.phase_kernel(layer.codes).reshape(geo.co, -1), POINT_CHAINS)
+    kh, kw = 1 << _bits(geo.khq), 1 << _bits(geo.kwq)
+    w = geo.phase_kernel(layer.codes).reshape(geo.co, geo.planes, geo.khq, geo.kwq)
+    w = np.pad(w, ((0, 0), (0, 0), (0, kh - geo.khq), (0, kw - geo.kwq)))
+    return DeltaLists.of(w.reshape(geo.co, -1))
+
+
+def tap_offset(geo: ConvGeometry, k):
+    """Flat input offset of tap k of the padded phase order (numpy arrays or TIR expressions)."""
+    if _linear(geo):
+        return k
+    bh, bw = _bits(geo.khq), _bits(geo.kwq)
+    return (k >> (bh + bw)) * geo.plane + ((k >> bw) & ((1 << bh) - 1)) * geo.wq + (k & ((1 << bw) - 1))
+
+
+def walk_of(geo: ConvGeometry, w: DeltaLists, acc: str, vector_bytes: int) -> Walk:
+    """The walk over this geometry's output positions: flat vectors of VECTORS registers, rows of
+    a 2-D output, or one position (pointwise)."""
+    lead, out = (geo.n, geo.co), space(geo)
+    offset = lambda k: tap_offset(geo, k)  # noqa: E731
+    zero = geo.image  # the layout's zero tail: zero from every output position's base
+    if geo.ho * geo.wo == 1 and not geo.flat:
+        return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, offset, zero)
+    parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
+    if geo.flat:
+        lanes = VECTORS * vector_bytes * 8 // int(acc[3:])
+        while out[0] % lanes:
+            lanes //= 2
+        return Walk(lead, out, (out[0] // lanes,), lanes, acc, parallel, offset, zero,
+                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,))
+    return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
+                base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v))
+
+
+def compute(x, w: DeltaLists, consts, site: Site):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue."""
+    from tvm import te
+
+    geo = site.geo
+    xf = te_flat(x, geo, site.zp, widen=site.taps)
+    acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, acc_dtype(x.dtype, w.longest), site.isa.vector_bytes))
+    f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
+    y = te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+    return te_output(y, geo)
+
+
+def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
+    """numpy: the same taps summed in int64 (the bound makes the kernel's accumulators exact)."""
+    geo = site.geo
+    xf = np_flat(qx, geo, site.zp).astype(np.int64)
+    oy, ox = np.meshgrid(np.arange(geo.ho), np.arange(geo.wo), indexing="ij")
+    base = geo.base(oy, ox).reshape(-1)  # [Ho*Wo]
+    acc_p, acc_n = np_signed_sums(lambda taps: xf[:, base[:, None] + tap_offset(geo, taps)[None, :]].sum(-1), w)
+    y = requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
+    return y.reshape(geo.out_shape())
+
+
+PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference)

@@ -1,0 +1,46 @@
+"""Ternary dense (fully connected) over delta lists: 8-bit relative indices, walked in place.
+
+acc_p[n, c] = sum of x[n, k] over channel c's +1 taps, acc_n over its -1 taps, each tap found
+by adding the next gap of its list (delta_lists) to the last one; the requantizing epilogue
+applies Wp, Wn, bias and ReLU/Clip. No multiplication, and a byte a non-zero weight.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import Format
+from ..parallel_costs import PARALLEL_MIN_GATHERS
+from . import dense_layout, requantize, roles
+from .conv_layout import acc_dtype
+from .delta_lists import DeltaLists, np_signed_sums
+from .delta_walk import POINT_CHAINS, Walk, te_walk
+from .dense_layout import te_zero_tail
+from .record import Primitive, Site, rule_of
+
+STEM = "ternary_dense_delta"
+RULE = rule_of(STEM)
+
+
+def pack(layer, shape=None, operand=None) -> DeltaLists:
+    return DeltaLists.of(layer.codes, POINT_CHAINS)
+
+
+def compute(x, w: DeltaLists, consts, site: Site):
+    """TE definition. x: [N, K] 8-bit codes; w: the delta lists (te.extern walk)."""
+    from tvm import te
+
+    n, co, k = int(x.shape[0]), site.geo.co, site.geo.k
+    walk = Walk(lead=(n, co), space=(), outer=(), lanes=1, acc=acc_dtype(x.dtype, w.longest),
+                parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=k)
+    acc_p, acc_n = te_walk(te_zero_tail(x), w, walk)  # escapes read the zero at index K
+    f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
+    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+
+
+def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
+    xs = qx.astype(np.int64)
+    acc_p, acc_n = np_signed_sums(lambda taps: xs[:, taps].sum(-1), w)
+    return requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
+
+
+PRIMITIVE = Primitive("dense", Format.DELTA, STEM, "ternary", dense_layout.geometry, pack, compute, reference)
