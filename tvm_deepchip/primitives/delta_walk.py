@@ -77,7 +77,7 @@ def _body(ins, outs, w: DeltaLists, walk: Walk):
                 else:
                     groups = -(-max(w.longest, 1) // DECODE_GROUP)
                     state = (_scratch(T, groups * DECODE_GROUP, I32), _scratch(T, DECODE_GROUP, I32),
-                             _scratch(T, walk.lanes, walk.acc))
+                             _scratch(T, 1, I32), _scratch(T, walk.lanes, walk.acc))
                 T.buffer_store(ptr, starts[cb], [0])
                 with T.serial(0, CHANNEL_BLOCK) as ci:
                     c = cb * CHANNEL_BLOCK + ci
@@ -88,8 +88,8 @@ def _body(ins, outs, w: DeltaLists, walk: Walk):
                                 if walk.pointwise:
                                     _either(T, escapes, lambda e: _walk_point(T, stream, x, out, n, c, ptr, cnt, *state, walk, e))
                                 else:
-                                    _either(T, escapes, lambda e: _decode(T, stream, ptr, cnt, *state[:2], walk, e))
-                                    _add_taps(T, x, out, n, c, cnt, state[0], state[2], walk)
+                                    _either(T, escapes, lambda e: _decode(T, stream, ptr, cnt, *state[:3], walk, e))
+                                    _add_taps(T, x, out, n, c, cnt, state[0], state[3], walk)
                                 T.buffer_store(ptr, ptr[0] + cnt[0], [0])
     return ib.get()
 
@@ -175,25 +175,33 @@ def _point_taps(T, stream, x, n, k, acc, walk, at, entries, escapes: bool):
         T.buffer_store(k, k[chain] + total, [chain])
 
 
-def _decode(T, stream, ptr, cnt, taps, run, walk, escapes):
-    """taps[e] = the offset of entry e's input, DECODE_GROUP entries at a time: `run` holds the
-    group's k, a prefix sum over its gaps built from one broadcast gap per step (lanes at or
-    after it add it). Lanes past the list's end decode the next bytes and are never read."""
+def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
+    """taps[e] = the offset of entry e's input, DECODE_GROUP entries at a time: the group's gaps
+    as one vector, summed into their prefix sums in log2(DECODE_GROUP) steps (each adds the
+    vector moved up `shift` lanes, zeros shifting in: a register shuffle), plus the k before the
+    group (`last`). `run` holds the vector between steps, always whole: its stack slot stays a
+    register. (Expressions load when their store runs, so `last` is a stored scalar.) Lanes past the list's end decode the next bytes and are never read."""
     from tvm import tirx
 
-    T.buffer_store(run, tirx.const(-1, I32), [DECODE_GROUP - 1])
-    with T.serial(0, (cnt[0] + DECODE_GROUP - 1) // DECODE_GROUP) as grp:
-        at = ptr[0] + grp * DECODE_GROUP
-        last = run[DECODE_GROUP - 1]
-        with T.vectorized(0, DECODE_GROUP) as v:
-            T.buffer_store(run, last, [v])
-        for i in range(DECODE_GROUP):
-            step, _ = _gap(stream, at + i, escapes)
-            with T.vectorized(0, DECODE_GROUP) as v:
-                T.buffer_store(run, run[v] + tirx.Select(v >= i, step, tirx.const(0, I32)), [v])
-        with T.vectorized(0, DECODE_GROUP) as v:
-            _, tap = _gap(stream, at + v, escapes)
-            T.buffer_store(taps, _input_at(tap, walk.tap_offset(run[v]), walk), [grp * DECODE_GROUP + v])
+    g = DECODE_GROUP
+    whole = tirx.Ramp(0, 1, g)
+    zeros = tirx.Broadcast(tirx.const(0, I32), g)
+    T.buffer_store(last, tirx.const(-1, I32), [0])
+    with T.serial(0, (cnt[0] + g - 1) // g) as grp:
+        codes = tirx.BufferLoad(stream, [tirx.Ramp(ptr[0] + grp * g, 1, g)]).astype(f"{I32}x{g}")
+        gaps = codes if not escapes else tirx.Select(codes == zeros, tirx.Broadcast(tirx.const(ESCAPE_GAP, I32), g), codes)
+        T.buffer_store(run, gaps, [whole])
+        shift = 1
+        while shift < g:
+            vec = tirx.BufferLoad(run, [whole])
+            T.buffer_store(run, vec + tirx.Shuffle([zeros, vec], [g - shift + v for v in range(g)]), [whole])
+            shift *= 2
+        T.buffer_store(run, tirx.BufferLoad(run, [whole]) + tirx.Broadcast(last[0], g), [whole])
+        T.buffer_store(last, tirx.Shuffle([tirx.BufferLoad(run, [whole])], [g - 1]), [0])  # k after it
+        offset = walk.tap_offset(tirx.BufferLoad(run, [whole]))
+        if escapes:
+            offset = tirx.Select(codes != zeros, offset, tirx.Broadcast(tirx.const(walk.zero, I32), g))
+        T.buffer_store(taps, offset, [tirx.Ramp(grp * g, 1, g)])
 
 
 def _add_taps(T, x, out, n, c, cnt, taps, acc, walk):
