@@ -10,9 +10,11 @@ gap. All lists follow each other in one byte stream:
     entry  = g in 1..255: the next tap is at k + g          (k starts at -1)
              0: k += 255, no tap (an escape: gaps above 255 are rare at 90% zeros)
 
-With `chains` = 2 (the pointwise kernels' form), entry i advances the k of chain i % 2: the two
-chains interleave, so a walk has two independent running sums (one add a step each) instead of
-one, and the gaps are between every other tap.
+The pointwise kernels' form (`pad` > 0) differs in three ways, each to keep their scalar loop
+short and its branches predictable: entry i advances the k of chain i % 2 (two independent
+running sums, gaps between every other tap); k starts at 0, which reads an input the kernel
+holds at zero (tap t is stored as t + 1); and a list without escapes starts with zero entries
+(reads of that zero) up to a multiple of `pad` entries, so its loop needs no remainder.
 
 `starts[b]` is where channel b * CHANNEL_BLOCK's lists begin, so blocks of channels can be
 walked on different cores. The stream ends in DECODE_GROUP zero bytes: the kernels decode
@@ -39,10 +41,11 @@ CHANNEL_BLOCK = 16  # channels per `starts` entry: the unit the kernels split ov
 DECODE_GROUP = 16  # entries the kernels decode at once (one vector of int32 offsets)
 
 
-def encode_list(taps: np.ndarray, chains: int = 1) -> list[int]:
+def encode_list(taps: np.ndarray, chains: int = 1, pad: int = 0) -> list[int]:
     """One list (head, entries) of sorted, distinct weight indices."""
-    entries, ks = [], [-1] * chains
-    for t in (int(v) for v in taps):
+    origin = 0 if pad else -1
+    entries, ks = [], [origin] * chains
+    for t in (int(v) + (1 if pad else 0) for v in taps):
         while True:
             c = len(entries) % chains  # whose turn it is; too far from its k: an escape, next turn
             if t - ks[c] <= ESCAPE_GAP:
@@ -51,8 +54,34 @@ def encode_list(taps: np.ndarray, chains: int = 1) -> list[int]:
                 break
             entries.append(0)
             ks[c] += ESCAPE_GAP
-    head = 2 * len(entries) + (0 in entries)  # the flag lets lists without escapes skip their test
+    escapes = 0 in entries
+    if pad and not escapes:
+        shift = -len(entries) % pad
+        moved = _rechain(entries, chains, shift)
+        if max(moved, default=1) <= ESCAPE_GAP:
+            entries = [0] * shift + moved
+        else:  # re-chained gaps too long: unpadded, flagged (the kernel's general loop takes it)
+            escapes = True
+    head = 2 * len(entries) + escapes  # the flag lets lists without escapes skip their test
     return [COUNT_MORE] * (head // COUNT_MORE) + [head % COUNT_MORE] + entries
+
+
+def _rechain(entries: list[int], chains: int, shift: int) -> list[int]:
+    """The same taps with `shift` entries put in front (each chain's own gaps re-derived: an
+    entry's chain is its position modulo the chains)."""
+    if shift % chains == 0:
+        return entries
+    ks, taps = [0] * chains, []
+    for i, g in enumerate(entries):
+        ks[i % chains] += g
+        taps.append(ks[i % chains])
+    taps.sort()
+    out, ks = [], [0] * chains
+    for i, t in enumerate(taps):
+        c = (i + shift) % chains
+        out.append(t - ks[c])
+        ks[c] = t
+    return out
 
 
 def _count_bytes(one: list[int]) -> int:
@@ -60,18 +89,20 @@ def _count_bytes(one: list[int]) -> int:
     return next(i for i, b in enumerate(one) if b != COUNT_MORE) + 1
 
 
-def decode_list(stream: np.ndarray, ptr: int, chains: int = 1) -> tuple[np.ndarray, int]:
+def decode_list(stream: np.ndarray, ptr: int, chains: int = 1, pad: int = 0) -> tuple[np.ndarray, int]:
     """(taps, where the next list begins) of the list at `ptr`."""
-    n = 0
+    head = 0
     while stream[ptr] == COUNT_MORE:
-        n, ptr = n + COUNT_MORE, ptr + 1
-    n, ptr = (n + int(stream[ptr])) >> 1, ptr + 1
+        head, ptr = head + COUNT_MORE, ptr + 1
+    head, ptr = head + int(stream[ptr]), ptr + 1
+    n, escapes = head >> 1, head & 1
     entries = stream[ptr : ptr + n].astype(np.int64)
     taps = []
     for c in range(chains):
-        mine = entries[c::chains]
-        k = np.cumsum(np.where(mine == 0, ESCAPE_GAP, mine)) - 1
-        taps.append(k[mine != 0])
+        mine = np.zeros(0, np.int64) if c >= n else entries[c::chains]
+        # a zero entry: an escape in a list flagged as having them, else a pad (k stays)
+        k = np.cumsum(np.where(mine == 0, ESCAPE_GAP if escapes else 0, mine)) + (0 if pad else -1)
+        taps.append(k[mine != 0] - (1 if pad else 0))
     return np.sort(np.concatenate(taps)), ptr + n
 
 
@@ -86,28 +117,29 @@ class DeltaLists(Weights):
     longest: int = scalar()  # entries of the longest list (its escapes add zeros: the accumulator bound)
     entries: int = scalar()  # gap entries in the stream, escapes included: what the kernels walk
     chains: int = scalar(1)  # interleaved running sums per list (encode_list)
+    pad: int = scalar(0)  # the pointwise form: lists padded to multiples of this (0: the spatial form)
 
     @classmethod
-    def of(cls, codes2: np.ndarray, chains: int = 1) -> "DeltaLists":
+    def of(cls, codes2: np.ndarray, chains: int = 1, pad: int = 0) -> "DeltaLists":
         """codes2: [Co, K] ternary codes in the kernel's tap order."""
         stream, starts, longest, entries = [], [], 0, 0
         for c, row in enumerate(codes2):
             if c % CHANNEL_BLOCK == 0:
                 starts.append(len(stream))
             for value in (1, -1):
-                one = encode_list(np.flatnonzero(row == value), chains)
+                one = encode_list(np.flatnonzero(row == value), chains, pad)
                 n = len(one) - _count_bytes(one)
                 longest, entries = max(longest, n), entries + n
                 stream += one
         stream += [0] * DECODE_GROUP
-        return cls(np.asarray(stream, np.uint8), np.asarray(starts, np.int32), len(codes2), longest, entries, chains)
+        return cls(np.asarray(stream, np.uint8), np.asarray(starts, np.int32), len(codes2), longest, entries, chains, pad)
 
     def lists(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per channel the (+1 taps, -1 taps), decoded (the numpy references read this)."""
         out, ptr = [], 0
         for _ in range(self.channels):
-            plus, ptr = decode_list(self.stream, ptr, self.chains)
-            minus, ptr = decode_list(self.stream, ptr, self.chains)
+            plus, ptr = decode_list(self.stream, ptr, self.chains, self.pad)
+            minus, ptr = decode_list(self.stream, ptr, self.chains, self.pad)
             out.append((plus, minus))
         return out
 

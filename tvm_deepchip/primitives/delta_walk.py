@@ -29,6 +29,23 @@ UNROLL = 4  # entries per step of the pointwise walk (a multiple of delta_lists'
 POINT_CHAINS = 2  # running sums of the pointwise form's lists (delta_lists: interleaved chains)
 
 
+def point_lists(codes2):
+    """The pointwise form of delta lists, as this walk reads them."""
+    return DeltaLists.of(codes2, POINT_CHAINS, UNROLL)
+
+
+def te_zero_head(x, length: int, name: str = "xhead"):
+    """[N, 1 + length]: a zero, then x[:, :length] (TE): the input of the pointwise walk, whose
+    chains start on the zero."""
+    from tvm import te, tirx
+
+    from . import roles
+
+    n = int(x.shape[0])
+    return te.compute((n, 1 + length), lambda i, j: tirx.if_then_else(j > 0, x[i, tirx.max(j - 1, 0)], tirx.const(0, x.dtype)),
+                      name=name, attrs=roles.attrs(roles.LAYOUT))
+
+
 @dataclass(frozen=True)
 class Walk:
     """How the kernel walks: its output extents and how a position maps to its input."""
@@ -140,19 +157,22 @@ def _input_at(tap, offset, walk, dtype=I32):
 
 
 def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
-    """One position: a scalar gather-add per entry, branch-free (an escape reads the zero). The
-    lists' chains (delta_lists) keep independent running sums in k; UNROLL entries a step."""
+    """One position: a scalar gather-add per entry. The lists' chains (delta_lists) keep
+    independent running sums in k, from 0 (an input held at zero, which a list's leading pad
+    entries read); UNROLL entries a step. A list without escapes has a multiple of UNROLL
+    entries and no test per entry; one with escapes reads the zero at each escape."""
     from tvm import tirx
 
     chains = int(k.shape[0])
     start = ptr[0].astype(I64)  # 64-bit stream index: no sign extension per entry
     for i in range(chains):
-        T.buffer_store(k, tirx.const(-1, I64), [i])
+        T.buffer_store(k, tirx.const(0, I64), [i])
     T.buffer_store(acc, tirx.const(0, walk.acc), [0])
     with T.serial(0, cnt[0] // UNROLL) as e:
         _point_taps(T, stream, x, n, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
-    with T.serial(0, cnt[0] % UNROLL) as e:  # the tail: UNROLL is a multiple of the chains
-        _point_taps(T, stream, x, n, k, acc, walk, start + (cnt[0] // UNROLL * UNROLL + e).astype(I64), [e], escapes)
+    if escapes:  # the remainder (UNROLL is a multiple of the chains)
+        with T.serial(0, cnt[0] % UNROLL) as e:
+            _point_taps(T, stream, x, n, k, acc, walk, start + (cnt[0] // UNROLL * UNROLL + e).astype(I64), [e], True)
     T.buffer_store(out, acc[0], [n, c] + [0] * (len(out.shape) - 2))
 
 

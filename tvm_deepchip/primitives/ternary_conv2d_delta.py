@@ -23,7 +23,7 @@ from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
 from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, acc_dtype, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import POINT_CHAINS, Walk, te_walk
+from .delta_walk import Walk, point_lists, te_walk, te_zero_head
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_conv2d_delta"
@@ -43,13 +43,14 @@ def _bits(n: int) -> int:
 
 def _linear(geo: ConvGeometry) -> bool:
     """One output position whose kernel covers the whole (phase) plane: a dense layer over the
-    layout, where tap k of the unpadded phase order reads offset k itself."""
+    layout, where tap k of the unpadded phase order reads offset k itself (delta_walk's
+    pointwise form). Other one-position convs walk as a 1x1 spatial output."""
     return geo.ho * geo.wo == 1 and not geo.flat and (geo.khq, geo.kwq) == (geo.hq, geo.wq)
 
 
 def pack(layer, geo: ConvGeometry, operand=None) -> DeltaLists:
     if _linear(geo):
-        return DeltaLists.of(geo.phase_kernel(layer.codes).reshape(geo.co, -1), POINT_CHAINS)
+        return point_lists(geo.phase_kernel(layer.codes).reshape(geo.co, -1))
     kh, kw = 1 << _bits(geo.khq), 1 << _bits(geo.kwq)
     w = geo.phase_kernel(layer.codes).reshape(geo.co, geo.planes, geo.khq, geo.kwq)
     w = np.pad(w, ((0, 0), (0, 0), (0, kh - geo.khq), (0, kw - geo.kwq)))
@@ -77,9 +78,9 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, acc: str, isa) -> Walk:
     register file (step_lanes), rows of a 2-D output, or one position (pointwise)."""
     lead, out = (geo.n, geo.co), space(geo)
     offset = lambda k: tap_offset(geo, k)  # noqa: E731
+    if _linear(geo):  # over te_zero_head's copy of the image: pads and escapes read its zero
+        return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, lambda k: k, 0)
     zero = geo.image  # the layout's zero tail: zero from every output position's base
-    if geo.ho * geo.wo == 1 and not geo.flat:
-        return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, offset, zero)
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     if geo.flat:
         lanes = step_lanes(out[0], isa.vector_bytes * 8 // int(acc[3:]), isa.vector_registers)
@@ -95,6 +96,8 @@ def compute(x, w: DeltaLists, consts, site: Site):
 
     geo = site.geo
     xf = te_flat(x, geo, site.zp, widen=site.taps)
+    if _linear(geo):
+        xf = te_zero_head(xf, geo.image)
     acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, acc_dtype(x.dtype, w.longest), site.isa))
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     y = te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))

@@ -13,8 +13,7 @@ from ..parallel_costs import PARALLEL_MIN_GATHERS
 from . import dense_layout, requantize, roles
 from .conv_layout import acc_dtype
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import POINT_CHAINS, Walk, te_walk
-from .dense_layout import te_zero_tail
+from .delta_walk import Walk, point_lists, te_walk, te_zero_head
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_dense_delta"
@@ -22,7 +21,7 @@ RULE = rule_of(STEM)
 
 
 def pack(layer, shape=None, operand=None) -> DeltaLists:
-    return DeltaLists.of(layer.codes, POINT_CHAINS)
+    return point_lists(layer.codes)
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
@@ -31,8 +30,8 @@ def compute(x, w: DeltaLists, consts, site: Site):
 
     n, co, k = int(x.shape[0]), site.geo.co, site.geo.k
     walk = Walk(lead=(n, co), space=(), outer=(), lanes=1, acc=acc_dtype(x.dtype, w.longest),
-                parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=k)
-    acc_p, acc_n = te_walk(te_zero_tail(x), w, walk)  # escapes read the zero at index K
+                parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=0)
+    acc_p, acc_n = te_walk(te_zero_head(x, k), w, walk)  # pads and escapes read the zero at 0
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
