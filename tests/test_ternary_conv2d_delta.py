@@ -1,0 +1,87 @@
+"""ternary_conv2d_delta: bit-exact against its numpy reference over the fuzzed shapes of every
+conv primitive (tests/primitive_cases.py), on every ISA class, and over the lists that exercise
+the format's corners: escapes (gaps above 255), a channel with no non-zero weight and one with
+every weight non-zero, the pointwise form (one output position) and small 2-D outputs."""
+import numpy as np
+import pytest
+
+from primitive_cases import all_classes, check, conv_suite, make_layer
+from tvm_deepchip import primitives
+from tvm_deepchip.primitives import delta_lists, ternary_conv2d_delta
+
+test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("delta", "ternary")
+
+
+def _layer(rng, shape, sparsity, **kw):
+    return make_layer(rng, "conv2d", "ternary", shape, sparsity=sparsity, **kw)
+
+
+def _escapes(w) -> int:
+    """Escape entries (zero bytes of lists flagged as holding them) in a packed stream."""
+    count, ptr = 0, 0
+    for _ in range(2 * w.channels):
+        head = 0
+        while w.stream[ptr] == delta_lists.COUNT_MORE:
+            head, ptr = head + delta_lists.COUNT_MORE, ptr + 1
+        head, ptr = head + int(w.stream[ptr]), ptr + 1
+        n = head >> 1
+        count += int((w.stream[ptr : ptr + n] == 0).sum()) if head & 1 else 0
+        ptr += n
+    return count
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_escapes_and_extreme_channels(cls):
+    """99.5% zeros over 64x5x5 taps (gaps far above 255: escapes in most lists), one channel all
+    zero, one all non-zero (lists of 1600: multi-byte counts, an int32 accumulator)."""
+    rng = np.random.default_rng(7)
+    layer = _layer(rng, (12, 64, 5, 5), 0.995, pad=2)
+    layer.codes[3] = 0
+    layer.codes[5] = rng.choice(np.array([-1, 1], np.int8), size=layer.codes[5].shape)
+    w = ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.conv_layout.geometry(layer, (1, 64, 9, 9)))
+    assert _escapes(w) > 0 and w.longest > 255
+    check(layer, (1, 64, 9, 9), "delta", rng, cls=cls)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("shape, in_shape, pad, stride", [
+    ((40, 32, 5, 5), (1, 32, 5, 5), 0, 1),  # one position, kernel covers the plane: pointwise form
+    ((24, 16, 3, 3), (1, 16, 3, 3), 0, 2),  # one position, strided: walked as a 1x1 spatial output
+    ((16, 8, 3, 3), (2, 8, 4, 4), 0, 1),  # a 2x2 output, batch 2
+])
+def test_small_outputs(cls, shape, in_shape, pad, stride):
+    rng = np.random.default_rng(11)
+    check(_layer(rng, shape, 0.9, pad=pad, stride=stride), in_shape, "delta", rng, cls=cls)
+
+
+def test_pointwise_lists_are_padded_to_whole_steps():
+    """The pointwise form: every list without escapes holds a multiple of the walk's step."""
+    rng = np.random.default_rng(3)
+    layer = _layer(rng, (64, 32, 5, 5), 0.9)
+    w = primitives.lower_layer(layer, (1, 32, 5, 5), "delta")
+    stream = w.consts[0]
+    assert stream.dtype == np.uint8 and w.primitive == "ternary_conv2d_delta"
+    packed = ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.conv_layout.geometry(layer, (1, 32, 5, 5)))
+    assert packed.pad and packed.chains == 2
+    ptr = 0
+    for _ in range(2 * packed.channels):
+        head = int(packed.stream[ptr])
+        assert head != delta_lists.COUNT_MORE  # lists of ~40 entries: one count byte
+        if not head & 1:
+            assert (head >> 1) % packed.pad == 0
+        ptr += 1 + (head >> 1)
+
+
+def test_run_time_bytes_near_the_entropy_bound():
+    """At 90% zeros a list entry is a byte against ~5.7 bits of entropy a non-zero weight: the
+    packed layer stays within 1.5x of the bound (uint16 rows with row tables: 3-5x)."""
+    from tvm_deepchip.encodings import entropy_bound_bits
+
+    rng = np.random.default_rng(5)
+    layer = _layer(rng, (128, 128, 3, 3), 0.9, pad=1)
+    geo = ternary_conv2d_delta.conv_layout.geometry(layer, (1, 128, 9, 9))
+    w = ternary_conv2d_delta.pack(layer, geo)
+    bound = entropy_bound_bits(layer.codes) * layer.codes.size / 8  # bytes
+    assert w.nbytes() <= 1.5 * bound, (w.nbytes(), bound)
+    sparse = primitives.lower_layer(layer, (1, 128, 9, 9), "sparse").weight_bytes
+    assert sparse > 2.5 * w.nbytes()
