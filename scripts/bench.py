@@ -61,10 +61,11 @@ def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
     the fastest of 15 repeats (a median of 3 let one burst of a shared machine's noise into
     the table: layers summed past the whole model's time)."""
     from tvm_deepchip import compiler, format_choice, targets
+    from tvm_deepchip.formats import DEFAULT_TERNARY
 
     plan = compiler.lower(qmodel, targets.BuildTarget.of(compiled.preset), input_shapes=input_shapes).plan
     fmts = {r["layer"]: r.get("format") for r in compiled.report.layers}
-    return {layer.name: format_choice.time_layer(layer, shape, fmts.get(layer.name) or "sparse", compiled.preset,
+    return {layer.name: format_choice.time_layer(layer, shape, fmts.get(layer.name) or DEFAULT_TERNARY, compiled.preset,
                                                  number=max(5, runs // 10), repeat=15, best=True)
             for layer, shape in plan.lowered_layers()}
 

@@ -70,7 +70,8 @@ def layer_work(info: dict) -> tuple[str, float]:
         return "int8", 2.0 * macs  # every weight of both planes, by dot products
     if info.get("kind") == "ternary" and info.get("format") != "int8":
         one_position = _prod(oshape[2:]) == 1
-        return ("gather" if one_position and info.get("format") == "sparse" else "add"), macs * (1 - info["sparsity"])
+        gathers = one_position and info.get("format") in ("sparse", "delta")  # scalar gather-adds
+        return ("gather" if gathers else "add"), macs * (1 - info["sparsity"])
     return "int8", float(macs)
 
 

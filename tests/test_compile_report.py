@@ -177,4 +177,4 @@ def test_forced_format_on_an_unquantized_layer_is_an_error():
 def test_rows_say_why_each_layer_has_its_format():
     rows = {r["layer"]: r for r in report_of(two_convs("forced", "by_default"), formats={"forced": "packed"}).layers}
     assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
-    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("sparse", "default")
+    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("delta", "default")

@@ -14,8 +14,8 @@ from tvm_deepchip.schedules import _RULES, load_all, tagged_block
 
 
 def test_formats_are_one_vocabulary():
-    assert CHOICES == ("sparse", "packed", "dot", "int8", "float")
-    assert KERNEL_FORMATS == ("sparse", "packed", "dot", "int8")
+    assert CHOICES == ("sparse", "delta", "packed", "dot", "int8", "float")
+    assert KERNEL_FORMATS == ("sparse", "delta", "packed", "dot", "int8")
     assert f"{Format.SPARSE}" == "sparse" and repr(Format.INT8) == "'int8'" and Format("packed") is Format.PACKED
 
 
@@ -38,10 +38,10 @@ def _layer(kind="ternary", op="conv2d", symmetric=False):
 
 
 def test_formats_for_and_refusals():
-    assert primitives.formats_for(_layer()) == ("sparse", "packed")
-    assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "packed", "int8")
+    assert primitives.formats_for(_layer()) == ("sparse", "delta", "packed")
+    assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "delta", "packed", "int8")
     assert primitives.formats_for(_layer("int8")) == ("int8",)
-    assert primitives.formats_for(_layer(op="dense")) == ("sparse", "packed", "dot")
+    assert primitives.formats_for(_layer(op="dense")) == ("sparse", "delta", "packed", "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' has no conv2d kernel"):
         primitives.lower_layer(_layer(), (1, 5, 9, 7), "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': no primitive for format 'float'"):
@@ -67,7 +67,8 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):
     assert (roles.ROW_SUMS in found) == (fmt == "sparse")
     assert (roles.LAYOUT in found) == (op == "conv2d" or fmt != "packed")  # dense packed reads x as is
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
-    assert n_acc == (1 if fmt in ("int8", "dot") else 2)  # dot: both planes in one accumulator
+    # dot: both planes in one accumulator; delta: one walk writes both sums
+    assert n_acc == (1 if fmt in ("int8", "dot", "delta") else 2)
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 
 
@@ -78,4 +79,7 @@ def test_index_tables_get_valid_dummies():
     for t in tables:
         dummy = primitives.valid_dummy(t.shape, str(t.dtype))
         assert dummy.shape == t.shape and dummy.dtype == t.dtype and not dummy.any()
-    assert primitives.valid_dummy((3,), "float64") is None and primitives.valid_dummy((3,), "uint8") is None
+    assert primitives.valid_dummy((3,), "float64") is None and primitives.valid_dummy((3,), "int8") is None
+    delta = primitives.lower_layer(_layer(), (1, 5, 9, 7), "delta")
+    stream, starts = delta.consts[:2]  # an all-zero stream is valid: every list empty
+    assert not primitives.valid_dummy(stream.shape, str(stream.dtype)).any() and str(starts.dtype) == "int32"

@@ -17,6 +17,7 @@ import onnx
 
 from . import onnx_io, output_paths, signature, targets, tuning_db
 from .compile_report import CompileReport
+from .formats import DEFAULT_TERNARY
 from .layer_plan import LayerPlan
 from .planner import TERNARY_FORMATS, LayerChoices, check_format_names, layer_key, plan_layers
 
@@ -101,14 +102,15 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     *,
     target_json=None,
     formats: dict | None = None,
-    default_ternary: str = "sparse",
+    default_ternary: str = DEFAULT_TERNARY,
     input_shapes: dict | None = None,
     tuning_log: str | os.PathLike | None = "auto",
     output: str | os.PathLike | None = None,
 ) -> Compiled:
     """Compile a quantized ONNX model (path or ModelProto) for a target preset.
 
-    formats: per-layer format ("sparse" | "packed" | "int8" | "float"), by ONNX node name.
+    formats: per-layer format ("delta" | "sparse" | "packed" | "dot" | "int8" | "float"), by ONNX
+    node name; default_ternary: the format of every other ternary layer without a measured choice.
     tuning_log: a MetaSchedule database directory, "auto" (the committed one for the target, if
     any) or None (hand-written default schedules only).
     """

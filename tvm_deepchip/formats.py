@@ -23,6 +23,11 @@ class Format(str, enum.Enum):
     __repr__ = str.__repr__
 
 
+# What a ternary layer runs in when nothing says otherwise (no --format, no measured choice): the
+# delta lists, a byte a non-zero weight, as fast as the uint16 rows on the networks of
+# BENCHMARKS.md (within the spread of same-run A/B timings) at a third of their bytes.
+DEFAULT_TERNARY = Format.DELTA
+
 CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
 KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
 TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them

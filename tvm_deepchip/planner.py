@@ -23,7 +23,7 @@ import onnx
 
 from . import primitives
 from .errors import InputError
-from .formats import CHOICES, TERNARY_ONLY, Format
+from .formats import CHOICES, DEFAULT_TERNARY, TERNARY_ONLY, Format
 from .isa import IsaClass
 from .layer import QuantLayer
 from .layer_names import weight_sites
@@ -41,7 +41,7 @@ class LayerChoices:
     MetaSchedule database directory applied at build time (None: default schedules only)."""
 
     formats: Mapping[str, str] = field(default_factory=dict)
-    default_ternary: str = Format.SPARSE
+    default_ternary: str = DEFAULT_TERNARY
     tuning_dir: Path | None = None
 
     def __post_init__(self):
@@ -82,7 +82,7 @@ def choose_format(layer: QuantLayer, choices: LayerChoices, measured: Mapping) -
         if layer.weight_kind != "ternary":
             return Format.INT8, FormatSource.DEFAULT
         exact = primitives.formats_for(layer) + (Format.FLOAT,)
-        return (choices.default_ternary if choices.default_ternary in exact else Format.SPARSE), FormatSource.DEFAULT
+        return (choices.default_ternary if choices.default_ternary in exact else DEFAULT_TERNARY), FormatSource.DEFAULT
     if fmt not in TERNARY_FORMATS:
         raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
     if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:

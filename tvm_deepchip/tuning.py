@@ -19,7 +19,7 @@ import onnx
 from . import onnx_io, output_paths, targets
 from .compiler import LayerChoices, lower
 from .errors import DeviceError, InputError
-from .formats import Format
+from .formats import DEFAULT_TERNARY
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def tune(
     trials: int = 64,
     trials_per_task: int | None = None,
     formats: dict | None = None,
-    default_ternary: str = Format.SPARSE,
+    default_ternary: str = DEFAULT_TERNARY,
     tracker: str | None = None,
     key: str | None = None,
     timeout: int = 30,

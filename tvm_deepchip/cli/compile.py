@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats import CHOICES, Format
+from ..formats import CHOICES, DEFAULT_TERNARY
 from ..output_paths import atomic_file, check_file
 
 
@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="shared library to write")
     p.add_argument("--target", default="x86", help="target preset: x86 (this machine's CPU) or aarch64")
     p.add_argument("--target-json", help="any TVM target dict as JSON (overrides the preset's target)")
-    p.add_argument("--ternary-format", default=Format.SPARSE.value, choices=CHOICES,
+    p.add_argument("--ternary-format", default=DEFAULT_TERNARY.value, choices=CHOICES,
                    help="kernel format of ternary layers (default: sparse)")
     p.add_argument("--format", action="append", default=[], metavar="LAYER=FMT",
                    help="force one layer's format (repeatable)")

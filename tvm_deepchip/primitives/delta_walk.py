@@ -204,13 +204,15 @@ def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
     from tvm import tirx
 
     g = DECODE_GROUP
-    whole = tirx.Ramp(0, 1, g)
+    whole = tirx.Ramp(0, 1, g)  # explicit vectors only over `run` (loops elsewhere: an explicit
+    # ramp into the stream broke create_prim_func's int64 index rewrite, which Relax applies)
     zeros = tirx.Broadcast(tirx.const(0, I32), g)
     T.buffer_store(last, tirx.const(-1, I32), [0])
     with T.serial(0, (cnt[0] + g - 1) // g) as grp:
-        codes = tirx.BufferLoad(stream, [tirx.Ramp(ptr[0] + grp * g, 1, g)]).astype(f"{I32}x{g}")
-        gaps = codes if not escapes else tirx.Select(codes == zeros, tirx.Broadcast(tirx.const(ESCAPE_GAP, I32), g), codes)
-        T.buffer_store(run, gaps, [whole])
+        at = ptr[0] + grp * g
+        with T.vectorized(0, g) as v:
+            step, _ = _gap(stream, at + v, escapes)
+            T.buffer_store(run, step, [v])
         shift = 1
         while shift < g:
             vec = tirx.BufferLoad(run, [whole])
@@ -218,10 +220,9 @@ def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
             shift *= 2
         T.buffer_store(run, tirx.BufferLoad(run, [whole]) + tirx.Broadcast(last[0], g), [whole])
         T.buffer_store(last, tirx.Shuffle([tirx.BufferLoad(run, [whole])], [g - 1]), [0])  # k after it
-        offset = walk.tap_offset(tirx.BufferLoad(run, [whole]))
-        if escapes:
-            offset = tirx.Select(codes != zeros, offset, tirx.Broadcast(tirx.const(walk.zero, I32), g))
-        T.buffer_store(taps, offset, [tirx.Ramp(grp * g, 1, g)])
+        with T.vectorized(0, g) as v:
+            _, tap = _gap(stream, at + v, escapes)
+            T.buffer_store(taps, _input_at(tap, walk.tap_offset(run[v]), walk), [grp * g + v])
 
 
 def _add_taps(T, x, out, n, c, cnt, taps, acc, walk):

@@ -91,7 +91,8 @@ class SignedRows(Weights):
 # The tables hold these index types (pack_rows). Index 0 is valid in every table: a tuner that
 # fills kernel arguments with random values must fill these with valid_dummy's instead, or the
 # gathers read out of bounds.
-INDEX_DTYPES = ("int32", "uint16")
+# The delta lists' byte streams (delta_lists) are uint8: all zero, every list is empty.
+INDEX_DTYPES = ("int32", "uint16", "uint8")
 
 
 def valid_dummy(shape, dtype: str) -> np.ndarray | None:
