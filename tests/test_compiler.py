@@ -12,6 +12,7 @@ from tvm import relax
 import tvm_deepchip
 from tvm_deepchip import oracle
 from tvm_deepchip.errors import InputError, ToolchainError, UnsupportedError
+from tvm_deepchip.formats import DEFAULT_TERNARY
 from qdq_builders import QDQBuilder, small_convnet
 
 
@@ -40,8 +41,8 @@ def last_layer_step(model: onnx.ModelProto) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "act,per_channel,fmt",
-    [("clip", False, "sparse"), ("relu", True, "sparse"), ("clip", False, "packed"), ("relu", False, "int8"),
-     ("relu", True, "dot")],
+    [("clip", False, "sparse"), ("relu", True, "sparse"), ("clip", False, "delta"), ("relu", True, "delta"),
+     ("clip", False, "packed"), ("relu", False, "int8"), ("relu", True, "dot")],
 )
 def test_small_convnet_agrees_with_onnxruntime(act, per_channel, fmt):
     # the int8 format runs a ternary layer exactly only when Wp == Wn
@@ -50,7 +51,7 @@ def test_small_convnet_agrees_with_onnxruntime(act, per_channel, fmt):
     rows = {r["layer"]: r for r in compiled.report.layers}
     assert {"conv_first", "conv_t1", "conv_t2", "fc_t", "fc_last"} <= set(rows)
     assert rows["conv_first"]["kind"] == "int8" and rows["conv_t1"]["kind"] == "ternary"
-    assert rows["conv_t1"]["format"] == ("sparse" if fmt == "dot" else fmt)  # dot: dense layers only
+    assert rows["conv_t1"]["format"] == (DEFAULT_TERNARY if fmt == "dot" else fmt)  # dot: dense layers only
     assert rows["fc_t"]["format"] == fmt
     step = last_layer_step(model)
     rng = np.random.default_rng(7)
