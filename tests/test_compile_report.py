@@ -178,3 +178,20 @@ def test_rows_say_why_each_layer_has_its_format():
     rows = {r["layer"]: r for r in report_of(two_convs("forced", "by_default"), formats={"forced": "packed"}).layers}
     assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
     assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("delta", "default")
+
+
+def test_ternary_bytes_are_shown_against_their_entropy_bound():
+    """Each ternary row carries its codes' entropy bound; the totals sum rows, and the delta
+    lists (the default) sit closer to the bound than the uint16 rows of the sparse form."""
+    model = two_convs("conv_a", "conv_b")
+    by_fmt = {fmt: report_of(model, formats={"conv_a": fmt, "conv_b": fmt}) for fmt in ("delta", "sparse")}
+    for fmt, report in by_fmt.items():
+        rows = [r for r in report.layers if r["kind"] == "ternary"]
+        assert len(rows) == 2 and all(r["entropy_bytes"] > 0 for r in rows)
+        t = report.totals()
+        assert t["ternary_weight_bytes"] == sum(r["weight_bytes"] for r in rows)
+        assert t["ternary_entropy_bytes"] == pytest.approx(sum(r["entropy_bytes"] for r in rows))
+        assert f"{t['ternary_vs_entropy']:.2f}x the bound" in report.format()
+    codes_bound = by_fmt["delta"].layers[0]["entropy_bytes"]
+    assert codes_bound == by_fmt["sparse"].layers[0]["entropy_bytes"] > 0
+    assert by_fmt["delta"].totals()["ternary_vs_entropy"] < by_fmt["sparse"].totals()["ternary_vs_entropy"]

@@ -18,6 +18,8 @@ from enum import Enum
 
 import numpy as np
 
+from .encodings import entropy_bound_bits
+
 from .errors import InputError
 from .layer import QuantLayer
 from .layer_names import layer_name
@@ -106,6 +108,9 @@ class LayerRecord:
             "sparsity": float(np.mean(layer.codes == 0)) if layer.weight_kind == "ternary" else None,
             "weight_bytes": int(lo.weight_bytes),
             "fp32_bytes": self.fp32_bytes,
+            # ternary layers: the Shannon bound of their {-1, 0, +1} codes, in bytes (what no
+            # lossless form can go below; weight_bytes / entropy_bytes: how far a format is)
+            "entropy_bytes": entropy_bound_bits(layer.codes) * layer.codes.size / 8 if layer.weight_kind == "ternary" else None,
             **({"note": layer.meta["note"]} if layer.meta.get("note") else {}),
         }
 
