@@ -100,8 +100,9 @@ class Peers:
         self.cache.clear()
 
 
-def build(case, cls: str, workdir: Path):
-    """Quantize (once per case) and compile for ISA class `cls` (the x86 preset, switched)."""
+def build(case, cls: str, workdir: Path, default_ternary: str | None = None):
+    """Quantize (once per case) and compile for ISA class `cls` (the x86 preset, switched), the
+    ternary layers in `default_ternary` where given (else the compiler's default)."""
     import onnx
 
     import tvm_deepchip
@@ -116,13 +117,16 @@ def build(case, cls: str, workdir: Path):
     shapes = {qmodel.graph.input[0].name: list(case.x.shape)}
     os.environ[isa.X86_SWITCH] = cls
     try:
-        compiled = tvm_deepchip.compile(qmodel, "x86", input_shapes=shapes)
+        extra = {"default_ternary": default_ternary} if default_ternary else {}
+        compiled = tvm_deepchip.compile(qmodel, "x86", input_shapes=shapes, **extra)
     finally:
         os.environ.pop(isa.X86_SWITCH, None)
     return qmodel, compiled, shapes
 
 
-def bench_case(case, classes, runs, peers: Peers, workdir: Path) -> dict:
+def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str | None = None) -> dict:
+    """One model: the peers, our build per class and, with `baseline`, our build per class with
+    every ternary layer in that format (the format the default replaced), all taking turns."""
     from tvm_deepchip import isa, oracle
 
     label = f"{case.name} {'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
@@ -135,6 +139,11 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path) -> dict:
         for i in range(peers.sessions):
             own.append(Isolated(f"deepchip:{cls}#{i}", bench_peers.vm_timer, library, case.x))
             timers[own[-1].name] = own[-1]
+        if baseline:
+            base = build(case, cls, workdir, baseline)[1].export(workdir / f"{case.name}.{cls}.{baseline}.so")
+            for i in range(peers.sessions):
+                own.append(Isolated(f"deepchip-{baseline}:{cls}#{i}", bench_peers.vm_timer, base, case.x))
+                timers[own[-1].name] = own[-1]
     log(f"{label}: timing {len(timers)} contenders in turns, each in its own process")
     try:
         stats = fastest_sessions(interleaved_stats(timers, runs))
@@ -152,9 +161,11 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path) -> dict:
         finally:
             os.environ.pop(isa.X86_SWITCH, None)
         totals = compiled.report.totals()
+        base = {"baseline_format": baseline, "baseline": stats[f"deepchip-{baseline}:{cls}"]} if baseline else {}
         row["classes"][cls] = {
-            **stats[f"deepchip:{cls}"],
+            **stats[f"deepchip:{cls}"], **base,
             "weight_bytes": totals["weight_bytes"], "fp32_weight_bytes": totals["fp32_weight_bytes"],
+            "ternary_vs_entropy": totals["ternary_vs_entropy"],
             "schedules": compiled.report.schedules, "tuning_log": compiled.report.tuning_log,
             "layers": layers, "layer_stat": "best", "report": compiled.report.layers,
             "argmax_agrees_with_ort": bool(ours.argmax() == ref.argmax()),
@@ -208,6 +219,9 @@ def main(argv=None):
     ap.add_argument("--classes", nargs="+", default=None, help="x86 ISA classes to build (default: AVX2 and this CPU's)")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--sessions", type=int, default=3, help="processes per contender; the fastest counts")
+    ap.add_argument("--baseline-format", default="sparse",
+                    help="also time our builds with every ternary layer in this format, in the same turns "
+                         "(the format the default replaced); 'none' to skip")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(THREADS))
@@ -230,7 +244,9 @@ def main(argv=None):
     log(f"peaks: {run['peaks']}")
     peers = Peers(workdir, args.sessions)
     try:
-        rows = [bench_case(c, classes, args.runs, peers, workdir) for c in bench_models.cases(args.models, args.sparsity)]
+        baseline = None if args.baseline_format == "none" else args.baseline_format
+        rows = [bench_case(c, classes, args.runs, peers, workdir, baseline)
+                for c in bench_models.cases(args.models, args.sparsity)]
     finally:
         peers.close()
     out = Path(args.out)

@@ -109,15 +109,26 @@ def _section(cls: str, sec: dict) -> list[str]:
                      f"position) {pk['gather_per_s'] / 1e9:.1f} G/s" if pk.get("gather_per_s") else "")
                   + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
+    base = next((r["baseline_format"] for r in sec["rows"] if r.get("baseline_format")), None)
+    extra = f" | with {base} layers ms | vs {base} | ternary bytes / entropy" if base else ""
     lines += ["| model | " + " | ".join(f"{PEERS[k]} ms" for k in peers) + " | tvm-deepchip ms | vs ORT FP32 "
-              "| vs best int8 | weight memory vs FP32 | argmax = onnxruntime |",
-              "| --- " * (len(peers) + 6) + "|"]
+              "| vs best int8 | weight memory vs FP32 | argmax = onnxruntime" + extra + " |",
+              "| --- " * (len(peers) + 6 + (3 if base else 0)) + "|"]
     for r in sec["rows"]:
+        more = ""
+        if base:
+            b = r.get("baseline")
+            vs = r.get("ternary_vs_entropy")
+            more = (f" | {_spread(b) if b else ''} | {_ratio(b['ms'], r['ms']) if b else ''} "
+                    f"| {f'{vs:.2f}x' if vs else ''}")
         lines.append(f"| {_label(r)} | " + " | ".join(_spread(r["peers"][k]) if k in r["peers"] else "" for k in peers)
                      + f" | {_spread(r)} | {_ratio(peer_ms(r, 'ort_fp32'), r['ms'])} | "
                      f"{_ratio(peer_ms(r, 'best_int8'), r['ms'])} | {_ratio(r['fp32_weight_bytes'], r['weight_bytes'])} "
-                     f"| {r['argmax_agrees_with_ort']} |")
-    lines += ["", "Speed-up columns: peer time / tvm-deepchip time (above 1: tvm-deepchip is faster).", ""]
+                     f"| {r['argmax_agrees_with_ort']}{more} |")
+    lines += ["", "Speed-up columns: peer time / tvm-deepchip time (above 1: tvm-deepchip is faster)"
+              + (f"; `vs {base}`: the same build with every ternary layer in the {base} format (the format the "
+                 f"default replaced), timed in the same turns; `ternary bytes / entropy`: what the ternary layers' "
+                 "kernels read at run time against the entropy bound of their signs" if base else "") + ".", ""]
     lines += _targets(sec)
     for r in sec["rows"]:
         lines += _layers(r, pk, cores)

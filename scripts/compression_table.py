@@ -9,15 +9,17 @@ Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the f
 layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
 layer at the given sparsity with the quantizer's own `ternarize`. Every column is counted by
 tvm_deepchip/weight_sizes.py, the functions the kernels and the quantizer's report count with:
-  - run-time bytes the deployed kernels read: `sparse` = the +1 and -1 tap lists cut into
+  - run-time bytes the deployed kernels read: `delta` = the default format, every channel's +1
+    and -1 tap lists as 8-bit gaps (primitives/delta_lists.py), packed by the primitive that
+    reads them (ternary_conv2d_delta for the layer's kernel, stride and input size: a conv with
+    one output position over its whole input takes the pointwise form; ternary_dense_delta);
+    `sparse` = the +1 and -1 tap lists cut into
     balanced rows with their row tables (primitives/sparse_rows.py; uint16 offsets where they
     fit), as primitives.ternary_dense_sparse packs them (a conv's offsets index its flat input
     instead, same count, int32 only when the image exceeds 64K codes); `packed` = two uint32
     bit-planes per output channel (2 bits a weight), as primitives.ternary_dense_packed packs
     them (a strided conv's phase-split taps are more); `smallest` = the smaller of the
-    two per layer (the compiler chooses per layer by speed, so a deployment lies between);
-    `uint8 gap lists` = what the sparse lists would take with 8-bit gaps instead of int32
-    offsets (a possible kernel format, not implemented: shown to size the gap to the paper);
+    three per layer (the compiler chooses per layer by speed, so a deployment lies between);
   - stored bytes: the smallest tvm_deepchip.encodings encoding of each layer's signs, plus its
     Wp and Wn as float32; and the Shannon (entropy) bound of those signs for comparison.
 Only weights are counted (biases and per-channel requantization constants are the same few
@@ -43,22 +45,30 @@ SCALES_BYTES = 8  # a stored ternary layer's Wp and Wn, float32
 
 
 def weight_layers(model):
-    """[(name, op, W as [Co, K...])] of Conv/Gemm layers in graph order.
+    """[(name, op, W as [Co, K...], conv attributes and input shape)] of Conv/Gemm layers in
+    graph order.
 
     BatchNorm is not folded first: as in training, the threshold applies to the conv weight before
     BN's per-channel scale (folding BN afterwards scales each channel but keeps its zeros). Folding
     first and then thresholding per layer would zero whole channels with a small BN scale and keep
     dense ones with a large scale, which pads the offset lists of the sparse kernels."""
+    import onnx
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.value_info) + list(inferred.input)}
     out = []
     for node in model.graph.node:
         if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
             w = numpy_helper.to_array(inits[node.input[1]])
             if node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
                 w = w.T
-            out.append((node.name or node.output[0], node.op_type, w))
+            attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
+            out.append((node.name or node.output[0], node.op_type, w,
+                        {"strides": attrs.get("strides", [1, 1]), "pads": attrs.get("pads", [0, 0, 0, 0]),
+                         "in_shape": shapes.get(node.input[0])}))
     return out
 
 
@@ -67,6 +77,22 @@ def runtime_sparse_bytes(signs2: np.ndarray) -> int:
     from tvm_deepchip.primitives import ternary_dense_sparse
 
     return ternary_dense_sparse.pack_signs(signs2).nbytes()
+
+
+def runtime_delta_bytes(op: str, signs: np.ndarray, conv: dict) -> int:
+    """The delta lists of a layer's signs, as the primitive that reads them packs them."""
+    from types import SimpleNamespace
+
+    from tvm_deepchip.primitives import conv_layout, ternary_conv2d_delta, ternary_dense_delta
+
+    if op == "Gemm" or signs.ndim == 2:
+        return ternary_dense_delta.pack(SimpleNamespace(codes=signs.reshape(signs.shape[0], -1))).nbytes()
+    pads = conv["pads"]  # ONNX: top, left, bottom, right
+    layer = SimpleNamespace(codes=signs, strides=conv["strides"], padding=(pads[0], pads[1], pads[2], pads[3]), name="")
+    shape = conv["in_shape"]
+    if not shape or not all(shape[1:]):  # no inferred input size: the spatial form
+        shape = [1, signs.shape[1], 64, 64]
+    return ternary_conv2d_delta.pack(layer, conv_layout.geometry(layer, [1, *shape[1:]])).nbytes()
 
 
 def layer_rows(name: str, sparsity: float, first_last: str = "float"):
@@ -82,20 +108,20 @@ def model_rows(model, sparsity: float, first_last: str = "float"):
 
     layers = weight_layers(model)
     rows = []
-    for i, (lname, op, w) in enumerate(layers):
+    for i, (lname, op, w, conv) in enumerate(layers):
         edge = i in (0, len(layers) - 1)
         row = {"layer": lname, "op": op, "shape": list(w.shape), "weights": int(w.size), "fp32": 4 * int(w.size)}
         if edge:
             b = w.size * (4 if first_last == "float" else 1)
-            row.update(kind=first_last, sparse=b, packed=b, smallest=b, gap8=b, stored=b, entropy=b)
+            row.update(kind=first_last, delta=b, sparse=b, packed=b, smallest=b, stored=b, entropy=b)
         else:
             t = ternarize(w, sparsity=sparsity)
             s2 = t.signs.reshape(w.shape[0], -1)
             sizes = {e: weight_sizes.stored_bytes(t.signs, e) for e in DELTA}
             best = min(sizes, key=sizes.get)
             sp, pk = runtime_sparse_bytes(s2), weight_sizes.bit_planes_bytes(*s2.shape)
-            row.update(kind="ternary", sparsity=t.sparsity, sparse=sp, packed=pk, smallest=min(sp, pk),
-                       gap8=weight_sizes.gap8_lists_bytes(s2),
+            dl = runtime_delta_bytes(op, t.signs, conv)
+            row.update(kind="ternary", sparsity=t.sparsity, delta=dl, sparse=sp, packed=pk, smallest=min(dl, sp, pk),
                        stored=sizes[best] + SCALES_BYTES, encoding=best, encodings=sizes,
                        entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + SCALES_BYTES)
         rows.append(row)
@@ -110,18 +136,22 @@ def fmt_bytes(b: float) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| network | zeros | FP32 weights | run-time sparse (index rows) | run-time packed (2-bit) "
-            "| run-time smallest per layer | uint8 gap lists (no kernel yet) | stored (best encoding) | entropy bound "
-            "| paper |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| network | zeros | FP32 weights | run time, default (delta lists) | delta / entropy "
+            "| run-time sparse (index rows) | run-time packed (2-bit) "
+            "| run-time smallest per layer | stored (best encoding) | entropy bound | paper |")
+    lines = [head, "|" + "---|" * 11]
     for r in results:
         t, f = r["totals"], r["totals"]["fp32"]
         cell = lambda k: f"{fmt_bytes(t[k])} ({f / t[k]:.1f}x)"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {fmt_bytes(f)} | {cell('sparse')} | {cell('packed')} "
-                     f"| {cell('smallest')} | {cell('gap8')} | {cell('stored')} | {cell('entropy')} | {r['paper']}x |")
+        tern = [x for x in r["layers"] if x["kind"] == "ternary"]
+        vs = sum(x["delta"] for x in tern) / sum(x["entropy"] - SCALES_BYTES for x in tern)
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {fmt_bytes(f)} | {cell('delta')} | {vs:.2f}x "
+                     f"| {cell('sparse')} | {cell('packed')} "
+                     f"| {cell('smallest')} | {cell('stored')} | {cell('entropy')} | {r['paper']}x |")
     lines.append("")
     lines.append("Ratio = FP32 weight bytes / bytes of the column. First and last layers float (4 B a weight) "
-                 "in every column; their share caps the ratio at:")
+                 "in every column; their share caps the ratio at (delta / entropy: the ternary layers' run-time "
+                 "delta lists against the entropy bound of their signs, scales left out):")
     seen = set()
     for r in results:
         if r["model"] not in seen:
@@ -151,7 +181,7 @@ def main(argv=None) -> int:
         for s in args.sparsity:
             t0 = time.time()
             layers = layer_rows(name, s, args.first_last)
-            keys = ("fp32", "sparse", "packed", "smallest", "gap8", "stored", "entropy")
+            keys = ("fp32", "delta", "sparse", "packed", "smallest", "stored", "entropy")
             totals = {k: sum(x[k] for x in layers) for k in keys}
             results.append({"model": name, "sparsity": s, "paper": PAPER.get(name, {}).get(s, "-"),
                             "params": sum(x["weights"] for x in layers), "totals": totals, "layers": layers})

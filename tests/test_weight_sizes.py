@@ -134,7 +134,9 @@ def test_compression_table_agrees():
         s2 = s.reshape(s.shape[0], -1)
         assert r["sparse"] == ternary_dense_sparse.pack_signs(s2).nbytes() == rows_by_hand(s2, 2)
         assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(codes=s2)).nbytes()
-        assert r["smallest"] == min(r["sparse"], r["packed"]) and r["gap8"] == W.gap8_lists_bytes(s2)
+        assert r["smallest"] == min(r["delta"], r["sparse"], r["packed"])
+        assert r["delta"] < r["sparse"] and r["delta"] == table.runtime_delta_bytes("Conv", s, {
+            "strides": [1, 1], "pads": [1, 1, 1, 1] if s.shape[2] == 3 else [0, 0, 0, 0], "in_shape": [1, s.shape[1], 1, 1]})
         assert r["encodings"] == {e: len(encodings.encode(s, e)) for e in table.DELTA}
         assert r["stored"] == min(r["encodings"].values()) + 8  # + Wp, Wn as float32
     assert all(r["sparse"] == r["fp32"] == 4 * math.prod(shapes[r["layer"]]) for r in (rows[0], rows[-1]))

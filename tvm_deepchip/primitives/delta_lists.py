@@ -17,8 +17,9 @@ holds at zero (tap t is stored as t + 1); and a list without escapes starts with
 (reads of that zero) up to a multiple of `pad` entries, so its loop needs no remainder.
 
 `starts[b]` is where channel b * CHANNEL_BLOCK's lists begin, so blocks of channels can be
-walked on different cores. The stream ends in DECODE_GROUP zero bytes: the kernels decode
-DECODE_GROUP entries at a time and may read that far past the last list. An escape is walked as
+walked on different cores (uint16 where the stream allows). The spatial form's stream ends in
+DECODE_GROUP - 1 zero bytes: its kernels decode DECODE_GROUP entries at a time and may read that
+far past the last list. An escape is walked as
 a tap on an input that is zero (the kernels' layouts end in zeros), so no entry is skipped and
 decoding has no branch. No padding, no row table: at 90% zeros a list entry is 8 bits against
 the ~5.7 bits a non-zero weight carries at the entropy bound (1.41x), and the counts add one or
@@ -112,7 +113,7 @@ class DeltaLists(Weights):
     begins in it."""
 
     stream: object  # uint8 [S]
-    starts: object  # int32 [ceil(Co / CHANNEL_BLOCK)]
+    starts: object  # uint16 or int32 [ceil(Co / CHANNEL_BLOCK)]
     channels: int = scalar()
     longest: int = scalar()  # entries of the longest list (its escapes add zeros: the accumulator bound)
     entries: int = scalar()  # gap entries in the stream, escapes included: what the kernels walk
@@ -131,8 +132,9 @@ class DeltaLists(Weights):
                 n = len(one) - _count_bytes(one)
                 longest, entries = max(longest, n), entries + n
                 stream += one
-        stream += [0] * DECODE_GROUP
-        return cls(np.asarray(stream, np.uint8), np.asarray(starts, np.int32), len(codes2), longest, entries, chains, pad)
+        stream += [0] * (0 if pad else DECODE_GROUP - 1)  # the pointwise walk reads whole lists only
+        where = np.asarray(starts, np.uint16 if len(stream) < 2**16 else np.int32)
+        return cls(np.asarray(stream, np.uint8), where, len(codes2), longest, entries, chains, pad)
 
     def lists(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per channel the (+1 taps, -1 taps), decoded (the numpy references read this)."""

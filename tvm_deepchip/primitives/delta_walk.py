@@ -95,7 +95,7 @@ def _body(ins, outs, w: DeltaLists, walk: Walk):
                     groups = -(-max(w.longest, 1) // DECODE_GROUP)
                     state = (_scratch(T, groups * DECODE_GROUP, I32), _scratch(T, DECODE_GROUP, I32),
                              _scratch(T, 1, I32), _scratch(T, walk.lanes, walk.acc))
-                T.buffer_store(ptr, starts[cb], [0])
+                T.buffer_store(ptr, starts[cb].astype(I32), [0])
                 with T.serial(0, CHANNEL_BLOCK) as ci:
                     c = cb * CHANNEL_BLOCK + ci
                     with T.If(c < co):
