@@ -9,7 +9,7 @@ Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the f
 layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
 layer at the given sparsity with the quantizer's own `ternarize`. Every column is counted by
 tvm_deepchip/weight_sizes.py, the functions the kernels and the quantizer's report count with:
-  - run-time bytes the deployed kernels read: `delta` = the default format, every channel's +1
+  - run-time bytes the deployed kernels read: `delta` = every channel's +1
     and -1 tap lists as 8-bit gaps (primitives/delta_lists.py), packed by the primitive that
     reads them (ternary_conv2d_delta for the layer's kernel, stride and input size: a conv with
     one output position over its whole input takes the pointwise form; ternary_dense_delta);
@@ -136,8 +136,8 @@ def fmt_bytes(b: float) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| network | zeros | FP32 weights | run time, default (delta lists) | delta / entropy "
-            "| run-time sparse (index rows) | run-time packed (2-bit) "
+    head = ("| network | zeros | FP32 weights | run-time delta lists | delta / entropy "
+            "| run-time sparse (index rows, the default) | run-time packed (2-bit) "
             "| run-time smallest per layer | stored (best encoding) | entropy bound | paper |")
     lines = [head, "|" + "---|" * 11]
     for r in results:

@@ -103,8 +103,8 @@ def memory_section(comp) -> list[str]:
         "`python3 scripts/compression_table.py --out docs/compression.md --json docs/compression.json`; "
         "full table in docs/compression.md.",
         "",
-        "| network | zeros | run time, default kernels (delta lists) | ternary layers: run time / entropy bound "
-        "| run time, uint16 index rows | run time, smallest per layer | stored (best encoding) | entropy bound | paper |",
+        "| network | zeros | run time, delta lists | ternary layers: delta lists / entropy bound "
+        "| run time, uint16 index rows (default) | run time, smallest per layer | stored (best encoding) | entropy bound | paper |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in comp:

@@ -105,3 +105,19 @@ def test_targets_show_the_time_needed_and_the_layer_rooflines(tmp_path):
     first, conv = row["report"]
     assert roof == pytest.approx((bench_report.roofline_us(first, PEAKS, 2) + bench_report.roofline_us(conv, PEAKS, 2)) / 1e3)
     assert f"| svhn_convnet 90%: 5x onnxruntime FP32 | 6.00x | met | 0.120 | {roof:.3f} |" in out.read_text()
+
+
+def test_baseline_format_columns_compare_the_same_build_in_the_replaced_format():
+    """With a baseline (the format the default replaced, timed in the same turns), each row shows
+    its time, our speed-up over it and the ternary bytes against their entropy bound; sections
+    without one keep the old columns."""
+    plain = _row("svhn_convnet", 0.9, 0.2, 1, 1, 1)
+    row = {**plain, "baseline_format": "sparse", "baseline": {"ms": 0.25, "block_ms": [0.25, 0.3]},
+           "ternary_vs_entropy": 1.44}
+    text = "\n".join(bench_report._section("x86-avx2", _section([row])))
+    assert "with sparse layers ms | vs sparse | ternary bytes / entropy |" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| svhn_convnet 90%"))
+    assert line.rstrip(" |").endswith("| 1.25x | 1.44x")
+    assert "vs sparse" not in "\n".join(bench_report._section("x86-avx2", _section([plain])))
+    fc = {"layer": "fc", "kind": "ternary", "format": "delta", "shape": [8, 8], "out_shape": [1, 8], "sparsity": 0.5}
+    assert bench_report.layer_work(fc)[0] == "gather"  # one output position: gather-adds, as the sparse form

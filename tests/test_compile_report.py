@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 import tvm_deepchip
 from tvm_deepchip import models
 from tvm_deepchip.errors import InputError
+from tvm_deepchip.formats import DEFAULT_TERNARY
 from qdq_builders import QDQBuilder
 
 
@@ -177,12 +178,12 @@ def test_forced_format_on_an_unquantized_layer_is_an_error():
 def test_rows_say_why_each_layer_has_its_format():
     rows = {r["layer"]: r for r in report_of(two_convs("forced", "by_default"), formats={"forced": "packed"}).layers}
     assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
-    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("delta", "default")
+    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == (DEFAULT_TERNARY, "default")
 
 
 def test_ternary_bytes_are_shown_against_their_entropy_bound():
     """Each ternary row carries its codes' entropy bound; the totals sum rows, and the delta
-    lists (the default) sit closer to the bound than the uint16 rows of the sparse form."""
+    lists sit closer to the bound than the uint16 rows of the sparse form."""
     model = two_convs("conv_a", "conv_b")
     by_fmt = {fmt: report_of(model, formats={"conv_a": fmt, "conv_b": fmt}) for fmt in ("delta", "sparse")}
     for fmt, report in by_fmt.items():

@@ -24,9 +24,10 @@ class Format(str, enum.Enum):
 
 
 # What a ternary layer runs in when nothing says otherwise (no --format, no measured choice): the
-# delta lists, a byte a non-zero weight, as fast as the uint16 rows on the networks of
-# BENCHMARKS.md (within the spread of same-run A/B timings) at a third of their bytes.
-DEFAULT_TERNARY = Format.DELTA
+# uint16 index rows. The delta lists read a third of their bytes (1.43-1.50x the entropy bound at
+# 90% zeros) but were 0.76-1.06x their speed on the benchmark networks, measured in one run with
+# the peers (docs/format_ab: ResNet-44 and AlexNet slower), so they are a choice, not the default.
+DEFAULT_TERNARY = Format.SPARSE
 
 CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
 KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
