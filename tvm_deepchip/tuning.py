@@ -83,6 +83,17 @@ def _is_primitive(mod) -> bool:
     return any(tagged_block(f) is not None for f in mod.functions.values())
 
 
+def _hand_built(mod) -> bool:
+    """A delta-list primitive: its walk is a hand-built loop nest (primitives/delta_walk) with no
+    knob to tune, and MetaSchedule cannot store it (TVM's JSON writer has no default for the
+    vector shuffles of its decode), so it keeps its own schedule and is not a task."""
+    from tvm_deepchip.primitives import ternary_conv2d_delta, ternary_dense_delta
+    from tvm_deepchip.schedules import tagged_block
+
+    rules = {ternary_conv2d_delta.RULE, ternary_dense_delta.RULE}
+    return any((tagged_block(f) or ("", ""))[1] in rules for f in mod.functions.values())
+
+
 def search_strategy(trials: int):
     """MetaSchedule's evolutionary search with a population sized to the budget: its default
     (512 schedules sampled and evolved per task and round) costs minutes of Python per task, which
@@ -273,7 +284,7 @@ def tune(
     mod = lower(model, build_target, choices, measured, input_shapes).mod
     tgt = build_target.tvm
     with _ms_logging():
-        extracted = ms.relax_integration.extract_tasks(mod, tgt)
+        extracted = [t for t in ms.relax_integration.extract_tasks(mod, tgt) if not _hand_built(t.dispatched[0])]
         budget = trials_per_task or trials
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted, str(work_dir / "logs"), strategy=search_strategy(budget), seed=seed
