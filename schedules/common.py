@@ -15,11 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tvm_deepchip.primitives import roles
-
-if TYPE_CHECKING:
-    from tvm_deepchip.isa import IsaClass
-
 # When a loop is worth TVM's thread pool: tvm_deepchip/parallel_costs.py (the delta kernels'
 # hand-built loop nests read the same figures).
 from tvm_deepchip.parallel_costs import (  # noqa: F401 - re-exported to the schedule files
@@ -29,6 +24,10 @@ from tvm_deepchip.parallel_costs import (  # noqa: F401 - re-exported to the sch
     PARALLEL_MIN_WORK,
     SCALAR_COST,
 )
+from tvm_deepchip.primitives import roles
+
+if TYPE_CHECKING:
+    from tvm_deepchip.isa import IsaClass
 
 
 class Fixed:

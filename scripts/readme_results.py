@@ -109,9 +109,8 @@ def memory_section(comp) -> list[str]:
     ]
     for r in comp:
         t, f = r["totals"], r["totals"]["fp32"]
-        tern = [x for x in r["layers"] if x["kind"] == "ternary"]
-        vs = sum(x["delta"] for x in tern) / sum(x["entropy"] - 8 for x in tern)  # scales (8 B a layer) left out
-        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {f / t['delta']:.1f}x | {vs:.2f}x | {f / t['sparse']:.1f}x "
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {f / t['delta']:.1f}x | {t['delta_vs_entropy']:.2f}x "
+                     f"| {f / t['sparse']:.1f}x "
                      f"| {f / t['smallest']:.1f}x | {f / t['stored']:.1f}x | {f / t['entropy']:.1f}x | {r['paper']}x |")
     lines.append("")
     return lines

@@ -20,12 +20,8 @@ def _escapes(w) -> int:
     """Escape entries (zero bytes of lists flagged as holding them) in a packed stream."""
     count, ptr = 0, 0
     for _ in range(2 * w.channels):
-        head = 0
-        while w.stream[ptr] == delta_lists.COUNT_MORE:
-            head, ptr = head + delta_lists.COUNT_MORE, ptr + 1
-        head, ptr = head + int(w.stream[ptr]), ptr + 1
-        n = head >> 1
-        count += int((w.stream[ptr : ptr + n] == 0).sum()) if head & 1 else 0
+        n, escapes, _, ptr = delta_lists.read_head(w.stream, ptr)
+        count += int((w.stream[ptr : ptr + n] == 0).sum()) if escapes else 0
         ptr += n
     return count
 
@@ -65,11 +61,11 @@ def test_pointwise_lists_are_padded_to_whole_steps():
     assert packed.pad and packed.chains == 2
     ptr = 0
     for _ in range(2 * packed.channels):
-        head = int(packed.stream[ptr])
-        assert head != delta_lists.COUNT_MORE  # lists of ~40 entries: one count byte
-        if not head & 1:
-            assert (head >> 1) % packed.pad == 0
-        ptr += 1 + (head >> 1)
+        n, escapes, head_bytes, ptr = delta_lists.read_head(packed.stream, ptr)
+        assert head_bytes == 1  # lists of ~40 entries: one count byte
+        if not escapes:
+            assert n % packed.pad == 0
+        ptr += n
 
 
 def test_run_time_bytes_near_the_entropy_bound():

@@ -19,7 +19,6 @@ from enum import Enum
 import numpy as np
 
 from .encodings import entropy_bound_bits
-
 from .errors import InputError
 from .layer import QuantLayer
 from .layer_names import layer_name

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--target", default="x86", help="target preset: x86 (this machine's CPU) or aarch64")
     p.add_argument("--target-json", help="any TVM target dict as JSON (overrides the preset's target)")
     p.add_argument("--ternary-format", default=DEFAULT_TERNARY.value, choices=CHOICES,
-                   help="kernel format of ternary layers (default: sparse)")
+                   help=f"kernel format of ternary layers (default: {DEFAULT_TERNARY.value})")
     p.add_argument("--format", action="append", default=[], metavar="LAYER=FMT",
                    help="force one layer's format (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",

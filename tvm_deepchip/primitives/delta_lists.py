@@ -85,18 +85,19 @@ def _rechain(entries: list[int], chains: int, shift: int) -> list[int]:
     return out
 
 
-def _count_bytes(one: list[int]) -> int:
-    """Bytes of the count at the head of an encoded list."""
-    return next(i for i, b in enumerate(one) if b != COUNT_MORE) + 1
+def read_head(stream, ptr: int) -> tuple[int, bool, int, int]:
+    """(entries n, whether the list holds escapes, bytes of the head, where its entries begin) of
+    the list at `ptr`."""
+    head, start = 0, ptr
+    while stream[ptr] == COUNT_MORE:
+        head, ptr = head + COUNT_MORE, ptr + 1
+    head, ptr = head + int(stream[ptr]), ptr + 1
+    return head >> 1, bool(head & 1), ptr - start, ptr
 
 
 def decode_list(stream: np.ndarray, ptr: int, chains: int = 1, pad: int = 0) -> tuple[np.ndarray, int]:
     """(taps, where the next list begins) of the list at `ptr`."""
-    head = 0
-    while stream[ptr] == COUNT_MORE:
-        head, ptr = head + COUNT_MORE, ptr + 1
-    head, ptr = head + int(stream[ptr]), ptr + 1
-    n, escapes = head >> 1, head & 1
+    n, escapes, _, ptr = read_head(stream, ptr)
     entries = stream[ptr : ptr + n].astype(np.int64)
     taps = []
     for c in range(chains):
@@ -129,7 +130,7 @@ class DeltaLists(Weights):
                 starts.append(len(stream))
             for value in (1, -1):
                 one = encode_list(np.flatnonzero(row == value), chains, pad)
-                n = len(one) - _count_bytes(one)
+                n = read_head(one, 0)[0]
                 longest, entries = max(longest, n), entries + n
                 stream += one
         stream += [0] * (0 if pad else DECODE_GROUP - 1)  # the pointwise walk reads whole lists only

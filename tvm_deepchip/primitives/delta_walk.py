@@ -34,18 +34,6 @@ def point_lists(codes2):
     return DeltaLists.of(codes2, POINT_CHAINS, UNROLL)
 
 
-def te_zero_head(x, length: int, name: str = "xhead"):
-    """[N, 1 + length]: a zero, then x[:, :length] (TE): the input of the pointwise walk, whose
-    chains start on the zero."""
-    from tvm import te, tirx
-
-    from . import roles
-
-    n = int(x.shape[0])
-    return te.compute((n, 1 + length), lambda i, j: tirx.if_then_else(j > 0, x[i, tirx.max(j - 1, 0)], tirx.const(0, x.dtype)),
-                      name=name, attrs=roles.attrs(roles.LAYOUT))
-
-
 @dataclass(frozen=True)
 class Walk:
     """How the kernel walks: its output extents and how a position maps to its input."""

@@ -39,5 +39,15 @@ def te_zero_tail(x, name="xz"):
                       name=name, attrs=roles.attrs(roles.LAYOUT))
 
 
+def te_zero_head(x, length: int, name: str = "xhead"):
+    """[N, 1 + length]: a zero, then x[:, :length] (TE): the input of the delta lists' pointwise
+    walk (delta_walk), whose running sums start on the zero."""
+    from tvm import te, tirx
+
+    n = int(x.shape[0])
+    return te.compute((n, 1 + length), lambda i, j: tirx.if_then_else(j > 0, x[i, tirx.max(j - 1, 0)], tirx.const(0, x.dtype)),
+                      name=name, attrs=roles.attrs(roles.LAYOUT))
+
+
 def np_zero_tail(qx: np.ndarray) -> np.ndarray:
     return np.concatenate([qx, np.zeros((qx.shape[0], 1), qx.dtype)], axis=1)

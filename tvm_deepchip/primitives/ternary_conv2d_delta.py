@@ -23,7 +23,8 @@ from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
 from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, acc_dtype, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import Walk, point_lists, te_walk, te_zero_head
+from .delta_walk import Walk, point_lists, te_walk
+from .dense_layout import te_zero_head
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_conv2d_delta"

@@ -13,7 +13,8 @@ from ..parallel_costs import PARALLEL_MIN_GATHERS
 from . import dense_layout, requantize, roles
 from .conv_layout import acc_dtype
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import Walk, point_lists, te_walk, te_zero_head
+from .delta_walk import Walk, point_lists, te_walk
+from .dense_layout import te_zero_head
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_dense_delta"
