@@ -7,7 +7,7 @@ import pytest
 
 from primitive_cases import all_classes, check, conv_suite, make_layer
 from tvm_deepchip import primitives
-from tvm_deepchip.primitives import delta_lists, ternary_conv2d_delta
+from tvm_deepchip.primitives import conv_layout, delta_lists, ternary_conv2d_delta
 
 test_bit_exact, test_saturated_input_and_batch, test_tuned_schedule_bit_exact = conv_suite("delta", "ternary")
 
@@ -37,6 +37,22 @@ def test_escapes_and_extreme_channels(cls):
     w = ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.conv_layout.geometry(layer, (1, 64, 9, 9)))
     assert _escapes(w) > 0 and w.longest > 255
     check(layer, (1, 64, 9, 9), "delta", rng, cls=cls)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_int16_partial_sums_of_long_lists(cls):
+    """Lists longer than an int16 sum holds (128 uint8 codes) add their taps in int16 partial
+    sums of at most 128 taps: a channel of 144 +1 taps and one of 144 -1 taps over saturated
+    inputs (144 * 255 overflows int16; float outputs show any wrap), one list of exactly 128."""
+    rng = np.random.default_rng(13)
+    layer = make_layer(rng, "conv2d", "ternary", (4, 16, 3, 3), pad=1, out=None, act=None)
+    layer.codes[0], layer.codes[1] = 1, -1
+    layer.codes[2] = 0
+    layer.codes[2].reshape(-1)[:128] = 1
+    w = ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.conv_layout.geometry(layer, (1, 16, 6, 6)))
+    assert w.longest == 144 > conv_layout.int16_taps("uint8") == 128
+    got = check(layer, (1, 16, 6, 6), "delta", rng, saturated=True, cls=cls)
+    assert got is None or np.ptp(got[0, 0]) > 0  # padding: border positions sum fewer taps
 
 
 @pytest.mark.parametrize("cls", all_classes())

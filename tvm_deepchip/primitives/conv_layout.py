@@ -216,5 +216,9 @@ def np_windows(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
 
 def acc_dtype(in_dtype: str, taps: int) -> str:
     """Narrowest safe accumulator for a sum of `taps` 8-bit codes: int16 when the bound allows."""
-    bound = (255 if in_dtype == "uint8" else 128) * max(int(taps), 1)
-    return "int16" if bound <= np.iinfo(np.int16).max else "int32"
+    return "int16" if int(taps) <= int16_taps(in_dtype) else "int32"
+
+
+def int16_taps(in_dtype: str) -> int:
+    """How many 8-bit codes of `in_dtype` an int16 sum holds exactly (128 uint8, 255 int8)."""
+    return int(np.iinfo(np.int16).max) // (255 if in_dtype == "uint8" else 128)

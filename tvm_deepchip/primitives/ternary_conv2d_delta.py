@@ -21,7 +21,7 @@ import numpy as np
 from ..formats import Format
 from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
 from . import conv_layout, requantize, roles
-from .conv_layout import ConvGeometry, acc_dtype, np_flat, space, te_flat, te_output
+from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
 from .delta_walk import Walk, point_lists, te_walk
 from .dense_layout import te_zero_head
@@ -74,21 +74,23 @@ def step_lanes(positions: int, vector_lanes: int, registers: int) -> int:
     return max([lanes for lanes in fits if positions % lanes == 0] or [min(positions, vector_lanes)])
 
 
-def walk_of(geo: ConvGeometry, w: DeltaLists, acc: str, isa) -> Walk:
+def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     """The walk over this geometry's output positions: flat steps of up to a third of the
     register file (step_lanes), rows of a 2-D output, or one position (pointwise)."""
     lead, out = (geo.n, geo.co), space(geo)
+    acc = acc_dtype(in_dtype, w.longest)
     offset = lambda k: tap_offset(geo, k)  # noqa: E731
     if _linear(geo):  # over te_zero_head's copy of the image: pads and escapes read its zero
         return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, lambda k: k, 0)
     zero = geo.image  # the layout's zero tail: zero from every output position's base
+    chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     if geo.flat:
         lanes = step_lanes(out[0], isa.vector_bytes * 8 // int(acc[3:]), isa.vector_registers)
         return Walk(lead, out, (out[0] // lanes,), lanes, acc, parallel, offset, zero,
-                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,))
+                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk)
     return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
-                base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v))
+                base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk)
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
@@ -99,7 +101,7 @@ def compute(x, w: DeltaLists, consts, site: Site):
     xf = te_flat(x, geo, site.zp, widen=site.taps)
     if _linear(geo):
         xf = te_zero_head(xf, geo.image)
-    acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, acc_dtype(x.dtype, w.longest), site.isa))
+    acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa))
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     y = te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
     return te_output(y, geo)
