@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The delta lists against the uint16 index rows, whole networks, from a scripts/bench.py run that
-timed both (`--baseline-format sparse`: each build also with every ternary layer in the index-row
-format, in the same turns as the peers). Writes a markdown table (and a plot) per ISA class.
+timed both: the build in one of the two formats (the default) and, with `--baseline-format` the
+other, each build also with every ternary layer in that format, in the same turns as the peers.
+Writes a markdown table per ISA class.
 
-    (the run of docs/format_ab/bench.json: the commit whose default ternary format was delta)
-    python3 scripts/format_ab_report.py docs/format_ab/bench.json --out docs/format_ab/README.md
+    python3 scripts/bench.py --runs 100 --baseline-format delta    (default ternary format: sparse)
+    python3 scripts/format_ab_report.py BENCHMARKS.json --out docs/format_ab/README.md
 """
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ import sys
 from pathlib import Path
 
 
+PAIR = ("delta", "sparse")
+
+
+def delta_and_rows(r: dict) -> tuple[dict, dict]:
+    """(the delta lists' timing, the index rows' timing) of a bench row, whichever was the build's
+    format and whichever the baseline's."""
+    return (r["baseline"], r) if r["baseline_format"] == "delta" else (r, r["baseline"])
+
+
 def table(data: dict) -> list[str]:
     lines = []
     for key, sec in data["sections"].items():
-        rows = [r for r in sec["rows"] if r.get("baseline")]
+        rows = [r for r in sec["rows"] if r.get("baseline") and r.get("baseline_format") in PAIR]
         if not rows:
             continue
         m = sec["machine"]
@@ -26,14 +36,13 @@ def table(data: dict) -> list[str]:
                   f"{m['cpu']} (LLVM cpu `{m['llvm_cpu']}`), {m['cores']} cores. Batch 1, {sec.get('threads', 2)} "
                   f"threads, median of {sec['runs']} runs, fastest of {sec.get('sessions', 1)} sessions; the two "
                   "builds and the peers took turns.", "",
-                  "| model | delta lists ms | index rows ms | delta speed vs index rows | ternary bytes / entropy (delta) |",
-                  "| --- | --- | --- | --- | --- |"]
+                  "| model | delta lists ms | index rows ms | delta speed vs index rows |",
+                  "| --- | --- | --- | --- |"]
         for r in rows:
             zeros = "trained" if r["sparsity"] is None else f"{r['sparsity']:.0%}"
-            label = f"{r['model']} {zeros}"
-            vs = r.get("ternary_vs_entropy")
-            lines.append(f"| {label} | {r['ms']:.3f} | {r['baseline']['ms']:.3f} | {r['baseline']['ms'] / r['ms']:.2f}x "
-                         f"| {f'{vs:.2f}x' if vs else ''} |")
+            delta, index_rows = delta_and_rows(r)
+            lines.append(f"| {r['model']} {zeros} | {delta['ms']:.3f} | {index_rows['ms']:.3f} "
+                         f"| {index_rows['ms'] / delta['ms']:.2f}x |")
         lines.append("")
     return lines
 
@@ -46,8 +55,8 @@ def main(argv=None) -> int:
     data = json.loads(Path(args.bench_json).read_text())
     head = ["# Delta lists vs uint16 index rows, whole networks", "",
             f"`python3 scripts/format_ab_report.py {args.bench_json} --out {args.out}`, from a `scripts/bench.py` run "
-            "in which the build's ternary layers were delta lists and each build was also timed with them as uint16 "
-            "index rows (above 1x: delta faster).", ""]
+            "in which each build was timed with its ternary layers as delta lists and as uint16 index rows, in the same "
+            "turns (above 1x: delta faster). The delta lists' bytes against the entropy bound: docs/compression.md.", ""]
     body = table(data)
     if not body:
         print(f"{args.bench_json}: no section timed a baseline format", file=sys.stderr)
