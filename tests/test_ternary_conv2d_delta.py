@@ -66,6 +66,27 @@ def test_small_outputs(cls, shape, in_shape, pad, stride):
     check(_layer(rng, shape, 0.9, pad=pad, stride=stride), in_shape, "delta", rng, cls=cls)
 
 
+def test_steps_cover_the_positions_in_few_walks():
+    """Flat positions are walked in steps of the largest power-of-two number of vectors a third
+    of the register file holds, the rest in power-of-two steps, largest first."""
+    steps = ternary_conv2d_delta.steps
+    assert steps(1088, 32, 32) == (256, (64,))  # ResNet-44's 32x32 maps, int16 on AVX-512: 5 walks, not 17
+    assert steps(448, 32, 32) == (256, (128, 64))
+    assert steps(1088, 16, 16) == (128, (64,))  # AVX2: 8 of its 16 registers a step
+    assert steps(4096, 32, 64) == (256, ())  # never more than 8 vectors (16 zmm: LLVM spilled)
+    assert steps(16, 32, 32) == (16, ())  # fewer positions than a vector
+    for positions in (64, 320, 448, 1088, 4096):
+        lanes, tail = steps(positions, 16, 32)
+        assert positions // lanes * lanes + sum(tail) == positions and all(t < lanes for t in tail)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_flat_output_with_tail_steps(cls):
+    """448 flat positions (16 rows of 26): on AVX-512 one step of 256 lanes, then 128 and 64."""
+    rng = np.random.default_rng(17)
+    check(_layer(rng, (8, 8, 3, 3), 0.8, pad=1), (1, 8, 16, 24), "delta", rng, cls=cls)
+
+
 def test_pointwise_lists_are_padded_to_whole_steps():
     """The pointwise form: every list without escapes holds a multiple of the walk's step."""
     rng = np.random.default_rng(3)

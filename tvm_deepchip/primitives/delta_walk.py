@@ -50,6 +50,7 @@ class Walk:
     base: Callable | None = None  # (outer vars, lane var) -> input offset of that output position
     out_index: Callable | None = None  # (outer vars, lane var) -> the accumulator's position indices
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
+    tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
 
     @property
     def pointwise(self) -> bool:
@@ -217,32 +218,41 @@ def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
 
 
 def _add_taps(T, x, out, n, c, cnt, taps, acc, part, walk):
-    """For each vector of output positions: one vector add per tap, accumulators in registers.
+    """For each step of output positions: one vector add per tap, accumulators in registers.
     With `part` (walk.chunk taps at a time), the taps are summed in int16 and each such partial
     sum added to the int32 accumulator: half the vector ops of adding every tap in int32 (the
     index rows' kernel gets the same from its int16 row sums)."""
+    with _nest(T, walk.outer) as outer:
+        _step(T, x, out, n, c, cnt, taps, acc, part, walk, outer, walk.lanes, 0)
+    first = walk.outer[0] * walk.lanes if walk.tail else 0
+    for lanes in walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
+        _step(T, x, out, n, c, cnt, taps, acc, part, walk, (first // walk.lanes,), lanes, first % walk.lanes)
+        first += lanes
+
+
+def _step(T, x, out, n, c, cnt, taps, acc, part, walk, outer, lanes, lane0):
+    """One step: `lanes` positions from lane `lane0` of step `outer`."""
     from tvm import tirx
 
     def add_range(into, lo, hi):
         with T.serial(lo, hi) as t:
-            with T.vectorized(0, walk.lanes) as v:
-                T.buffer_store(into, into[v] + x[n, walk.base(outer, v) + taps[t]].astype(into.dtype), [v])
+            with T.vectorized(0, lanes) as v:
+                T.buffer_store(into, into[v] + x[n, walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v])
 
-    with _nest(T, walk.outer) as outer:
-        with T.vectorized(0, walk.lanes) as v:
-            T.buffer_store(acc, tirx.const(0, walk.acc), [v])
-        if part is None:
-            add_range(acc, 0, cnt[0])
-        else:
-            size = walk.chunk
-            with T.serial(0, (cnt[0] + size - 1) // size) as ch:
-                with T.vectorized(0, walk.lanes) as v:
-                    T.buffer_store(part, tirx.const(0, I16), [v])
-                add_range(part, ch * size, tirx.min(cnt[0], ch * size + size))
-                with T.vectorized(0, walk.lanes) as v:
-                    T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
-        with T.vectorized(0, walk.lanes) as v:
-            T.buffer_store(out, acc[v], [n, c, *walk.out_index(outer, v)])
+    with T.vectorized(0, lanes) as v:
+        T.buffer_store(acc, tirx.const(0, walk.acc), [v])
+    if part is None:
+        add_range(acc, 0, cnt[0])
+    else:
+        size = walk.chunk
+        with T.serial(0, (cnt[0] + size - 1) // size) as ch:
+            with T.vectorized(0, lanes) as v:
+                T.buffer_store(part, tirx.const(0, I16), [v])
+            add_range(part, ch * size, tirx.min(cnt[0], ch * size + size))
+            with T.vectorized(0, lanes) as v:
+                T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
+    with T.vectorized(0, lanes) as v:
+        T.buffer_store(out, acc[v], [n, c, *walk.out_index(outer, lane0 + v)])
 
 
 class _nest:

@@ -29,12 +29,15 @@ from .record import Primitive, Site, rule_of
 
 STEM = "ternary_conv2d_delta"
 RULE = rule_of(STEM)
-# A position step holds as many accumulator registers as fit beside the loads (a third of the
-# register file): each list's tap loop then runs once for the whole output where it can. Its trip
+# A position step holds as many accumulator registers as fit beside the loads (half the register
+# file), at most STEP_VECTORS: each list's tap loop then runs as few times as it can. Its trip
 # count is the list's length, which differs from list to list; in a network the branch predictor
 # cannot learn 45 layers' counts, and one mispredicted loop exit per list and step cost 18% of
-# ResNet-44's time with two-register steps (all layers round-robin, Intel Xeon, AVX-512).
-REGISTER_SHARE = 3
+# ResNet-44's time with two-register steps (all layers round-robin, Intel Xeon, AVX-512). Measured
+# on whole ResNet-44 builds against the index rows (2 threads, in turns, same machine): steps of
+# 4 ymm on AVX2 0.91x, 8 ymm 0.99x; 8 zmm on AVX-512 1.00x, 16 zmm 0.34x (LLVM spills).
+REGISTER_SHARE = 2
+STEP_VECTORS = 8
 
 
 def _bits(n: int) -> int:
@@ -66,17 +69,25 @@ def tap_offset(geo: ConvGeometry, k):
     return (k >> (bh + bw)) * geo.plane + ((k >> bw) & ((1 << bh) - 1)) * geo.wq + (k & ((1 << bw) - 1))
 
 
-def step_lanes(positions: int, vector_lanes: int, registers: int) -> int:
-    """Positions per step: the largest power-of-two number of vectors dividing `positions` that
-    fits in registers / REGISTER_SHARE (at least one vector, or all positions if fewer). (Other
-    counts made LLVM split the step's vectors badly: 10 registers ran ResNet-44 4x slower.)"""
-    fits = [k * vector_lanes for k in (1, 2, 4, 8, 16) if k <= max(registers // REGISTER_SHARE, 1)]
-    return max([lanes for lanes in fits if positions % lanes == 0] or [min(positions, vector_lanes)])
+def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple[int, ...]]:
+    """(lanes, tail): steps of `lanes` positions, the largest power-of-two number of vectors that
+    fits in registers / REGISTER_SHARE, at most STEP_VECTORS (all positions if fewer than a vector), then one step per
+    power of two left over, largest first: every list is walked about positions / lanes times
+    whatever the count's factors (1088 positions, 34 vectors of int16 on AVX-512: 4 steps of 8
+    vectors and one of 2, not 17 of 2). (A step of any other number of vectors made LLVM split it
+    badly: 10 registers ran ResNet-44 4x slower.)"""
+    budget = min(max(registers // REGISTER_SHARE, 1), STEP_VECTORS)
+    lanes = min(positions, vector_lanes << (budget.bit_length() - 1))
+    rest, tail = positions % lanes, []
+    while rest:
+        tail.append(1 << (rest.bit_length() - 1))
+        rest -= tail[-1]
+    return lanes, tuple(tail)
 
 
 def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     """The walk over this geometry's output positions: flat steps of up to a third of the
-    register file (step_lanes), rows of a 2-D output, or one position (pointwise)."""
+    register file (steps), rows of a 2-D output, or one position (pointwise)."""
     lead, out = (geo.n, geo.co), space(geo)
     acc = acc_dtype(in_dtype, w.longest)
     offset = lambda k: tap_offset(geo, k)  # noqa: E731
@@ -86,8 +97,8 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     if geo.flat:
-        lanes = step_lanes(out[0], isa.vector_bytes * 8 // int(acc[3:]), isa.vector_registers)
-        return Walk(lead, out, (out[0] // lanes,), lanes, acc, parallel, offset, zero,
+        lanes, tail = steps(out[0], isa.vector_bytes * 8 // int(acc[3:]), isa.vector_registers)
+        return Walk(lead, out, (out[0] // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk)
     return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
                 base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk)
