@@ -10,11 +10,14 @@ gap. All lists follow each other in one byte stream:
     entry  = g in 1..255: the next tap is at k + g          (k starts at -1)
              0: k += 255, no tap (an escape: gaps above 255 are rare at 90% zeros)
 
-The pointwise kernels' form (`pad` > 0) differs in three ways, each to keep their scalar loop
-short and its branches predictable: entry i advances the k of chain i % 2 (two independent
-running sums, gaps between every other tap); k starts at 0, which reads an input the kernel
-holds at zero (tap t is stored as t + 1); and a list without escapes starts with zero entries
-(reads of that zero) up to a multiple of `pad` entries, so its loop needs no remainder.
+The pointwise kernels' form (`pad` > 0) differs in four ways, each to keep their scalar loop
+short and free of tests: entry i advances the k of chain i % 2 (two independent running sums,
+gaps between every other tap); k counts positions of a slotted input, which holds a zero at
+every multiple of SLOT and the inputs in between (input t at slotted(t)); k starts at 0, a zero
+slot; a gap above 255 hops to the next zero slot first (an ordinary entry: the walk reads that
+zero; at 95% zeros the two chains' gaps pass 255 in most lists, and escapes there took the
+walk's slower general loop); and a list starts with zero entries (reads of slot 0) up to a
+multiple of `pad` entries, so its loop needs no remainder.
 
 `starts[b]` is where channel b * CHANNEL_BLOCK's lists begin, so blocks of channels can be
 walked on different cores (uint16 where the stream allows). The spatial form's stream ends in
@@ -37,52 +40,81 @@ import numpy as np
 from .record import Weights, scalar
 
 ESCAPE_GAP = 255  # an escape entry (0) advances k by this much without a tap
+SLOT = 255  # the pointwise form's input holds a zero every SLOT positions (its hops land there)
 COUNT_MORE = 255  # a count byte of this value: 255 more entries, and another count byte follows
 CHANNEL_BLOCK = 16  # channels per `starts` entry: the unit the kernels split over cores
 DECODE_GROUP = 16  # entries the kernels decode at once (one vector of int32 offsets)
 
 
 def encode_list(taps: np.ndarray, chains: int = 1, pad: int = 0) -> list[int]:
-    """One list (head, entries) of sorted, distinct weight indices."""
-    origin = 0 if pad else -1
-    entries, ks = [], [origin] * chains
-    for t in (int(v) + (1 if pad else 0) for v in taps):
+    """One list (head, entries) of sorted, distinct weight indices: the spatial form (pad 0, one
+    chain) or the pointwise form (slotted positions, `chains` running sums, padded to `pad`)."""
+    if pad:
+        entries, flagged = _pointwise_entries(slotted(np.asarray(taps, np.int64)), chains, pad)
+    else:
+        assert chains == 1, "the spatial form has one running sum"
+        entries = _escaped_entries(taps)
+        flagged = 0 in entries
+    head = 2 * len(entries) + flagged  # the flag lets lists without escapes skip their test
+    return [COUNT_MORE] * (head // COUNT_MORE) + [head % COUNT_MORE] + entries
+
+
+def _escaped_entries(taps) -> list[int]:
+    """The spatial form: gaps from k = -1; a gap above 255 takes escapes (0: k += 255, no tap)."""
+    entries, k = [], -1
+    for t in (int(v) for v in taps):
+        while t - k > ESCAPE_GAP:
+            entries.append(0)
+            k += ESCAPE_GAP
+        entries.append(t - k)
+        k = t
+    return entries
+
+
+def slotted(t):
+    """Where input t sits in the pointwise form's slotted input, which holds a zero every SLOT
+    positions (0, 255, 510, ...) and the inputs in between (numpy arrays or ints)."""
+    return t + t // (SLOT - 1) + 1
+
+
+def unslotted(j):
+    """The input at slotted position j (j not a multiple of SLOT)."""
+    return j - j // SLOT - 1
+
+
+def slotted_length(length: int) -> int:
+    """Positions of the slotted input of `length` inputs."""
+    return int(slotted(length - 1)) + 1 if length else 1
+
+
+def _hops(targets, chains: int, lead: int) -> list[int]:
+    """Entries that reach `targets` (slotted positions) in turn by chain (entry i: chain i % chains),
+    after `lead` zero entries (reads of slot 0, k unchanged). A chain whose next target is more
+    than 255 away first hops to the next zero slot (at most 255 away): an ordinary entry, so the
+    walk needs no escape test, and lists are never flagged for escapes."""
+    entries, ks = [0] * lead, [0] * chains
+    for t in (int(v) for v in targets):
         while True:
-            c = len(entries) % chains  # whose turn it is; too far from its k: an escape, next turn
+            c = len(entries) % chains
             if t - ks[c] <= ESCAPE_GAP:
                 entries.append(t - ks[c])
                 ks[c] = t
                 break
-            entries.append(0)
-            ks[c] += ESCAPE_GAP
-    escapes = 0 in entries
-    if pad and not escapes:
-        shift = -len(entries) % pad
-        moved = _rechain(entries, chains, shift)
-        if max(moved, default=1) <= ESCAPE_GAP:
-            entries = [0] * shift + moved
-        else:  # re-chained gaps too long: unpadded, flagged (the kernel's general loop takes it)
-            escapes = True
-    head = 2 * len(entries) + escapes  # the flag lets lists without escapes skip their test
-    return [COUNT_MORE] * (head // COUNT_MORE) + [head % COUNT_MORE] + entries
+            slot = (ks[c] // SLOT + 1) * SLOT
+            entries.append(slot - ks[c])
+            ks[c] = slot
+    return entries
 
 
-def _rechain(entries: list[int], chains: int, shift: int) -> list[int]:
-    """The same taps with `shift` entries put in front (each chain's own gaps re-derived: an
-    entry's chain is its position modulo the chains)."""
-    if shift % chains == 0:
-        return entries
-    ks, taps = [0] * chains, []
-    for i, g in enumerate(entries):
-        ks[i % chains] += g
-        taps.append(ks[i % chains])
-    taps.sort()
-    out, ks = [], [0] * chains
-    for i, t in enumerate(taps):
-        c = (i + shift) % chains
-        out.append(t - ks[c])
-        ks[c] = t
-    return out
+def _pointwise_entries(targets, chains: int, pad: int) -> tuple[list[int], bool]:
+    """(entries, flagged): the fewest leading zero entries that make the list a multiple of `pad`
+    entries (a lead moves every entry to another chain, so the hops are re-derived); if none
+    within 4 * pad does, unpadded and flagged (the walk's general loop, with a remainder)."""
+    for lead in range(4 * pad):
+        entries = _hops(targets, chains, lead)
+        if len(entries) % pad == 0:
+            return entries, False
+    return _hops(targets, chains, 0), True
 
 
 def read_head(stream, ptr: int) -> tuple[int, bool, int, int]:
@@ -99,12 +131,13 @@ def decode_list(stream: np.ndarray, ptr: int, chains: int = 1, pad: int = 0) -> 
     """(taps, where the next list begins) of the list at `ptr`."""
     n, escapes, _, ptr = read_head(stream, ptr)
     entries = stream[ptr : ptr + n].astype(np.int64)
+    if not pad:  # a zero entry: an escape
+        k = np.cumsum(np.where(entries == 0, ESCAPE_GAP, entries)) - 1
+        return k[entries != 0], ptr + n
     taps = []
-    for c in range(chains):
-        mine = np.zeros(0, np.int64) if c >= n else entries[c::chains]
-        # a zero entry: an escape in a list flagged as having them, else a pad (k stays)
-        k = np.cumsum(np.where(mine == 0, ESCAPE_GAP if escapes else 0, mine)) + (0 if pad else -1)
-        taps.append(k[mine != 0] - (1 if pad else 0))
+    for c in range(chains):  # slotted positions; zero slots (pads, hops) read no input
+        k = np.cumsum(entries[c::chains])
+        taps.append(unslotted(k[k % SLOT != 0]))
     return np.sort(np.concatenate(taps)), ptr + n
 
 

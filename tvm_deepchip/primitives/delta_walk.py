@@ -150,9 +150,10 @@ def _input_at(tap, offset, walk, dtype=I32):
 
 def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
     """One position: a scalar gather-add per entry. The lists' chains (delta_lists) keep
-    independent running sums in k, from 0 (an input held at zero, which a list's leading pad
-    entries read); UNROLL entries a step. A list without escapes has a multiple of UNROLL
-    entries and no test per entry; one with escapes reads the zero at each escape."""
+    independent running sums in k over the slotted input, from 0 (a zero slot, which a list's
+    leading pad entries read; long gaps hop over the zero slots); UNROLL entries a step. A list
+    has a multiple of UNROLL entries and no test per entry; one the encoder could not pad that
+    way is flagged and takes the general loop (the escape test and a remainder)."""
     from tvm import tirx
 
     chains = int(k.shape[0])
@@ -162,9 +163,14 @@ def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
     T.buffer_store(acc, tirx.const(0, walk.acc), [0])
     with T.serial(0, cnt[0] // UNROLL) as e:
         _point_taps(T, stream, x, n, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
-    if escapes:  # the remainder (UNROLL is a multiple of the chains)
-        with T.serial(0, cnt[0] % UNROLL) as e:
-            _point_taps(T, stream, x, n, k, acc, walk, start + (cnt[0] // UNROLL * UNROLL + e).astype(I64), [e], True)
+    if escapes:  # the remainder (UNROLL is a multiple of the chains), unrolled: every index of k a
+        # constant, so LLVM keeps k in registers (a loop over the remainder indexed k by its
+        # variable, and k lived in memory for the whole walk: 2.5x slower at 95% zeros)
+        rest = start + (cnt[0] // UNROLL * UNROLL).astype(I64)
+        for e in range(UNROLL - 1):
+            with T.If(e < cnt[0] % UNROLL):
+                with T.Then():
+                    _point_taps(T, stream, x, n, k, acc, walk, rest + e, [e], True)
     T.buffer_store(out, acc[0], [n, c] + [0] * (len(out.shape) - 2))
 
 

@@ -39,13 +39,17 @@ def te_zero_tail(x, name="xz"):
                       name=name, attrs=roles.attrs(roles.LAYOUT))
 
 
-def te_zero_head(x, length: int, name: str = "xhead"):
-    """[N, 1 + length]: a zero, then x[:, :length] (TE): the input of the delta lists' pointwise
-    walk (delta_walk), whose running sums start on the zero."""
+def te_slotted(x, length: int, name: str = "xslots"):
+    """[N, slotted_length(length)]: x[:, :length] with a zero at every multiple of SLOT
+    (delta_lists.slotted) (TE): the input of the delta lists' pointwise walk (delta_walk), whose
+    running sums start on slot 0 and hop over long gaps by the slots."""
     from tvm import te, tirx
 
+    from .delta_lists import SLOT, slotted_length
+
     n = int(x.shape[0])
-    return te.compute((n, 1 + length), lambda i, j: tirx.if_then_else(j > 0, x[i, tirx.max(j - 1, 0)], tirx.const(0, x.dtype)),
+    return te.compute((n, slotted_length(length)),
+                      lambda i, j: tirx.if_then_else(j % SLOT != 0, x[i, tirx.max(j - j // SLOT - 1, 0)], tirx.const(0, x.dtype)),
                       name=name, attrs=roles.attrs(roles.LAYOUT))
 
 

@@ -24,7 +24,7 @@ from . import conv_layout, requantize, roles
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
 from .delta_walk import Walk, point_lists, te_walk
-from .dense_layout import te_zero_head
+from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_conv2d_delta"
@@ -48,7 +48,7 @@ def _bits(n: int) -> int:
 def _linear(geo: ConvGeometry) -> bool:
     """One output position whose kernel covers the whole (phase) plane: a dense layer over the
     layout, where tap k of the unpadded phase order reads offset k itself (delta_walk's
-    pointwise form). Other one-position convs walk as a 1x1 spatial output."""
+    pointwise form, over the slotted copy of the layout: delta_lists.slotted). Other one-position convs walk as a 1x1 spatial output."""
     return geo.ho * geo.wo == 1 and not geo.flat and (geo.khq, geo.kwq) == (geo.hq, geo.wq)
 
 
@@ -91,7 +91,7 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     lead, out = (geo.n, geo.co), space(geo)
     acc = acc_dtype(in_dtype, w.longest)
     offset = lambda k: tap_offset(geo, k)  # noqa: E731
-    if _linear(geo):  # over te_zero_head's copy of the image: pads and escapes read its zero
+    if _linear(geo):  # over te_slotted's copy of the image: pads and hops read its zero slots
         return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, lambda k: k, 0)
     zero = geo.image  # the layout's zero tail: zero from every output position's base
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
@@ -111,7 +111,7 @@ def compute(x, w: DeltaLists, consts, site: Site):
     geo = site.geo
     xf = te_flat(x, geo, site.zp, widen=site.taps)
     if _linear(geo):
-        xf = te_zero_head(xf, geo.image)
+        xf = te_slotted(xf, geo.image)
     acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa))
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     y = te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))

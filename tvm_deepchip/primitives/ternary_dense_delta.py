@@ -14,7 +14,7 @@ from . import dense_layout, requantize, roles
 from .conv_layout import acc_dtype
 from .delta_lists import DeltaLists, np_signed_sums
 from .delta_walk import Walk, point_lists, te_walk
-from .dense_layout import te_zero_head
+from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_dense_delta"
@@ -32,7 +32,7 @@ def compute(x, w: DeltaLists, consts, site: Site):
     n, co, k = int(x.shape[0]), site.geo.co, site.geo.k
     walk = Walk(lead=(n, co), space=(), outer=(), lanes=1, acc=acc_dtype(x.dtype, w.longest),
                 parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=0)
-    acc_p, acc_n = te_walk(te_zero_head(x, k), w, walk)  # pads and escapes read the zero at 0
+    acc_p, acc_n = te_walk(te_slotted(x, k), w, walk)  # pads and hops read its zero slots
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
