@@ -91,7 +91,7 @@ def _hops(targets, chains: int, lead: int) -> list[int]:
     """Entries that reach `targets` (slotted positions) in turn by chain (entry i: chain i % chains),
     after `lead` zero entries (reads of slot 0, k unchanged). A chain whose next target is more
     than 255 away first hops to the next zero slot (at most 255 away): an ordinary entry, so the
-    walk needs no escape test, and lists are never flagged for escapes."""
+    walk needs no escape test."""
     entries, ks = [0] * lead, [0] * chains
     for t in (int(v) for v in targets):
         while True:

@@ -45,11 +45,11 @@ def te_slotted(x, length: int, name: str = "xslots"):
     running sums start on slot 0 and hop over long gaps by the slots."""
     from tvm import te, tirx
 
-    from .delta_lists import SLOT, slotted_length
+    from .delta_lists import SLOT, slotted_length, unslotted
 
     n = int(x.shape[0])
     return te.compute((n, slotted_length(length)),
-                      lambda i, j: tirx.if_then_else(j % SLOT != 0, x[i, tirx.max(j - j // SLOT - 1, 0)], tirx.const(0, x.dtype)),
+                      lambda i, j: tirx.if_then_else(j % SLOT != 0, x[i, tirx.max(unslotted(j), 0)], tirx.const(0, x.dtype)),
                       name=name, attrs=roles.attrs(roles.LAYOUT))
 
 
