@@ -239,20 +239,14 @@ def schedule_dense(sch, epilogue, knobs, isa: IsaClass):
 
 def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     """Delta-list primitives: their walk (primitives/delta_walk) is a hand-built loop nest that
-    already carries its vectors and its split over cores; what is left is the input's layout
-    pass, the epilogue (vectorized along its innermost positions) and the crop. (TVM gives the
+    already carries its vectors, its split over cores and the epilogue (so it is the block with
+    the schedule rule); what is left is the input's layout pass and the crop. (TVM gives the
     walk's te.extern block no read/write regions, so blocks are found by role, not dataflow.)"""
-    loops = sch.get_loops(epilogue)
-    inner = loops[-1]
-    if len(loops) > 2 and _extent(sch, inner) > 1:
-        acc_bits = max(int(r.source.dtype.bits) for r in sch.get(epilogue).reads if len(r.region) == len(loops))  # 0.27: TensorRegion.source; the accumulators (constants are per channel)
-        lanes = isa.vector_bytes * 8 // acc_bits
-        if _extent(sch, inner) % lanes == 0 and _extent(sch, inner) > lanes:
-            _, inner = sch.split(inner, [None, lanes])
-        sch.vectorize(inner)
-    for prod in roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.LAYOUT):
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    for prod in roles.having(sch, blocks, roles.LAYOUT):
         _finish_layout(sch, prod)
-    _finish_crop(sch, epilogue)
+    for crop in roles.having(sch, blocks, roles.CROP):
+        sch.vectorize(sch.get_loops(crop)[-1])
     return sch
 
 

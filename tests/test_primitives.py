@@ -63,12 +63,14 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):
     sch = tvm.s_tir.Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     found = {roles.role_of(sch.get(b)) for b in blocks}
-    assert {roles.EPILOGUE, roles.ACCUMULATOR} <= found
+    assert roles.EPILOGUE in found
+    assert (roles.ACCUMULATOR in found) == (fmt != "delta")  # delta: the walk applies the epilogue
     assert (roles.ROW_SUMS in found) == (fmt == "sparse")
     assert (roles.LAYOUT in found) == (op == "conv2d" or fmt != "packed")  # dense packed reads x as is
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
-    # dot: both planes in one accumulator; delta: one walk writes both sums
-    assert n_acc == (1 if fmt in ("int8", "dot", "delta") else 2)
+    # dot: both planes in one accumulator; delta: none, its walk is the epilogue's block
+    assert n_acc == {"int8": 1, "dot": 1, "delta": 0}.get(fmt, 2)
+    assert (roles.CROP in found) == (op == "conv2d" and fmt != "int8")
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 
 

@@ -178,7 +178,8 @@ def te_output(y, geo: ConvGeometry, name="crop"):
 
     if not geo.flat:
         return y
-    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name=name)
+    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name=name,
+                      attrs=roles.attrs(roles.CROP))
 
 
 def space(geo: ConvGeometry) -> tuple:

@@ -1,17 +1,22 @@
-"""The loop nests that walk delta lists (delta_lists.py): acc_p and acc_n of every channel.
+"""The loop nests that walk delta lists (delta_lists.py): every channel's acc_p and acc_n, and
+the epilogue on them.
 
 TE has no loop-carried state, and a walk keeps two (where the stream is read, the current tap k),
-so this builds the TIR of the accumulation directly, as one te.extern stage between the kernel's
-TE layout and TE epilogue. The loop nest is therefore also its schedule: the vector width and the
-split over cores come in as parameters (the primitive derives them from the ISA class and the
-thresholds every schedule uses, parallel_costs.py).
+so this builds the TIR of the accumulation directly, as one te.extern stage after the kernel's TE
+layout. The requantizing epilogue (requantize.te_value) runs inside it, on the accumulators
+while they are in registers: one parallel region per layer, and no accumulator written to memory
+and read back by a second, serial pass (which had cost SVHN ConvNet's delta convs more than their
+lists saved, two threads, whole model). The loop nest is therefore also its schedule: the vector
+width and the split over cores come in as parameters (the primitive derives them from the ISA
+class and the thresholds every schedule uses, parallel_costs.py).
 
 Two forms:
 - pointwise (dense layers, convs with one output position): per list, one scalar gather-add
   per entry, k advanced by the entry;
-- spatial (convs): per list, the entries decoded DECODE_GROUP at a time into a local table of
-  tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane), then for
-  each vector of output positions one vector add per tap, the accumulators in registers.
+- spatial (convs): both lists of a channel decoded, DECODE_GROUP entries at a time, into local
+  tables of tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane),
+  then for each step of output positions one vector add per tap of each list, the two
+  accumulators in registers, and the epilogue.
 An escape entry reads `Walk.zero` (an input that is zero for every position) instead of its k.
 Channels are walked in blocks of delta_lists.CHANNEL_BLOCK from `starts`, in parallel when
 `parallel`.
@@ -57,49 +62,68 @@ class Walk:
         return not self.outer
 
 
-def te_walk(x, w: DeltaLists, walk: Walk, name: str = "walk"):
-    """(acc_p, acc_n) [N, Co, *space]: the sums of the +1 and of the -1 taps' inputs (te.extern
-    over x [N, flat] and the stream)."""
+@dataclass(frozen=True)
+class Finish:
+    """What the walk writes: the epilogue of each channel's two sums (requantize.te_value)."""
+
+    epi: object  # requantize.Epilogue
+    consts: list  # its constants (TE tensors), read per channel
+    rule: str  # the primitive's schedule rule, which the walk's block carries as the epilogue
+
+
+def te_walk(x, w: DeltaLists, walk: Walk, finish: Finish):
+    """The output [N, Co, *space]: the epilogue of the sums of the +1 and of the -1 taps' inputs
+    (te.extern over x [N, flat], the stream and the epilogue's constants)."""
     from tvm import te
 
     from . import roles
 
     out_shape = tuple(int(v) for v in (*walk.lead, *walk.space))
-    return te.extern([out_shape, out_shape], [w.stream, w.starts, x], lambda ins, outs: _body(ins, outs, w, walk),
-                     dtype=[walk.acc, walk.acc], name=name, attrs=roles.attrs(roles.ACCUMULATOR))
+    return te.extern([out_shape], [w.stream, w.starts, x, *finish.consts],
+                     lambda ins, outs: _body(ins, outs[0], w, walk, finish),
+                     dtype=[finish.epi.out_dtype], name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(finish.rule))
 
 
-def _body(ins, outs, w: DeltaLists, walk: Walk):
+def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
-    stream, starts, x = ins
+    from .requantize import te_value
+
+    stream, starts, x, *consts = ins
     n_img, co = (int(v) for v in walk.lead)
     blocks = -(-co // CHANNEL_BLOCK)
+    value = lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n)  # noqa: E731
     with IRBuilder() as ib:
         with T.serial(0, n_img) as n:
             with (T.parallel if walk.parallel else T.serial)(0, blocks) as cb:
-                ptr, cnt, escapes = (_scratch(T, 1, I32) for _ in range(3))
+                ptr, escapes = _scratch(T, 1, I32), _scratch(T, 1, I32)
+                cnts = [_scratch(T, 1, I32) for _ in range(2)]  # the +1 list's, the -1 list's
                 if walk.pointwise:  # k in 64 bits: no sign extension on the walk's dependency chain
-                    state = (_scratch(T, w.chains, I64), _scratch(T, 1, walk.acc))
+                    k, sums = _scratch(T, w.chains, I64), [_scratch(T, 1, walk.acc) for _ in range(2)]
                 else:
                     groups = -(-max(w.longest, 1) // DECODE_GROUP)
-                    state = (_scratch(T, groups * DECODE_GROUP, I32), _scratch(T, DECODE_GROUP, I32),
-                             _scratch(T, 1, I32), _scratch(T, walk.lanes, walk.acc),
-                             _scratch(T, walk.lanes, I16) if walk.chunk else None)
+                    tables = [_scratch(T, groups * DECODE_GROUP, I32) for _ in range(2)]
+                    run, last = _scratch(T, DECODE_GROUP, I32), _scratch(T, 1, I32)
+                    accs = [_scratch(T, walk.lanes, walk.acc) for _ in range(2)]
+                    part = _scratch(T, walk.lanes, I16) if walk.chunk else None
                 T.buffer_store(ptr, starts[cb].astype(I32), [0])
                 with T.serial(0, CHANNEL_BLOCK) as ci:
                     c = cb * CHANNEL_BLOCK + ci
                     with T.If(c < co):
                         with T.Then():
-                            for out in outs:  # the +1 list, then the -1 list
+                            for sign in range(2):  # the +1 list, then the -1 list
+                                cnt = cnts[sign]
                                 _read_head(T, stream, ptr, cnt, escapes)
                                 if walk.pointwise:
-                                    _either(T, escapes, lambda e: _walk_point(T, stream, x, out, n, c, ptr, cnt, *state, walk, e))
+                                    _either(T, escapes, lambda e, s=sign, cn=cnt: _walk_point(T, stream, x, n, ptr, cn, k, sums[s], walk, e))
                                 else:
-                                    _either(T, escapes, lambda e: _decode(T, stream, ptr, cnt, *state[:3], walk, e))
-                                    _add_taps(T, x, out, n, c, cnt, state[0], *state[3:], walk)
+                                    _either(T, escapes, lambda e, s=sign, cn=cnt: _decode(T, stream, ptr, cn, tables[s], run, last, walk, e))
                                 T.buffer_store(ptr, ptr[0] + cnt[0], [0])
+                            if walk.pointwise:
+                                T.buffer_store(out, value(c, sums[0][0], sums[1][0]), [n, c] + [0] * (len(out.shape) - 2))
+                            else:
+                                _add_taps(T, x, out, n, c, cnts, tables, accs, part, walk, value)
     return ib.get()
 
 
@@ -148,12 +172,13 @@ def _input_at(tap, offset, walk, dtype=I32):
     return offset if tap is None else tirx.Select(tap, offset, tirx.const(walk.zero, dtype))
 
 
-def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
+def _walk_point(T, stream, x, n, ptr, cnt, k, acc, walk, escapes):
     """One position: a scalar gather-add per entry. The lists' chains (delta_lists) keep
     independent running sums in k over the slotted input, from 0 (a zero slot, which a list's
     leading pad entries read; long gaps hop over the zero slots); UNROLL entries a step. A list
     has a multiple of UNROLL entries and no test per entry; one the encoder could not pad that
-    way is flagged and takes the general loop (the escape test and a remainder)."""
+    way is flagged and takes the general loop (the escape test and a remainder). The sum is
+    left in `acc`."""
     from tvm import tirx
 
     chains = int(k.shape[0])
@@ -171,7 +196,6 @@ def _walk_point(T, stream, x, out, n, c, ptr, cnt, k, acc, walk, escapes):
             with T.If(e < cnt[0] % UNROLL):
                 with T.Then():
                     _point_taps(T, stream, x, n, k, acc, walk, rest + e, [e], True)
-    T.buffer_store(out, acc[0], [n, c] + [0] * (len(out.shape) - 2))
 
 
 def _point_taps(T, stream, x, n, k, acc, walk, at, entries, escapes: bool):
@@ -223,42 +247,43 @@ def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
             T.buffer_store(taps, _input_at(tap, walk.tap_offset(run[v]), walk), [grp * g + v])
 
 
-def _add_taps(T, x, out, n, c, cnt, taps, acc, part, walk):
-    """For each step of output positions: one vector add per tap, accumulators in registers.
-    With `part` (walk.chunk taps at a time), the taps are summed in int16 and each such partial
-    sum added to the int32 accumulator: half the vector ops of adding every tap in int32 (the
-    index rows' kernel gets the same from its int16 row sums)."""
+def _add_taps(T, x, out, n, c, cnts, tables, accs, part, walk, value):
+    """For each step of output positions: one vector add per tap of each list, accumulators in
+    registers, then the epilogue. With `part` (walk.chunk taps at a time), the taps are summed in
+    int16 and each such partial sum added to the int32 accumulator: half the vector ops of adding
+    every tap in int32 (the index rows' kernel gets the same from its int16 row sums)."""
     with _nest(T, walk.outer) as outer:
-        _step(T, x, out, n, c, cnt, taps, acc, part, walk, outer, walk.lanes, 0)
+        _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, outer, walk.lanes, 0)
     first = walk.outer[0] * walk.lanes if walk.tail else 0
     for lanes in walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
-        _step(T, x, out, n, c, cnt, taps, acc, part, walk, (first // walk.lanes,), lanes, first % walk.lanes)
+        _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, (first // walk.lanes,), lanes, first % walk.lanes)
         first += lanes
 
 
-def _step(T, x, out, n, c, cnt, taps, acc, part, walk, outer, lanes, lane0):
-    """One step: `lanes` positions from lane `lane0` of step `outer`."""
+def _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, outer, lanes, lane0):
+    """One step: `lanes` positions from lane `lane0` of step `outer`, both lists, the epilogue."""
     from tvm import tirx
 
-    def add_range(into, lo, hi):
+    def add_range(into, taps, lo, hi):
         with T.serial(lo, hi) as t:
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(into, into[v] + x[n, walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v])
 
-    with T.vectorized(0, lanes) as v:
-        T.buffer_store(acc, tirx.const(0, walk.acc), [v])
-    if part is None:
-        add_range(acc, 0, cnt[0])
-    else:
+    for acc, cnt, taps in zip(accs, cnts, tables):
+        with T.vectorized(0, lanes) as v:
+            T.buffer_store(acc, tirx.const(0, walk.acc), [v])
+        if part is None:
+            add_range(acc, taps, 0, cnt[0])
+            continue
         size = walk.chunk
         with T.serial(0, (cnt[0] + size - 1) // size) as ch:
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(part, tirx.const(0, I16), [v])
-            add_range(part, ch * size, tirx.min(cnt[0], ch * size + size))
+            add_range(part, taps, ch * size, tirx.min(cnt[0], ch * size + size))
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
     with T.vectorized(0, lanes) as v:
-        T.buffer_store(out, acc[v], [n, c, *walk.out_index(outer, lane0 + v)])
+        T.buffer_store(out, value(c, accs[0][v], accs[1][v]), [n, c, *walk.out_index(outer, lane0 + v)])
 
 
 class _nest:

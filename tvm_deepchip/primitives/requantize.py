@@ -171,7 +171,18 @@ def fit(layer: QuantLayer) -> Epilogue:
 
 # -- TE form ---------------------------------------------------------------------------------
 def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
-    """Element expression of the epilogue: accumulator values -> output value (TE)."""
+    """Element expression of the epilogue: accumulator tensors -> output value (TE)."""
+
+    def expr(idx):
+        a_n = acc_n(*idx) if epi.mult_n is not None else None
+        return te_value(epi, consts, index_channel(idx), acc_p(*idx), a_n)
+
+    return expr
+
+
+def te_value(epi: Epilogue, consts, c, a_p, a_n):
+    """The epilogue of channel c's accumulator values a_p, a_n (expressions; a_n None for layers
+    without one): the output value (TE or TIR: consts are tensors or buffers indexed by c)."""
     from tvm import te, tirx
 
     form = epi.split_form()
@@ -180,44 +191,40 @@ def te_apply(epi: Epilogue, acc_p, acc_n, consts, index_channel):
     extra = iter(consts[len(epi._integers()):] if not epi.integer else ())
     off_p, off_n = (None if o is None else next(extra) for o in epi._offsets())
 
-    def expr(idx):
-        c = index_channel(idx)
-        if not epi.integer:  # in float64: the products are exact, so FMA contraction changes nothing
-            a = acc_p(*idx) if off_p is None else acc_p(*idx) - off_p[c]  # exact, in the integers
-            y = a.astype("float64") * mp[c].astype("float64")
-            if mn is not None:
-                a_n = acc_n(*idx) if off_n is None else acc_n(*idx) - off_n[c]
-                y = y - a_n.astype("float64") * mn[c].astype("float64")
-            y = y + b[c].astype("float64")
-            if np.isfinite(epi.act_lo):
-                y = te.max(y, tirx.const(epi.act_lo, "float64"))
-            if np.isfinite(epi.act_hi):
-                y = te.min(y, tirx.const(epi.act_hi, "float64"))
-            return y.astype("float32")
-        if form is not None:  # int32 in k pieces (see the module docstring): no partial sum overflows
-            k, bits = form
-
-            def term(i):  # piece i of M_p * acc_p - M_n * acc_n + B
-                t = acc_p(*idx).astype("int32") * consts[i][c]
-                if mn is not None:
-                    t = t - acc_n(*idx).astype("int32") * consts[k + i][c]
-                return t + consts[len(consts) - k + i][c]
-
-            y = term(0)
-            for i in range(1, k):
-                y = term(i) + tirx.shift_right(y, tirx.const(bits, "int32"))
-            v = tirx.shift_right(y, tirx.const(epi.shift - (k - 1) * bits, "int32"))
-            v = te.max(te.min(v, tirx.const(epi.hi, "int32")), tirx.const(epi.lo, "int32"))
-            return v.astype(epi.out_dtype)
-        # exact integer arithmetic carried in float64 (see the module docstring)
-        v = acc_p(*idx).astype("float64") * mp[c]
+    if not epi.integer:  # in float64: the products are exact, so FMA contraction changes nothing
+        a = a_p if off_p is None else a_p - off_p[c]  # exact, in the integers
+        y = a.astype("float64") * mp[c].astype("float64")
         if mn is not None:
-            v = v - acc_n(*idx).astype("float64") * mn[c]
-        v = tirx.floor((v + b[c]) * tirx.const(2.0**-epi.shift, "float64"))
-        v = te.max(te.min(v, tirx.const(epi.hi, "float64")), tirx.const(epi.lo, "float64"))
-        return v.astype("int32").astype(epi.out_dtype)
+            a_n = a_n if off_n is None else a_n - off_n[c]
+            y = y - a_n.astype("float64") * mn[c].astype("float64")
+        y = y + b[c].astype("float64")
+        if np.isfinite(epi.act_lo):
+            y = te.max(y, tirx.const(epi.act_lo, "float64"))
+        if np.isfinite(epi.act_hi):
+            y = te.min(y, tirx.const(epi.act_hi, "float64"))
+        return y.astype("float32")
+    if form is not None:  # int32 in k pieces (see the module docstring): no partial sum overflows
+        k, bits = form
 
-    return expr
+        def term(i):  # piece i of M_p * acc_p - M_n * acc_n + B
+            t = a_p.astype("int32") * consts[i][c]
+            if mn is not None:
+                t = t - a_n.astype("int32") * consts[k + i][c]
+            return t + consts[len(consts) - k + i][c]
+
+        y = term(0)
+        for i in range(1, k):
+            y = term(i) + tirx.shift_right(y, tirx.const(bits, "int32"))
+        v = tirx.shift_right(y, tirx.const(epi.shift - (k - 1) * bits, "int32"))
+        v = te.max(te.min(v, tirx.const(epi.hi, "int32")), tirx.const(epi.lo, "int32"))
+        return v.astype(epi.out_dtype)
+    # exact integer arithmetic carried in float64 (see the module docstring)
+    v = a_p.astype("float64") * mp[c]
+    if mn is not None:
+        v = v - a_n.astype("float64") * mn[c]
+    v = tirx.floor((v + b[c]) * tirx.const(2.0**-epi.shift, "float64"))
+    v = te.max(te.min(v, tirx.const(epi.hi, "float64")), tirx.const(epi.lo, "float64"))
+    return v.astype("int32").astype(epi.out_dtype)
 
 
 def np_apply(epi: Epilogue, acc_p: np.ndarray, acc_n: np.ndarray | None, channel_axis: int) -> np.ndarray:

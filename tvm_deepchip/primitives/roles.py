@@ -14,7 +14,8 @@ SPLIT_KEY = "deepchip_split"  # on a LAYOUT block: the (H, W) extents its flat l
 ACCUMULATOR = "accumulator"  # a reduction the epilogue reads: acc_p / acc_n, or an int8 layer's acc
 ROW_SUMS = "row_sums"  # sparse_rows' sums over index rows, which the accumulators gather
 EPILOGUE = "epilogue"  # the requantizing output block; it carries the schedule_rule
-LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_flat, dense_layout.te_zero_tail)
+LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_flat, dense_layout.te_slotted)
+CROP = "crop"  # the valid outputs copied out of the flat positions (conv_layout.te_output)
 
 # Tuning records find the epilogue by its name (their traces start with GetSBlock), so it keeps one.
 EPILOGUE_NAME = "epilogue"

@@ -20,10 +20,10 @@ import numpy as np
 
 from ..formats import Format
 from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
-from . import conv_layout, requantize, roles
+from . import conv_layout, requantize
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import Walk, point_lists, te_walk
+from .delta_walk import Finish, Walk, point_lists, te_walk
 from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
 
@@ -105,17 +105,13 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
-    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue."""
-    from tvm import te
-
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue (applied
+    inside the walk)."""
     geo = site.geo
     xf = te_flat(x, geo, site.zp, widen=site.taps)
     if _linear(geo):
         xf = te_slotted(xf, geo.image)
-    acc_p, acc_n = te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa))
-    f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    y = te.compute((geo.n, geo.co, *space(geo)), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
-    return te_output(y, geo)
+    return te_output(te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa), Finish(site.epi, consts, RULE)), geo)
 
 
 def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:

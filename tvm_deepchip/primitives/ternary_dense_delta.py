@@ -2,7 +2,7 @@
 
 acc_p[n, c] = sum of x[n, k] over channel c's +1 taps, acc_n over its -1 taps, each tap found
 by adding the next gap of its list (delta_lists) to the last one; the requantizing epilogue
-applies Wp, Wn, bias and ReLU/Clip. No multiplication, and a byte a non-zero weight.
+(inside the walk) applies Wp, Wn, bias and ReLU/Clip. No multiplication, and a byte a non-zero weight.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 
 from ..formats import Format
 from ..parallel_costs import PARALLEL_MIN_GATHERS
-from . import dense_layout, requantize, roles
+from . import dense_layout, requantize
 from .conv_layout import acc_dtype
 from .delta_lists import DeltaLists, np_signed_sums
-from .delta_walk import Walk, point_lists, te_walk
+from .delta_walk import Finish, Walk, point_lists, te_walk
 from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
 
@@ -26,15 +26,11 @@ def pack(layer, shape=None, operand=None) -> DeltaLists:
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
-    """TE definition. x: [N, K] 8-bit codes; w: the delta lists (te.extern walk)."""
-    from tvm import te
-
+    """TE definition. x: [N, K] 8-bit codes; w: the delta lists (te.extern walk, epilogue inside)."""
     n, co, k = int(x.shape[0]), site.geo.co, site.geo.k
     walk = Walk(lead=(n, co), space=(), outer=(), lanes=1, acc=acc_dtype(x.dtype, w.longest),
                 parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=0)
-    acc_p, acc_n = te_walk(te_slotted(x, k), w, walk)  # pads and hops read its zero slots
-    f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
-    return te.compute((n, co), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+    return te_walk(te_slotted(x, k), w, walk, Finish(site.epi, consts, RULE))  # pads and hops read its zero slots
 
 
 def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
