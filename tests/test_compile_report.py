@@ -12,7 +12,6 @@ from onnx import helper, numpy_helper
 import tvm_deepchip
 from tvm_deepchip import models
 from tvm_deepchip.errors import InputError
-from tvm_deepchip.formats import DEFAULT_TERNARY
 from qdq_builders import QDQBuilder
 
 
@@ -178,7 +177,8 @@ def test_forced_format_on_an_unquantized_layer_is_an_error():
 def test_rows_say_why_each_layer_has_its_format():
     rows = {r["layer"]: r for r in report_of(two_convs("forced", "by_default"), formats={"forced": "packed"}).layers}
     assert (rows["forced"]["format"], rows["forced"]["format_from"]) == ("packed", "--format")
-    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == (DEFAULT_TERNARY, "default")
+    # format_rule's default: a 6x6 map walks 6 rows of 8 positions, enough for the delta lists
+    assert (rows["by_default"]["format"], rows["by_default"]["format_from"]) == ("delta", "default")
 
 
 def test_ternary_bytes_are_shown_against_their_entropy_bound():

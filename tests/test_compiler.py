@@ -12,7 +12,7 @@ from tvm import relax
 import tvm_deepchip
 from tvm_deepchip import oracle
 from tvm_deepchip.errors import InputError, ToolchainError, UnsupportedError
-from tvm_deepchip.formats import DEFAULT_TERNARY
+from tvm_deepchip.formats import FALLBACK_TERNARY
 from qdq_builders import QDQBuilder, small_convnet
 
 
@@ -51,7 +51,7 @@ def test_small_convnet_agrees_with_onnxruntime(act, per_channel, fmt):
     rows = {r["layer"]: r for r in compiled.report.layers}
     assert {"conv_first", "conv_t1", "conv_t2", "fc_t", "fc_last"} <= set(rows)
     assert rows["conv_first"]["kind"] == "int8" and rows["conv_t1"]["kind"] == "ternary"
-    assert rows["conv_t1"]["format"] == (DEFAULT_TERNARY if fmt == "dot" else fmt)  # dot: dense layers only
+    assert rows["conv_t1"]["format"] == (FALLBACK_TERNARY if fmt == "dot" else fmt)  # dot: dense layers only
     assert rows["fc_t"]["format"] == fmt
     step = last_layer_step(model)
     rng = np.random.default_rng(7)

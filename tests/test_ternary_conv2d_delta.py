@@ -118,3 +118,21 @@ def test_run_time_bytes_near_the_entropy_bound():
     assert w.nbytes() <= 1.5 * bound, (w.nbytes(), bound)
     sparse = primitives.lower_layer(layer, (1, 128, 9, 9), "sparse").weight_bytes
     assert sparse > 2.5 * w.nbytes()
+
+
+@pytest.mark.parametrize("last_list", [0, 1, 15, 16, 17, 40])
+def test_stream_ends_where_the_last_decode_reads(last_list):
+    """The spatial form decodes DECODE_GROUP entries at a time: the stream holds exactly the bytes
+    the last list's decode reads, no more (they count in the run-time bytes) and no fewer (a read
+    past the array)."""
+    g = delta_lists.DECODE_GROUP
+    codes = np.zeros((3, 400), np.int8)
+    codes[0, ::7], codes[1, 1::9] = 1, -1
+    codes[2, :last_list] = -1  # the last list: the -1 taps of the last channel
+    w = delta_lists.DeltaLists.of(codes)
+    ptr = 0
+    for _ in range(2 * w.channels):
+        n, _, _, ptr = delta_lists.read_head(w.stream, ptr)
+        end, ptr = ptr + -(-n // g) * g, ptr + n
+    assert len(w.stream) == max(ptr, end)
+    assert [list(t) for t in w.lists()[2]] == [[], list(range(last_list))]

@@ -23,12 +23,14 @@ class Format(str, enum.Enum):
     __repr__ = str.__repr__
 
 
-# What a ternary layer runs in when nothing says otherwise (no --format, no measured choice): the
-# uint16 index rows. The delta lists read a third of their bytes (1.43-1.50x the entropy bound at
-# 90% zeros) but were 0.76-1.06x their speed on the benchmark networks, measured in one run with
-# the peers (docs/format_ab: ResNet-44 and AlexNet slower), so they are a choice, not the default.
-DEFAULT_TERNARY = Format.SPARSE
+# What a ternary layer runs in when nothing says otherwise (no --format, no measured choice): not a
+# format but the shape rule of format_rule.py (delta lists where their walk pays, index rows
+# elsewhere); a format named as the default instead applies to every ternary layer.
+AUTO = "auto"
+DEFAULT_TERNARY = AUTO
+FALLBACK_TERNARY = Format.SPARSE  # where the default cannot run a layer exactly: every ternary layer has index rows
 
 CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
+DEFAULT_CHOICES = (AUTO, *CHOICES)  # what --ternary-format takes
 KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
 TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them

@@ -23,7 +23,8 @@ import onnx
 
 from . import primitives
 from .errors import InputError
-from .formats import CHOICES, DEFAULT_TERNARY, TERNARY_ONLY, Format
+from .format_rule import default_ternary
+from .formats import AUTO, CHOICES, DEFAULT_TERNARY, FALLBACK_TERNARY, TERNARY_ONLY, Format
 from .isa import IsaClass
 from .layer import QuantLayer
 from .layer_names import weight_sites
@@ -72,17 +73,19 @@ def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
                              f"{site.name} is a {op}")
 
 
-def choose_format(layer: QuantLayer, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:
-    """The layer's format and why: forced, else measured, else the default (where it is exact:
-    int8 needs Wp == Wn; else the sparse form). Int8 weights default to int8."""
+def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:
+    """The layer's format and why: forced, else measured, else the default (AUTO: by the layer's
+    shape, format_rule.py; a named format where it is exact: int8 needs Wp == Wn; else the index
+    rows). Int8 weights default to int8."""
     fmt, source = choices.formats.get(layer.name), FormatSource.FORCED
     if not fmt:
         fmt, source = measured.get(layer_key(layer)), FormatSource.MEASURED
     if not fmt:
         if layer.weight_kind != "ternary":
             return Format.INT8, FormatSource.DEFAULT
+        fmt = default_ternary(layer, in_shape) if choices.default_ternary == AUTO else choices.default_ternary
         exact = primitives.formats_for(layer) + (Format.FLOAT,)
-        return (choices.default_ternary if choices.default_ternary in exact else DEFAULT_TERNARY), FormatSource.DEFAULT
+        return (fmt if fmt in exact else FALLBACK_TERNARY), FormatSource.DEFAULT
     if fmt not in TERNARY_FORMATS:
         raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
     if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:
@@ -125,11 +128,11 @@ def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices()
                     plan.keep_float(name, checked.why)
                     continue
                 decided.add(name)
-                fmt, source = choose_format(checked.layer, choices, measured)
+                shape = input_shape(pattern, m)
+                fmt, source = choose_format(checked.layer, shape, choices, measured)
                 if fmt == Format.FLOAT:
                     plan.keep_float(name, "float requested")
                     continue
-                shape = input_shape(pattern, m)
                 kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class)
                 plan.lower(name, Lowered(checked.layer, fmt, source, shape, rule, kernel))
     plan.check_forced(choices.formats)

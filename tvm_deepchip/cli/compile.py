@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats import CHOICES, DEFAULT_TERNARY
+from ..formats import CHOICES, DEFAULT_CHOICES, DEFAULT_TERNARY
 from ..output_paths import atomic_file, check_file
 
 
@@ -42,8 +42,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="shared library to write")
     p.add_argument("--target", default="x86", help="target preset: x86 (this machine's CPU) or aarch64")
     p.add_argument("--target-json", help="any TVM target dict as JSON (overrides the preset's target)")
-    p.add_argument("--ternary-format", default=DEFAULT_TERNARY.value, choices=CHOICES,
-                   help=f"kernel format of ternary layers (default: {DEFAULT_TERNARY.value})")
+    p.add_argument("--ternary-format", default=DEFAULT_TERNARY, choices=DEFAULT_CHOICES,
+                   help=f"kernel format of ternary layers (default: {DEFAULT_TERNARY}: delta lists or index rows "
+                        "by each layer's shape)")
     p.add_argument("--format", action="append", default=[], metavar="LAYER=FMT",
                    help="force one layer's format (repeatable)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,..",

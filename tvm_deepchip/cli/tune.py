@@ -1,7 +1,7 @@
 """`deepchip tune Q.onnx --target x86 [--trials N] [--tracker HOST:PORT --key KEY]`."""
 from __future__ import annotations
 
-from ..formats import DEFAULT_TERNARY, KERNEL_FORMATS
+from ..formats import AUTO, DEFAULT_TERNARY, KERNEL_FORMATS
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--trials-per-task", type=int, help="cap per task")
     p.add_argument("--work-dir", help="database directory (default: tuning_logs/<target>-<cpu>/); "
                                       "re-running with the same directory resumes")
-    p.add_argument("--ternary-format", default=DEFAULT_TERNARY.value, choices=KERNEL_FORMATS)
+    p.add_argument("--ternary-format", default=DEFAULT_TERNARY, choices=(AUTO, *KERNEL_FORMATS))
     p.add_argument("--tracker", help="RPC tracker HOST:PORT for remote devices")
     p.add_argument("--key", help="device key at the tracker (e.g. aarch64)")
     p.add_argument("--timeout", type=int, default=30, help="seconds per candidate run")

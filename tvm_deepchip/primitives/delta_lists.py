@@ -21,8 +21,8 @@ multiple of `pad` entries, so its loop needs no remainder.
 
 `starts[b]` is where channel b * CHANNEL_BLOCK's lists begin, so blocks of channels can be
 walked on different cores (uint16 where the stream allows). The spatial form's stream ends in
-DECODE_GROUP - 1 zero bytes: its kernels decode DECODE_GROUP entries at a time and may read that
-far past the last list. An escape is walked as
+as many zero bytes as its last list's decode reads past it (its kernels decode DECODE_GROUP
+entries at a time: up to DECODE_GROUP - 1 bytes). An escape is walked as
 a tap on an input that is zero (the kernels' layouts end in zeros), so no entry is skipped and
 decoding has no branch. No padding, no row table: at 90% zeros a list entry is 8 bits against
 the ~5.7 bits a non-zero weight carries at the entropy bound (1.41x), and the counts add one or
@@ -157,7 +157,7 @@ class DeltaLists(Weights):
     @classmethod
     def of(cls, codes2: np.ndarray, chains: int = 1, pad: int = 0) -> "DeltaLists":
         """codes2: [Co, K] ternary codes in the kernel's tap order."""
-        stream, starts, longest, entries = [], [], 0, 0
+        stream, starts, longest, entries, reach = [], [], 0, 0, 0
         for c, row in enumerate(codes2):
             if c % CHANNEL_BLOCK == 0:
                 starts.append(len(stream))
@@ -165,8 +165,9 @@ class DeltaLists(Weights):
                 one = encode_list(np.flatnonzero(row == value), chains, pad)
                 n = read_head(one, 0)[0]
                 longest, entries = max(longest, n), entries + n
+                reach = len(stream) + len(one) - n + -(-n // DECODE_GROUP) * DECODE_GROUP  # what its decode reads up to
                 stream += one
-        stream += [0] * (0 if pad else DECODE_GROUP - 1)  # the pointwise walk reads whole lists only
+        stream += [0] * (0 if pad else max(reach - len(stream), 0))  # the pointwise walk reads whole lists only
         where = np.asarray(starts, np.uint16 if len(stream) < 2**16 else np.int32)
         return cls(np.asarray(stream, np.uint8), where, len(codes2), longest, entries, chains, pad)
 

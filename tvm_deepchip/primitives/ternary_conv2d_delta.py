@@ -61,6 +61,14 @@ def pack(layer, geo: ConvGeometry, operand=None) -> DeltaLists:
     return DeltaLists.of(w.reshape(geo.co, -1))
 
 
+def walked_positions(geo: ConvGeometry) -> int:
+    """The positions per image each list is walked over, border columns of a flat output
+    included (1: the pointwise form)."""
+    if _linear(geo):
+        return 1
+    return geo.ho * geo.wq if geo.flat else geo.ho * geo.wo
+
+
 def tap_offset(geo: ConvGeometry, k):
     """Flat input offset of tap k of the padded phase order (numpy arrays or TIR expressions)."""
     if _linear(geo):

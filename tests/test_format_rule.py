@@ -1,0 +1,58 @@
+"""The default format of a ternary layer by its shape (format_rule.py): the delta lists where a
+list is walked over at least a vector of positions or a one-position layer's rows would be large,
+the index rows elsewhere; and the planner applies it only where nothing else chose."""
+import numpy as np
+import pytest
+
+import primitive_cases as pc
+from tvm_deepchip import format_rule
+from tvm_deepchip.format_rule import POINTWISE_MIN_ROW_BYTES, ROW_BYTES_PER_TAP, SPATIAL_MIN_POSITIONS
+from tvm_deepchip.formats import Format
+from tvm_deepchip.layer_plan import FormatSource
+from tvm_deepchip.planner import LayerChoices, choose_format, layer_key
+
+
+def _conv(ci, co, k, pad, sparsity=0.9):
+    return pc.make_layer(np.random.default_rng(0), "conv2d", "ternary", (co, ci, k, k), pad=pad, sparsity=sparsity)
+
+
+@pytest.mark.parametrize("hw, expected", [
+    (4, Format.SPARSE),  # 4x4 output, 6 columns with the border: 24 positions
+    (2, Format.SPARSE),
+    (8, Format.DELTA),  # 8 rows of 10: 80 positions
+    (32, Format.DELTA),
+])
+def test_spatial_layers_by_the_positions_a_list_is_walked_over(hw, expected):
+    assert format_rule.default_ternary(_conv(16, 16, 3, 1), (1, 16, hw, hw)) == expected
+
+
+def test_the_threshold_counts_the_border_columns_of_a_flat_output():
+    # 5x5 output of a 7x7 input without padding: 5 rows of 7 = 35 positions, above the threshold
+    assert 5 * 5 < SPATIAL_MIN_POSITIONS <= 5 * 7
+    assert format_rule.default_ternary(_conv(16, 16, 3, 0), (1, 16, 7, 7)) == Format.DELTA
+
+
+@pytest.mark.parametrize("op", ["conv2d", "dense"])
+def test_one_position_layers_by_the_bytes_their_rows_would_take(op):
+    """A dense layer and a conv whose kernel covers its input (one output position) walk each
+    list once: delta only where the uint16 rows would take POINTWISE_MIN_ROW_BYTES or more."""
+    taps_needed = POINTWISE_MIN_ROW_BYTES // ROW_BYTES_PER_TAP
+    rng = np.random.default_rng(1)
+    for co, expected in ((64, Format.SPARSE), (2048, Format.DELTA)):
+        wshape, shape = ((co, 32, 5, 5), (1, 32, 5, 5)) if op == "conv2d" else ((co, 800), (1, 800))
+        layer = pc.make_layer(rng, op, "ternary", wshape, sparsity=0.9)
+        nonzeros = int(np.count_nonzero(layer.codes))
+        assert (nonzeros >= taps_needed) == (expected == Format.DELTA)  # the two cases straddle it
+        assert format_rule.default_ternary(layer, shape) == expected
+
+
+def test_the_rule_is_the_default_and_only_the_default():
+    layer, tiny, big = _conv(16, 16, 3, 1), (1, 16, 4, 4), (1, 16, 32, 32)
+    assert choose_format(layer, tiny, LayerChoices(), {}) == (Format.SPARSE, FormatSource.DEFAULT)
+    assert choose_format(layer, big, LayerChoices(), {}) == (Format.DELTA, FormatSource.DEFAULT)
+    # a named default, a forced format and a measured choice each override it
+    assert choose_format(layer, big, LayerChoices(default_ternary="sparse"), {}) == (Format.SPARSE, FormatSource.DEFAULT)
+    assert choose_format(layer, big, LayerChoices({layer.name: "packed"}), {}) == ("packed", FormatSource.FORCED)
+    assert choose_format(layer, tiny, LayerChoices(), {layer_key(layer): "delta"}) == ("delta", FormatSource.MEASURED)
+    # a default the layer cannot run exactly falls back to the index rows
+    assert choose_format(layer, big, LayerChoices(default_ternary="int8"), {}) == (Format.SPARSE, FormatSource.DEFAULT)
