@@ -9,7 +9,9 @@ Per network (tvm_deepchip.models, BatchNorm folded as the quantizer does): the f
 layer stay float (4 bytes a weight, as in the paper); every other Conv/Gemm is ternarized per
 layer at the given sparsity with the quantizer's own `ternarize`. Every column is counted by
 tvm_deepchip/weight_sizes.py, the functions the kernels and the quantizer's report count with:
-  - run-time bytes the deployed kernels read: `delta` = every channel's +1
+  - run-time bytes the deployed kernels read: `default` = each layer in the format the compiler
+    runs it in without a choice (tvm_deepchip/format_rule.py: delta lists or index rows by the
+    layer's shape, for the network's input size); `delta` = every channel's +1
     and -1 tap lists as 8-bit gaps (primitives/delta_lists.py), packed by the primitive that
     reads them (ternary_conv2d_delta for the layer's kernel, stride and input size: a conv with
     one output position over its whole input takes the pointwise form; ternary_dense_delta);
@@ -19,7 +21,7 @@ tvm_deepchip/weight_sizes.py, the functions the kernels and the quantizer's repo
     instead, same count, int32 only when the image exceeds 64K codes); `packed` = two uint32
     bit-planes per output channel (2 bits a weight), as primitives.ternary_dense_packed packs
     them (a strided conv's phase-split taps are more); `smallest` = the smaller of the
-    three per layer (the compiler chooses per layer by speed, so a deployment lies between);
+    three per layer;
   - stored bytes: the smallest tvm_deepchip.encodings encoding of each layer's signs, plus its
     Wp and Wn as float32; and the Shannon (entropy) bound of those signs for comparison.
 Only weights are counted (biases and per-channel requantization constants are the same few
@@ -87,12 +89,34 @@ def runtime_delta_bytes(op: str, signs: np.ndarray, conv: dict) -> int:
 
     if op == "Gemm" or signs.ndim == 2:
         return ternary_dense_delta.pack(SimpleNamespace(codes=signs.reshape(signs.shape[0], -1))).nbytes()
+    layer, shape = _conv_layer(signs, conv)
+    return ternary_conv2d_delta.pack(layer, conv_layout.geometry(layer, shape)).nbytes()
+
+
+def default_is_delta(op: str, signs: np.ndarray, conv: dict) -> bool:
+    """Whether the compiler's default (format_rule) runs this layer as delta lists."""
+    from types import SimpleNamespace
+
+    from tvm_deepchip.format_rule import default_ternary
+    from tvm_deepchip.formats import Format
+
+    if op == "Gemm" or signs.ndim == 2:
+        layer, shape = SimpleNamespace(op="dense", codes=signs.reshape(signs.shape[0], -1)), None
+    else:
+        layer, shape = _conv_layer(signs, conv)
+    return default_ternary(layer, shape) == Format.DELTA
+
+
+def _conv_layer(signs: np.ndarray, conv: dict):
+    """(a layer the primitives' geometry reads, its input shape) of a conv's signs."""
+    from types import SimpleNamespace
+
     pads = conv["pads"]  # ONNX: top, left, bottom, right
-    layer = SimpleNamespace(codes=signs, strides=conv["strides"], padding=(pads[0], pads[1], pads[2], pads[3]), name="")
+    layer = SimpleNamespace(op="conv2d", codes=signs, strides=conv["strides"], padding=(pads[0], pads[1], pads[2], pads[3]), name="")
     shape = conv["in_shape"]
     if not shape or not all(shape[1:]):  # no inferred input size: the spatial form
         shape = [1, signs.shape[1], 64, 64]
-    return ternary_conv2d_delta.pack(layer, conv_layout.geometry(layer, [1, *shape[1:]])).nbytes()
+    return layer, [1, *shape[1:]]
 
 
 def layer_rows(name: str, sparsity: float, first_last: str = "float"):
@@ -113,7 +137,7 @@ def model_rows(model, sparsity: float, first_last: str = "float"):
         row = {"layer": lname, "op": op, "shape": list(w.shape), "weights": int(w.size), "fp32": 4 * int(w.size)}
         if edge:
             b = w.size * (4 if first_last == "float" else 1)
-            row.update(kind=first_last, delta=b, sparse=b, packed=b, smallest=b, stored=b, entropy=b)
+            row.update(kind=first_last, default=b, delta=b, sparse=b, packed=b, smallest=b, stored=b, entropy=b)
         else:
             t = ternarize(w, sparsity=sparsity)
             s2 = t.signs.reshape(w.shape[0], -1)
@@ -122,17 +146,18 @@ def model_rows(model, sparsity: float, first_last: str = "float"):
             sp, pk = runtime_sparse_bytes(s2), weight_sizes.bit_planes_bytes(*s2.shape)
             dl = runtime_delta_bytes(op, t.signs, conv)
             row.update(kind="ternary", sparsity=t.sparsity, delta=dl, sparse=sp, packed=pk, smallest=min(dl, sp, pk),
+                       default=dl if default_is_delta(op, t.signs, conv) else sp,
                        stored=sizes[best] + SCALES_BYTES, encoding=best, encodings=sizes,
                        entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + SCALES_BYTES)
         rows.append(row)
     return rows
 
 
-def delta_vs_entropy(layers) -> float:
-    """The ternary layers' delta lists against the entropy bound of their signs (their stored
-    scales left out: the kernels' epilogue holds them)."""
+def vs_entropy(layers, key: str = "delta") -> float:
+    """The ternary layers' run-time bytes in column `key` against the entropy bound of their signs
+    (their stored scales left out: the kernels' epilogue holds them)."""
     tern = [x for x in layers if x["kind"] == "ternary"]
-    return sum(x["delta"] for x in tern) / sum(x["entropy"] - SCALES_BYTES for x in tern)
+    return sum(x[key] for x in tern) / sum(x["entropy"] - SCALES_BYTES for x in tern)
 
 
 def fmt_bytes(b: float) -> str:
@@ -143,20 +168,23 @@ def fmt_bytes(b: float) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| network | zeros | FP32 weights | run-time delta lists | delta / entropy "
-            "| run-time sparse (index rows, the default) | run-time packed (2-bit) "
+    head = ("| network | zeros | FP32 weights | run-time default kernels | default / entropy "
+            "| run-time delta lists | delta / entropy "
+            "| run-time sparse (index rows) | run-time packed (2-bit) "
             "| run-time smallest per layer | stored (best encoding) | entropy bound | paper |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for r in results:
         t, f = r["totals"], r["totals"]["fp32"]
         cell = lambda k: f"{fmt_bytes(t[k])} ({f / t[k]:.1f}x)"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {fmt_bytes(f)} | {cell('delta')} | {t['delta_vs_entropy']:.2f}x "
+        lines.append(f"| {r['model']} | {r['sparsity']:.0%} | {fmt_bytes(f)} | {cell('default')} | {t['default_vs_entropy']:.2f}x "
+                     f"| {cell('delta')} | {t['delta_vs_entropy']:.2f}x "
                      f"| {cell('sparse')} | {cell('packed')} "
                      f"| {cell('smallest')} | {cell('stored')} | {cell('entropy')} | {r['paper']}x |")
     lines.append("")
     lines.append("Ratio = FP32 weight bytes / bytes of the column. First and last layers float (4 B a weight) "
-                 "in every column; their share caps the ratio at (delta / entropy: the ternary layers' run-time "
-                 "delta lists against the entropy bound of their signs, scales left out):")
+                 "in every column; their share caps the ratio at (default / entropy, delta / entropy: the ternary "
+                 "layers' run-time bytes in that column against the entropy bound of their signs, scales left out; "
+                 "default: each layer in the format tvm_deepchip/format_rule.py picks for it):")
     seen = set()
     for r in results:
         if r["model"] not in seen:
@@ -186,9 +214,9 @@ def main(argv=None) -> int:
         for s in args.sparsity:
             t0 = time.time()
             layers = layer_rows(name, s, args.first_last)
-            keys = ("fp32", "delta", "sparse", "packed", "smallest", "stored", "entropy")
+            keys = ("fp32", "default", "delta", "sparse", "packed", "smallest", "stored", "entropy")
             totals = {k: sum(x[k] for x in layers) for k in keys}
-            totals["delta_vs_entropy"] = delta_vs_entropy(layers)
+            totals["delta_vs_entropy"], totals["default_vs_entropy"] = vs_entropy(layers), vs_entropy(layers, "default")
             results.append({"model": name, "sparsity": s, "paper": PAPER.get(name, {}).get(s, "-"),
                             "params": sum(x["weights"] for x in layers), "totals": totals, "layers": layers})
             print(f"{name} at {s:.0%}: {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
