@@ -245,8 +245,7 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     for prod in roles.having(sch, blocks, roles.LAYOUT):
         _finish_layout(sch, prod)
-    for crop in roles.having(sch, blocks, roles.CROP):
-        sch.vectorize(sch.get_loops(crop)[-1])
+    _vectorize_crops(sch, roles.having(sch, blocks, roles.CROP))
     return sch
 
 
@@ -285,7 +284,12 @@ def _finish_layout(sch, prod) -> None:
 
 
 def _finish_crop(sch, epilogue) -> None:
-    """The copy of the valid outputs out of the flat positions: small, so one core, vectorized
+    """The crop after `epilogue` (its consumers)."""
+    _vectorize_crops(sch, sch.get_consumers(epilogue))
+
+
+def _vectorize_crops(sch, crops) -> None:
+    """The copies of the valid outputs out of the flat positions: small, so one core, vectorized
     along output columns."""
-    for cons in sch.get_consumers(epilogue):
-        sch.vectorize(sch.get_loops(cons)[-1])
+    for crop in crops:
+        sch.vectorize(sch.get_loops(crop)[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats import CHOICES, DEFAULT_CHOICES, DEFAULT_TERNARY
+from ..formats import DEFAULT_CHOICES, DEFAULT_TERNARY
 from ..output_paths import atomic_file, check_file
 
 
