@@ -35,3 +35,27 @@ def test_long_gaps_hop_over_zero_slots(cls):
         flagged, ptr = flagged + escapes, ptr + n
     assert flagged == 0 and w.entries > np.count_nonzero(layer.codes)  # hops and pads, no escapes
     check(layer, (2, 4000), "delta", rng, cls=cls)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_lists_the_encoder_could_not_pad(cls, monkeypatch):
+    """Lists left unpadded (flagged: entries not a multiple of the step) take the walk's general
+    loop, remainder included. Every third list flagged, in channels beside padded ones: the
+    sums stay exact."""
+    import itertools
+
+    from tvm_deepchip.primitives import delta_lists
+
+    padded, order = delta_lists._pointwise_entries, itertools.count()
+
+    def every_third_flagged(targets, chains, pad):
+        if next(order) % 3:
+            return padded(targets, chains, pad)
+        return delta_lists._hops(targets, chains, 0), True
+
+    monkeypatch.setattr(delta_lists, "_pointwise_entries", every_third_flagged)
+    rng = np.random.default_rng(12)
+    layer = make_layer(rng, "dense", "ternary", (32, 700))
+    got = check(layer, (2, 700), "delta", rng, cls=cls)
+    assert next(order) == 2 * 32  # every list went through the monkeypatch
+    assert got is None or got.shape == (2, 32)
