@@ -92,6 +92,15 @@ def test_failing_candidates_are_skipped_with_a_reason(tmp_path, caplog):
     assert "candidate skipped" in caplog.text and "device lost" in caplog.text
 
 
+def test_cost_model_is_trained_only_where_it_can_predict():
+    """MetaSchedule's XGBoost model scores at random until it holds XGB_WARMUP measurements: a
+    budget that never gets there tunes with the random model, untrained."""
+    from tvm.s_tir import meta_schedule as ms
+
+    assert tuning.XGB_WARMUP == ms.cost_model.XGBModel().num_warmup_samples
+    assert tuning.cost_model(tuning.XGB_WARMUP) == "random" and tuning.cost_model(tuning.XGB_WARMUP + 1) == "xgb"
+
+
 @pytest.fixture
 def qmodel_path(tmp_path):
     import onnx

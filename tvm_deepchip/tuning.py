@@ -41,11 +41,32 @@ def _cross_export(compiler: str):
     return export
 
 
-def _register():
+BUILD_FUNC = "deepchip.ms.build"  # the builder's build (registered by _register_build)
+
+
+def _build(mod, target, _params):
+    """Builder build: MetaSchedule's default_build without its `import tvm.s_tir.tensor_intrin`.
+    A candidate arrives tensorized (the registry of intrinsics is for tensorize, in the tuning
+    process); that import took a minute in each builder worker, and the builder starts new
+    workers every round."""
+    from tvm.driver import build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def _register_build():
+    """What a builder worker needs: our build and the cross compilers' exports. Not our schedule
+    rules (a candidate arrives scheduled): the builder starts new workers every round."""
     import tvm
 
     for compiler in targets.CROSS_COMPILERS:  # builder workers know no preset: register them all
         tvm.register_global_func(_export_func(compiler), _cross_export(compiler), override=True)
+    tvm.register_global_func(BUILD_FUNC, _build, override=True)
+
+
+def _register():
+    _register_build()
     from tvm_deepchip.schedules import load_all
 
     load_all()  # our schedule rules and tensor intrinsics (records refer to them), in this process
@@ -101,6 +122,17 @@ def search_strategy(trials: int):
     from tvm.s_tir import meta_schedule as ms
 
     return ms.search_strategy.EvolutionarySearch(population_size=min(512, max(64, 16 * trials)))
+
+
+XGB_WARMUP = 100  # MetaSchedule's XGBModel scores at random until it holds this many measurements
+
+
+def cost_model(trials: int) -> str:
+    """MetaSchedule's XGBoost cost model where the budget lets it predict. Until it holds
+    XGB_WARMUP measurements it scores candidates at random, yet it retrains after every round
+    (5-7 s each on 2 cores); the scheduler picks no candidates once `trials` are measured, so a
+    budget of at most XGB_WARMUP never leaves the random scores: the random model, untrained."""
+    return "xgb" if trials > XGB_WARMUP else "random"
 
 
 def _own_space(ctx, work_dir, trials: int):
@@ -294,8 +326,9 @@ def tune(
         print(f"[tune] {len(contexts)} tasks: {', '.join(names)}", file=sys.stderr, flush=True)
         callback, state = progress_callback(names)
         builder = ms.builder.LocalBuilder(
+            f_build=BUILD_FUNC,
             f_export=_export_func(preset.cross_compiler) if preset.cross_compiler else None,
-            initializer=_register,
+            initializer=_register_build,
             timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
         )
         database = ms.database.JSONDatabase(
@@ -314,7 +347,7 @@ def tune(
             builder=builder,
             runner=runner or make_runner(None, tracker, key, timeout),
             database=database,
-            cost_model="xgb",
+            cost_model=cost_model(trials),
             measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [callback],
         )
     for st in state:
