@@ -21,9 +21,9 @@ def _quantize(shape):
     return te.create_prim_func([x, y])
 
 
-def _run(func, x, out_dtype):
+def _run(func, x, out_dtype, out_shape=None):
     lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=target())
-    y = tvm.runtime.empty(x.shape, out_dtype, tvm.cpu())
+    y = tvm.runtime.empty(out_shape or x.shape, out_dtype, tvm.cpu())
     lib["main"](tvm.runtime.tensor(x), y)
     return y.numpy()
 
@@ -44,3 +44,32 @@ def test_rows_whose_length_is_no_multiple_of_the_step_are_whole_vectors(shape, v
     and leave LLVM scalar gathers); a 32-wide one is cut in steps of 16."""
     inner = [lp for lp in loops(schedule_tvm_op(_quantize(shape)).body) if lp.kind == tvm.tirx.ForKind.VECTORIZED]
     assert [int(lp.extent) for lp in inner] == [vector]
+
+
+def _max_pool(shape, window, stride):
+    """A max pool as TVM's pooling lowers it: one reduction block over the window."""
+    x = te.placeholder(shape, "uint8", name="x")
+    n, c, h, w = shape
+    oh, ow = (h - window) // stride + 1, (w - window) // stride + 1
+    rh, rw = te.reduce_axis((0, window), "rh"), te.reduce_axis((0, window), "rw")
+    y = te.compute((n, c, oh, ow), lambda b, k, i, j: te.max(x[b, k, i * stride + rh, j * stride + rw], axis=[rh, rw]),
+                   name="pool_max")
+    return te.create_prim_func([x, y]), (n, c, oh, ow)
+
+
+@pytest.mark.parametrize("shape, window, stride, parallel", [((1, 192, 27, 27), 3, 2, True), ((1, 48, 36, 36), 2, 2, False)])
+def test_pools_split_channels_over_cores_where_the_window_work_pays(shape, window, stride, parallel):
+    """AlexNet's 192x27x27 3x3/2 pool (292 K window taps) runs its channels on both cores; SVHN's
+    48x36x36 2x2 pool (62 K) stays on one. Both compute what the unscheduled loops compute."""
+    from tvm_deepchip.parallel_costs import PARALLEL_MIN_WINDOW_TAPS
+
+    func, out_shape = _max_pool(shape, window, stride)
+    assert (int(np.prod(out_shape)) * window * window >= PARALLEL_MIN_WINDOW_TAPS) == parallel
+    scheduled = schedule_tvm_op(func)
+    kinds = [lp.kind for lp in loops(scheduled.body)]
+    assert (tvm.tirx.ForKind.PARALLEL in kinds) == parallel
+    x = np.random.default_rng(3).integers(0, 256, size=shape, dtype=np.uint8)
+    got, want = (_run(f, x, "uint8", out_shape) for f in (scheduled, func))
+    np.testing.assert_array_equal(got, want)
+    assert got.max() == 255 and got.min() > 0  # the window's max, not an untouched output
+

@@ -14,11 +14,17 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 # - PARALLEL_MIN_MACS, the int8 dense's multiply-adds: AlexNet's last layer (4.1 M) 67 -> 36 us;
 # - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
 #   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
-# - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own ops (pools): not yet
+# - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own elementwise ops: not yet
 #   re-measured with 2 threads (lowered to 1 M, AlexNet's conv1 went 185 -> 213 us).
+# - PARALLEL_MIN_WINDOW_TAPS, TVM's pools (outputs x window taps), on an Intel Xeon (AVX-512
+#   build), random 8-bit inputs (LLVM compiles the max of AlexNet's 13-wide rows to branches):
+#   AlexNet's second 3x3/2 pool (292 K taps) 370-430 -> 190-260 us on 2 cores, its first (420 K)
+#   19-42 -> 23-31 (this machine's noise), its last (83 K) lost; SVHN ConvNet's 2x2 pools (62 K,
+#   21 K taps) lost (2.7 -> 3.4 us).
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
+PARALLEL_MIN_WINDOW_TAPS = 200_000
 SCALAR_COST = 32
