@@ -12,7 +12,10 @@ class and the thresholds every schedule uses, parallel_costs.py).
 
 Two forms:
 - pointwise (dense layers, convs with one output position): per list, one scalar gather-add
-  per entry, k advanced by the entry;
+  per entry, k advanced by the entry (a vector form, 8 entries a step decoded by shuffles and
+  read by AVX2's vpgatherdd, was bit-exact but no faster on an Intel Xeon: about a cycle an entry
+  either way, and slower on AlexNet's fc2; nor were both lists in one loop, the epilogue over 16
+  channels at once, or 8 entries a step);
 - spatial (convs): both lists of a channel decoded, DECODE_GROUP entries at a time, into local
   tables of tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane),
   then for each step of output positions one vector add per tap of each list, the two
