@@ -14,7 +14,7 @@ import tvm
 
 from tvm_deepchip.parallel_costs import PARALLEL_MIN_WINDOW_TAPS
 
-from .common import PARALLEL_MIN_WORK, _extent
+from .common import PARALLEL_MIN_WORK, _extent, _work
 
 log = logging.getLogger(__name__)
 VECTOR_ELEMENTS = 16  # elements per vectorized step of an elementwise loop
@@ -71,11 +71,8 @@ def _schedule_reduction(sch, block, loops) -> None:
     (fusing the spatial loops made AlexNet's last pool 10 -> 14 us: div/mod indices; unrolling
     the window gained nothing); its leading spatial loop runs on both cores where the scalar work
     (outputs x window taps) pays a launch (parallel_costs.PARALLEL_MIN_WINDOW_TAPS)."""
-    work = 1
-    for lp in loops:
-        work *= _extent(sch, lp)
     spatial = [lp for lp in loops if _extent(sch, lp) > 1][:1]
-    if spatial and work >= PARALLEL_MIN_WINDOW_TAPS:
+    if spatial and _work(sch, [block]) >= PARALLEL_MIN_WINDOW_TAPS:
         sch.parallel(spatial[0])
 
 

@@ -72,4 +72,3 @@ def test_pools_split_channels_over_cores_where_the_window_work_pays(shape, windo
     got, want = (_run(f, x, "uint8", out_shape) for f in (scheduled, func))
     np.testing.assert_array_equal(got, want)
     assert got.max() == 255 and got.min() > 0  # the window's max, not an untouched output
-
