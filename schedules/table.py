@@ -16,10 +16,13 @@ from tvm_deepchip.primitives import (
     ternary_dense_delta,
     ternary_dense_packed,
     ternary_dense_sparse,
+    xnor_conv2d,
+    xnor_dense,
 )
 
 from . import TARGET_KEYS, register
 from .common import schedule_dense, schedule_spatial, schedule_walked
+from .xnor import schedule_xnor
 
 # rule -> (skeleton, its parameters)
 SKELETONS = {
@@ -33,6 +36,9 @@ SKELETONS = {
     # delta lists: the walk is a hand-built loop nest; layout, epilogue and crop scheduled here
     ternary_conv2d_delta.RULE: (schedule_walked, {}),
     ternary_dense_delta.RULE: (schedule_walked, {}),
+    # binary inputs and weights: popcounts of XOR, vectors over output channels
+    xnor_conv2d.RULE: (schedule_xnor, {}),
+    xnor_dense.RULE: (schedule_xnor, {}),
 }
 
 

@@ -8,7 +8,7 @@ import tvm
 import primitive_cases as pc
 from tvm_deepchip import primitives
 from tvm_deepchip.errors import InputError
-from tvm_deepchip.formats import CHOICES, KERNEL_FORMATS, Format
+from tvm_deepchip.formats import BY_INPUT, CHOICES, KERNEL_FORMATS, Format
 from tvm_deepchip.primitives import roles
 from tvm_deepchip.schedules import _RULES, load_all, tagged_block
 
@@ -23,7 +23,8 @@ def test_every_op_and_kernel_format_has_one_primitive_with_schedules_for_both_fa
     load_all()
     keys = [(p.op, p.format) for p in primitives.PRIMITIVES]
     dense_only = {("conv2d", Format.DOT)}  # the dot form of ternary weights: dense layers
-    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in KERNEL_FORMATS} - dense_only)
+    formats = KERNEL_FORMATS + BY_INPUT  # chosen, or given by the layer's input (XNOR)
+    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in formats} - dense_only)
     for p in primitives.PRIMITIVES:
         assert primitives.lookup(p.op, p.format.value) is p
         assert p.rule == f"deepchip_{p.stem}"
@@ -54,8 +55,8 @@ def test_formats_for_and_refusals():
         primitives.lower_layer(_layer(), (1, 4, 9, 7), "sparse")
 
 
-@pytest.mark.parametrize("op, fmt", [(p.op, p.format.value) for p in primitives.PRIMITIVES])
-def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):
+@pytest.mark.parametrize("op, fmt", [(p.op, p.format.value) for p in primitives.PRIMITIVES if p.format not in BY_INPUT])
+def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's: tests/test_xnor.py)
     shape = {"conv2d": (1, 5, 9, 7), "dense": (2, 37)}[op]
     lowered = primitives.lower_layer(_layer(op=op, symmetric=True), shape, fmt)
     func = primitives.prim_func(lowered)

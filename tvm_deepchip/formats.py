@@ -13,6 +13,7 @@ class Format(str, enum.Enum):
     DELTA = "delta"  # ternary: per channel and sign, the gaps between taps as bytes (delta_lists)
     PACKED = "packed"  # ternary: two bit-planes, 2 bits per weight
     DOT = "dot"  # ternary dense: two 0/1 int8 planes through the int8 dot product (small layers)
+    XNOR = "xnor"  # binary weights on binary (+-1) inputs, both bit-packed: popcounts of XOR
     INT8 = "int8"  # int8 weights (or a symmetric ternary layer as int8 in {-1, 0, 1})
     FLOAT = "float"  # not lowered: the layer stays in TVM's float operators
 
@@ -30,7 +31,10 @@ AUTO = "auto"
 DEFAULT_TERNARY = AUTO
 FALLBACK_TERNARY = Format.SPARSE  # where the default cannot run a layer exactly: every ternary layer has index rows
 
-CHOICES = tuple(f.value for f in Format)  # what a user may ask for, per layer or as the default
+# A layer runs XNOR because of what it reads (binary inputs and binary weights), never by a choice:
+# no other format can run such a layer, and no other layer can run in it.
+BY_INPUT = (Format.XNOR,)
+CHOICES = tuple(f.value for f in Format if f not in BY_INPUT)  # what a user may ask for, per layer or as the default
 DEFAULT_CHOICES = (AUTO, *CHOICES)  # what --ternary-format takes
-KERNEL_FORMATS = tuple(f.value for f in Format if f is not Format.FLOAT)  # the ones with a primitive
+KERNEL_FORMATS = tuple(f for f in CHOICES if f != Format.FLOAT)  # the chosen ones with a primitive
 TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them

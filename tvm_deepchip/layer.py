@@ -21,6 +21,16 @@ class OutQuant:
     dtype: str  # "uint8" or "int8"
 
 
+BINARY = "binary"  # QuantLayer.in_dtype of an XNOR layer: its input is +-1 (the kernel reads it bit-packed)
+
+
+@dataclass
+class OutBinary:
+    """Output binarized for the next XNOR layer: +1 where clip(y) >= tau[c], else -1."""
+
+    tau: np.ndarray  # float32 [Co]
+
+
 @dataclass
 class QuantLayer:
     """One convolution or dense layer with 8-bit input and ternary or int8 weights.
@@ -30,6 +40,8 @@ class QuantLayer:
       weight_kind == "ternary": codes in {-1, 0, +1}; real weight = wp[c] where +1,
         -wn[c] where -1 (wp, wn float32 [Co]; a per-layer pair is repeated per channel).
       weight_kind == "int8": codes are the int8 weight values; real weight = w_scale[c] * code.
+      weight_kind == "binary": codes in {-1, +1}; real weight = w_scale[c] * code (BinaryConnect/BWN,
+        XNOR-Net). With in_dtype BINARY the input is +-1 too (scale 1, zero point 0).
     Shapes: conv2d [Co, Ci, KH, KW] (NCHW activations); dense [Co, K] (input [N, K]).
     """
 
@@ -48,7 +60,7 @@ class QuantLayer:
     padding: tuple = (0, 0, 0, 0)  # top, left, bottom, right
     act_lo: float = -np.inf  # relu: 0; clip(0, c): 0 and c
     act_hi: float = np.inf
-    out: OutQuant | None = None  # None: float32 output (last layer)
+    out: OutQuant | OutBinary | None = None  # None: float32 output (last layer)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -78,6 +90,11 @@ def float_conv2d_nchw(x: np.ndarray, w: np.ndarray, strides, padding) -> np.ndar
     return np.einsum("nchwij,ocij->nohw", cols, w, optimize=True)
 
 
+def shape_c(y: np.ndarray) -> tuple:
+    """Broadcast shape of a per-channel constant over y (channels on axis 1)."""
+    return (1, -1) + (1,) * (y.ndim - 2)
+
+
 def float_semantics(layer: QuantLayer, qx: np.ndarray) -> np.ndarray:
     """What the QDQ ONNX model computes for this layer, in float64, from the quantized input.
 
@@ -93,6 +110,8 @@ def float_semantics(layer: QuantLayer, qx: np.ndarray) -> np.ndarray:
     y = np.clip(y, layer.act_lo, layer.act_hi)
     if layer.out is None:
         return y.astype(np.float32)
+    if isinstance(layer.out, OutBinary):
+        return np.where(y >= np.asarray(layer.out.tau, np.float64).reshape(shape_c(y)), 1, -1).astype(np.int8)
     info = np.iinfo(layer.out.dtype)
     q = np.round(y / layer.out.scale) + layer.out.zero_point
     return np.clip(q, info.min, info.max).astype(layer.out.dtype)

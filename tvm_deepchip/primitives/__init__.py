@@ -28,6 +28,8 @@ from . import (
     ternary_dense_dot,
     ternary_dense_packed,
     ternary_dense_sparse,
+    xnor_conv2d,
+    xnor_dense,
 )
 from .record import Primitive, Site
 from .sparse_rows import valid_dummy
@@ -43,6 +45,8 @@ PRIMITIVES: tuple[Primitive, ...] = (
     ternary_dense_packed.PRIMITIVE,
     ternary_dense_dot.PRIMITIVE,
     int8_dense.PRIMITIVE,
+    xnor_conv2d.PRIMITIVE,
+    xnor_dense.PRIMITIVE,
 )
 _BY_KEY = {(p.op, p.format): p for p in PRIMITIVES}
 # lower_layer's class when none is named: uint8 dot-product operands, 8-bit sparse taps, 512-bit vectors
@@ -70,6 +74,8 @@ def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
     """Formats that can run this layer exactly."""
     if layer.weight_kind == "int8":
         return (Format.INT8,)
+    if layer.weight_kind == "binary":
+        return (Format.XNOR,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)
     dot = (Format.DOT,) if layer.op == "dense" else ()
     return (Format.SPARSE, Format.DELTA, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
@@ -85,8 +91,8 @@ def _as_kind(layer: QuantLayer, kind: str, fmt: Format) -> QuantLayer:
     int8 layer with weights in {-1, 0, 1}; int8 weights have no ternary form."""
     if layer.weight_kind == kind:
         return layer
-    if kind == "ternary":
-        raise InputError(f"layer {layer.name!r}: format {fmt.value!r} needs ternary weights, the layer has {layer.weight_kind}")
+    if kind != "int8":
+        raise InputError(f"layer {layer.name!r}: format {fmt.value!r} needs {kind} weights, the layer has {layer.weight_kind}")
     if fmt not in formats_for(layer):
         raise InputError(f"layer {layer.name!r}: format 'int8' needs Wp == Wn (got asymmetric ternary weights)")
     co = layer.out_channels
@@ -115,17 +121,18 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     site = Site(geo, prim.epilogue(layer, cls.int8_operand), int(layer.in_zero_point), cls)
     ec = site.epi.consts()
     n = len(weights.arrays())
+    io = prim.packed_io(geo, site.epi) if prim.packed_io else (in_shape, layer.in_dtype, geo.out_shape())
     return LoweredLayer(
         consts=weights.arrays() + ec,
         te_func=lambda x, *c: prim.compute(x, weights.with_arrays(c[:n]), c[n:], site),
         reference=lambda qx: prim.reference(qx, weights, site),
-        out_shape=tuple(int(s) for s in geo.out_shape()),
+        out_shape=tuple(int(s) for s in io[2]),
         out_dtype=site.epi.out_dtype,
         primitive=prim.stem,
         weight_bytes=weights.nbytes(),
         epilogue_bytes=int(sum(c.nbytes for c in ec)),
-        in_shape=tuple(int(s) for s in in_shape),
-        in_dtype=layer.in_dtype,
+        in_shape=tuple(int(s) for s in io[0]),
+        in_dtype=io[1],
     )
 
 

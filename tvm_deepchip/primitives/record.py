@@ -72,12 +72,15 @@ class Primitive:
     op: str  # QuantLayer.op it computes: "conv2d" | "dense"
     format: Format  # the weight format it reads
     stem: str  # its module's stem: names the PrimFunc (deepchip_<stem>) and the schedule files
-    weight_kind: str  # the QuantLayer.weight_kind it packs: "ternary" | "int8"
+    weight_kind: str  # the QuantLayer.weight_kind it packs: "ternary" | "int8" | "binary"
     geometry: Callable  # (layer, in_shape) -> the op's geometry (Site.geo); checks the shapes
     pack: Callable  # (layer, geo, operand) -> its Weights structure (numpy)
     compute: Callable  # (x, weights (TE tensors), epilogue consts, site) -> output te.Tensor
     reference: Callable  # (qx, weights (numpy), site) -> output, the same integer arithmetic
     epilogue: Callable = fit_epilogue  # (layer, operand) -> requantize.Epilogue
+    # (geo, epilogue) -> (input shape, input dtype, output shape) of the kernel where they are not
+    # the layer's codes and geo.out_shape() (the XNOR primitives read and may write bits); None: those
+    packed_io: Callable | None = None
 
     @property
     def rule(self) -> str:

@@ -1,0 +1,80 @@
+"""The XNOR primitives' schedule (primitives/xnor_conv2d, xnor_dense): one skeleton for every
+target family, the vector width from the ISA class.
+
+Per output position (conv: n, oy, ox fused; dense: n), the popcounts of all output channels:
+for each tap and input word, the input word is broadcast and XORed with a block of `blocks`
+vectors of the channels' weight words (adjacent in the packed weights), each popcounted and
+added to its accumulator vector. LLVM emits the vector popcount of the ISA: AVX-512
+VPOPCNTD where the CPU has VPOPCNTDQ, the nibble lookup (`vpshufb`) on AVX2 and AVX-512 without
+it, `cnt` + pairwise adds on NEON. Then the epilogue: 32 channels' compares packed into a word
+(bits out) or the requantization vectorized over channels; positions split over cores when the
+layer's popcount work reaches parallel_costs.PARALLEL_MIN_LANES.
+"""
+from __future__ import annotations
+
+from tvm_deepchip.isa import IsaClass
+from tvm_deepchip.parallel_costs import PARALLEL_MIN_LANES
+from tvm_deepchip.primitives import roles
+
+from .common import _accumulators, _extent, _work
+
+
+def _lanes(isa: IsaClass) -> int:
+    return isa.vector_bytes // 4  # uint32 words per vector
+
+
+def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
+    (pcs,) = _accumulators(sch, epilogue)
+    loops = sch.get_loops(epilogue)
+    space = loops[: len(loops) - 1 - _reductions(sch, epilogue)]  # the output position: (n, oy, ox) or n
+    pos = sch.fuse(*space) if len(space) > 1 else space[0]
+    if _work(sch, [pcs]) >= PARALLEL_MIN_LANES and _extent(sch, pos) > 1:
+        outer, pos = sch.split(pos, [2, None])
+        sch.parallel(outer)
+    sch.compute_at(pcs, pos)
+    depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
+    _popcounts(sch, pcs, depth, knobs, isa)
+    _epilogue(sch, epilogue, isa)
+    for crop in roles.having(sch, sch.get_consumers(epilogue), roles.CROP):
+        _crop(sch, crop)
+    return sch
+
+
+def _reductions(sch, block) -> int:
+    return sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == 2)  # CommReduce
+
+
+def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass) -> None:
+    """After compute_at (its own loops below `depth`): [channel, *reductions] -> [channel block,
+    *reductions, blocks, lanes] (reduction loops of extent 1 may be gone)."""
+    c, *red = sch.get_loops(pcs)[depth:]
+    lanes = _lanes(isa)
+    cp = _extent(sch, c)
+    vectors = cp // lanes if cp % lanes == 0 else 1
+    blocks = knobs.choice(sch, [1, 2, 4], 2)
+    blocks = blocks if vectors % blocks == 0 else 1
+    cb, bi, li = sch.split(c, [None, blocks, lanes if cp % lanes == 0 else cp])
+    sch.reorder(cb, *red, bi, li)
+    sch.unroll(bi)
+    sch.vectorize(li)
+    sch.decompose_reduction(pcs, red[0] if red else bi)  # (vectorized first: TVM checks a reduction block has its init)
+
+
+def _epilogue(sch, epilogue, isa: IsaClass) -> None:
+    """Bits: the 32 compares of a word unrolled; codes: vectorized over channels."""
+    inner = sch.get_loops(epilogue)[-1]
+    if _reductions(sch, epilogue):
+        sch.unroll(inner)
+        return
+    lanes = _lanes(isa)
+    if _extent(sch, inner) % lanes == 0:
+        _, li = sch.split(inner, [None, lanes])
+        sch.vectorize(li)
+
+
+def _crop(sch, crop) -> None:
+    """The NHWC -> NCHW copy of the codes: plain loops, the innermost vectorized where it runs
+    along consecutive outputs."""
+    inner = sch.get_loops(crop)[-1]
+    if _extent(sch, inner) > 1:
+        sch.vectorize(inner)

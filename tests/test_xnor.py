@@ -1,0 +1,157 @@
+"""The XNOR primitives (xnor_conv2d, xnor_dense): bit-exact against their numpy references over
+fuzzed shapes on every ISA class (aarch64 on the RPC device), the references against the float
+semantics of the layer, and each build's popcount the one its ISA has."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+import isa_devices
+import primitive_cases as pc
+from tvm_deepchip import isa, primitives, targets
+from tvm_deepchip.layer import BINARY, OutBinary, OutQuant, QuantLayer, float_semantics
+from tvm_deepchip.primitives import binary_bits, roles
+from tvm_deepchip.primitives.binary_bits import BitsEpilogue, thresholds
+from tvm_deepchip.schedules import tagged_block
+
+# the vector popcount each class's build must hold (LLVM's lowering of ctpop per ISA); the suite's
+# own x86 class builds for this CPU (`x86` preset), whose popcount depends on the CPU: not checked
+POPCOUNT = {"x86-avx2": "vpshufb", "x86-avx512": "vpshufb", "x86-avx512-vnni": "vpopcntd", "aarch64-neon": "cnt",
+            "aarch64-dotprod": "cnt"}
+
+CONV_CASES = [  # (Co, C, k, stride, pad, H, W, out)
+    (40, 37, 3, 1, 1, 9, 7, "bits"),
+    (33, 64, 3, 2, 1, 11, 10, "bits"),
+    (16, 5, 5, 1, 2, 8, 8, "uint8"),
+    (70, 96, 1, 1, 0, 5, 6, "int8"),
+    (10, 33, 3, 1, 0, 6, 6, None),  # float output (logits)
+    (64, 256, 3, 1, 1, 8, 8, "bits"),
+]
+DENSE_CASES = [  # (N, K, Co, out)
+    (1, 37, 10, "bits"),
+    (2, 300, 33, "uint8"),
+    (1, 1024, 128, "bits"),
+    (3, 64, 7, None),
+]
+ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[4]]
+ARM_DENSE_CASES = [DENSE_CASES[0], DENSE_CASES[1]]
+
+
+def binary_layer(rng, op, wshape, *, stride=1, pad=0, out="bits") -> QuantLayer:
+    co = wshape[0]
+    layer = QuantLayer(name=f"{op}_xnor", op=op, weight_kind="binary",
+                       codes=rng.choice(np.array([-1, 1], np.int8), size=wshape),
+                       bias=rng.normal(0, 2, co).astype(np.float32), in_scale=1.0, in_zero_point=0, in_dtype=BINARY,
+                       w_scale=rng.uniform(0.1, 1.0, co).astype(np.float32), strides=(stride, stride), padding=(pad,) * 4)
+    k = int(np.prod(wshape[1:]))
+    spread = 0.5 * np.sqrt(k)  # the typical |a * acc|
+    if out == "bits":
+        layer.out = OutBinary(rng.normal(0, spread / 2, co).astype(np.float32))
+        layer.act_lo, layer.act_hi = -spread, spread  # a Hardtanh-like clip, as BNNs use
+    elif out is not None:
+        layer.out = OutQuant(float(spread / 64), 3 if out == "uint8" else 0, out)
+        layer.act_lo = 0.0 if out == "uint8" else -np.inf
+    return layer
+
+
+def packed_input(signs: np.ndarray, op: str) -> np.ndarray:
+    """+-1 [N, C, H, W] (conv) or [N, K] (dense) -> the kernel's bit-packed input."""
+    return binary_bits.np_pack((signs.transpose(0, 2, 3, 1) if op == "conv2d" else signs) > 0)
+
+
+def check(layer, in_shape, cls, signs=None, knobs=None, seed=0):
+    rng = np.random.default_rng(seed)
+    lowered, lib = pc.build(layer, in_shape, "xnor", knobs, seed, cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
+    isa_devices.check_assembly(cls, lib, lowered.primitive)
+    if cls.name != isa_devices.suite_x86_class().name:
+        assert POPCOUNT[cls.name] in lib.inspect_source("asm"), f"{cls.name}: no {POPCOUNT[cls.name]} popcount"
+    signs = rng.choice(np.array([-1, 1], np.int8), size=in_shape) if signs is None else signs
+    qx = packed_input(signs, layer.op)
+    assert lowered.in_shape == qx.shape and lowered.in_dtype == "uint32"
+    ref = lowered.reference(qx)
+    semantics = float_semantics(layer, signs)
+    if isinstance(layer.out, OutBinary):  # thresholds in exact arithmetic: the same bits as float64
+        assert np.array_equal(ref, packed_input(semantics, layer.op))
+    elif layer.out is not None:
+        assert np.abs(ref.astype(np.int64) - semantics).max() <= 1
+    else:
+        np.testing.assert_allclose(ref, semantics, rtol=1e-5, atol=1e-5 * np.abs(semantics).max())
+    outs = isa_devices.run(cls, lowered, lib, [qx])
+    if outs is not None:
+        assert outs[0].dtype == ref.dtype
+        np.testing.assert_array_equal(outs[0], ref)
+    return ref
+
+
+@pytest.mark.parametrize("cls, case", pc.per_class(CONV_CASES, ARM_CONV_CASES))
+def test_conv2d_bit_exact(cls, case):
+    co, c, k, s, p, h, w, out = case
+    layer = binary_layer(pc._seeded(case), "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
+    check(layer, (1, c, h, w), cls)
+
+
+@pytest.mark.parametrize("cls, case", pc.per_class(DENSE_CASES, ARM_DENSE_CASES))
+def test_dense_bit_exact(cls, case):
+    n, k, co, out = case
+    check(binary_layer(pc._seeded(case), "dense", (co, k), out=out), (n, k), cls)
+
+
+@pytest.mark.parametrize("cls", pc.all_classes())
+@pytest.mark.parametrize("value", [1, -1])
+def test_constant_inputs_and_batch(cls, value):
+    """All +1 or all -1 inputs (the extremes of acc: +-K inside, fewer taps at the border)."""
+    layer = binary_layer(np.random.default_rng(3), "conv2d", (24, 40, 3, 3), pad=1, out="uint8")
+    signs = np.full((2, 40, 6, 6), value, np.int8)
+    ref = check(layer, signs.shape, cls, signs=signs)
+    assert len(np.unique(ref)) > 1, "degenerate: the border and interior taps should differ"
+
+
+@pytest.mark.parametrize("cls, seed", pc.per_class([0, 1], [0]))
+def test_sampled_schedule_bit_exact(cls, seed):
+    layer = binary_layer(np.random.default_rng(seed), "conv2d", (64, 48, 3, 3), pad=1)
+    check(layer, (1, 48, 10, 10), cls, knobs="sampled", seed=seed)
+
+
+def test_thresholds_match_the_float_comparison_exactly():
+    """acc >= T  <=>  clip(a * acc + b) >= tau, for every acc in range, including ties, a = 0 and
+    thresholds outside the clip range."""
+    a = np.array([0.5, 0.25, 0.0, 0.0, 1.0, 0.3, 0.1], np.float32)
+    b = np.array([0.25, -1.0, 2.0, -2.0, 0.0, 0.1, 0.0], np.float32)
+    tau = np.array([1.25, 0.0, 1.0, 1.0, 5.0, -3.0, 0.0], np.float32)
+    lo, hi, taps = -2.0, 4.0, 12
+    t = thresholds(a, b, tau, lo, hi, taps)
+    acc = np.arange(-taps, taps + 1)[:, None]
+    y = np.clip(a.astype(np.float64) * acc + b, lo, hi)
+    np.testing.assert_array_equal(acc >= t, y >= tau)
+    assert t[0] == 2  # 0.5 * 2 + 0.25 == 1.25 exactly: a tie passes
+    assert t[4] == taps + 1 and t[5] == -taps  # tau above the clip: never; below it: always
+
+
+@pytest.mark.parametrize("op, shape", [("conv2d", (1, 40, 6, 6)), ("dense", (2, 100))])
+def test_prim_func_roles_and_packed_io(op, shape):
+    wshape = (24, 40, 3, 3) if op == "conv2d" else (24, 100)
+    for out in ("bits", "uint8"):
+        layer = binary_layer(np.random.default_rng(0), op, wshape, pad=1 if op == "conv2d" else 0, out=out)
+        lowered = primitives.lower_layer(layer, shape, "xnor")
+        func = primitives.prim_func(lowered)
+        assert tagged_block(func) == (roles.EPILOGUE_NAME, f"deepchip_xnor_{op}")
+        sch = tvm.s_tir.Schedule(func)
+        found = [roles.role_of(sch.get(b)) for b in sch.get_child_blocks(sch.get_sblock("root"))]
+        assert found.count(roles.ACCUMULATOR) == 1 and (roles.CROP in found) == (out != "bits")
+        words_in = binary_bits.words(shape[1])
+        assert lowered.in_shape == ((1, 6, 6, words_in) if op == "conv2d" else (2, words_in))
+        assert lowered.out_dtype == ("uint32" if out == "bits" else "uint8")
+        assert lowered.weight_bytes == binary_bits.words(wshape[1]) * 4 * int(np.prod(wshape[2:])) * 32  # Co 24 -> 32
+        assert isinstance(primitives.lookup(op, "xnor").epilogue(layer), BitsEpilogue) == (out == "bits")
+
+
+def test_other_formats_refuse_binary_layers_and_xnor_refuses_others():
+    layer = binary_layer(np.random.default_rng(0), "dense", (8, 40))
+    assert primitives.formats_for(layer) == ("xnor",)
+    with pytest.raises(Exception, match="needs ternary weights, the layer has binary"):
+        primitives.lower_layer(layer, (1, 40), "sparse")
+    ternary = pc.make_layer(np.random.default_rng(0), "dense", "ternary", (8, 40))
+    with pytest.raises(Exception, match="needs binary weights, the layer has ternary"):
+        primitives.lower_layer(ternary, (1, 40), "xnor")
+    assert isa.get("x86-avx2").vector_bytes == 32  # the lanes schedules/xnor.py splits channels by

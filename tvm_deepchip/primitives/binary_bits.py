@@ -1,0 +1,118 @@
+"""Binary activations and weights as bits: what the XNOR primitives share.
+
+A value in {-1, +1} is one bit (1 for +1), 32 to a uint32 word along the channel axis, least
+significant bit first; the bits past the last channel are 0 in activations and weights alike, so
+they never differ. For C channels in W = ceil(C / 32) words, a dot product of +-1 values is
+
+    sum_k x_k * w_k = C - 2 * sum_words popcount(x_word XOR w_word)
+
+(a pair that agrees adds 1, one that differs -1; the padding bits agree and the C counts only the
+real ones). An XNOR layer's output for the next XNOR layer is bits too: the next binarization
+Where(clip(y) >= tau, 1, -1) of the float output y = a[c] * acc + b[c] is, in the integers,
+acc >= T[c] with T fitted once here (`thresholds`), so no float is ever computed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+WORD = 32  # bits per packed word (uint32: the widest lane every ISA's vector popcount has)
+WORD_DTYPE = "uint32"
+
+
+def words(c: int) -> int:
+    return -(-int(c) // WORD)
+
+
+def np_pack(bits: np.ndarray) -> np.ndarray:
+    """bool/0-1 [..., C] -> uint32 [..., ceil(C/32)], LSB first, the tail bits 0."""
+    c = bits.shape[-1]
+    padded = np.zeros(bits.shape[:-1] + (words(c) * WORD,), np.uint64)
+    padded[..., :c] = bits != 0
+    weights = np.uint64(1) << np.arange(WORD, dtype=np.uint64)
+    return (padded.reshape(bits.shape[:-1] + (words(c), WORD)) * weights).sum(-1).astype(np.uint32)
+
+
+def np_unpack(packed: np.ndarray, c: int) -> np.ndarray:
+    """Inverse of np_pack: uint8 0/1 [..., c]."""
+    bits = (packed[..., None] >> np.arange(WORD, dtype=np.uint32)) & 1
+    return bits.reshape(packed.shape[:-1] + (-1,))[..., :c].astype(np.uint8)
+
+
+def np_popcount(a: np.ndarray) -> np.ndarray:
+    """Set bits of each uint32 (int64), the reference of the kernels' popcount."""
+    v = a.astype(np.uint64)
+    return sum(((v >> np.uint64(i)) & np.uint64(1)) for i in range(WORD)).astype(np.int64)
+
+
+def word_bits(c: int, word):
+    """How many of word `word`'s bits are real channels (TE expression or int)."""
+    from tvm import tirx
+
+    if isinstance(word, int):
+        return min(WORD, c - WORD * word)
+    return tirx.min(tirx.const(WORD, "int32"), tirx.const(c, "int32") - word * WORD)
+
+
+def te_agreement(xw, ww, c: int, word):
+    """C_word - 2 * popcount(x XOR w) of one word pair (TE): its share of the +-1 dot product."""
+    from tvm import tirx
+
+    pc = tirx.popcount(tirx.bitwise_xor(xw, ww)).astype("int32")
+    return word_bits(c, word) - pc * 2
+
+
+def te_pack(shape, bit, c: int, name: str, attrs=None):
+    """uint32 words [*shape[:-1], words(c)] whose bit j of word v is bit(*idx, 32 v + j) (a boolean
+    expression of the channel index) for channels below c, else 0 (TE). The 32 bits are one
+    expression, not a reduction: the word is then a plain (complete) block its schedule may
+    place anywhere."""
+    from functools import reduce
+
+    from tvm import te, tirx
+
+    def word(*idx):
+        def one(j):
+            ch = idx[-1] * WORD + j
+            on = tirx.all(ch < c, bit(*idx[:-1], tirx.min(ch, c - 1)))
+            return tirx.shift_left(on.astype(WORD_DTYPE), tirx.const(j, WORD_DTYPE))
+
+        return reduce(tirx.bitwise_or, [one(j) for j in range(WORD)])
+
+    return te.compute(tuple(shape), word, name=name, attrs=attrs or {})
+
+
+@dataclass
+class BitsEpilogue:
+    """The epilogue of an XNOR layer whose output feeds another XNOR layer: bit c is acc >= T[c]
+    (int32 [Cp], padded channels never set). Duck-typed like requantize.Epilogue for the registry."""
+
+    thresholds: np.ndarray
+    out_dtype: str = WORD_DTYPE
+    integer: bool = True
+
+    def consts(self) -> list[np.ndarray]:
+        return [self.thresholds]
+
+
+def thresholds(a, bias, tau, act_lo: float, act_hi: float, taps: int) -> np.ndarray:
+    """int32 T[c] with  acc >= T[c]  <=>  clip(a[c] * acc + bias[c], act_lo, act_hi) >= tau[c]
+    for every integer acc in [-taps, taps], in exact rational arithmetic on the float32 constants
+    (onnxruntime evaluates the same comparison on a float32 sum, which rounds: only values within
+    that rounding of tau can differ). a >= 0 (binary weights' scales)."""
+    out = np.empty(len(a), np.int64)
+    never, always = taps + 1, -taps
+    for c, (ac, bc, tc) in enumerate(zip(np.asarray(a, np.float64), np.asarray(bias, np.float64), np.asarray(tau, np.float64))):
+        if act_lo >= tc:  # clip(y) >= act_lo >= tau: every value passes
+            out[c] = always
+        elif act_hi < tc:  # clip(y) <= act_hi < tau: none does
+            out[c] = never
+        elif ac == 0:  # y = b whatever the input (lo < tau <= hi: clip(y) >= tau <=> y >= tau)
+            out[c] = always if bc >= tc else never
+        else:  # a * acc >= tau - b  <=>  acc >= (tau - b) / a  (a > 0)
+            t = math.ceil((Fraction(tc) - Fraction(bc)) / Fraction(ac))
+            out[c] = min(max(t, always), never)
+    return out.astype(np.int32)

@@ -1,0 +1,151 @@
+"""XNOR conv2d: binary weights {-a[c], +a[c]} on binary activations {-1, +1}, both bit-packed
+(BNN, Hubara et al. 2016; XNOR-Net, Rastegari et al. 2016).
+
+    acc[n, oy, ox, c] = taps(oy, ox) * C - 2 * sum over taps inside the image of popcount(x XOR w)
+    y = the epilogue of acc: bits for the next XNOR layer (acc >= T[c], binary_bits.thresholds),
+        or the requantized 8-bit codes (float logits) of y = a[c] * acc + b[c] (requantize)
+
+A tap in the padding adds 0, as ONNX's zero padding of a +-1 input does (zero is neither sign):
+it is left out of both the popcount and the tap count, taps(oy, ox) = the taps of the window
+inside the image (Larq Compute Engine corrects a padded -1 per position instead; a test on the
+position costs less than a correction table of Co x Ho x Wo).
+
+Input: uint32 [N, H, W, ceil(C/32)] (channels packed, binary_bits). Weights: uint32
+[KH, KW, ceil(C/32), Cp], the words of all output channels of one tap adjacent, so the kernel's
+vector runs over output channels with the input word broadcast; Cp = Co rounded up to LANES.
+Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..formats import Format
+from ..layer import OutBinary
+from . import binary_bits, conv_layout, requantize, roles
+from .binary_bits import BitsEpilogue, WORD_DTYPE, words
+from .conv_layout import _ceil
+from .record import Primitive, Site, Weights, rule_of, scalar
+
+STEM = "xnor_conv2d"
+RULE = rule_of(STEM)
+LANES = 16  # output channels are padded to this (one AVX-512 vector of uint32 words)
+
+
+@dataclass(frozen=True, eq=False)
+class XnorWeights(Weights):
+    w: object  # uint32 [KH, KW, Cw, Cp] (xnor_conv2d) or [Kw, Cp] (xnor_dense)
+    taps: int = scalar(0)  # real (+-1) weights per output channel: C (per window tap) or K
+
+
+def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
+    """[Co, C, KH, KW] codes +-1 -> XnorWeights (bit 1 for +1)."""
+    co, c = layer.codes.shape[:2]
+    bits = binary_bits.np_pack(layer.codes.transpose(2, 3, 0, 1) > 0)  # [KH, KW, Co, Cw]
+    cp = _ceil(co, LANES) * LANES
+    w = np.zeros(bits.shape[:2] + (bits.shape[3], cp), np.uint32)
+    w[..., :co] = bits.transpose(0, 1, 3, 2)
+    return XnorWeights(w, c)
+
+
+def epilogue(layer, operand: str = "uint8"):
+    """Bits where the next layer is XNOR, else the int8 layer's requantization of a[c] * acc
+    (codes +-1 of scale a[c] on an input of scale 1: an int8 layer on int8 codes, exactly)."""
+    if isinstance(layer.out, OutBinary):
+        cp = _ceil(layer.out_channels, LANES) * LANES
+        taps = int(np.abs(layer.codes[0]).sum())
+        t = binary_bits.thresholds(layer.w_scale, layer.bias, layer.out.tau, layer.act_lo, layer.act_hi, taps)
+        return BitsEpilogue(np.concatenate([t, np.full(cp - len(t), taps + 1, np.int32)]))
+    return requantize.fit(replace(layer, weight_kind="int8", in_dtype="int8", in_scale=1.0, in_zero_point=0))
+
+
+def _inside(start, extent: int, size: int):
+    """How many of taps start .. start + extent - 1 lie in [0, size) (TE)."""
+    from tvm import tirx
+
+    return tirx.max(tirx.min(start + extent, size) - tirx.max(start, 0), 0)
+
+
+def compute(x, weights: XnorWeights, consts, site: Site):
+    """TE definition. x: uint32 [N, H, W, Cw] bits; weights: from `pack`."""
+    from tvm import te, tirx
+
+    g = site.geo
+    top, left = g.pad[0], g.pad[1]
+    w = weights.w
+    ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
+    v = te.reduce_axis((0, words(g.ci)), name="v")
+
+    def popcounts(n, oy, ox, c):
+        iy, ix = oy * g.sh + ky - top, ox * g.sw + kx - left
+        word = x[n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0), v]
+        pc = tirx.popcount(tirx.bitwise_xor(word, w[ky, kx, v, c])).astype("int32")
+        if any(g.pad):
+            pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, "int32"))
+        return te.sum(pc, axis=[ky, kx, v])
+
+    cp = int(w.shape[3])
+    pcs = te.compute((g.n, g.ho, g.wo, cp), popcounts, name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
+
+    def acc(n, oy, ox, c):
+        taps = _inside(oy * g.sh - top, g.kh, g.h) * _inside(ox * g.sw - left, g.kw, g.w)
+        return taps * weights.taps - pcs[n, oy, ox, c] * 2
+
+    return output(acc, (g.n, g.ho, g.wo), g.co, cp, consts, site.epi, RULE)
+
+
+def output(acc, space: tuple, co: int, cp: int, consts, epi, rule: str):
+    """The epilogue over acc(*space, c) (an expression): bit words [*space, ceil(co/32)] or codes
+    [N, Co, *spatial] (TE). Shared with xnor_dense."""
+    from tvm import te, tirx
+
+    if isinstance(epi, BitsEpilogue):
+        (t,) = consts
+        return binary_bits.te_pack((*space, words(co)), lambda *i: acc(*i) >= t[i[-1]], co,
+                                   roles.EPILOGUE_NAME, roles.epilogue_attrs(rule))
+    last = co - 1
+    y = te.compute((*space, cp), lambda *i: requantize.te_value(epi, consts, tirx.min(i[-1], last), acc(*i), None),
+                   name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
+    if len(space) == 1:
+        return te.compute((space[0], co), lambda n, c: y[n, c], name="crop", attrs=roles.attrs(roles.CROP))
+    return te.compute((space[0], co, *space[1:]), lambda n, c, *s: y[(n, *s, c)], name="crop",
+                      attrs=roles.attrs(roles.CROP))
+
+
+def np_signs(bits: np.ndarray, c: int) -> np.ndarray:
+    """Packed words [..., Cw] -> +-1 int64 [..., c]."""
+    return binary_bits.np_unpack(bits, c).astype(np.int64) * 2 - 1
+
+
+def np_output(acc: np.ndarray, epi, co: int) -> np.ndarray:
+    """numpy epilogue of acc [N, Co, ...] (channel axis 1): the same integers as `output`."""
+    if isinstance(epi, BitsEpilogue):
+        on = acc >= epi.thresholds[:co].reshape((1, -1) + (1,) * (acc.ndim - 2))
+        return binary_bits.np_pack(np.moveaxis(on, 1, -1))
+    return requantize.np_apply(epi, acc, None, channel_axis=1)
+
+
+def reference(qx: np.ndarray, weights: XnorWeights, site: Site) -> np.ndarray:
+    """numpy: the +-1 values unpacked, zero-padded, multiplied by the +-1 weights (a different
+    route to the same integers than the kernel's popcounts), then the same epilogue."""
+    g = site.geo
+    xs = np_signs(qx, g.ci).transpose(0, 3, 1, 2)  # [N, C, H, W]
+    wsigns = np_signs(weights.w[..., : g.co].transpose(0, 1, 3, 2), g.ci).transpose(2, 3, 0, 1)  # [Co, C, KH, KW]
+    windows = conv_layout.np_windows(xs, g, 0)  # [N, Ho, Wo, C*KH*KW], padding 0
+    acc = np.einsum("nhwk,ok->nohw", windows, wsigns.reshape(g.co, -1))
+    return np_output(acc, site.epi, g.co)
+
+
+def geometry(layer, in_shape):
+    """The conv geometry of the layer's +-1 input [N, C, H, W] (the kernel reads it packed)."""
+    return conv_layout.geometry(layer, in_shape)
+
+
+def packed_io(geo, epi) -> tuple:
+    """(input shape, dtype, output shape) of the kernel: bits in; bits or NCHW codes out."""
+    out = (geo.n, geo.ho, geo.wo, words(geo.co)) if isinstance(epi, BitsEpilogue) else geo.out_shape()
+    return (geo.n, geo.h, geo.w, words(geo.ci)), WORD_DTYPE, out
+
+
+PRIMITIVE = Primitive("conv2d", Format.XNOR, STEM, "binary", geometry, pack, compute, reference, epilogue, packed_io)

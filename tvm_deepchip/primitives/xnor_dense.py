@@ -1,0 +1,59 @@
+"""XNOR dense: binary weights {-a[c], +a[c]} on binary inputs {-1, +1}, both bit-packed.
+
+    acc[n, c] = K - 2 * sum_words popcount(x[n, v] XOR w[v, c])       (binary_bits)
+    y = the epilogue of acc, as xnor_conv2d's: bits for the next XNOR layer or requantized codes
+
+Input: uint32 [N, ceil(K/32)]. Weights: uint32 [ceil(K/32), Cp] (all channels' words of one input
+word adjacent: the vector runs over output channels). Output: bits [N, ceil(Co/32)] or codes [N, Co].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import Format
+from . import binary_bits, dense_layout, roles
+from .binary_bits import BitsEpilogue, words
+from .conv_layout import _ceil
+from .record import Primitive, Site, rule_of
+from .xnor_conv2d import LANES, XnorWeights, epilogue, np_output, np_signs, output
+
+STEM = "xnor_dense"
+RULE = rule_of(STEM)
+
+
+def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
+    """[Co, K] codes +-1 -> XnorWeights (bit 1 for +1)."""
+    co, k = layer.codes.shape
+    bits = binary_bits.np_pack(layer.codes > 0)  # [Co, Kw]
+    w = np.zeros((bits.shape[1], _ceil(co, LANES) * LANES), np.uint32)
+    w[:, :co] = bits.T
+    return XnorWeights(w, k)
+
+
+def compute(x, weights: XnorWeights, consts, site: Site):
+    """TE definition. x: uint32 [N, Kw] bits; weights: from `pack`."""
+    from tvm import te, tirx
+
+    g = site.geo
+    w = weights.w
+    v = te.reduce_axis((0, int(w.shape[0])), name="v")
+    cp = int(w.shape[1])
+    pcs = te.compute((g.n, cp), lambda n, c: te.sum(tirx.popcount(tirx.bitwise_xor(x[n, v], w[v, c])).astype("int32"), axis=v),
+                     name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
+    return output(lambda n, c: weights.taps - pcs[n, c] * 2, (g.n,), g.co, cp, consts, site.epi, RULE)
+
+
+def reference(qx: np.ndarray, weights: XnorWeights, site: Site) -> np.ndarray:
+    """numpy: +-1 inputs times +-1 weights (not popcounts), then the same epilogue."""
+    g = site.geo
+    acc = np_signs(qx, g.k) @ np_signs(weights.w[:, : g.co].T, g.k).T
+    return np_output(acc, site.epi, g.co)
+
+
+def packed_io(geo, epi) -> tuple:
+    """(input shape, dtype, output shape) of the kernel: bits in; bits or codes out."""
+    out = (geo.n, words(geo.co)) if isinstance(epi, BitsEpilogue) else geo.out_shape()
+    return (geo.n, words(geo.k)), binary_bits.WORD_DTYPE, out
+
+
+PRIMITIVE = Primitive("dense", Format.XNOR, STEM, "binary", dense_layout.geometry, pack, compute, reference, epilogue, packed_io)
