@@ -135,5 +135,29 @@ def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices()
                     continue
                 kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class)
                 plan.lower(name, Lowered(checked.layer, fmt, source, shape, rule, kernel))
+    _plan_xnor(form, plan, isa_class, choices)
     plan.check_forced(choices.formats)
     return plan
+
+
+def _plan_xnor(form, plan: LayerPlan, isa_class: IsaClass, choices: LayerChoices) -> None:
+    """XNOR layers (binary inputs and weights: passes/xnor_match.py) run XNOR kernels, unless
+    the user keeps one float; their outputs are decided among the lowered ones."""
+    from tvm import relax
+
+    from .passes.xnor_match import decide_outputs, find_sites
+
+    for func in [f for _, f in form.functions.items() if isinstance(f, relax.Function)]:
+        sites = []
+        for site in find_sites(func):
+            forced = choices.formats.get(site.name)
+            if site.name not in plan or forced == Format.FLOAT:
+                continue
+            if forced is not None:
+                raise InputError(f"layer {site.name!r}: cannot use format {forced!r}: binary weights on binary "
+                                 f"inputs run XNOR kernels (or float)")
+            sites.append(site)
+        decide_outputs(func, sites)
+        for site in sites:
+            kernel = primitives.lower_layer(site.layer, site.in_shape, Format.XNOR, isa_class)
+            plan.lower(site.name, Lowered(site.layer, Format.XNOR, FormatSource.DEFAULT, site.in_shape, None, kernel))

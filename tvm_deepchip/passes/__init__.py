@@ -14,16 +14,17 @@ from tvm import relax
 
 from .integer_data_movement import IntegerDataMovement, integer_data_movement
 from .lower_quant_layers import LowerQuantLayers
+from .lower_xnor_layers import LowerXnorLayers
 from .patterns import RULES, Rule, layer_pattern
 
-__all__ = ["IntegerDataMovement", "LowerQuantLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
+__all__ = ["IntegerDataMovement", "LowerQuantLayers", "LowerXnorLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
            "lower_to_primitives"]
 
 
 def lower_to_primitives(plan) -> tvm.transform.Pass:
     """Data movement on 8-bit values, then the plan's quantized layers as primitives."""
     return tvm.transform.Sequential(
-        [IntegerDataMovement(), LowerQuantLayers(plan), relax.transform.EliminateCommonSubexpr(),
+        [IntegerDataMovement(), LowerQuantLayers(plan), LowerXnorLayers(plan), relax.transform.EliminateCommonSubexpr(),
          relax.transform.DeadCodeElimination()],
         name="DeepChipLowerToPrimitives",
     )

@@ -1,0 +1,123 @@
+"""Rewrite rule: the XNOR layers of the plan become XNOR kernels on bit-packed values.
+
+pattern      act(binarize(x) (*) W + b), chained through max pools (passes/xnor_match.py)
+replacement  the value of each layer that is not written as bits (its output quantize, or its
+             float output) = kernel(bits of its input), where the bits of an input are
+               - the kernel of the XNOR layer that writes them (bits out), then its max pools
+                 on bits (binary_pack.te_pool), recursively;
+               - else the binarization of the codes of a dequantize (an integer compare) or of a
+                 float tensor, packed (binary_pack.te_pack).
+             A chain of XNOR layers is emitted where its last layer is replaced; its float values
+             are then dead (DeadCodeElimination).
+
+Like LowerQuantLayers, the pass decides nothing: the plan holds each layer's kernel, built for the
+output the analysis found (the same analysis, run again on the function rewritten here).
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from ..formats import Format
+from ..layer import OutBinary
+from ..primitives import binary_pack
+from .lower_quant_layers import OPAQUE
+from .patterns import const_value
+from .xnor_match import decide_outputs, find_sites
+
+
+def planned_sites(func, plan) -> list:
+    """The XNOR sites of `func` the plan lowers, their outputs decided among themselves."""
+    sites = [s for s in find_sites(func) if (lo := plan.lowered(s.name)) is not None and lo.format == Format.XNOR]
+    decide_outputs(func, sites)
+    return sites
+
+
+@mutator
+class _Rewrite(PyExprMutator):
+    def __init__(self, mod, func, plan):
+        super().__init__(mod)
+        self.plan = plan
+        self.var2val = relax.analysis.get_var2val(func)
+        self.sites = planned_sites(func, plan)
+        self.replaced = [(self.var2val[s.out], s) for s in self.sites if not isinstance(s.layer.out, OutBinary)]
+        self._bits, self._site_bits = {}, {}
+
+    def visit_call_(self, call):
+        for value, site in self.replaced:
+            if call.same_as(value):
+                return self._kernel(site)
+        return super().visit_call_(call)
+
+    def _kernel(self, site):
+        planned = self.plan.lowered(site.name)
+        if planned.layer.out.__class__ is not site.layer.out.__class__:
+            raise RuntimeError(f"layer {site.name!r}: the plan's output ({type(planned.layer.out).__name__}) "
+                               f"differs from the rewrite's ({type(site.layer.out).__name__})")
+        kernel = planned.kernel
+        consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
+        return self.builder_.emit_te(kernel.te_func, self._input_bits(site.binarize), *consts,
+                                     primfunc_name_hint=f"deepchip_{kernel.primitive}", primfunc_attrs={"op_pattern": OPAQUE})
+
+    def _input_bits(self, binarize):
+        for key, bits in self._bits.items():
+            if key.same_as(binarize):
+                return bits
+        bits = self._from_writer(binarize)
+        if bits is None:
+            bits = self._packed(next(s for s in self.sites if s.binarize.same_as(binarize)))
+        self._bits[binarize] = bits
+        return bits
+
+    def _from_writer(self, binarize):
+        """The bits an XNOR layer writes for this binarization, through its pools (None: no such layer)."""
+        for site in self.sites:
+            for var, pools in site.feeds:
+                if self.var2val[var].same_as(binarize):
+                    if site.name not in self._site_bits:
+                        self._site_bits[site.name] = self._kernel(site)
+                    bits = self._site_bits[site.name]
+                    for pool in pools:
+                        bits = self.builder_.emit_te(lambda b, pool=pool: binary_pack.te_pool(b, pool), bits, primfunc_name_hint="bit_maxpool")
+                    return bits
+        return None
+
+    def _packed(self, site):
+        """The site's input binarized and packed: an integer compare of 8-bit codes where it reads a
+        dequantize of them, else the float compare."""
+        x = site.x
+        value = self.var2val.get(x, x) if isinstance(x, relax.Var) else x
+        thr = relax.const(site.tau, "float32")
+        if isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.dequantize":
+            q, scale, zp = value.args[0], const_value(value.args[1], self.var2val), const_value(value.args[2], self.var2val)
+            dtype = str(q.ty.dtype)
+            if scale is not None and zp is not None and scale.size == 1 and zp.size == 1 and dtype in ("uint8", "int8"):
+                codes = binary_pack.code_thresholds(float(scale.reshape(())), int(zp.reshape(())), dtype, site.tau)
+                x, thr = q, relax.const(codes.astype("int32"), "int32")
+        return self.builder_.emit_te(_pack, self.visit_expr(x), thr, primfunc_name_hint="binarize_pack")
+
+
+def _pack(x, thr):
+    """binary_pack.te_pack on codes widened to the thresholds' int32 (a threshold may lie past
+    the codes' range: no code passes)."""
+    from tvm import te
+
+    if str(x.dtype) != str(thr.dtype):
+        x = te.compute(x.shape, lambda *i: x(*i).astype(thr.dtype), name="widen")
+    return binary_pack.te_pack(x, thr)
+
+
+@tvm.transform.module_pass(opt_level=0, name="DeepChipLowerXnorLayers")
+class LowerXnorLayers:
+    def __init__(self, plan):
+        self.plan = plan
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function):
+                rewrite = _Rewrite(mod, func, self.plan)
+                if rewrite.replaced:
+                    rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
+                    mod = rewrite.builder_.get()
+        return relax.transform.DeadCodeElimination()(mod)

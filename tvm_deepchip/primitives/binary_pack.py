@@ -1,0 +1,96 @@
+"""The data movement of binary activations: values binarized into bit-packed words, and max
+pooling on bits. What feeds an XNOR layer its input where no XNOR layer wrote it as bits.
+
+    pack:  bit c of position p = x[n, c, p] >= thr[c]     NCHW (or [N, K]) -> [N, H, W, Cw] (or [N, Kw])
+    pool:  word = OR of the words in the window            max pooling of +-1 values, exactly
+
+`x` is either the 8-bit codes an int8 layer wrote (the binarization Where(dequantize(q) >= tau)
+is then an integer compare on the codes, `code_thresholds`) or a float tensor (compared as is).
+The max of +-1 values is +1 where any is: a bitwise OR; ONNX pads a max pool with -inf, so taps
+in the padding are skipped, never read as -1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import binary_bits
+from .binary_bits import WORD_DTYPE, words
+
+
+def code_thresholds(scale: float, zero_point: int, dtype: str, tau: np.ndarray) -> np.ndarray:
+    """int32 thr[c]: the smallest code q with float32(q - zp) * float32(scale) >= tau[c] (the
+    float32 arithmetic of onnxruntime's DequantizeLinear then GreaterOrEqual), past the largest
+    code where none is."""
+    info = np.iinfo(dtype)
+    codes = np.arange(info.min, info.max + 1)
+    values = (codes - zero_point).astype(np.float32) * np.float32(scale)
+    passes = values[None, :] >= np.asarray(tau, np.float32).reshape(-1, 1)  # monotone in q (scale > 0)
+    first = np.where(passes.any(1), passes.argmax(1), len(codes))
+    return (info.min + first).astype(np.int32)
+
+
+def te_pack(x, thr, name: str = "binarize"):
+    """x [N, C, H, W] or [N, K]; thr [C] of x's compare type -> packed words (TE)."""
+    if len(x.shape) == 2:
+        n, k = (int(s) for s in x.shape)
+        return binary_bits.te_pack((n, words(k)), lambda i, c: x[i, c] >= thr[c], k, name)
+    n, c, h, w = (int(s) for s in x.shape)
+    return binary_bits.te_pack((n, h, w, words(c)), lambda i, y, z, ch: x[i, ch, y, z] >= thr[ch], c, name)
+
+
+def np_pack(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    on = x >= thr.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return binary_bits.np_pack(np.moveaxis(on, 1, -1))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A max pool's window (NCHW, dilation 1, floor mode): size, strides, padding (top, left, bottom, right)."""
+
+    size: tuple
+    strides: tuple
+    padding: tuple
+
+    def out_hw(self, h: int, w: int) -> tuple:
+        t, l, b, r = self.padding
+        return ((h + t + b - self.size[0]) // self.strides[0] + 1, (w + l + r - self.size[1]) // self.strides[1] + 1)
+
+
+def te_pool(bits, pool: Pool, name: str = "bit_maxpool"):
+    """bits [N, H, W, Cw] -> the OR over each window's taps inside the image (TE)."""
+    from functools import reduce
+
+    from tvm import te, tirx
+
+    n, h, w, cw = (int(s) for s in bits.shape)
+    ho, wo = pool.out_hw(h, w)
+    top, left = pool.padding[:2]
+
+    def word(i, oy, ox, c):
+        terms = []
+        for ky in range(pool.size[0]):
+            for kx in range(pool.size[1]):
+                y, x = oy * pool.strides[0] + ky - top, ox * pool.strides[1] + kx - left
+                v = bits[i, tirx.max(tirx.min(y, h - 1), 0), tirx.max(tirx.min(x, w - 1), 0), c]
+                inside = tirx.all(y >= 0, y < h, x >= 0, x < w)
+                terms.append(v if not any(pool.padding) else tirx.if_then_else(inside, v, tirx.const(0, WORD_DTYPE)))
+        return reduce(tirx.bitwise_or, terms)
+
+    return te.compute((n, ho, wo, cw), word, name=name)
+
+
+def np_pool(bits: np.ndarray, pool: Pool) -> np.ndarray:
+    n, h, w, cw = bits.shape
+    ho, wo = pool.out_hw(h, w)
+    top, left = pool.padding[:2]
+    out = np.zeros((n, ho, wo, cw), bits.dtype)
+    for ky in range(pool.size[0]):
+        for kx in range(pool.size[1]):
+            ys = np.arange(ho) * pool.strides[0] + ky - top
+            xs = np.arange(wo) * pool.strides[1] + kx - left
+            ok_y, ok_x = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
+            tap = bits[:, np.clip(ys, 0, h - 1)][:, :, np.clip(xs, 0, w - 1)]
+            out |= np.where((ok_y[:, None] & ok_x[None, :])[None, :, :, None], tap, 0).astype(bits.dtype)
+    return out
