@@ -43,6 +43,24 @@ class QDQBuilder:
         w = np.where(signs > 0, wp.reshape(b), 0) - np.where(signs < 0, wn.reshape(b), 0)
         return self.const(w.astype(np.float32))
 
+    def binary_weight(self, shape):
+        """{-a[c], +a[c]} with a[c] a power of two: onnxruntime's float sums of them are exact, so
+        its binarizations (thresholds off the 1/8 lattice those sums and biases lie on) are too."""
+        signs = self.rng.choice([-1.0, 1.0], size=shape)
+        a = self.rng.choice([0.25, 0.5, 1.0], size=shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
+        return self.const((signs * a).astype(np.float32))
+
+    def binarize(self, channels: int | None = None, center: float = 0.0):
+        """Where(x >= tau, 1, -1), tau per channel ([1, C, 1, 1] or [C]) or scalar, a multiple of 1/8
+        plus 1/16 (never equal to a sum of the binary layers' lattice)."""
+        shape = () if channels is None else ((1, channels, 1, 1) if len(self.shape()) == 4 else (channels,))
+        tau = (center + self.rng.integers(-4, 4, size=shape) / 8 + 1 / 16).astype(np.float32)
+        ge, out = self._name("ge"), self._name("bin")
+        self.nodes += [helper.make_node("GreaterOrEqual", [self.cur, self.const(tau)], [ge]),
+                       helper.make_node("Where", [ge, self.const(np.float32(1)), self.const(np.float32(-1))], [out])]
+        self.cur = out
+        return out
+
     def int8_weight(self, shape):
         q = self.rng.integers(-127, 128, size=shape).astype(np.int8)
         scale = self.rng.uniform(0.002, 0.01, size=shape[0]).astype(np.float32)
@@ -54,14 +72,20 @@ class QDQBuilder:
     def conv(self, co, k, stride=1, pad=0, weight="ternary", act="relu", name=None, group=1, **kw):
         ci = self.shape()[1]
         shape = (co, ci // group, k, k)
-        w = self.ternary(shape, **kw) if weight == "ternary" else self.int8_weight(shape)
-        b = self.const(self.rng.normal(0, 0.3, size=co).astype(np.float32))
+        w = {"ternary": lambda: self.ternary(shape, **kw), "int8": lambda: self.int8_weight(shape),
+             "binary": lambda: self.binary_weight(shape)}[weight]()
+        b = self.const(self._bias(co, weight))
         out = self._name("conv")
         self.nodes.append(helper.make_node("Conv", [self.cur, w, b], [out], name=name or out, group=group,
                                            kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4))
         self.cur = out
         self._track(co, k, stride, pad)
         return self.activation(act)
+
+    def _bias(self, co, weight):
+        if weight == "binary":  # on the 1/8 lattice (binary_weight)
+            return (self.rng.integers(-16, 16, size=co) / 8).astype(np.float32)
+        return self.rng.normal(0, 0.3, size=co).astype(np.float32)
 
     def conv_transpose(self, co, k, stride=2, name=None):
         """A float ConvTranspose (weight [Ci, Co, k, k]), no padding."""
@@ -78,6 +102,11 @@ class QDQBuilder:
         if act == "relu":
             out = self._name("relu")
             self.nodes.append(helper.make_node("Relu", [self.cur], [out]))
+            self.cur = out
+        elif act == "hardtanh":  # Clip(-1, 1), BNNs' activation before a binarization
+            out = self._name("clip")
+            self.nodes.append(helper.make_node("Clip", [self.cur, self.const(np.float32(-1)),
+                                                        self.const(np.float32(1))], [out]))
             self.cur = out
         elif act == "clip":
             out = self._name("clip")
@@ -111,8 +140,9 @@ class QDQBuilder:
 
     def gemm(self, co, weight="int8", name=None, act=None, **kw):
         k = self.shape()[1]
-        w = self.int8_weight((co, k)) if weight == "int8" else self.ternary((co, k), **kw)
-        b = self.const(self.rng.normal(0, 0.3, size=co).astype(np.float32))
+        w = {"ternary": lambda: self.ternary((co, k), **kw), "int8": lambda: self.int8_weight((co, k)),
+             "binary": lambda: self.binary_weight((co, k))}[weight]()
+        b = self.const(self._bias(co, weight))
         out = self._name("gemm")
         self.nodes.append(helper.make_node("Gemm", [self.cur, w, b], [out], name=name or out, transB=1))
         self._shape = [self.shape()[0], co]
@@ -155,4 +185,34 @@ def small_convnet(seed=0, act="clip", sparsity=0.9, per_channel=False, batch=1, 
     b.gemm(20, weight="ternary", act=act, name="fc_t", sparsity=sparsity, symmetric=symmetric)
     b.qdq(1 / 255 if act == "clip" else 4 / 255)
     b.gemm(10, weight="int8", name="fc_last")
+    return b.model()
+
+
+def small_bnn(seed=0, batch=1, share_binarized=False) -> onnx.ModelProto:
+    """BNN form (XNOR-Net): int8 first conv; binary convs on binarized inputs (stride 1 and 2, a max
+    pool between two, a 1x1 to 8-bit codes); flatten; binary Gemms (bits between them, float
+    logits). `share_binarized`: one binarized value is also read by a float op (it must then stay)."""
+    b = QDQBuilder([batch, 3, 10, 10], seed)
+    b.qdq(1 / 255)
+    b.conv(8, 3, pad=1, weight="int8", act="clip", name="conv_first")
+    b.qdq(1 / 255)
+    b.binarize(8, center=0.5)
+    b.conv(40, 3, pad=1, weight="binary", act="hardtanh", name="xconv1")
+    b.binarize(40)
+    b.conv(36, 3, stride=2, pad=1, weight="binary", act=None, name="xconv2")
+    b.maxpool()
+    binarized = b.binarize(36)
+    b.conv(64, 3, pad=1, weight="binary", act=None, name="xconv3")
+    b.binarize()
+    b.conv(16, 1, weight="binary", act="relu", name="xconv4")
+    b.qdq(1 / 16)
+    b.flatten()
+    b.binarize(b.shape()[1])
+    b.gemm(48, weight="binary", name="xfc1")
+    b.binarize(48)
+    b.gemm(10, weight="binary", name="xfc2")
+    if share_binarized:  # + mean of the binarized map: a float reader of a binarized value
+        mean = b._name("mean")
+        b.nodes.append(helper.make_node("ReduceMean", [binarized], [mean], axes=[1, 2, 3], keepdims=0))
+        b.add(mean)
     return b.model()

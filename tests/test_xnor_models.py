@@ -1,0 +1,80 @@
+"""Whole BNN models (tests/qdq_builders.small_bnn) through the compiler: the XNOR layers found,
+their outputs decided (bits between XNOR layers, codes before an int8 one, float logits), the
+float chain gone, and the compiled model equal to onnxruntime on the same ONNX (the model's
+binary weights and thresholds make onnxruntime's float arithmetic exact: qdq_builders)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+import qdq_builders
+from tvm_deepchip import compiler, oracle
+from tvm_deepchip.passes.xnor_match import decide_outputs, find_sites
+
+XNOR_LAYERS = ["xconv1", "xconv2", "xconv3", "xconv4", "xfc1", "xfc2"]
+
+
+def _imported(model):
+    from tvm_deepchip.onnx_import import static_input_shapes, to_relax
+    from tvm_deepchip.passes import IntegerDataMovement
+
+    return IntegerDataMovement()(to_relax(model, static_input_shapes(model)))["main"]
+
+
+def _run(compiled, x):
+    vm = tvm.relax.VirtualMachine(compiled.executable, tvm.cpu())
+    return np.concatenate([vm["main"](tvm.runtime.tensor(x[i:i + 1])).numpy() for i in range(len(x))])
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_sites_and_their_outputs(share):
+    func = _imported(qdq_builders.small_bnn(share_binarized=share))
+    sites = find_sites(func)
+    assert [s.name for s in sites] == XNOR_LAYERS
+    decide_outputs(func, sites)
+    outs = {s.name: type(s.layer.out).__name__ for s in sites}
+    # xconv3 reads the binarized map the float ReduceMean reads too: xconv2 still writes bits
+    # (the float chain stays for the other reader)
+    assert outs == {"xconv1": "OutBinary", "xconv2": "OutBinary", "xconv3": "OutBinary", "xconv4": "OutQuant",
+                    "xfc1": "OutBinary", "xfc2": "NoneType"}
+    by = {s.name: s for s in sites}
+    assert [len(pools) for _, pools in by["xconv2"].feeds] == [1]  # its max pool runs on bits
+    assert by["xconv1"].layer.act_lo == -1.0 and by["xconv1"].layer.act_hi == 1.0
+    assert by["xconv1"].tau.shape == (8,) and by["xfc1"].tau.shape == (64,)
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_compiled_bnn_equals_onnxruntime(share):
+    model = qdq_builders.small_bnn(seed=1, share_binarized=share)
+    compiled = compiler.compile(model, "x86", tuning_log=None)
+    rows = {r["layer"]: r for r in compiled.report.layers}
+    assert all(rows[n]["format"] == "xnor" and rows[n]["kind"] == "binary" for n in XNOR_LAYERS), rows
+    assert rows["xconv1"]["weight_bytes"] == 3 * 3 * 1 * 48 * 4  # 1 bit a weight, 32 to a word, 40 -> 48 channels
+    x = np.random.default_rng(0).uniform(0, 1, (16, 3, 10, 10)).astype(np.float32)
+    ours, ref = _run(compiled, x), oracle.run(model, x, batch=1)
+    assert np.unique(ref.argmax(1)).size > 1, "degenerate model: one class everywhere"
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_lowered_module_keeps_no_float_binarization():
+    """Without another reader, no where/greater_equal and no float conv survive: bits throughout."""
+    from tvm import relax
+
+    from tvm_deepchip import targets
+
+    model = qdq_builders.small_bnn(seed=2)
+    lowering = compiler.lower(model, targets.resolve("x86"))
+    ops, tirs = set(), set()
+
+    def visit(e):
+        if isinstance(e, relax.Call):
+            ops.add(getattr(e.op, "name", ""))
+            if getattr(e.op, "name", "") == "relax.call_tir":
+                tirs.add(e.args[0].name_hint)
+
+    relax.analysis.post_order_visit(lowering.mod["main"], visit)
+    assert not {"relax.where", "relax.greater_equal", "relax.nn.conv2d", "relax.matmul"} & ops
+    names = " ".join(sorted(tirs))
+    for kernel in ("deepchip_xnor_conv2d", "deepchip_xnor_dense", "bit_maxpool", "binarize_pack"):
+        assert kernel in names, (kernel, names)
