@@ -108,10 +108,10 @@ def build(case, cls: str, workdir: Path, default_ternary: str | None = None):
     import tvm_deepchip
     from tvm_deepchip import isa
 
-    tag = f"{case.name}.s{int(100 * case.sparsity) if case.sparsity is not None else 'trained'}"
+    tag = f"{case.name}.s{int(100 * case.sparsity) if case.sparsity is not None else 'trained'}.{case.scheme}"
     qpath = workdir / f"{tag}.q.onnx"
     if not qpath.exists():
-        kwargs = {} if case.sparsity is None else {"sparsity": case.sparsity}
+        kwargs = {"scheme": case.scheme} if case.sparsity is None else {"sparsity": case.sparsity}
         tvm_deepchip.quantize(case.to_quantize, qpath, calib=case.calib, **kwargs)
     qmodel = onnx.load(str(qpath))
     shapes = {qmodel.graph.input[0].name: list(case.x.shape)}
@@ -129,7 +129,7 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
     every ternary layer in that format (the format the default replaced), all taking turns."""
     from tvm_deepchip import isa, oracle
 
-    label = f"{case.name} {'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
+    label = f"{case.name} {case.scheme if case.scheme != 'ternary' else 'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
     timers = dict(peers.timers(case))
     built, own = {}, []
     for cls in classes:
@@ -150,7 +150,7 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
     finally:
         for timer in own:
             timer.close()
-    row = {"model": case.name, "sparsity": case.sparsity, "peers": {k: v for k, v in stats.items() if ":" not in k},
+    row = {"model": case.name, "sparsity": case.sparsity, "scheme": case.scheme, "peers": {k: v for k, v in stats.items() if ":" not in k},
            "classes": {}}
     for cls, (qmodel, compiled, shapes) in built.items():
         ours = bench_peers.vm_output(compiled.executable, case.x)
@@ -216,6 +216,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=[*bench_models.NETWORKS, bench_models.DIGITS, *bench_models.SMALL])
     ap.add_argument("--sparsity", nargs="+", type=float, default=[0.9, 0.95])
+    ap.add_argument("--schemes", nargs="+", default=["ternary"], choices=["ternary", "bwn", "xnor"],
+                    help="quantizer schemes; bwn / xnor add the paper's networks with binary weights / and activations")
     ap.add_argument("--classes", nargs="+", default=None, help="x86 ISA classes to build (default: AVX2 and this CPU's)")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--sessions", type=int, default=3, help="processes per contender; the fastest counts")
@@ -246,7 +248,7 @@ def main(argv=None):
     try:
         baseline = None if args.baseline_format == "none" else args.baseline_format
         rows = [bench_case(c, classes, args.runs, peers, workdir, baseline)
-                for c in bench_models.cases(args.models, args.sparsity)]
+                for c in bench_models.cases(args.models, args.sparsity, args.schemes)]
     finally:
         peers.close()
     out = Path(args.out)

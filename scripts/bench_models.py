@@ -26,7 +26,8 @@ class Case:
     to_quantize: onnx.ModelProto  # what tvm-deepchip quantizes
     calib: np.ndarray
     x: np.ndarray
-    sparsity: float | None  # None: the model's own (trained) zeros
+    sparsity: float | None  # None: the model's own (trained) zeros, or a binary scheme's none
+    scheme: str = "ternary"  # the quantizer's scheme: ternary, or bwn / xnor (binary weights / and activations)
 
 
 def _random_images(model, n=8, seed=0):
@@ -73,7 +74,21 @@ def _small(name: str, seed: int = 7) -> onnx.ModelProto:
     return model
 
 
-def cases(names, sparsities) -> list[Case]:
+def cases(names, sparsities, schemes=("ternary",)) -> list[Case]:
+    """The ternary cases of `names` at each sparsity, then each binary scheme's case of the paper's
+    networks (quantized post-training: timing only, the binarized values carry no trained meaning)."""
+    out = _ternary_cases(names, sparsities) if "ternary" in schemes else []
+    from tvm_deepchip import models
+
+    for scheme in [s for s in schemes if s != "ternary"]:
+        for name in [n for n in names if n in NETWORKS]:
+            model = models.MODELS[name](batch=1, seed=0)
+            calib, x = _random_images(model)
+            out.append(Case(name, model, model, calib, x, None, scheme))
+    return out
+
+
+def _ternary_cases(names, sparsities) -> list[Case]:
     from tvm_deepchip import models
 
     out = []

@@ -13,6 +13,10 @@ CLASS_TITLES = {"x86-avx2": "AVX2 (no AVX-512, no VNNI: AMD Zen 1-3, Intel clien
 
 def targets_of(row) -> list[tuple[str, str, float]]:
     """(peer key or "best_int8", description, factor) the issue's targets set for this row."""
+    if row.get("scheme") == "xnor":  # binary networks (issue 14)
+        return [("ort_fp32", "onnxruntime FP32", 8.0), ("best_int8", "best int8 peer", 3.0)]
+    if row.get("scheme") == "bwn":
+        return [("ort_fp32", "onnxruntime FP32", 3.0)]
     if row["model"] == "digits":
         return [("ort_fp32", "onnxruntime FP32", 3.0)]
     if row["model"] in ("svhn_convnet", "resnet44", "alexnet"):
@@ -29,7 +33,12 @@ def peer_ms(row, key):
     return row["peers"].get(key, {}).get("ms")
 
 
+SCHEME_LABELS = {"xnor": "BNN", "bwn": "BWN"}  # the binary schemes' rows (bench_models.Case.scheme)
+
+
 def _label(row) -> str:
+    if row.get("scheme", "ternary") != "ternary":
+        return f"{row['model']} {SCHEME_LABELS[row['scheme']]}"
     return f"{row['model']} {'trained' if row['sparsity'] is None else format(row['sparsity'], '.0%')}"
 
 
@@ -58,7 +67,7 @@ def _prod(xs) -> int:
 
 
 def layer_work(info: dict) -> tuple[str, float]:
-    """("int8" | "add" | "gather", operations) of one layer row: multiply-accumulates of an int8
+    """("int8" | "add" | "gather" | "xnor", operations) of one layer row: multiply-accumulates of an int8
     layer, or the adds of a ternary one (one per non-zero weight and output position): vector
     adds over output positions, or, where the output has one position (dense layers, 1x1-output
     convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap)."""
@@ -66,6 +75,8 @@ def layer_work(info: dict) -> tuple[str, float]:
     if not shape or not oshape:
         return "int8", 0.0
     macs = _prod(shape) * _prod(oshape[2:]) * oshape[0]
+    if info.get("format") == "xnor":
+        return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
     if info.get("kind") == "ternary" and info.get("format") == "dot":
         return "int8", 2.0 * macs  # every weight of both planes, by dot products
     if info.get("kind") == "ternary" and info.get("format") != "int8":
@@ -75,8 +86,9 @@ def layer_work(info: dict) -> tuple[str, float]:
     return "int8", float(macs)
 
 
-RATE_OF = {"int8": "dot_macs_per_s", "add": "ldadd16_per_s", "gather": "gather_per_s"}  # peaks.c's fields
-UNIT_OF = {"int8": "MACs", "add": "adds", "gather": "gather-adds"}
+RATE_OF = {"int8": "dot_macs_per_s", "add": "ldadd16_per_s", "gather": "gather_per_s",
+           "xnor": "xnor_bits_per_s"}  # peaks.c's fields
+UNIT_OF = {"int8": "MACs", "add": "adds", "gather": "gather-adds", "xnor": "binary MACs"}
 
 
 def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
@@ -107,6 +119,8 @@ def _section(cls: str, sec: dict) -> list[str]:
                   f"{pk['add16_per_s'] / 1e9:.0f} G/s); fp32 FMA {pk['fma_per_s'] / 1e9:.0f} G/s"
                   + (f"; scalar gather-adds (an index, the byte it points at, an add: sparse layers with one output "
                      f"position) {pk['gather_per_s'] / 1e9:.1f} G/s" if pk.get("gather_per_s") else "")
+                  + (f"; XNOR-popcount (binary layers) {pk['xnor_bits_per_s'] / 1e9:.0f} G binary MACs/s"
+                     if pk.get("xnor_bits_per_s") else "")
                   + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
     base = next((r["baseline_format"] for r in sec["rows"] if r.get("baseline_format")), None)

@@ -42,8 +42,8 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5, best=False) ->
     lib = tvm.tirx.build(mod, target=target)
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
-    info = np.iinfo(layer.in_dtype)
-    args = [tvm.runtime.tensor(rng.integers(info.min, info.max + 1, size=in_shape).astype(layer.in_dtype), dev)]
+    info = np.iinfo(lowered.in_dtype)  # the kernel's input: 8-bit codes, or packed bits (XNOR)
+    args = [tvm.runtime.tensor(rng.integers(info.min, info.max + 1, size=lowered.in_shape).astype(lowered.in_dtype), dev)]
     args += [tvm.runtime.tensor(c, dev) for c in lowered.consts]
     args.append(tvm.runtime.empty(list(lowered.out_shape), lowered.out_dtype, dev))
     timer = lib.time_evaluator("main", dev, number=number, repeat=repeat)
