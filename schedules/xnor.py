@@ -8,15 +8,18 @@ added to its accumulator vector. LLVM emits the vector popcount of the ISA: AVX-
 VPOPCNTD where the CPU has VPOPCNTDQ, the nibble lookup (`vpshufb`) on AVX2 and AVX-512 without
 it, `cnt` + pairwise adds on NEON. Then the epilogue: 32 channels' compares packed into a word
 (bits out) or the requantization vectorized over channels; positions split over cores when the
-layer's popcount work reaches parallel_costs.PARALLEL_MIN_LANES.
+layer's popcount words and positions reach parallel_costs' thresholds.
 """
 from __future__ import annotations
 
 from tvm_deepchip.isa import IsaClass
-from tvm_deepchip.parallel_costs import PARALLEL_MIN_LANES
+from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_WORDS, PARALLEL_MIN_POSITIONS
 from tvm_deepchip.primitives import roles
 
-from .common import _accumulators, _extent, _work
+from .common import _extent, _work
+
+
+CHANNEL_VECTORS = 4  # accumulator vectors a tap's input word is broadcast to (fewer where Co has fewer)
 
 
 def _lanes(isa: IsaClass) -> int:
@@ -24,24 +27,20 @@ def _lanes(isa: IsaClass) -> int:
 
 
 def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
-    (pcs,) = _accumulators(sch, epilogue)
+    (pcs,) = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.ACCUMULATOR)
     loops = sch.get_loops(epilogue)
-    space = loops[: len(loops) - 1 - _reductions(sch, epilogue)]  # the output position: (n, oy, ox) or n
+    space = loops[:-1]  # the output position: (n, oy, ox) or n
     pos = sch.fuse(*space) if len(space) > 1 else space[0]
-    if _work(sch, [pcs]) >= PARALLEL_MIN_LANES and _extent(sch, pos) > 1:
+    if _work(sch, [pcs]) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
         sch.parallel(outer)
+    _epilogue(sch, epilogue, pos, isa)  # (first: the bit values, which read the popcounts, move under pos)
     sch.compute_at(pcs, pos)
     depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
     _popcounts(sch, pcs, depth, knobs, isa)
-    _epilogue(sch, epilogue, isa)
     for crop in roles.having(sch, sch.get_consumers(epilogue), roles.CROP):
         _crop(sch, crop)
     return sch
-
-
-def _reductions(sch, block) -> int:
-    return sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == 2)  # CommReduce
 
 
 def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass) -> None:
@@ -51,22 +50,33 @@ def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass) -> None:
     lanes = _lanes(isa)
     cp = _extent(sch, c)
     vectors = cp // lanes if cp % lanes == 0 else 1
-    blocks = knobs.choice(sch, [1, 2, 4], 2)
-    blocks = blocks if vectors % blocks == 0 else 1
+    fits = [b for b in (1, 2, 4, 8) if vectors % b == 0]
+    blocks = knobs.choice(sch, fits, max(b for b in fits if b <= CHANNEL_VECTORS))
     cb, bi, li = sch.split(c, [None, blocks, lanes if cp % lanes == 0 else cp])
     sch.reorder(cb, *red, bi, li)
     sch.unroll(bi)
     sch.vectorize(li)
+    # the block's accumulators in a local array indexed by constants only (unrolled blocks, vector
+    # lanes): LLVM keeps them in registers across the taps, stored once per block
+    copy = sch.cache_write(pcs, 0, "local")
+    sch.reverse_compute_at(copy, cb)
+    sch.vectorize(sch.get_loops(copy)[-1])
     sch.decompose_reduction(pcs, red[0] if red else bi)  # (vectorized first: TVM checks a reduction block has its init)
 
 
-def _epilogue(sch, epilogue, isa: IsaClass) -> None:
-    """Bits: the 32 compares of a word unrolled; codes: vectorized over channels."""
-    inner = sch.get_loops(epilogue)[-1]
-    if _reductions(sch, epilogue):
-        sch.unroll(inner)
-        return
+def _epilogue(sch, epilogue, pos, isa: IsaClass) -> None:
+    """Bits: each channel's bit in place, vectorized over channels, at the position (the words'
+    ORs follow); codes: vectorized over channels."""
     lanes = _lanes(isa)
+    stages = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.BIT_VALUES)
+    for stage in reversed(stages):  # consumers first: each moves under pos before its producer
+        sch.compute_at(stage, pos)
+        inner = sch.get_loops(stage)[-1]
+        _, li = sch.split(inner, [None, lanes]) if _extent(sch, inner) > lanes else (None, inner)
+        sch.vectorize(li)
+    if stages:
+        return
+    inner = sch.get_loops(epilogue)[-1]
     if _extent(sch, inner) % lanes == 0:
         _, li = sch.split(inner, [None, lanes])
         sch.vectorize(li)

@@ -63,7 +63,8 @@ class Lowered:
 
     @property
     def out_shape(self) -> tuple:
-        return tuple(self.kernel.out_shape)
+        """The layer's output shape (NCHW or [N, Co]), whatever layout its kernel writes."""
+        return tuple(self.kernel.layer_out_shape)
 
     @property
     def weight_bytes(self) -> int:  # weight storage the kernel reads at run time

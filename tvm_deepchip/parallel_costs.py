@@ -21,10 +21,17 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   AlexNet's second 3x3/2 pool (292 K taps) 370-430 -> 190-260 us on 2 cores, its first (420 K)
 #   19-42 -> 23-31 (this machine's noise), its last (83 K) lost; SVHN ConvNet's 2x2 pools (62 K,
 #   21 K taps) lost (2.7 -> 3.4 us).
+# - PARALLEL_MIN_POPCOUNT_WORDS, the XNOR kernels' popcounted 32-bit words (schedules/xnor.py), on an
+#   Intel Xeon (AVX-512 VPOPCNTDQ build), output positions split over 2 cores: 147-590 K words gain
+#   1.3-1.8x (16x16 maps: 16.5 -> 10.9 us, 83.9 -> 47.2), 74 K words gain on 4x4 and 8x8 maps
+#   (4.35 -> 3.90, 5.76 -> 4.26 us) and lose on a 2x2 map (4 positions: 3.64 -> 4.05), 18 K words
+#   lose (0.88 -> 2.23 us).
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 PARALLEL_MIN_WINDOW_TAPS = 200_000
+PARALLEL_MIN_POPCOUNT_WORDS = 60_000
+PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores
 SCALAR_COST = 32

@@ -68,6 +68,7 @@ class LoweredLayer:
     epilogue_bytes: int
     in_shape: tuple = ()  # the input codes te_func takes
     in_dtype: str = "uint8"
+    layer_out_shape: tuple = ()  # the layer's output, NCHW or [N, Co] (an XNOR kernel writes it bit-packed)
 
 
 def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
@@ -133,6 +134,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         epilogue_bytes=int(sum(c.nbytes for c in ec)),
         in_shape=tuple(int(s) for s in io[0]),
         in_dtype=io[1],
+        layer_out_shape=tuple(int(s) for s in geo.out_shape()),
     )
 
 

@@ -15,6 +15,7 @@ ACCUMULATOR = "accumulator"  # a reduction the epilogue reads: acc_p / acc_n, or
 ROW_SUMS = "row_sums"  # sparse_rows' sums over index rows, which the accumulators gather
 EPILOGUE = "epilogue"  # the requantizing output block; it carries the schedule_rule
 LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_flat, dense_layout.te_slotted)
+BIT_VALUES = "bit_values"  # each channel's compare as its bit of a packed word (binary_bits.te_pack)
 CROP = "crop"  # the valid outputs copied out of the flat positions (conv_layout.te_output)
 
 # Tuning records find the epilogue by its name (their traces start with GetSBlock), so it keeps one.
