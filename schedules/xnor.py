@@ -1,5 +1,6 @@
-"""The XNOR primitives' schedule (primitives/xnor_conv2d, xnor_dense): one skeleton for every
-target family, the vector width from the ISA class.
+"""The XNOR primitives' schedule (primitives/xnor_conv2d, xnor_dense; and binary_pack's packing,
+which is their epilogue without popcounts): one skeleton for every target family, the vector
+width from the ISA class.
 
 Per output position (conv: n, oy, ox fused; dense: n), the popcounts of all output channels:
 for each tap and input word, the input word is broadcast and XORed with a block of `blocks`
@@ -27,17 +28,18 @@ def _lanes(isa: IsaClass) -> int:
 
 
 def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
-    (pcs,) = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.ACCUMULATOR)
+    accs = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.ACCUMULATOR)  # none: binary_pack
     loops = sch.get_loops(epilogue)
     space = loops[:-1]  # the output position: (n, oy, ox) or n
     pos = sch.fuse(*space) if len(space) > 1 else space[0]
-    if _work(sch, [pcs]) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
+    if accs and _work(sch, accs) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
         sch.parallel(outer)
     _epilogue(sch, epilogue, pos, isa)  # (first: the bit values, which read the popcounts, move under pos)
-    sch.compute_at(pcs, pos)
-    depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
-    _popcounts(sch, pcs, depth, knobs, isa)
+    for pcs in accs:
+        sch.compute_at(pcs, pos)
+        depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
+        _popcounts(sch, pcs, depth, knobs, isa)
     for crop in roles.having(sch, sch.get_consumers(epilogue), roles.CROP):
         _crop(sch, crop)
     return sch
@@ -88,3 +90,20 @@ def _crop(sch, crop) -> None:
     inner = sch.get_loops(crop)[-1]
     if _extent(sch, inner) > 1:
         sch.vectorize(inner)
+
+
+def schedule_pack(sch, epilogue, knobs, isa: IsaClass):
+    """binary_pack's packing: NCHW input as bit planes (a sum over 32 channels, vectorized along
+    positions, then the copy into [N, H, W, Cw]); a 2-D input as the XNOR epilogue's packing."""
+    (planes,) = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.BIT_VALUES)[:1]
+    loops = sch.get_loops(planes)
+    if len(loops) != 5:  # not the planes form
+        return schedule_xnor(sch, epilogue, knobs, isa)
+    n, v, y, x, j = loops
+    p = sch.fuse(y, x)
+    sch.reorder(n, v, j, p)
+    lanes = _lanes(isa)
+    _, pi = sch.split(p, [None, lanes]) if _extent(sch, p) % lanes == 0 else (None, p)
+    sch.vectorize(pi)
+    sch.decompose_reduction(planes, j)
+    return sch

@@ -95,17 +95,8 @@ class _Rewrite(PyExprMutator):
             if scale is not None and zp is not None and scale.size == 1 and zp.size == 1 and dtype in ("uint8", "int8"):
                 codes = binary_pack.code_thresholds(float(scale.reshape(())), int(zp.reshape(())), dtype, site.tau)
                 x, thr = q, relax.const(codes.astype("int32"), "int32")
-        return self.builder_.emit_te(_pack, self.visit_expr(x), thr, primfunc_name_hint="binarize_pack")
-
-
-def _pack(x, thr):
-    """binary_pack.te_pack on codes widened to the thresholds' int32 (a threshold may lie past
-    the codes' range: no code passes)."""
-    from tvm import te
-
-    if str(x.dtype) != str(thr.dtype):
-        x = te.compute(x.shape, lambda *i: x(*i).astype(thr.dtype), name="widen")
-    return binary_pack.te_pack(x, thr)
+        return self.builder_.emit_te(binary_pack.te_pack, self.visit_expr(x), thr, primfunc_name_hint="binarize_pack",
+                                     primfunc_attrs={"op_pattern": OPAQUE})
 
 
 @tvm.transform.module_pass(opt_level=0, name="DeepChipLowerXnorLayers")

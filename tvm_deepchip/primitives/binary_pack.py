@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import binary_bits
+from . import binary_bits, roles
 from .binary_bits import WORD_DTYPE, words
+from .record import rule_of
 
 
 def code_thresholds(scale: float, zero_point: int, dtype: str, tau: np.ndarray) -> np.ndarray:
@@ -31,13 +32,41 @@ def code_thresholds(scale: float, zero_point: int, dtype: str, tau: np.ndarray) 
     return (info.min + first).astype(np.int32)
 
 
-def te_pack(x, thr, name: str = "binarize"):
-    """x [N, C, H, W] or [N, K]; thr [C] of x's compare type -> packed words (TE)."""
+PACK_RULE = rule_of("binary_pack")  # its words block is tagged like a primitive's epilogue: schedules/xnor.py
+
+
+def te_pack(x, thr):
+    """x [N, C, H, W] or [N, K]; thr [C] -> packed words (TE). x is compared in thr's type (codes
+    widened to int32: a threshold past the largest code is 256 for uint8)."""
+    attrs = roles.epilogue_attrs(PACK_RULE)
+
+    def read(*i):
+        v = x[i]
+        return v if str(x.dtype) == str(thr.dtype) else v.astype(thr.dtype)
+
     if len(x.shape) == 2:
         n, k = (int(s) for s in x.shape)
-        return binary_bits.te_pack((n, words(k)), lambda i, c: x[i, c] >= thr[c], k, name)
+        return binary_bits.te_pack((n, words(k)), lambda i, c: read(i, c) >= thr[c], k, roles.EPILOGUE_NAME, attrs)
+    return _pack_planes(x, thr, read, attrs)
+
+
+def _pack_planes(x, thr, read, attrs):
+    """NCHW: the words of each channel group as planes [N, Cw, H, W], a sum over the group's 32
+    channels of (compare << j) that runs along contiguous positions (vectorized by the schedule;
+    channels are H*W apart in x), then copied into [N, H, W, Cw]."""
+    from tvm import te, tirx
+
     n, c, h, w = (int(s) for s in x.shape)
-    return binary_bits.te_pack((n, h, w, words(c)), lambda i, y, z, ch: x[i, ch, y, z] >= thr[ch], c, name)
+    j = te.reduce_axis((0, binary_bits.WORD), name="j")
+
+    def plane(i, v, y, z):
+        ch = tirx.min(v * binary_bits.WORD + j, c - 1)
+        on = tirx.all(v * binary_bits.WORD + j < c, read(i, ch, y, z) >= thr[ch])
+        bit = tirx.shift_left(tirx.const(1, WORD_DTYPE), j.astype(WORD_DTYPE))
+        return te.sum(tirx.if_then_else(on, bit, tirx.const(0, WORD_DTYPE)), axis=j)  # disjoint bits: sum = OR
+
+    planes = te.compute((n, words(c), h, w), plane, name="planes", attrs=roles.attrs(roles.BIT_VALUES))
+    return te.compute((n, h, w, words(c)), lambda i, y, z, v: planes[i, v, y, z], name=roles.EPILOGUE_NAME, attrs=attrs)
 
 
 def np_pack(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
