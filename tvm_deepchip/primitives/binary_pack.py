@@ -57,7 +57,7 @@ def _pack_planes(x, thr, read, attrs):
     from tvm import te, tirx
 
     n, c, h, w = (int(s) for s in x.shape)
-    j = te.reduce_axis((0, binary_bits.WORD), name="j")
+    j = te.reduce_axis((0, min(binary_bits.WORD, c)), name="j")  # (fewer than 32 channels: one short word)
 
     def plane(i, v, y, z):
         ch = tirx.min(v * binary_bits.WORD + j, c - 1)
