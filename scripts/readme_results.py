@@ -6,6 +6,8 @@ Nothing here measures or types a number: it reads what the measuring scripts wro
     docs/sweep/sweep.json      scripts/sweep_digits.sh     accuracy vs compression vs speed (real data)
     docs/compression.json      scripts/compression_table.py weight memory against the paper
     tvm_deepchip/data/digits_train.json  scripts/train_digits.py  the bundled model's accuracy
+    docs/binary/bench.json     scripts/bench.py --schemes xnor bwn --out docs/binary/bench.md   binary networks' speed
+    docs/binary/digits.json    scripts/binary_digits.py    the digits model's binary schemes, compiled
 and formats them. Re-run it after any of those:  python3 scripts/readme_results.py
 """
 from __future__ import annotations
@@ -94,6 +96,43 @@ def speed_section(bench) -> list[str]:
     return lines
 
 
+SCHEME_TITLES = {"bwn": "BWN (binary weights, 8-bit activations)", "xnor": "BNN / XNOR-Net (binary weights and activations)"}
+
+
+def binary_section(bench, digits) -> list[str]:
+    """The binary schemes: the digits model's accuracy through the compiled .so, and the speed rows."""
+    if not (bench or digits):
+        return []
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_report import SCHEME_LABELS, peer_ms
+
+    lines = ["### Binary networks (BNN / XNOR-Net, BWN)", ""]
+    if digits:
+        classes = sorted({k[len("compiled_"):] for r in digits["schemes"].values() for k in r if k.startswith("compiled_")})
+        lines += [f"The digits model trained in each scheme from the shipped FP32 weights (`{digits['command']}`, "
+                  f"{digits['machine']['cpu']}, {digits['date']}), {digits['test_images']} test images, on the same "
+                  "exported ONNX:", "",
+                  "| scheme | onnxruntime | " + " | ".join(f"compiled .so, {c}" for c in classes)
+                  + " | predictions differing from onnxruntime |", "| --- " * (3 + len(classes)) + "|"]
+        for scheme, r in digits["schemes"].items():
+            differ = max(r[f"argmax_differs_{c}"] for c in classes)
+            lines.append(f"| {SCHEME_TITLES[scheme]} | {r['onnxruntime']:.2%} | "
+                         + " | ".join(f"{r[f'compiled_{c}']:.2%}" for c in classes) + f" | {differ} |")
+        lines.append("")
+    for cls, sec in sorted((bench or {}).get("sections", {}).items()):
+        lines += [f"**{cls}**: `{sec['command']}` on {sec['date']}, {sec['machine']['cpu']}; per layer against the "
+                  "XNOR-popcount roofline in docs/binary/bench.md.", "",
+                  "| network | onnxruntime FP32 ms | best int8 peer ms | tvm-deepchip ms | vs FP32 | vs best int8 "
+                  "| weight memory vs FP32 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in sec["rows"]:
+            fp32, int8 = peer_ms(r, "ort_fp32"), peer_ms(r, "best_int8")
+            lines.append(f"| {r['model']} {SCHEME_LABELS.get(r.get('scheme'), '')} | {fp32:.3f} | {int8:.3f} | "
+                         f"{r['ms']:.3f} | {fp32 / r['ms']:.2f}x | {int8 / r['ms']:.2f}x | "
+                         f"{r['fp32_weight_bytes'] / r['weight_bytes']:.1f}x |")
+        lines.append("")
+    return lines
+
+
 def memory_section(comp) -> list[str]:
     if not comp:
         return []
@@ -130,7 +169,8 @@ def replace_block(path: Path, lines: list[str]) -> None:
 def main() -> int:
     bench, sweep = _load("BENCHMARKS.json"), _load("docs/sweep/sweep.json")
     comp, train = _load("docs/compression.json"), _load("tvm_deepchip/data/digits_train.json")
-    lines = accuracy_section(train, sweep) + speed_section(bench) + memory_section(comp)
+    binary = binary_section(_load("docs/binary/bench.json"), _load("docs/binary/digits.json"))
+    lines = accuracy_section(train, sweep) + speed_section(bench) + binary + memory_section(comp)
     replace_block(ROOT / "README.md", lines)
     if (ROOT / "BENCHMARKS.md").is_file():
         replace_block(ROOT / "BENCHMARKS.md", ["## Accuracy and weight memory", ""] + accuracy_section(train, sweep)

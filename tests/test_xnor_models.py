@@ -78,3 +78,19 @@ def test_lowered_module_keeps_no_float_binarization():
     names = " ".join(sorted(tirs))
     for kernel in ("deepchip_xnor_conv2d", "deepchip_xnor_dense", "bit_maxpool", "binarize_pack"):
         assert kernel in names, (kernel, names)
+
+
+def test_a_layer_kept_float_and_a_refused_format():
+    """xconv2 kept float: xconv1, which fed it bits, writes float for it (TVM binarizes), and the
+    model still equals onnxruntime; a ternary format named for an XNOR layer is refused by name."""
+    from tvm_deepchip.errors import InputError
+
+    model = qdq_builders.small_bnn(seed=3)
+    compiled = compiler.compile(model, "x86", formats={"xconv2": "float"}, tuning_log=None)
+    rows = {r["layer"]: r for r in compiled.report.layers}
+    assert rows["xconv2"]["format"] == "float" and rows["xconv1"]["format"] == "xnor"
+    x = np.random.default_rng(1).uniform(0, 1, (4, 3, 10, 10)).astype(np.float32)
+    ref = oracle.run(model, x, batch=1)
+    np.testing.assert_allclose(_run(compiled, x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    with pytest.raises(InputError, match="layer 'xconv1': cannot use format 'sparse'.*XNOR"):
+        compiler.compile(model, "x86", formats={"xconv1": "sparse"}, tuning_log=None)
