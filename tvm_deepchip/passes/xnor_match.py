@@ -155,12 +155,13 @@ def decide_outputs(func: relax.Function, sites: list[XnorSite]) -> None:
         found = []
         for r in readers.get(var, []):
             value = var2val[r]
-            name = getattr(value.op, "name", "")
+            name = getattr(getattr(value, "op", None), "name", "")
             if name == POOL and (pool := _pool(value)) is not None:
                 more = bit_readers(r, pools + [pool])
             elif name == "relax.greater_equal" and (tau := const_value(value.args[1], var2val)) is not None:
                 wheres = readers.get(r, [])
-                more = [(w, pools, np.asarray(tau, np.float32)) for w in wheres] if wheres and all(w in binarize_of for w in wheres) else None
+                ours = wheres and all(w in binarize_of for w in wheres)
+                more = [(w, pools, np.asarray(tau, np.float32)) for w in wheres] if ours else None
             else:
                 more = None
             if more is None:
@@ -177,7 +178,7 @@ def decide_outputs(func: relax.Function, sites: list[XnorSite]) -> None:
             continue
         rs = readers.get(s.root, [])
         q = var2val[rs[0]] if len(rs) == 1 else None
-        if q is not None and getattr(q.op, "name", "") == "relax.quantize" and str(q.attrs.out_dtype) in ("uint8", "int8"):
+        if getattr(getattr(q, "op", None), "name", "") == "relax.quantize" and str(q.attrs.out_dtype) in ("uint8", "int8"):
             try:
                 s.layer.out = OutQuant(_scalar(q.args[1], var2val), int(_scalar(q.args[2], var2val)), str(q.attrs.out_dtype))
                 s.out = rs[0]
