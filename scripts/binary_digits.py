@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     data = digits.load_split(0)
     x, y = data["x_test"], data["y_test"]
     fp32_path = ROOT / "tvm_deepchip" / "data" / "digits_fp32.onnx"
-    result = {"command": "python3 scripts/binary_digits.py " + " ".join(argv or sys.argv[1:]),
+    result = {"command": " ".join(["python3 scripts/binary_digits.py", *(argv or sys.argv[1:])]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
               "test_images": int(len(y)), "schemes": {}}
     for scheme in args.schemes:

@@ -120,8 +120,8 @@ def binary_section(bench, digits) -> list[str]:
                          + " | ".join(f"{r[f'compiled_{c}']:.2%}" for c in classes) + f" | {differ} |")
         lines.append("")
     for cls, sec in sorted((bench or {}).get("sections", {}).items()):
-        lines += [f"**{cls}**: `{sec['command']}` on {sec['date']}, {sec['machine']['cpu']}; per layer against the "
-                  "XNOR-popcount roofline in docs/binary/bench.md.", "",
+        lines += [f"**{cls}**: `{sec['command']}` on {sec['date']}, {sec['machine']['cpu']}; medians (the spread over "
+                  "blocks, wide on a shared machine, and per layer against the XNOR-popcount roofline: docs/binary/bench.md).", "",
                   "| network | onnxruntime FP32 ms | best int8 peer ms | tvm-deepchip ms | vs FP32 | vs best int8 "
                   "| weight memory vs FP32 |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in sec["rows"]:

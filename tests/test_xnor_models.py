@@ -94,3 +94,23 @@ def test_a_layer_kept_float_and_a_refused_format():
     np.testing.assert_allclose(_run(compiled, x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
     with pytest.raises(InputError, match="layer 'xconv1': cannot use format 'sparse'.*XNOR"):
         compiler.compile(model, "x86", formats={"xconv1": "sparse"}, tuning_log=None)
+
+
+def test_trained_digits_bnn_equals_onnxruntime():
+    """A BNN trained by train.prepare/export (arbitrary scales and BatchNorm-folded biases, not the
+    builders' exact lattice): the compiled model predicts what onnxruntime predicts on every test
+    image, and its logits agree (scripts/binary_digits.py measures the fully trained ones)."""
+    torch = pytest.importorskip("torch")
+    from tvm_deepchip.train import digits, export
+
+    data = digits.load_split(0)
+    torch.manual_seed(0)
+    model = digits.train_scheme(digits.DigitsConvNet(dropout=0.0), data, "xnor", max_steps=20)
+    x = data["x_test"][:64]
+    q, _ = export(model, torch.from_numpy(x), calib=data["x_calib"])
+    compiled = compiler.compile(q, "x86", input_shapes={q.graph.input[0].name: list(x.shape)}, tuning_log=None)
+    assert {r["primitive"] for r in compiled.report.layers} >= {"xnor_conv2d"}
+    vm = tvm.relax.VirtualMachine(compiled.executable, tvm.cpu())
+    ours, ref = vm["main"](tvm.runtime.tensor(x)).numpy(), oracle.run(q, x)
+    assert np.array_equal(ours.argmax(1), ref.argmax(1))
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
