@@ -41,23 +41,30 @@ def _activation(y):
 
 
 @dataclass
-class LayerPattern:
-    """Pattern of one quantized layer, rooted at its output `quantize` (or its bias add when
-    the output stays float, as for the logits). Fields name the sub-patterns."""
+class LayerParts:
+    """The sub-patterns every layer rule names (patterns.LayerPattern, xnor_match.XnorPattern):
+    the layer's op, its root, its weight (transposed for Gemm), the op, bias and activation."""
 
     op: str
     root: object
-    q_in: object
-    dq_in: object
     weight: object
-    weight_dq: object
     permute: object
     core: object
     bias: object
     relu: object
     clip_lo: object
     clip_hi: object
-    q_out: object | None
+
+
+@dataclass
+class LayerPattern(LayerParts):
+    """Pattern of one quantized layer, rooted at its output `quantize` (or its bias add when
+    the output stays float, as for the logits). Fields name the sub-patterns."""
+
+    q_in: object = None
+    dq_in: object = None
+    weight_dq: object = None
+    q_out: object | None = None
 
 
 def layer_pattern(op: str, quantized_output: bool, with_bias: bool = True) -> LayerPattern:
@@ -74,10 +81,11 @@ def layer_pattern(op: str, quantized_output: bool, with_bias: bool = True) -> La
     if not quantized_output:
         bias = is_const() | is_op("relax.reshape")(is_const(), wildcard())
         y = is_op("relax.add")(core, bias) if with_bias else core
-        return LayerPattern(op, y, q_in, dq_in, weight, weight_dq, permute, core, bias, None, None, None, None)
+        return LayerPattern(op, y, weight, permute, core, bias, None, None, None, q_in=q_in, dq_in=dq_in, weight_dq=weight_dq)
     act, relu, lo, hi = _activation(y)
     q_out = is_op("relax.quantize")(act, is_const(), is_const())
-    return LayerPattern(op, q_out, q_in, dq_in, weight, weight_dq, permute, core, bias, relu, lo, hi, q_out)
+    return LayerPattern(op, q_out, weight, permute, core, bias, relu, lo, hi, q_in=q_in, dq_in=dq_in, weight_dq=weight_dq,
+                        q_out=q_out)
 
 
 @dataclass(frozen=True)

@@ -27,25 +27,18 @@ from ..layer_names import layer_name
 from ..primitives.binary_pack import Pool
 from .layer_check import _activation, _bias, _scalar, binary_scales
 from .patterns import _activation as act_pattern
-from .patterns import _bias_add, _weight, const_value
+from .patterns import LayerParts, _bias_add, _weight, const_value
 
 POOL = "relax.nn.max_pool2d"
 
 
 @dataclass
-class XnorPattern:
-    op: str
-    root: object
-    x: object
-    tau: object
-    binarize: object
-    weight: object
-    permute: object
-    core: object
-    bias: object
-    relu: object
-    clip_lo: object
-    clip_hi: object
+class XnorPattern(LayerParts):
+    """The XNOR rule's pattern: the layer parts, and the binarization of its input (x >= tau)."""
+
+    x: object = None
+    tau: object = None
+    binarize: object = None
 
 
 def xnor_pattern(op: str) -> XnorPattern:
@@ -56,7 +49,7 @@ def xnor_pattern(op: str) -> XnorPattern:
     core = is_op("relax.nn.conv2d")(binarize, weight) if op == "conv2d" else is_op("relax.matmul")(binarize, permute | weight)
     y, bias = _bias_add(core)
     act, relu, lo, hi = act_pattern(y)
-    return XnorPattern(op, act, x, tau, binarize, weight, permute, core, bias, relu, lo, hi)
+    return XnorPattern(op, act, weight, permute, core, bias, relu, lo, hi, x=x, tau=tau, binarize=binarize)
 
 
 @dataclass
