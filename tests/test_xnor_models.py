@@ -114,3 +114,13 @@ def test_trained_digits_bnn_equals_onnxruntime():
     ours, ref = vm["main"](tvm.runtime.tensor(x)).numpy(), oracle.run(q, x)
     assert np.array_equal(ours.argmax(1), ref.argmax(1))
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_a_binarized_layer_with_ternary_weights_stays_float_and_says_why():
+    b = qdq_builders.QDQBuilder([1, 3, 8, 8], seed=0)
+    b.qdq(1 / 255)
+    b.binarize(3, center=0.5)
+    b.conv(8, 3, pad=1, weight="ternary", act=None, name="bin_ternary")
+    compiled = compiler.compile(b.model(), "x86", tuning_log=None)
+    (row,) = compiled.report.layers
+    assert row["format"] == "float" and row["note"].startswith("input is binarized") and "XNOR form" in row["note"]

@@ -140,9 +140,13 @@ def _record(call, var2val) -> LayerRecord | None:
     if name is None:
         return None
     shape = tuple(int(s) for s in w.ty.shape)
+    source = _op_name(_value(call.args[0], var2val))
     if op not in RULE_OPS:
         why = f"no DeepChip primitive for {op}"
-    elif _op_name(_value(call.args[0], var2val)) != "relax.dequantize":
+    elif source == "relax.where":  # (an XNOR layer the planner lowers replaces this reason)
+        why = ("input is binarized (Where(x >= tau, 1, -1)) but the layer is not in the XNOR form: weights "
+               "{-a[c], +a[c]} per output channel, groups 1, no dilation, NCHW, a scalar or per-channel tau")
+    elif source != "relax.dequantize":
         why = "input is not quantized (no 8-bit QuantizeLinear/DequantizeLinear pair before it)"
     else:
         why = "not in the quantized layer form"
