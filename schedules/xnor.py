@@ -7,9 +7,13 @@ for each tap and input word, the input word is broadcast and XORed with a block 
 vectors of the channels' weight words (adjacent in the packed weights), each popcounted and
 added to its accumulator vector. LLVM emits the vector popcount of the ISA: AVX-512
 VPOPCNTD where the CPU has VPOPCNTDQ, the nibble lookup (`vpshufb`) on AVX2 and AVX-512 without
-it, `cnt` + pairwise adds on NEON. Then the epilogue: 32 channels' compares packed into a word
-(bits out) or the requantization vectorized over channels; positions split over cores when the
-layer's popcount words and positions reach parallel_costs' thresholds.
+it, `cnt` + pairwise adds on NEON. The accumulators live in a local array indexed by constants
+(registers). Then the epilogue: bits out, each channel's compare as its bit (vectorized over
+channels) and a word's 32 folded by ORs of halves; codes out, the requantization vectorized over
+channels. Positions split over cores when the layer's popcount words and positions reach
+parallel_costs' thresholds. Measured and not kept: two output positions per weight load, 1-8
+accumulator vectors per broadcast word (no change: the vector popcount bounds the loop), the
+channel blocks over the cores where a layer has few positions (2x2 maps: 2.4 -> 12 us).
 """
 from __future__ import annotations
 
