@@ -201,11 +201,17 @@ def _layers(r, pk, cores) -> list[str]:
 
 
 def write_report(sections: dict, out: Path) -> None:
+    schemes = {r.get("scheme", "ternary") for sec in sections.values() for r in sec["rows"]}
+    targets = []
+    if "ternary" in schemes:
+        targets.append("at 90% zeros: 5x onnxruntime FP32 and 1.5x the best int8 peer for the three networks; 3x "
+                       "onnxruntime FP32 for the digits model; 2x onnxruntime FP32 and 1x the best int8 peer for small models")
+    if schemes - {"ternary"}:
+        targets.append("BNN (binary weights and activations, first and last layers int8): 8x onnxruntime FP32 and 3x "
+                       "the best int8 peer; BWN (binary weights): 3x onnxruntime FP32; the peers run the float network")
     lines = ["# Benchmarks", "",
              "Produced by `scripts/bench.py` (one section per x86 ISA class; each section measured on the machine "
-             "it names, its peers measured in the same run). Targets: the issue's (at 90% zeros: 5x onnxruntime "
-             "FP32 and 1.5x the best int8 peer for the three networks; 3x onnxruntime FP32 for the digits model; "
-             "2x onnxruntime FP32 and 1x the best int8 peer for small models).", ""]
+             f"it names, its peers measured in the same run). Targets: the issues' ({'; '.join(targets)}).", ""]
     for cls in sorted(sections):
         lines += _section(cls, sections[cls])
     out.write_text("\n".join(lines) + "\n")
