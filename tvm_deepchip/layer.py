@@ -90,11 +90,6 @@ def float_conv2d_nchw(x: np.ndarray, w: np.ndarray, strides, padding) -> np.ndar
     return np.einsum("nchwij,ocij->nohw", cols, w, optimize=True)
 
 
-def shape_c(y: np.ndarray) -> tuple:
-    """Broadcast shape of a per-channel constant over y (channels on axis 1)."""
-    return (1, -1) + (1,) * (y.ndim - 2)
-
-
 def float_semantics(layer: QuantLayer, qx: np.ndarray) -> np.ndarray:
     """What the QDQ ONNX model computes for this layer, in float64, from the quantized input.
 
@@ -111,7 +106,8 @@ def float_semantics(layer: QuantLayer, qx: np.ndarray) -> np.ndarray:
     if layer.out is None:
         return y.astype(np.float32)
     if isinstance(layer.out, OutBinary):
-        return np.where(y >= np.asarray(layer.out.tau, np.float64).reshape(shape_c(y)), 1, -1).astype(np.int8)
+        tau = np.asarray(layer.out.tau, np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))  # per channel (axis 1)
+        return np.where(y >= tau, 1, -1).astype(np.int8)
     info = np.iinfo(layer.out.dtype)
     q = np.round(y / layer.out.scale) + layer.out.zero_point
     return np.clip(q, info.min, info.max).astype(layer.out.dtype)

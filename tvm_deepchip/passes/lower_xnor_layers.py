@@ -87,7 +87,7 @@ class _Rewrite(PyExprMutator):
         """The site's input binarized and packed: an integer compare of 8-bit codes where it reads a
         dequantize of them, else the float compare."""
         x = site.x
-        value = self.var2val.get(x, x) if isinstance(x, relax.Var) else x
+        value = self.var2val.get(x, x)
         thr = relax.const(site.tau, "float32")
         if isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.dequantize":
             q, scale, zp = value.args[0], const_value(value.args[1], self.var2val), const_value(value.args[2], self.var2val)

@@ -131,7 +131,8 @@ def find_sites(func: relax.Function) -> list[XnorSite]:
             layer = _layer(p, m, var2val, name) if tau is not None else None
             if layer is not None:  # a later (outer) match of the same layer replaces an inner one
                 sites[name] = XnorSite(name, layer, in_shape, m[p.binarize], m[p.x], tau, var, var)
-    return sorted(sites.values(), key=lambda s: list(bound.values()).index(s.root))
+    order = {var: i for i, var in enumerate(bound.values())}
+    return sorted(sites.values(), key=lambda s: order[s.root])
 
 
 def decide_outputs(func: relax.Function, sites: list[XnorSite]) -> None:

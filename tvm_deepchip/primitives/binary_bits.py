@@ -27,6 +27,11 @@ def words(c: int) -> int:
     return -(-int(c) // WORD)
 
 
+def channel_shape(ndim: int) -> tuple:
+    """Broadcast shape of a per-channel constant over an [N, C, ...] array of `ndim` axes."""
+    return (1, -1) + (1,) * (ndim - 2)
+
+
 def np_pack(bits: np.ndarray) -> np.ndarray:
     """bool/0-1 [..., C] -> uint32 [..., ceil(C/32)], LSB first, the tail bits 0."""
     c = bits.shape[-1]
@@ -40,29 +45,6 @@ def np_unpack(packed: np.ndarray, c: int) -> np.ndarray:
     """Inverse of np_pack: uint8 0/1 [..., c]."""
     bits = (packed[..., None] >> np.arange(WORD, dtype=np.uint32)) & 1
     return bits.reshape(packed.shape[:-1] + (-1,))[..., :c].astype(np.uint8)
-
-
-def np_popcount(a: np.ndarray) -> np.ndarray:
-    """Set bits of each uint32 (int64), the reference of the kernels' popcount."""
-    v = a.astype(np.uint64)
-    return sum(((v >> np.uint64(i)) & np.uint64(1)) for i in range(WORD)).astype(np.int64)
-
-
-def word_bits(c: int, word):
-    """How many of word `word`'s bits are real channels (TE expression or int)."""
-    from tvm import tirx
-
-    if isinstance(word, int):
-        return min(WORD, c - WORD * word)
-    return tirx.min(tirx.const(WORD, "int32"), tirx.const(c, "int32") - word * WORD)
-
-
-def te_agreement(xw, ww, c: int, word):
-    """C_word - 2 * popcount(x XOR w) of one word pair (TE): its share of the +-1 dot product."""
-    from tvm import tirx
-
-    pc = tirx.popcount(tirx.bitwise_xor(xw, ww)).astype("int32")
-    return word_bits(c, word) - pc * 2
 
 
 def te_pack(shape, bit, c: int, name: str, attrs=None):
@@ -83,11 +65,11 @@ def te_pack(shape, bit, c: int, name: str, attrs=None):
         return tirx.if_then_else(on, tirx.shift_left(tirx.const(1, WORD_DTYPE), idx[-1].astype(WORD_DTYPE)),
                                  tirx.const(0, WORD_DTYPE))
 
-    cur = te.compute((*lead, n, WORD), value, name=f"{name}_bits", attrs=roles.attrs(roles.BIT_VALUES))
-    width = WORD
     def fold(src, half):
         return lambda *i: src[i] | src[(*i[:-1], i[-1] + half)]
 
+    cur = te.compute((*lead, n, WORD), value, name=f"{name}_bits", attrs=roles.attrs(roles.BIT_VALUES))
+    width = WORD
     while width > 2:
         width //= 2
         cur = te.compute((*lead, n, width), fold(cur, width), name=f"{name}_or{width}", attrs=roles.attrs(roles.BIT_VALUES))

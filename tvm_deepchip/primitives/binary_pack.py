@@ -70,7 +70,7 @@ def _pack_planes(x, thr, read, attrs):
 
 
 def np_pack(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
-    on = x >= thr.reshape((1, -1) + (1,) * (x.ndim - 2))
+    on = x >= thr.reshape(binary_bits.channel_shape(x.ndim))
     return binary_bits.np_pack(np.moveaxis(on, 1, -1))
 
 

@@ -1,7 +1,7 @@
 """Ternary weights as two bit-planes, 2 bits per weight: what the packed conv2d and dense share.
 
 planes[c, 0] holds one bit per tap for the +1 weights, planes[c, 1] for the -1 weights, 32 taps
-per uint32 word, least significant bit first.
+per uint32 word, least significant bit first (binary_bits' packing).
 """
 from __future__ import annotations
 
@@ -9,23 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .binary_bits import np_pack, np_unpack
 from .record import Weights, scalar
 
 
 def pack_bits(signs2d: np.ndarray) -> np.ndarray:
     """[Co, K] signs -> uint32 [Co, 2, ceil(K/32)] bit-planes (+1 plane, -1 plane), LSB first."""
-    co, k = signs2d.shape
-    words = -(-k // 32)
-    planes = np.zeros((co, 2, words * 32), np.uint64)
-    planes[:, 0, :k] = signs2d > 0
-    planes[:, 1, :k] = signs2d < 0
-    weights = (np.uint64(1) << np.arange(32, dtype=np.uint64))
-    return (planes.reshape(co, 2, words, 32) * weights).sum(-1).astype(np.uint32)
+    return np.stack([np_pack(signs2d > 0), np_pack(signs2d < 0)], axis=1)
 
 
 def unpack_bits(planes: np.ndarray, k: int) -> np.ndarray:
-    bits = (planes[..., None] >> np.arange(32, dtype=np.uint32)) & 1
-    bits = bits.reshape(planes.shape[0], 2, -1)[:, :, :k].astype(np.int8)
+    bits = np_unpack(planes, k).astype(np.int8)  # [Co, 2, k]
     return bits[:, 0] - bits[:, 1]
 
 

@@ -33,6 +33,11 @@ RULE = rule_of(STEM)
 LANES = 16  # output channels are padded to this (one AVX-512 vector of uint32 words)
 
 
+def padded(co: int) -> int:
+    """Cp: the output channels the kernels compute (the weights' and thresholds' length)."""
+    return _ceil(co, LANES) * LANES
+
+
 @dataclass(frozen=True, eq=False)
 class XnorWeights(Weights):
     w: object  # uint32 [KH, KW, Cw, Cp] (xnor_conv2d) or [Kw, Cp] (xnor_dense)
@@ -43,8 +48,7 @@ def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
     """[Co, C, KH, KW] codes +-1 -> XnorWeights (bit 1 for +1)."""
     co, c = layer.codes.shape[:2]
     bits = binary_bits.np_pack(layer.codes.transpose(2, 3, 0, 1) > 0)  # [KH, KW, Co, Cw]
-    cp = _ceil(co, LANES) * LANES
-    w = np.zeros(bits.shape[:2] + (bits.shape[3], cp), np.uint32)
+    w = np.zeros(bits.shape[:2] + (bits.shape[3], padded(co)), np.uint32)
     w[..., :co] = bits.transpose(0, 1, 3, 2)
     return XnorWeights(w, c)
 
@@ -53,7 +57,7 @@ def epilogue(layer, operand: str = "uint8"):
     """Bits where the next layer is XNOR, else the int8 layer's requantization of a[c] * acc
     (codes +-1 of scale a[c] on an input of scale 1: an int8 layer on int8 codes, exactly)."""
     if isinstance(layer.out, OutBinary):
-        cp = _ceil(layer.out_channels, LANES) * LANES
+        cp = padded(layer.out_channels)
         taps = int(np.abs(layer.codes[0]).sum())
         t = binary_bits.thresholds(layer.w_scale, layer.bias, layer.out.tau, layer.act_lo, layer.act_hi, taps)
         return BitsEpilogue(np.concatenate([t, np.full(cp - len(t), taps + 1, np.int32)]))
@@ -121,7 +125,7 @@ def np_signs(bits: np.ndarray, c: int) -> np.ndarray:
 def np_output(acc: np.ndarray, epi, co: int) -> np.ndarray:
     """numpy epilogue of acc [N, Co, ...] (channel axis 1): the same integers as `output`."""
     if isinstance(epi, BitsEpilogue):
-        on = acc >= epi.thresholds[:co].reshape((1, -1) + (1,) * (acc.ndim - 2))
+        on = acc >= epi.thresholds[:co].reshape(binary_bits.channel_shape(acc.ndim))
         return binary_bits.np_pack(np.moveaxis(on, 1, -1))
     return requantize.np_apply(epi, acc, None, channel_axis=1)
 

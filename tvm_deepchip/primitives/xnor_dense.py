@@ -13,9 +13,8 @@ import numpy as np
 from ..formats import Format
 from . import binary_bits, dense_layout, roles
 from .binary_bits import BitsEpilogue, words
-from .conv_layout import _ceil
 from .record import Primitive, Site, rule_of
-from .xnor_conv2d import LANES, XnorWeights, epilogue, np_output, np_signs, output
+from .xnor_conv2d import XnorWeights, epilogue, np_output, np_signs, output, padded
 
 STEM = "xnor_dense"
 RULE = rule_of(STEM)
@@ -25,7 +24,7 @@ def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
     """[Co, K] codes +-1 -> XnorWeights (bit 1 for +1)."""
     co, k = layer.codes.shape
     bits = binary_bits.np_pack(layer.codes > 0)  # [Co, Kw]
-    w = np.zeros((bits.shape[1], _ceil(co, LANES) * LANES), np.uint32)
+    w = np.zeros((bits.shape[1], padded(co)), np.uint32)
     w[:, :co] = bits.T
     return XnorWeights(w, k)
 
