@@ -1,6 +1,7 @@
-"""The shared epilogue's two exact evaluations (int32 in pieces where the accumulator bounds
-allow, float64 otherwise): chosen from the constants, the same integers as the int64 reference,
-kernels bit-exact in both."""
+"""The shared epilogue's exact evaluations (int32 in one piece where shorter multipliers allow, in
+pieces where the accumulator bounds allow, float64 otherwise): chosen from the constants, the same
+integers as the int64 reference, kernels bit-exact in every form; the one-piece constants round
+differently only next to a rounding boundary."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -56,15 +57,17 @@ def test_kernels_bit_exact_in_both_forms(op, fmt, wshape, in_shape, form, monkey
     check(layer, in_shape, fmt, rng)  # kernel == reference bit for bit; reference within a step of exact
 
 
-@pytest.mark.parametrize("taps, in_dtype", [(9, "uint8"), (72, "uint8"), (144, "int8")])
-def test_int32_form_is_the_reference_formula_inside_int32(taps, in_dtype):
-    """Over the accumulators' whole range (both extremes included), the pieces evaluation
-    gives the int64 formula's integers with no partial sum outside int32."""
+@pytest.mark.parametrize("taps, in_dtype, pieces", [(9, "uint8", 1), (9, "uint8", 2), (72, "uint8", 2), (144, "int8", 2)])
+def test_int32_form_is_the_reference_formula_inside_int32(taps, in_dtype, pieces, monkeypatch):
+    """Over the accumulators' whole range (both extremes included), the one-piece and the pieces
+    evaluations give the int64 formula's integers with no partial sum outside int32."""
+    if pieces == 2:
+        monkeypatch.setattr(requantize, "ONE_PIECE_ERROR", 0.0)  # full-precision multipliers
     rng = np.random.default_rng(taps)
     layer = make_layer(rng, "conv2d", "ternary", (8, taps // 9, 3, 3), sparsity=0.0, in_dtype=in_dtype,
                        out=in_dtype)
     epi = requantize.fit(layer)
-    assert epi.split_form()[0] == 2  # 16-bit accumulators: two pieces
+    assert epi.split_form()[0] == pieces  # 16-bit accumulators: one piece, or two at full precision
     a_p, a_n = (np.asarray(a).reshape(1, -1, 1) for a in epi.acc_max)
     lo_p, lo_n = (-a_p, -a_n) if in_dtype == "int8" else (0 * a_p, 0 * a_n)
     acc_p = rng.integers(lo_p, a_p + 1, size=(2, 8, 400))
@@ -89,9 +92,11 @@ def test_int8_accumulators_take_three_pieces_and_giant_ones_float64():
     assert {c.dtype for c in big.consts()} == {np.dtype(np.float64)}
 
 
-def test_the_form_never_changes_the_constants():
-    """The int32 form evaluates the float64 form's constants: the same M, B and shift, so which
-    one a kernel uses never changes an output (and agreement with onnxruntime stays as it was)."""
+def test_the_form_never_changes_the_constants(monkeypatch):
+    """The pieces form evaluates the float64 form's constants: the same M, B and shift, so which
+    one a kernel uses never changes an output (the one-piece form aside, which fit() chooses
+    with its own, shorter constants: next test)."""
+    monkeypatch.setattr(requantize, "ONE_PIECE_ERROR", 0.0)
     rng = np.random.default_rng(5)
     layer = make_layer(rng, "conv2d", "ternary", (32, 16, 3, 3), sparsity=0.7)
     epi = requantize.fit(layer)
@@ -101,6 +106,29 @@ def test_the_form_never_changes_the_constants():
     for j, whole in enumerate((epi.mult_p, epi.mult_n, epi.bias)):
         own = pieces[j * k:(j + 1) * k]
         np.testing.assert_array_equal(sum(p.astype(np.int64) * 2**(i * bits) for i, p in enumerate(own)), whole)
+
+
+def test_one_piece_constants_round_differently_only_next_to_a_boundary(monkeypatch):
+    """fit() shortens the multipliers for the one-piece form only as far as ONE_PIECE_ERROR: an
+    output then differs from the full-precision one by at most one code, and only where the
+    real-valued requantization lies within that distance of a rounding boundary."""
+    rng = np.random.default_rng(11)
+    layer = make_layer(rng, "conv2d", "ternary", (16, 16, 3, 3), sparsity=0.9)
+    short, allowed = requantize.fit(layer), requantize.ONE_PIECE_ERROR
+    monkeypatch.setattr(requantize, "ONE_PIECE_ERROR", 0.0)
+    full = requantize.fit(layer)
+    assert short.split_form()[0] == 1 and full.split_form()[0] == 2 and short.shift < full.shift
+    a_p, a_n = (np.asarray(a).reshape(1, -1, 1) for a in short.acc_max)
+    acc_p, acc_n = rng.integers(0, a_p + 1, size=(4, 16, 4096)), rng.integers(0, a_n + 1, size=(4, 16, 4096))
+    ys, yf = requantize.np_apply(short, acc_p, acc_n, 1), requantize.np_apply(full, acc_p, acc_n, 1)
+    # the real value before rounding, from the full-precision constants (2^-30 of a code off at most)
+    real = (acc_p * full.mult_p.reshape(1, -1, 1) - acc_n * full.mult_n.reshape(1, -1, 1)
+            + full.bias.reshape(1, -1, 1)) / 2.0**full.shift
+    inside = (real >= short.lo) & (real < short.hi + 1)
+    differ = (ys != yf) & inside
+    assert np.abs(ys.astype(int) - yf.astype(int)).max() <= 1
+    to_boundary = np.abs(real - np.round(real))  # rounding boundaries of floor(real) are the integers
+    assert differ.any() and np.all(to_boundary[differ] <= allowed + 2.0**-20)
 
 
 def test_shifted_int8_epilogue_gives_the_unshifted_outputs():
