@@ -139,9 +139,8 @@ def no_lowering(monkeypatch):
     (["--input-shape", "input:0,3,12,12"], [r"input:0,3,12,12: dimensions must be >= 1"]),
     (["--input-shape", "input:-1,3,12,12"], [r"input:-1,3,12,12: dimensions must be >= 1"]),
     (["--input-shape", "image:1,3,12,12"], [r"names \['image'\]: the model's inputs are \['input'\]"]),
-    (["--format", "conv_t1=bogus"], [r"unknown format 'bogus'", "sparse, delta, packed, unrolled, dot, int8, float"]),
+    (["--format", "conv_t1=bogus"], [r"unknown format 'bogus'", "sparse, delta, packed, dot, int8, float"]),
     (["--format", "conv_t1=dot"], [r"--format conv_t1=dot: the dot form is for dense layers \(Gemm, MatMul\); conv_t1 is a Conv"]),
-    (["--format", "fc_t=unrolled"], [r"--format fc_t=unrolled: the unrolled form is for Conv layers; fc_t is a Gemm"]),
     (["--format", "nosuch=packed"], [r"\['nosuch'\]", re.escape(str(LAYERS))]),
 ])
 def test_compile_rejects_bad_options(built, capsys, tmp_path, no_lowering, options, patterns):

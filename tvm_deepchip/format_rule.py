@@ -11,16 +11,6 @@ builds; docs/format_ab): the bundled digits model (4x4 and smaller maps) 0.81-0.
 every layer in delta, the MLP's 512x512 layer 0.82-0.89x; SVHN ConvNet, ResNet-44 and AlexNet
 0.93-1.17x, within the machine's run-to-run spread of the rows. A measured choice
 (format_choice.py, formats.json) or --format overrides this rule, layer by layer.
-
-Not in this rule yet: the unrolled form (ternary_conv2d_unrolled, weights compiled into code),
-faster on small convs but slow to compile. Measured per layer on an AMD EPYC znver4 (one core,
-each kernel alone, fastest of 9 x 50 runs): AVX-512 build, ResNet-44's 42 ternary layers 259 us
-in delta lists -> 230 unrolled (16-channel layers 5.2 -> 4.1 us, 32-channel even, 64-channel
-7.8 -> 7.0), the bundled digits model's convs 29 us in index rows -> 19.6, SVHN ConvNet's conv2-6
-87 -> 79 us; AVX2 build, digits 29 -> 23.5 us. But whole-model compiles took 38.5 s instead of
-8.4 (ResNet-44), 28.8 instead of 2.4 (digits), 22 instead of 2.6 (SVHN): ~0.5 ms of TVM's TIR
-passes and LLVM per non-zero weight. It is a --format / --ternary-format choice and a candidate of
-the measured choice (`deepchip tune`) until its compile cost comes down.
 """
 from __future__ import annotations
 
