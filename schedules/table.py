@@ -14,7 +14,6 @@ from tvm_deepchip.primitives import (
     ternary_conv2d_delta,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
-    ternary_conv2d_unrolled,
     ternary_dense_delta,
     ternary_dense_packed,
     ternary_dense_sparse,
@@ -38,8 +37,6 @@ SKELETONS = {
     # delta lists: the walk is a hand-built loop nest; layout, epilogue and crop scheduled here
     ternary_conv2d_delta.RULE: (schedule_walked, {}),
     ternary_dense_delta.RULE: (schedule_walked, {}),
-    # weights compiled into the loop body, which is hand-built the same way
-    ternary_conv2d_unrolled.RULE: (schedule_walked, {}),
     # binary inputs and weights: popcounts of XOR, vectors over output channels
     xnor_conv2d.RULE: (schedule_xnor, {}),
     xnor_dense.RULE: (schedule_xnor, {}),

@@ -14,18 +14,17 @@ from tvm_deepchip.schedules import _RULES, load_all, tagged_block
 
 
 def test_formats_are_one_vocabulary():
-    assert CHOICES == ("sparse", "delta", "packed", "unrolled", "dot", "int8", "float")
-    assert KERNEL_FORMATS == ("sparse", "delta", "packed", "unrolled", "dot", "int8")
+    assert CHOICES == ("sparse", "delta", "packed", "dot", "int8", "float")
+    assert KERNEL_FORMATS == ("sparse", "delta", "packed", "dot", "int8")
     assert f"{Format.SPARSE}" == "sparse" and repr(Format.INT8) == "'int8'" and Format("packed") is Format.PACKED
 
 
 def test_every_op_and_kernel_format_has_one_primitive_with_schedules_for_both_families():
     load_all()
     keys = [(p.op, p.format) for p in primitives.PRIMITIVES]
-    # the dot form of ternary weights: dense layers; weights compiled into code: convs
-    one_op = {("conv2d", Format.DOT), ("dense", Format.UNROLLED)}
+    dense_only = {("conv2d", Format.DOT)}  # the dot form of ternary weights: dense layers
     formats = KERNEL_FORMATS + BY_INPUT  # chosen, or given by the layer's input (XNOR)
-    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in formats} - one_op)
+    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in formats} - dense_only)
     for p in primitives.PRIMITIVES:
         assert primitives.lookup(p.op, p.format.value) is p
         assert p.rule == f"deepchip_{p.stem}"
@@ -40,8 +39,8 @@ def _layer(kind="ternary", op="conv2d", symmetric=False):
 
 
 def test_formats_for_and_refusals():
-    assert primitives.formats_for(_layer()) == ("sparse", "delta", "packed", "unrolled")
-    assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "delta", "packed", "unrolled", "int8")
+    assert primitives.formats_for(_layer()) == ("sparse", "delta", "packed")
+    assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "delta", "packed", "int8")
     assert primitives.formats_for(_layer("int8")) == ("int8",)
     assert primitives.formats_for(_layer(op="dense")) == ("sparse", "delta", "packed", "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' has no conv2d kernel"):
@@ -66,13 +65,12 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     found = {roles.role_of(sch.get(b)) for b in blocks}
     assert roles.EPILOGUE in found
-    walked = fmt in ("delta", "unrolled")  # a hand-built loop nest that applies the epilogue
-    assert (roles.ACCUMULATOR in found) == (not walked)
+    assert (roles.ACCUMULATOR in found) == (fmt != "delta")  # delta: the walk applies the epilogue
     assert (roles.ROW_SUMS in found) == (fmt == "sparse")
     assert (roles.LAYOUT in found) == (op == "conv2d" or fmt != "packed")  # dense packed reads x as is
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
-    # dot: both planes in one accumulator; delta, unrolled: none, the loop nest is the epilogue's block
-    assert n_acc == {"int8": 1, "dot": 1, "delta": 0, "unrolled": 0}.get(fmt, 2)
+    # dot: both planes in one accumulator; delta: none, its walk is the epilogue's block
+    assert n_acc == {"int8": 1, "dot": 1, "delta": 0}.get(fmt, 2)
     assert (roles.CROP in found) == (op == "conv2d" and fmt != "int8")
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 

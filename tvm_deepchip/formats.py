@@ -12,7 +12,6 @@ class Format(str, enum.Enum):
     SPARSE = "sparse"  # ternary: balanced index rows of the +1 and -1 taps (sparse_rows)
     DELTA = "delta"  # ternary: per channel and sign, the gaps between taps as bytes (delta_lists)
     PACKED = "packed"  # ternary: two bit-planes, 2 bits per weight
-    UNROLLED = "unrolled"  # ternary conv: the weights compiled into the kernel's instructions
     DOT = "dot"  # ternary dense: two 0/1 int8 planes through the int8 dot product (small layers)
     XNOR = "xnor"  # binary weights on binary (+-1) inputs, both bit-packed: popcounts of XOR
     INT8 = "int8"  # int8 weights (or a symmetric ternary layer as int8 in {-1, 0, 1})
@@ -38,4 +37,4 @@ BY_INPUT = (Format.XNOR,)
 CHOICES = tuple(f.value for f in Format if f not in BY_INPUT)  # what a user may ask for, per layer or as the default
 DEFAULT_CHOICES = (AUTO, *CHOICES)  # what --ternary-format takes
 KERNEL_FORMATS = tuple(f for f in CHOICES if f != Format.FLOAT)  # the chosen ones with a primitive
-TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.UNROLLED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them
+TERNARY_ONLY = (Format.SPARSE, Format.DELTA, Format.PACKED, Format.DOT)  # encodings of ternary weights; int8 weights cannot use them

@@ -71,8 +71,6 @@ def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
         if formats.get(site.name) == Format.DOT and op not in DENSE_OPS:
             raise InputError(f"--format {site.name}=dot: the dot form is for dense layers ({', '.join(DENSE_OPS)}); "
                              f"{site.name} is a {op}")
-        if formats.get(site.name) == Format.UNROLLED and op in DENSE_OPS:
-            raise InputError(f"--format {site.name}=unrolled: the unrolled form is for Conv layers; {site.name} is a {op}")
 
 
 def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:

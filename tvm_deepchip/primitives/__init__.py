@@ -24,7 +24,6 @@ from . import (
     ternary_conv2d_delta,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
-    ternary_conv2d_unrolled,
     ternary_dense_delta,
     ternary_dense_dot,
     ternary_dense_packed,
@@ -40,7 +39,6 @@ PRIMITIVES: tuple[Primitive, ...] = (
     ternary_conv2d_sparse.PRIMITIVE,
     ternary_conv2d_delta.PRIMITIVE,
     ternary_conv2d_packed.PRIMITIVE,
-    ternary_conv2d_unrolled.PRIMITIVE,
     int8_conv2d.PRIMITIVE,
     ternary_dense_sparse.PRIMITIVE,
     ternary_dense_delta.PRIMITIVE,
@@ -80,8 +78,8 @@ def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
     if layer.weight_kind == "binary":
         return (Format.XNOR,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)
-    by_op = (Format.DOT,) if layer.op == "dense" else (Format.UNROLLED,) if ternary_conv2d_unrolled.fits(layer) else ()
-    return (Format.SPARSE, Format.DELTA, Format.PACKED) + by_op + ((Format.INT8,) if symmetric else ())
+    dot = (Format.DOT,) if layer.op == "dense" else ()
+    return (Format.SPARSE, Format.DELTA, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
 
 
 def lookup(op: str, fmt) -> Primitive:
