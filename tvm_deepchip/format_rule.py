@@ -11,6 +11,19 @@ builds; docs/format_ab): the bundled digits model (4x4 and smaller maps) 0.81-0.
 every layer in delta, the MLP's 512x512 layer 0.82-0.89x; SVHN ConvNet, ResNet-44 and AlexNet
 0.93-1.17x, within the machine's run-to-run spread of the rows. A measured choice
 (format_choice.py, formats.json) or --format overrides this rule, layer by layer.
+
+Tried and not kept (commit dfab2fe, reverted): convs with the weights compiled into the kernel's
+code (per step of positions and group of 8 channels, one straight-line block: each non-zero
+column loaded once and added to the accumulators of the group's channels there; no index read, no
+decode). Each layer alone it was faster (AMD EPYC znver4, one core, fastest of 9 x 50 runs):
+ResNet-44's ternary layers 259 -> 230 us, the digits model's convs 29 -> 19.6 us, SVHN ConvNet's
+conv2-6 87 -> 79 us. In whole models it was not (scripts/bench.py --baseline-format unrolled, 2
+threads, 50 runs x 5 blocks, in turns): AVX-512 build, SVHN 0.214 ms default vs 0.251 unrolled,
+ResNet-44 0.422 vs 0.422, digits 0.035 vs 0.034, LeNet 0.018 vs 0.018; AVX2 build ResNet-44 0.588
+vs 0.535, the others even or slower. Its code (6 bytes a non-zero weight; 360 KB for the digits
+model, whose 4x4 maps run each block once a call) is fetched cold on every call in a model, while
+a layer timed alone runs from warm caches; whole-model compiles also took 5-12x longer (ResNet-44
+38.5 s instead of 8.4).
 """
 from __future__ import annotations
 
