@@ -11,7 +11,7 @@ point correction (padding is filled with zp_x, so every tap contributes q - zp_x
 rounding constant 2^(shift-1) (round half up). ReLU/Clip and saturation are folded into lo/hi:
 round is monotone, so clamping after rounding equals clipping before it.
 
-The kernels evaluate that formula exactly, in one of two forms (the numpy reference is the
+The kernels evaluate that formula exactly, in one of three forms (the numpy reference is the
 int64 formula itself):
 - int32 in one piece, where a shorter multiplier fits: v = (M_p*acc_p - M_n*acc_n + B) >> shift
   with every partial sum inside int32, 2 vector multiplies per output (see ONE_PIECE_ERROR);
@@ -27,7 +27,8 @@ int64 formula itself):
   by lowering the shift if needed), so each product and sum is exact and floor(v * 2^-shift)
   equals the arithmetic shift, bit for bit (x86 without AVX-512 has no 64-bit integer
   multiply; double-precision FMA is one instruction).
-Both compute the same integers from the same constants: which one runs never changes an output.
+Each computes the formula's integers from the fitted constants: which one runs never changes an output
+(fit() chooses the one-piece form's shorter constants, before any form is picked).
 
 The last layer (float output) ends in a float epilogue instead: y = acc_p*S_p - acc_n*S_n + b with
 float32 constants, evaluated in float64 and rounded to float32 once: acc (below 2^29) times a
@@ -88,7 +89,7 @@ class Epilogue:
             return None
         accs = [np.asarray(a, np.int64) for a in self.acc_max][: 2 if self.mult_n is not None else 1]
         mults = [m for m in (self.mult_p, self.mult_n) if m is not None]
-        if _int32_bound(self.mult_p, self.mult_n, self.bias, *accs) < INT32_LIMIT:
+        if _largest_sum(self.mult_p, self.mult_n, self.bias, *accs) < INT32_LIMIT:
             return 1, 0
         for k in range(2, MAX_PIECES + 1):
             for bits in range(1, min(self.shift // (k - 1), 30) + 1):
@@ -114,7 +115,7 @@ class Epilogue:
         return [p.astype(np.int32) for a in self._integers() for p in pieces(a, form[1], form[0])]
 
 
-def _int32_bound(mult_p, mult_n, bias, acc_p_max, acc_n_max=None) -> int:
+def _largest_sum(mult_p, mult_n, bias, acc_p_max, acc_n_max=None) -> int:
     """The largest |partial sum| of M_p*acc_p - M_n*acc_n + B over the accumulators' bounds."""
     bound = np.abs(mult_p) * acc_p_max + np.abs(bias)
     if mult_n is not None:
@@ -131,16 +132,17 @@ def _scaled(ratio_p, ratio_n, b_real, zp_y: int, shift: int) -> tuple:
     return mult_p, mult_n, np.round(b_real * scale).astype(np.int64) + (zp_y << shift) + (1 << (shift - 1))
 
 
-def _one_piece_shift(real: tuple, acc_p_max, acc_n_max, shift: int) -> int | None:
-    """The largest shift <= `shift` whose constants keep the one-piece int32 form inside int32,
-    if the multipliers' rounding error at that shift stays within ONE_PIECE_ERROR output codes
-    (each M and B is off its real value by at most 1/2: the output by that times the
-    accumulators, over 2^shift)."""
+def _one_piece(real: tuple, acc_p_max, acc_n_max, shift: int) -> tuple | None:
+    """(shift, (M_p, M_n, B)) at the largest shift <= `shift` whose constants keep the one-piece
+    int32 form inside int32, if the multipliers' rounding error at that shift stays within
+    ONE_PIECE_ERROR output codes (each M and B is off its real value by at most 1/2: the output
+    by that times the accumulators, over 2^shift); None otherwise."""
     n_max = acc_n_max if real[1] is not None else 0
     for s in range(shift, 0, -1):
-        if _int32_bound(*_scaled(*real, s), acc_p_max, acc_n_max) < INT32_LIMIT:
+        consts = _scaled(*real, s)
+        if _largest_sum(*consts, acc_p_max, acc_n_max) < INT32_LIMIT:
             worst = 0.5 * (acc_p_max + n_max + 1) / float(2**s)
-            return s if np.max(worst) <= ONE_PIECE_ERROR else None
+            return (s, consts) if np.max(worst) <= ONE_PIECE_ERROR else None
     return None
 
 
@@ -196,13 +198,12 @@ def fit(layer: QuantLayer) -> Epilogue:
     while True:
         shift = max(shift, 1)
         mult_p, mult_n, bias = _scaled(*real, shift)
-        if _int32_bound(mult_p, mult_n, bias, acc_p_max, acc_n_max) < 2**EXACT_BITS or shift == 1:
+        if _largest_sum(mult_p, mult_n, bias, acc_p_max, acc_n_max) < 2**EXACT_BITS or shift == 1:
             break
         shift -= 1
-    short = _one_piece_shift(real, acc_p_max, acc_n_max, shift)
-    if short is not None and short < shift:
-        shift = short
-        mult_p, mult_n, bias = _scaled(*real, shift)
+    short = _one_piece(real, acc_p_max, acc_n_max, shift)
+    if short is not None:
+        shift, (mult_p, mult_n, bias) = short
     info = np.iinfo(layer.out.dtype)
     lo, hi = int(info.min), int(info.max)
     if np.isfinite(layer.act_lo):
