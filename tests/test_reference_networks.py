@@ -1,10 +1,10 @@
 """The three reference networks, quantized at 90% sparsity, compiled for x86 (and for aarch64,
 run on the QEMU device over RPC), agree with onnxruntime running the same quantized ONNX.
 
-Bound: the integer layers are bit-exact with the ONNX QDQ semantics (tests of each primitive);
-what remains is float rounding in the few float ops (the residual Add of ResNet dequantizes,
-adds and requantizes in float in both runtimes, and a value on a rounding boundary may land one
-code apart). One code anywhere upstream moves the logits by at most one step of the last
+Bound: the integer layers are bit-exact with their integer reference, which is the ONNX QDQ
+semantics up to rounding at near-ties (tests of each primitive; ResNet's residual adds run in
+integers too, primitives/int8_add.py, onnxruntime runs them in float): a value on a rounding
+boundary may land one code apart. One code anywhere upstream moves the logits by at most one step of the last
 layer, s_in * sum_k |w[c, k]|, which is the bound asserted here.
 """
 from __future__ import annotations

@@ -135,13 +135,23 @@ def _bias(p: LayerPattern, m, var2val, co: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(b, np.float32).reshape(-1), (co,)).copy()
 
 
-def _activation(p: LayerPattern, m, var2val, layer: QuantLayer) -> bool:
+def activation_bounds(p, m, var2val) -> tuple[float, float] | None:
+    """(lo, hi) of the ReLU/Clip in the match `m` of a pattern with relu/clip_lo/clip_hi parts
+    (patterns.activation; -inf, inf where there is none); None if the call is not ReLU/Clip."""
+    bounds = [-np.inf, np.inf]
     if p.relu in m:
-        layer.act_lo = 0.0
-    for key, fn, attr in ((p.clip_lo, "maximum", "act_lo"), (p.clip_hi, "minimum", "act_hi")):
+        bounds[0] = 0.0
+    for key, fn, i in ((p.clip_lo, "maximum", 0), (p.clip_hi, "minimum", 1)):
         if key in m:
             call = m[key]
             if not call_tir_name(call).startswith(fn):
-                return False
-            setattr(layer, attr, _scalar(call.args[1].fields[1], var2val))
-    return True
+                return None
+            bounds[i] = _scalar(call.args[1].fields[1], var2val)
+    return bounds[0], bounds[1]
+
+
+def _activation(p: LayerPattern, m, var2val, layer: QuantLayer) -> bool:
+    bounds = activation_bounds(p, m, var2val)
+    if bounds is not None:
+        layer.act_lo, layer.act_hi = bounds
+    return bounds is not None

@@ -32,7 +32,7 @@ def _bias_add(core):
     return core | is_op("relax.add")(core, bias), bias
 
 
-def _activation(y):
+def activation(y):
     """Optional ReLU or Clip (as the ONNX frontend emits it) after `y`."""
     relu = is_op("relax.nn.relu")(y)
     lo = is_op("relax.call_tir")(wildcard(), is_tuple([y, wildcard()]))
@@ -82,7 +82,7 @@ def layer_pattern(op: str, quantized_output: bool, with_bias: bool = True) -> La
         bias = is_const() | is_op("relax.reshape")(is_const(), wildcard())
         y = is_op("relax.add")(core, bias) if with_bias else core
         return LayerPattern(op, y, weight, permute, core, bias, None, None, None, q_in=q_in, dq_in=dq_in, weight_dq=weight_dq)
-    act, relu, lo, hi = _activation(y)
+    act, relu, lo, hi = activation(y)
     q_out = is_op("relax.quantize")(act, is_const(), is_const())
     return LayerPattern(op, q_out, weight, permute, core, bias, relu, lo, hi, q_in=q_in, dq_in=dq_in, weight_dq=weight_dq,
                         q_out=q_out)

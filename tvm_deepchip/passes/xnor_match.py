@@ -26,7 +26,7 @@ from ..layer import BINARY, OutBinary, OutQuant, QuantLayer
 from ..layer_names import layer_name
 from ..primitives.binary_pack import Pool
 from .layer_check import _activation, _bias, _scalar, binary_scales
-from .patterns import _activation as act_pattern
+from .patterns import activation as act_pattern
 from .patterns import LayerParts, _bias_add, _weight, const_value
 
 POOL = "relax.nn.max_pool2d"
