@@ -116,9 +116,10 @@ def compute(x, w: DeltaLists, consts, site: Site):
     """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue (applied
     inside the walk)."""
     geo = site.geo
-    xf = te_flat(x, geo, site.zp, widen=site.taps)
-    if _linear(geo):
-        xf = te_slotted(xf, geo.image)
+    if _linear(geo):  # scalar gather-adds into int32: no wider copy of the codes
+        xf = te_slotted(te_flat(x, geo, site.zp), geo.image)
+    else:
+        xf = te_flat(x, geo, site.zp, widen=site.taps)
     return te_output(te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa), Finish(site.epi, consts, RULE)), geo)
 
 
