@@ -86,3 +86,19 @@ def test_index_tables_get_valid_dummies():
     delta = primitives.lower_layer(_layer(), (1, 5, 9, 7), "delta")
     stream, starts = delta.consts[:2]  # an all-zero stream is valid: every list empty
     assert not primitives.valid_dummy(stream.shape, str(stream.dtype)).any() and str(starts.dtype) in ("uint16", "int32")
+
+
+@pytest.mark.parametrize("stride, pad, step", [(2, 0, 2), (2, 1, 1), (1, 0, 1)])
+def test_a_strided_1x1_conv_reads_only_the_pixels_it_uses(stride, pad, step):
+    """conv_layout's step form: a 1x1 conv without padding and stride s is a stride-1 conv over
+    every s-th pixel (one phase plane, a quarter of the layout at s = 2), with the layer's output
+    shape; padded or unstrided ones keep the phase form."""
+    from tvm_deepchip.primitives import conv_layout
+
+    layer = pc.make_layer(np.random.default_rng(0), "conv2d", "ternary", (8, 16, 1, 1), stride=stride, pad=pad)
+    in_shape = (1, 16, 11, 10)
+    geo = conv_layout.geometry(layer, in_shape)
+    full = conv_layout.ConvGeometry.of(in_shape, layer.codes.shape, layer.strides, layer.padding)
+    assert geo.step == step and geo.out_shape() == full.out_shape()
+    if step > 1:
+        assert (geo.sh, geo.sw, geo.h, geo.w) == (1, 1, 6, 5) and geo.image * 4 <= full.image

@@ -142,8 +142,9 @@ def reference(qx: np.ndarray, weights: XnorWeights, site: Site) -> np.ndarray:
 
 
 def geometry(layer, in_shape):
-    """The conv geometry of the layer's +-1 input [N, C, H, W] (the kernel reads it packed)."""
-    return conv_layout.geometry(layer, in_shape)
+    """The conv geometry of the layer's +-1 input [N, C, H, W] (the kernel reads it packed;
+    every pixel, strides as strides: conv_layout's `step` form is the 8-bit layout's)."""
+    return conv_layout.ConvGeometry.of(in_shape, layer.codes.shape, layer.strides, layer.padding, layer.name)
 
 
 def packed_io(geo, epi) -> tuple:
