@@ -133,6 +133,7 @@ CONV_CASES = [  # (Co, Ci, k, stride, pad, H, W, in_dtype, out, act)
     (10, 33, 3, 1, 0, 6, 6, "uint8", None, "relu"),  # float output (logits)
     (128, 128, 5, 1, 0, 5, 5, "uint8", "uint8", "relu"),  # K = 3200: int32 accumulator
     (12, 8, 1, 2, 0, 11, 10, "uint8", "int8", None),  # 1x1 stride 2 (a ResNet shortcut): conv_layout's step form
+    (10, 1, 5, 1, 1, 13, 12, "uint8", "uint8", "relu"),  # one input channel: int8 steps over kernel columns
 ]
 DENSE_CASES = [  # (N, K, Co, in_dtype, out, act)
     (1, 37, 10, "uint8", "uint8", "relu"),

@@ -62,3 +62,29 @@ def test_schedule_steps_over_the_positions_the_primitive_pads_to():
     from tvm_deepchip.schedules import dot_product
 
     assert dot_product.POSITIONS_PER_STEP == int8_conv2d.POSITIONS_PER_STEP
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_one_input_channel_steps_over_kernel_columns(cls):
+    """A grayscale first layer (LeNet's 5x5 over 28x28): each dot-product step takes the
+    operand's group of neighbouring kernel columns (5 columns: 2 steps of 4, or 3 of 2 int16
+    codes), not one channel and padding; bit-exact on every class, saturated codes and the
+    padded border included, and the same arithmetic in the signed-operand (ARM) form on x86."""
+    from tvm_deepchip.primitives import int8_conv2d, int8_weights
+
+    rng = np.random.default_rng(11)
+    layer = make_layer(rng, "conv2d", "int8", (16, 1, 5, 5), pad=2)
+    shape = (1, 1, 28, 28)
+    lowered, lib = build(layer, shape, "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
+    isa_devices.check_assembly(cls, lib, lowered.primitive)
+    group = int8_weights.group_of(cls.int8_operand)
+    assert lowered.consts[0].shape[-2:] == (-(-5 // group), group)  # columns grouped, not channels
+    inputs = [random_input(rng, "uint8", shape), random_input(rng, "uint8", shape, saturated=True)]
+    refs = [lowered.reference(qx) for qx in inputs]
+    assert int8_conv2d.by_columns(int8_conv2d.conv_layout.geometry(layer, shape), group)
+    if not cls.is_x86:  # the ARM form's arithmetic, run here (before the device, which may skip)
+        arm, arm_lib = build(layer, shape, "int8", cls=cls)
+        np.testing.assert_array_equal(run(arm, arm_lib, inputs[0]), refs[0])
+    outs = isa_devices.run(cls, lowered, lib, inputs)
+    for got, ref in zip(outs or [], refs):
+        np.testing.assert_array_equal(got, ref)

@@ -13,8 +13,16 @@ The input operand's type is the target's: x86's vpdpbusd multiplies unsigned by 
 ARM's sdot signed by signed. Codes of the other type are shifted by 128 on the way into the
 layout (int8 q -> q + 128, uint8 q -> q - 128) and the epilogue's bias takes shift * sum(w)
 back out, exactly. Then the shared fixed-point epilogue, one multiplier per channel.
+
+A layer with one input channel (a grayscale image: LeNet's, the digits model's conv1) would
+fill 1 of the 4 bytes of each step (1 of 2 int16 codes on AVX2). Where it is not strided across
+(sw = 1), a step takes 4 (2) neighbouring kernel columns of one row instead: the layout holds
+each flat position's neighbours (conv_layout.te_flat, neighbours=True) and the weights the
+kernel's columns in groups, zero-padded to a whole group: a 5x5 kernel is 10 steps, not 25.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,6 +42,12 @@ def positions(geo: ConvGeometry) -> int:
     return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
 
 
+def by_columns(geo: ConvGeometry, group: int) -> bool:
+    """Steps over neighbouring kernel columns instead of input channels (one input channel,
+    stride 1 across)."""
+    return geo.ci == 1 and geo.sw == 1 and geo.kw > 1 and group > 1
+
+
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     """The layer's weights for dot products over `operand` codes (checked to sum exactly in int32)."""
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
@@ -45,6 +59,10 @@ def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np
     innermost; int8, or int16 for int16 operands (vpmaddwd multiplies int16 by int16)."""
     group = group_of(operand)
     k = geo.phase_kernel(w.astype(np.int16 if operand == WIDE_OPERAND else np.int8))
+    if by_columns(geo, group):  # [Co, 1, sh, 1, KHq, KWq/G, G]: columns grouped
+        kwg = _ceil(geo.kwq, group)
+        k = np.pad(k, ((0, 0),) * 5 + ((0, kwg * group - geo.kwq),))
+        return np.ascontiguousarray(k.reshape(*k.shape[:5], kwg, group))
     cg = _ceil(geo.ci, group)
     k = np.pad(k, ((0, 0), (0, cg * group - geo.ci)) + ((0, 0),) * 4)
     k = k.reshape(geo.co, cg, group, *k.shape[2:])
@@ -54,6 +72,8 @@ def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np
 def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Inverse of pack_weights: [Co, Ci, KH, KW]."""
     co, cg, group = wt.shape[0], wt.shape[1], wt.shape[-1]
+    if by_columns(geo, group):
+        return geo.unphase_kernel(wt.reshape(*wt.shape[:5], -1)[..., : geo.kwq])
     k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * group, *wt.shape[2:6])
     return geo.unphase_kernel(k[:, : geo.ci])
 
@@ -65,9 +85,14 @@ def compute(x, weights: Int8Weights, consts, site: Site):
 
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     group = group_of(operand)
-    g = geo.grouped(group)
-    xf = te_flat(x, geo, zp, group=group, dtype=operand)
-    taps, offset = te_dense_taps(g, "acc")
+    columns = by_columns(geo, group)
+    xf = te_flat(x, geo, zp, group=group, dtype=operand, neighbours=columns)
+    taps, offset = te_dense_taps(geo.grouped(group), "acc")
+    if columns:  # tap (ky, column group) reads the neighbours of its first column
+        g = replace(geo, kw=_ceil(geo.kw, group))
+        taps, _ = te_dense_taps(g, "acc")
+        _, kyr, kxr, kyq, kxg = taps
+        offset = g.tap_offset(0, kyr, kxr, kyq, kxg * group)
     j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
     acc = te.compute(shape, lambda n, c, p: te.sum(
