@@ -245,7 +245,7 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     for prod in roles.having(sch, blocks, roles.LAYOUT):
         _finish_layout(sch, prod)
-    _vectorize_crops(sch, roles.having(sch, blocks, roles.CROP))
+    _vectorize_crops(sch, roles.having(sch, blocks, roles.CROP) or roles.having(sch, blocks, roles.RESIDUAL))
     return sch
 
 
@@ -290,6 +290,12 @@ def _finish_crop(sch, epilogue) -> None:
 
 def _vectorize_crops(sch, crops) -> None:
     """The copies of the valid outputs out of the flat positions: small, so one core, vectorized
-    along output columns."""
+    along output columns. A residual add fused after the kernel (primitives/int8_add, role
+    RESIDUAL) reads the crop: the crop is inlined into it and the add is vectorized instead (or
+    it reads the epilogue itself, when there is no crop)."""
     for crop in crops:
+        added = [] if roles.role_of(sch.get(crop)) == roles.RESIDUAL else roles.having(sch, sch.get_consumers(crop), roles.RESIDUAL)
+        if added:
+            sch.compute_inline(crop)
+            crop = added[0]
         sch.vectorize(sch.get_loops(crop)[-1])

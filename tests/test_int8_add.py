@@ -167,3 +167,87 @@ def test_rule_leaves_per_channel_scales_and_unfit_constants_to_tvm():
     for scale_a in (np.full(16, 0.03, np.float32), 2.0**24):
         before = relax_module([xa, xb], lambda bb, s=scale_a: _residual(bb, xa, xb, case, scale_a=s))
         tvm.ir.assert_structural_equal(IntegerAdd()(before), before)
+
+
+# -- the add fused into the conv kernel it reads -----------------------------------------------
+
+@dataclass
+class _FusedLowered:
+    """isa_devices.run's view of a fused kernel main(x, *consts, skip, out): the skip codes ride
+    as its last constant."""
+
+    primitive: str
+    consts: list
+    out_shape: tuple
+    out_dtype: str
+
+
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("fmt", ["delta", "sparse", "int8"])
+def test_fused_kernel_bit_exact_on_every_isa_class(cls, fmt):
+    """conv (flat layout, its crop inlined into the add) then the add, as one scheduled PrimFunc:
+    the conv's reference, then the add's, bit for bit."""
+    from primitive_cases import make_layer
+    from tvm_deepchip import primitives
+    from tvm_deepchip.schedules import schedule_func
+
+    rng = np.random.default_rng(4)
+    kind = "int8" if fmt == "int8" else "ternary"
+    layer = make_layer(rng, "conv2d", kind, (16, 8, 3, 3), pad=1, out="int8", act=None)
+    shape = (1, 8, 12, 12)
+    lowered = primitives.lower_layer(layer, shape, fmt, cls)
+    a, b, y, lo, hi = (layer.out.scale, layer.out.zero_point, "int8"), (0.027, 0, "uint8"), (0.045, 0, "uint8"), 0.0, None
+    c = int8_add.fit(a, b, y, lo, hi)
+    x = te.placeholder(shape, layer.in_dtype, "x")
+    consts = [te.placeholder(k.shape, str(k.dtype), f"c{i}") for i, k in enumerate(lowered.consts)]
+    skip = te.placeholder(lowered.out_shape, "uint8", "skip")
+    out = int8_add.compute(lowered.te_func(x, *consts), skip, c)
+    tgt = targets.tvm_target(isa_devices.preset(cls))
+    func = schedule_func(te.create_prim_func([x, *consts, skip, out]), tgt)
+    assert "crop" not in func.script()  # inlined into the add
+    lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=tgt)
+    isa_devices.check_assembly(cls, lib, lowered.primitive)
+    qb = _codes(rng, "uint8", lowered.out_shape)
+    inputs = [_codes(rng, layer.in_dtype, shape), np.full(shape, np.iinfo(layer.in_dtype).max, layer.in_dtype)]
+    fused = _FusedLowered(lowered.primitive, [*lowered.consts, qb], lowered.out_shape, "uint8")
+    outs = isa_devices.run(cls, fused, lib, inputs)
+    for qx, got in zip(inputs, outs or []):
+        np.testing.assert_array_equal(got, int8_add.reference(lowered.reference(qx), qb, c))
+
+
+def _residual_model():
+    """int8 conv, then a ternary conv whose int8 output is added to the first conv's (ReLU),
+    then an int8 Gemm: ResNet's residual block in small."""
+    from qdq_builders import QDQBuilder
+
+    b = QDQBuilder([1, 3, 8, 8], 5)
+    b.qdq(1 / 255)
+    b.conv(8, 3, pad=1, weight="int8", act="relu", name="conv_in")
+    b.qdq(4 / 255)
+    skip = b.cur
+    b.conv(8, 3, pad=1, weight="ternary", act=None, name="conv_res")
+    b.qdq(3 / 128, dtype=np.int8)
+    b.add(skip)
+    b.activation("relu")
+    b.qdq(6 / 255)
+    b.flatten()
+    b.gemm(10, weight="int8", name="fc")
+    return b.model()
+
+
+def test_residual_add_fuses_into_the_conv_and_agrees_with_onnxruntime():
+    import tvm_deepchip
+    from tvm_deepchip import oracle
+
+    model = _residual_model()
+    compiled = tvm_deepchip.compile(model, "x86", tuning_log=None)
+    names = set(compiled.report.schedules)
+    assert any(n.startswith("deepchip_ternary_conv2d_") and n.endswith("_add") for n in names), names
+    assert not any(n.startswith("deepchip_int8_add") for n in names), names  # no standalone add left
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        x = rng.random((1, 3, 8, 8), dtype=np.float32)
+        ours, ref = vm["main"](tvm.runtime.tensor(x)).numpy(), oracle.run(model, x)
+        assert ours.argmax() == ref.argmax()
+        np.testing.assert_allclose(ours, ref, atol=0.05 * np.abs(ref).max())

@@ -168,7 +168,7 @@ def lowered_module(x, layer: QuantLayer, fmt: str):
     kernel = primitives.lower_layer(layer, tuple(int(s) for s in x.ty.shape), fmt, CLS)
     consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
     return relax_module([x], lambda bb: bb.emit_te(kernel.te_func, x, *consts, primfunc_name_hint=f"deepchip_{kernel.primitive}",
-                                             primfunc_attrs={"op_pattern": 8}))
+                                             primfunc_attrs={"op_pattern": 8, "deepchip_layer": layer.name}))
 
 
 def assert_layer(planned, expected: QuantLayer):

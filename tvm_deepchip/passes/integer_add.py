@@ -5,6 +5,9 @@ pattern     quantize(act(dequantize(q_a, s_a, z_a) + dequantize(q_b, s_b, z_b)),
 check       per-tensor scales and zero points, 8-bit inputs of one shape, and constants that
             fit int32 accurately (primitives/int8_add.fit)
 replacement q_y = int8_add(q_a, q_b)       (emit_te, one PrimFunc named deepchip_int8_add)
+            or, where q_a (or q_b) is a conv kernel's output that nothing else reads, that kernel
+            with the add as its last stage: q_y = int8_add(conv(x), q_b), one PrimFunc, one call
+            (the plan gives the kernel back: LowerQuantLayers names its layer in LAYER_ATTR)
 
 Anything else (a float branch, per-channel scales, broadcasting) keeps TVM's float kernel.
 It runs after the layers are lowered and TVM's common-subexpression elimination (an ONNX QDQ
@@ -22,7 +25,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..primitives import int8_add
 from .layer_check import activation_bounds
-from .patterns import activation, const_value
+from .lower_quant_layers import LAYER_ATTR, OPAQUE
+from .patterns import activation, call_tir_name, const_value
 
 EIGHT_BITS = ("int8", "uint8")
 
@@ -65,8 +69,9 @@ def _static_shape(expr) -> tuple | None:
         return None
 
 
-def add_constants(p: AddPattern, m, var2val) -> int8_add.AddConsts | None:
-    """The integer form of the matched add, or None where the check fails."""
+def add_params(p: AddPattern, m, var2val) -> tuple | None:
+    """((scale, zero point, dtype) of a, of b and of the output, (act lo, act hi)) of the matched
+    add, or None where the check fails."""
     q_a, q_b = m[p.q_a], m[p.q_b]
     dtypes = [q_a.ty.dtype, q_b.ty.dtype, m[p.root].attrs.out_dtype]
     if any(str(d) not in EIGHT_BITS for d in dtypes):
@@ -78,35 +83,99 @@ def add_constants(p: AddPattern, m, var2val) -> int8_add.AddConsts | None:
     bounds = activation_bounds(p, m, var2val)
     if any(x is None for x in params) or bounds is None:
         return None
-    return int8_add.fit(*params, act_lo=bounds[0], act_hi=bounds[1])
+    return params, bounds
+
+
+def add_constants(p: AddPattern, m, var2val) -> int8_add.AddConsts | None:
+    """The integer form of the matched add, or None where the check fails."""
+    found = add_params(p, m, var2val)
+    if found is None:
+        return None
+    (a, b, y), (lo, hi) = found
+    return int8_add.fit(a, b, y, act_lo=lo, act_hi=hi)
+
+
+def _uses(func) -> dict:
+    """How many times each variable of `func` is read (bindings and the returned value)."""
+    counts: dict = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            for v in relax.analysis.free_vars(binding.value):
+                counts[v] = counts.get(v, 0) + 1
+    for v in relax.analysis.free_vars(func.body.body):
+        counts[v] = counts.get(v, 0) + 1
+    return counts
 
 
 @mutator
 class _Rewrite(PyExprMutator):
-    def __init__(self, mod, func):
+    def __init__(self, mod, func, plan):
         super().__init__(mod)
+        self.mod, self.plan = mod, plan
         self.pat = add_pattern()
         self.var2val = relax.analysis.get_var2val(func)
+        self.uses = _uses(func)
 
     def visit_call_(self, call):
         m = self.pat.root.extract_matched_expr(call, self.var2val)
-        consts = None if m is None else add_constants(self.pat, m, self.var2val)
-        if consts is None:
+        found = None if m is None else add_params(self.pat, m, self.var2val)
+        if found is None:
             return super().visit_call_(call)
+        (a, b, y), (lo, hi) = found
         # the dequantizes' own arguments (variables), not the matched values behind them: those were
         # emitted already, and visiting them again would emit them twice
-        q_a, q_b = (self.visit_expr(m[dq].args[0]) for dq in (self.pat.dq_a, self.pat.dq_b))
-        return self.builder_.emit_te(lambda a, b: int8_add.compute(a, b, consts), q_a, q_b, primfunc_name_hint="deepchip_int8_add")
+        var_a, var_b = (m[dq].args[0] for dq in (self.pat.dq_a, self.pat.dq_b))
+        for conv, skip, (pc, ps) in ((var_a, var_b, (a, b)), (var_b, var_a, (b, a))):
+            kernel = self._fusable(conv)
+            consts = None if kernel is None else int8_add.fit(pc, ps, y, act_lo=lo, act_hi=hi)
+            if consts is not None:
+                return self._fused(kernel, self._producer(conv), skip, consts)
+        consts = int8_add.fit(a, b, y, act_lo=lo, act_hi=hi)
+        if consts is None:
+            return super().visit_call_(call)
+        q_a, q_b = (self.visit_expr(v) for v in (var_a, var_b))
+        return self.builder_.emit_te(lambda ta, tb: int8_add.compute(ta, tb, consts), q_a, q_b,
+                                     primfunc_name_hint="deepchip_int8_add")
+
+    def _producer(self, var):
+        """The call behind `var` (through variables bound to variables) if nothing but this add
+        reads it or the variables on the way, else None."""
+        value = var
+        while isinstance(value, relax.Var):
+            if self.uses.get(value, 0) != 1:
+                return None
+            value = self.var2val.get(value)
+        return value
+
+    def _fusable(self, var):
+        """The planned conv kernel whose call `var` holds, if nothing but this add reads it."""
+        value = self._producer(var)
+        if self.plan is None or call_tir_name(value) == "":
+            return None
+        func = self.mod[value.args[0]]
+        name = func.attrs.get(LAYER_ATTR) if func.attrs is not None else None
+        planned = self.plan.lowered(str(name)) if name is not None else None
+        return planned.kernel if planned is not None and planned.layer.op == "conv2d" else None
+
+    def _fused(self, kernel, conv_call, skip, consts):
+        x, *weights = (self.visit_expr(v) for v in conv_call.args[1].fields)
+        return self.builder_.emit_te(lambda tx, ts, *c: int8_add.compute(kernel.te_func(tx, *c), ts, consts),
+                                     x, self.visit_expr(skip), *weights,
+                                     primfunc_name_hint=f"deepchip_{kernel.primitive}_add", primfunc_attrs={"op_pattern": OPAQUE})
 
 
 @tvm.transform.module_pass(opt_level=0, name="DeepChipIntegerAdd")
 class IntegerAdd:
-    """The rule on every Relax function of a module."""
+    """The rule on every Relax function of a module; `plan` (the LayerPlan LowerQuantLayers
+    applied) lets an add fuse into the conv kernel it reads, None: standalone kernels only."""
+
+    def __init__(self, plan=None):
+        self.plan = plan
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for gv, func in list(mod.functions.items()):
             if isinstance(func, relax.Function):
-                rewrite = _Rewrite(mod, func)
+                rewrite = _Rewrite(mod, func, self.plan)
                 rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
                 mod = rewrite.builder_.get()
         return relax.transform.DeadCodeElimination()(mod)

@@ -21,6 +21,8 @@ from .patterns import RULES, Rule
 # FuseOps must not merge neighbours into our kernels: the hand-written schedule expects its own
 # blocks only (kOpaque in TVM's OpPatternKind).
 OPAQUE = 8
+# The PrimFunc attribute naming the layer a kernel lowers (integer_add.py fuses a residual add into it)
+LAYER_ATTR = "deepchip_layer"
 
 
 @mutator
@@ -57,7 +59,7 @@ class _Rewrite(PyExprMutator):
             q_x,
             *consts,
             primfunc_name_hint=f"deepchip_{kernel.primitive}",
-            primfunc_attrs={"op_pattern": OPAQUE},
+            primfunc_attrs={"op_pattern": OPAQUE, LAYER_ATTR: planned.layer.name},
         )
 
 

@@ -17,13 +17,17 @@ rounding boundary (and at exact ties, which it rounds up where ONNX rounds to ev
 ReLU/Clip fold into lo/hi: round is monotone, so clamping after rounding equals clipping before.
 
 The compute is elementwise, so TVM's elementwise default schedule (schedules/tvm_ops.py:
-inlined, fused, vectorized) runs it: 1.5 us for the same sums.
+inlined, fused, vectorized) runs it: 1.5 us for the same sums. Where one branch is a conv kernel's
+output read by nothing else, the add is a last stage of that kernel instead (passes/integer_add.py;
+its block's role RESIDUAL: the conv's schedule inlines the crop into it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import roles
 
 INT32_LIMIT = 2**31
 MAX_SHIFT = 30
@@ -100,7 +104,7 @@ def compute(a, b, c: AddConsts):
         v = tirx.shift_right(t, i32(c.shift)) + i32(c.zero_y)
         return te.max(te.min(v, i32(c.hi)), i32(c.lo)).astype(c.out_dtype)
 
-    return te.compute(a.shape, value, name="int8_add")
+    return te.compute(a.shape, value, name="int8_add", attrs=roles.attrs(roles.RESIDUAL))
 
 
 def reference(qa: np.ndarray, qb: np.ndarray, c: AddConsts) -> np.ndarray:

@@ -17,6 +17,7 @@ EPILOGUE = "epilogue"  # the requantizing output block; it carries the schedule_
 LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_flat, dense_layout.te_slotted)
 BIT_VALUES = "bit_values"  # each channel's compare as its bit of a packed word (binary_bits.te_pack)
 CROP = "crop"  # the valid outputs copied out of the flat positions (conv_layout.te_output)
+RESIDUAL = "residual"  # a quantized residual add fused after a conv's output (primitives/int8_add)
 
 # Tuning records find the epilogue by its name (their traces start with GetSBlock), so it keeps one.
 EPILOGUE_NAME = "epilogue"
