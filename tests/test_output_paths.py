@@ -338,10 +338,14 @@ def test_compile_through_a_symlink_under_a_umask(tmp_path, umask_027):
 # --- signals: real processes -------------------------------------------------------------------
 
 def _start(argv, cwd) -> subprocess.Popen:
+    return _python(["-m", "tvm_deepchip", *argv], cwd)
+
+
+def _python(args, cwd) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # SIGINT as a terminal delivers it: a suite started in the background by a non-interactive
     # shell (`cmd &`) hands its children SIGINT ignored, and the command would then rightly ignore it
-    return subprocess.Popen([sys.executable, "-m", "tvm_deepchip", *argv], cwd=cwd, env=env, text=True,
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -386,6 +390,43 @@ def test_sigterm_during_export_removes_the_temporary_file(tmp_path, qmodel):
     assert rc == 128 + signal.SIGTERM, err
     assert "deepchip compile: terminated (SIGTERM)" in err and "Traceback" not in err, err
     assert os.listdir(tmp_path) == []
+
+
+_HALF_BUILT = textwrap.dedent("""
+    import os, signal, sys
+    from tvm_deepchip import interrupts
+
+    class HalfBuilt:  # TVM's TempDirectory: the signal lands before its attribute is set
+        def __init__(self, signal_it):
+            if signal_it:
+                os.kill(os.getpid(), signal.SIGTERM)
+            self.path = "set"
+
+        def __del__(self):
+            self.path
+
+    signal_it = sys.argv[1] == "signal"
+    with interrupts.handled("half-built") as on_signal:
+        try:
+            obj = HalfBuilt(signal_it)
+            del obj.path
+            del obj  # no signal: a real finalizer error, which must still be reported
+            code = 0
+        except BaseException as err:
+            code = on_signal.report(interrupts.signal_of(err))
+    sys.stderr.flush()
+    os._exit(code)
+""")
+
+
+@pytest.mark.parametrize("signal_it", [True, False], ids=["signal", "no-signal"])
+def test_a_finalizer_cut_short_by_the_signal_prints_no_traceback(tmp_path, signal_it):
+    proc = _python(["-c", _HALF_BUILT, "signal" if signal_it else "plain"], tmp_path)
+    rc, err = _finish(proc)
+    if signal_it:
+        assert rc == 128 + signal.SIGTERM and err == "half-built: terminated (SIGTERM)\n", err
+    else:
+        assert rc == 0 and "AttributeError" in err, err
 
 
 def test_sigint_while_building_is_one_line(tmp_path, qmodel):

@@ -11,6 +11,12 @@ A Python signal handler runs only when the main thread executes Python code; dur
 call (LLVM code generation) it waits. A watchdog thread, woken by the signal through Python's
 wakeup fd, gives the main thread GRACE_SECONDS to finish, then removes the temporary files
 itself and ends the process with the same message and status.
+
+A signal can land inside a library's constructor (TVM's `TempDirectory.__init__` during the
+export); the half-built object's finalizer then fails when the exception unwinds, and Python
+prints "Exception ignored in ... Traceback" after our one line. Inside `handled()`, once a
+signal arrived, such unraisable errors are dropped (the process is ending on purpose); before
+that they go to the hook that was installed (Python's, or pytest's).
 """
 from __future__ import annotations
 
@@ -38,6 +44,13 @@ def _on_signal(signum, _frame):
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated(signal.Signals(signum).name)
+
+
+def _unraisable_hook(previous):
+    def hook(unraisable):
+        if not _received:
+            previous(unraisable)
+    return hook
 
 
 def signal_of(err: BaseException) -> int | None:
@@ -102,6 +115,8 @@ def handled(prefix: str):
         return
     _received.clear()
     previous = {s: signal.getsignal(s) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
@@ -114,6 +129,8 @@ def handled(prefix: str):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if not _received:  # after a signal the process ends: finalizers may still fail on the way
+            sys.unraisablehook = previous_hook
         signal.set_wakeup_fd(old_fd)
         writer.close()
         reader.shutdown(socket.SHUT_RDWR)
