@@ -143,3 +143,30 @@ def test_shifted_int8_epilogue_gives_the_unshifted_outputs():
     np.testing.assert_array_equal(requantize.np_apply(epi, (q + 128) @ w.T, None, channel_axis=1), same)
     if epi.split_form():
         np.testing.assert_array_equal(split_apply(epi, (q + 128) @ w.T, None, 1), same)
+
+
+def test_the_bound_of_non_negative_accumulators_is_the_largest_partial_sum():
+    """Sums of codes >= 0 (ternary layers on uint8 codes): the partial sums M_p*a_p, M_p*a_p -
+    M_n*a_n and that + B are linear in (a_p, a_n), so their largest magnitude over the box
+    [0, max]^2 is at a corner; the bound is exactly that, and never above the bound that
+    allows either sign."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        m_p, m_n = rng.integers(0, 2**20, size=(2, 4))
+        bias = rng.integers(-2**34, 2**34, size=4)
+        a_p, a_n = rng.integers(0, 2**14, size=(2, 4))
+        corners = [(x, y) for x in (0, 1) for y in (0, 1)]
+        worst = max(int(np.abs(v).max()) for x, y in corners
+                    for v in (m_p * a_p * x, m_p * a_p * x - m_n * a_n * y, m_p * a_p * x - m_n * a_n * y + bias))
+        tight = requantize._largest_sum(m_p, m_n, bias, a_p, a_n, nonneg=True)
+        assert tight == max(worst, int(np.abs(m_n * a_n).max()))  # the product itself is a term too
+        assert tight <= requantize._largest_sum(m_p, m_n, bias, a_p, a_n)
+
+
+def test_int8_and_int8_input_layers_keep_the_bound_of_either_sign():
+    """Accumulators that can be negative (int8 weights, or int8 input codes) are not bounded by
+    the non-negative form."""
+    rng = np.random.default_rng(12)
+    assert not requantize.fit(make_layer(rng, "conv2d", "int8", (8, 4, 3, 3))).acc_nonneg
+    assert not requantize.fit(make_layer(rng, "conv2d", "ternary", (8, 4, 3, 3), in_dtype="int8", out="int8")).acc_nonneg
+    assert requantize.fit(make_layer(rng, "conv2d", "ternary", (8, 4, 3, 3))).acc_nonneg
