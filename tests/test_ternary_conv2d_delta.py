@@ -75,9 +75,25 @@ def test_steps_cover_the_positions_in_few_walks():
     assert steps(1088, 16, 16) == (128, (64,))  # AVX2: 8 of its 16 registers a step
     assert steps(4096, 32, 64) == (256, ())  # never more than 8 vectors (16 zmm: LLVM spilled)
     assert steps(16, 32, 32) == (16, ())  # fewer positions than a vector
+    assert steps(96, 32, 32) == (64, (32,))  # fewer than a whole step: powers of two (3 zmm: LLVM split it badly)
     for positions in (64, 320, 448, 1088, 4096):
         lanes, tail = steps(positions, 16, 32)
         assert positions // lanes * lanes + sum(tail) == positions and all(t < lanes for t in tail)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls):
+    """An 8x8 output, pad 1: 80 flat positions (8 rows of 10), 128 in the flat buffer (whole
+    blocks); the walk takes the 80 rounded up to whole vectors of its accumulators."""
+    rng = np.random.default_rng(19)
+    layer = _layer(rng, (16, 16, 3, 3), 0.9, pad=1)
+    geo = ternary_conv2d_delta.conv_layout.geometry(layer, (1, 16, 8, 8))
+    w = ternary_conv2d_delta.pack(layer, geo)
+    walk = ternary_conv2d_delta.walk_of(geo, w, "uint8", cls)
+    vector = cls.vector_bytes // 2  # int16 accumulators
+    walked = walk.outer[0] * walk.lanes + sum(walk.tail)
+    assert geo.out_flat == 128 and walked == -(-80 // vector) * vector
+    check(layer, (1, 16, 8, 8), "delta", rng, cls=cls)
 
 
 @pytest.mark.parametrize("cls", all_classes())

@@ -85,7 +85,8 @@ def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple
     vectors and one of 2, not 17 of 2). (A step of any other number of vectors made LLVM split it
     badly: 10 registers ran ResNet-44 4x slower.)"""
     budget = min(max(registers // REGISTER_SHARE, 1), STEP_VECTORS)
-    lanes = min(positions, vector_lanes << (budget.bit_length() - 1))
+    lanes = min(1 << (positions.bit_length() - 1), vector_lanes << (budget.bit_length() - 1))
+    lanes = positions if positions < vector_lanes else lanes
     rest, tail = positions % lanes, []
     while rest:
         tail.append(1 << (rest.bit_length() - 1))
@@ -104,9 +105,12 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     zero = geo.image  # the layout's zero tail: zero from every output position's base
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
-    if geo.flat:
-        lanes, tail = steps(out[0], isa.vector_bytes * 8 // int(acc[3:]), isa.vector_registers)
-        return Walk(lead, out, (out[0] // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
+    if geo.flat:  # the positions the crop reads in whole vectors, not out_flat's whole blocks
+        # (an 8x8 output's 80 flat positions: 3 zmm of int16 a tap, not 4)
+        vector = isa.vector_bytes * 8 // int(acc[3:])
+        walked = min(geo.out_flat, -(-walked_positions(geo) // vector) * vector)
+        lanes, tail = steps(walked, vector, isa.vector_registers)
+        return Walk(lead, out, (walked // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk)
     return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
                 base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk)
