@@ -55,11 +55,7 @@ def tagged_block(func) -> tuple[str, str] | None:
     """(block name, rule) of our primitive's epilogue (the block whose role is EPILOGUE; it
     carries the schedule_rule), or None for any other PrimFunc."""
     sch = tvm.s_tir.Schedule(func)
-    try:
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
-        return None
-    found = roles.having(sch, blocks, roles.EPILOGUE)
+    found = roles.having(sch, roles.top_blocks(sch), roles.EPILOGUE)
     if not found:
         return None
     (block,) = found

@@ -242,7 +242,7 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     already carries its vectors, its split over cores and the epilogue (so it is the block with
     the schedule rule); what is left is the input's layout pass and the crop. (TVM gives the
     walk's te.extern block no read/write regions, so blocks are found by role, not dataflow.)"""
-    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    blocks = roles.top_blocks(sch)
     for prod in roles.having(sch, blocks, roles.LAYOUT):
         _finish_layout(sch, prod)
     _vectorize_crops(sch, roles.having(sch, blocks, roles.CROP) or roles.having(sch, blocks, roles.RESIDUAL))

@@ -183,14 +183,19 @@ class _FusedLowered:
 
 
 @pytest.mark.parametrize("cls", all_classes())
-@pytest.mark.parametrize("fmt", ["delta", "sparse", "int8"])
-def test_fused_kernel_bit_exact_on_every_isa_class(cls, fmt):
-    """conv (flat layout, its crop inlined into the add) then the add, as one scheduled PrimFunc:
-    the conv's reference, then the add's, bit for bit."""
+@pytest.mark.parametrize("fmt", ["delta", "delta-rows", "sparse", "int8"])
+def test_fused_kernel_bit_exact_on_every_isa_class(cls, fmt, monkeypatch):
+    """conv (flat layout, its crop inlined into the add; or, split by rows, the add inside the
+    walk's tasks) then the add, as one scheduled PrimFunc: the conv's reference, then the
+    add's, bit for bit."""
     from primitive_cases import make_layer
     from tvm_deepchip import primitives
+    from tvm_deepchip.primitives import ternary_conv2d_delta
     from tvm_deepchip.schedules import schedule_func
 
+    if fmt == "delta-rows":  # this small layer split by rows too (delta_rows)
+        monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+        fmt = "delta"
     rng = np.random.default_rng(4)
     kind = "int8" if fmt == "int8" else "ternary"
     layer = make_layer(rng, "conv2d", kind, (16, 8, 3, 3), pad=1, out="int8", act=None)
@@ -201,7 +206,7 @@ def test_fused_kernel_bit_exact_on_every_isa_class(cls, fmt):
     x = te.placeholder(shape, layer.in_dtype, "x")
     consts = [te.placeholder(k.shape, str(k.dtype), f"c{i}") for i, k in enumerate(lowered.consts)]
     skip = te.placeholder(lowered.out_shape, "uint8", "skip")
-    out = int8_add.compute(lowered.te_func(x, *consts), skip, c)
+    out = lowered.te_add(x, skip, c, *consts)
     tgt = targets.tvm_target(isa_devices.preset(cls))
     func = schedule_func(te.create_prim_func([x, *consts, skip, out]), tgt)
     assert "crop" not in func.script()  # inlined into the add

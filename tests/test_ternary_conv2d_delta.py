@@ -97,6 +97,37 @@ def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls):
 
 
 @pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("shape, in_shape, pad, stride, in_dtype", [
+    ((16, 16, 3, 3), (1, 16, 12, 12), 1, 1, "uint8"),  # 2 tasks of 6 rows, a 1-row halo
+    ((8, 6, 5, 5), (2, 6, 10, 9), 2, 1, "int8"),  # 5x5, batch 2, int8 codes, odd width
+    ((8, 12, 1, 1), (1, 12, 16, 16), 0, 2, "uint8"),  # 1x1 stride 2: every 2nd pixel (geometry's step)
+    ((12, 40, 3, 3), (1, 40, 8, 8), 1, 1, "uint8"),  # 360 taps a channel: lists past int16's bound
+])
+def test_row_split_is_bit_exact(cls, shape, in_shape, pad, stride, in_dtype, monkeypatch):
+    """Split by output rows (delta_rows: each task copies its rows and the halo, walks, writes
+    its rows), on every class, saturated inputs included."""
+    monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+    rng = np.random.default_rng(23)
+    layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, stride=stride, in_dtype=in_dtype,
+                       out=in_dtype, sparsity=0.2 if shape[1] == 40 else 0.9)
+    geo = conv_layout.geometry(layer, in_shape)
+    walk = ternary_conv2d_delta.walk_of(geo, ternary_conv2d_delta.pack(layer, geo), in_dtype, cls)
+    assert walk.rows is not None and walk.rows.parts * walk.rows.rows == geo.ho
+    check(layer, in_shape, "delta", rng, cls=cls)
+    check(layer, in_shape, "delta", rng, cls=cls, saturated=True)
+
+
+def test_row_split_needs_even_rows_and_stride_one():
+    """Odd output heights and strided (phase-plane) layouts keep the whole-output walk."""
+    rng = np.random.default_rng(29)
+    for shape, in_shape, pad, stride in [((8, 8, 3, 3), (1, 8, 9, 9), 1, 1), ((8, 8, 3, 3), (1, 8, 16, 16), 1, 2)]:
+        layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, stride=stride)
+        geo = conv_layout.geometry(layer, in_shape)
+        w = ternary_conv2d_delta.pack(layer, geo)
+        assert ternary_conv2d_delta.row_split(geo, w, "uint8", 32) is None
+
+
+@pytest.mark.parametrize("cls", all_classes())
 def test_flat_output_with_tail_steps(cls):
     """448 flat positions (16 rows of 26): on AVX-512 one step of 256 lanes, then 128 and 64."""
     rng = np.random.default_rng(17)

@@ -26,6 +26,12 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   1.3-1.8x (16x16 maps: 16.5 -> 10.9 us, 83.9 -> 47.2), 74 K words gain on 4x4 and 8x8 maps
 #   (4.35 -> 3.90, 5.76 -> 4.26 us) and lose on a 2x2 map (4 positions: 3.64 -> 4.05), 18 K words
 #   lose (0.88 -> 2.23 us).
+# - PARALLEL_MIN_ROW_LANES, delta convs split by output rows (primitives/delta_rows.py: each
+#   core copies, walks and writes its own rows, the residual add included), whole models A/B in
+#   one process on an AMD EPYC znver4 (2 cores, a noisy VM): ResNet-44 (layers of 250-300 K lane
+#   adds) AVX-512 build 0.276 -> 0.244 and 0.308 -> 0.305 ms (medians of 25 x 100 runs), AVX2
+#   build 0.347 -> 0.299; SVHN ConvNet (conv2/3, 1 M) 0.145 -> 0.134, AVX2 0.290 -> 0.253; LeNet's
+#   conv2 (123 K) lost: 15.6 -> 16.2 us.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
@@ -33,5 +39,7 @@ PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
+PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
+ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores
 SCALAR_COST = 32

@@ -159,7 +159,7 @@ class _Rewrite(PyExprMutator):
 
     def _fused(self, kernel, conv_call, skip, consts):
         x, *weights = (self.visit_expr(v) for v in conv_call.args[1].fields)
-        return self.builder_.emit_te(lambda tx, ts, *c: int8_add.compute(kernel.te_func(tx, *c), ts, consts),
+        return self.builder_.emit_te(lambda tx, ts, *c: kernel.te_add(tx, ts, consts, *c),
                                      x, self.visit_expr(skip), *weights,
                                      primfunc_name_hint=f"deepchip_{kernel.primitive}_add", primfunc_attrs={"op_pattern": OPAQUE})
 

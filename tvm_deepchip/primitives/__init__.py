@@ -19,6 +19,7 @@ from ..formats import Format
 from ..isa import IsaClass
 from ..layer import QuantLayer
 from . import (
+    int8_add,
     int8_conv2d,
     int8_dense,
     ternary_conv2d_delta,
@@ -69,6 +70,7 @@ class LoweredLayer:
     in_shape: tuple = ()  # the input codes te_func takes
     in_dtype: str = "uint8"
     layer_out_shape: tuple = ()  # the layer's output, NCHW or [N, Co] (an XNOR kernel writes it bit-packed)
+    te_add: Callable | None = None  # te_add(x, other, add_consts, *consts): the output plus `other` (int8_add)
 
 
 def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
@@ -123,6 +125,12 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     ec = site.epi.consts()
     n = len(weights.arrays())
     io = prim.packed_io(geo, site.epi) if prim.packed_io else (in_shape, layer.in_dtype, geo.out_shape())
+
+    def te_add(x, other, add, *c):
+        if prim.compute_add is not None:
+            return prim.compute_add(x, weights.with_arrays(c[:n]), c[n:], site, other, add)
+        return int8_add.compute(prim.compute(x, weights.with_arrays(c[:n]), c[n:], site), other, add)
+
     return LoweredLayer(
         consts=weights.arrays() + ec,
         te_func=lambda x, *c: prim.compute(x, weights.with_arrays(c[:n]), c[n:], site),
@@ -135,6 +143,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         in_shape=tuple(int(s) for s in io[0]),
         in_dtype=io[1],
         layer_out_shape=tuple(int(s) for s in geo.out_shape()),
+        te_add=te_add,
     )
 
 

@@ -59,6 +59,7 @@ class Walk:
     out_index: Callable | None = None  # (outer vars, lane var) -> the accumulator's position indices
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
     tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
+    rows: object = None  # delta_rows.RowSplit: a task per block of output rows (x is then the NCHW input)
 
     @property
     def pointwise(self) -> bool:
@@ -72,6 +73,7 @@ class Finish:
     epi: object  # requantize.Epilogue
     consts: list  # its constants (TE tensors), read per channel
     rule: str  # the primitive's schedule rule, which the walk's block carries as the epilogue
+    residual: tuple | None = None  # (other tensor, int8_add.AddConsts): added to the output (row split only)
 
 
 def te_walk(x, w: DeltaLists, walk: Walk, finish: Finish):
@@ -82,9 +84,12 @@ def te_walk(x, w: DeltaLists, walk: Walk, finish: Finish):
     from . import roles
 
     out_shape = tuple(int(v) for v in (*walk.lead, *walk.space))
-    return te.extern([out_shape], [w.stream, w.starts, x, *finish.consts],
+    other = [finish.residual[0]] if finish.residual is not None else []
+    assert not other or walk.rows is not None, "a residual add inside the walk needs the row split"
+    return te.extern([out_shape], [w.stream, w.starts, x, *other, *finish.consts],
                      lambda ins, outs: _body(ins, outs[0], w, walk, finish),
-                     dtype=[finish.epi.out_dtype], name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(finish.rule))
+                     dtype=[finish.residual[1].out_dtype if other else finish.epi.out_dtype], name=roles.EPILOGUE_NAME,
+                     attrs=roles.epilogue_attrs(finish.rule))
 
 
 def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
@@ -94,40 +99,60 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     from .requantize import te_value
 
     stream, starts, x, *consts = ins
+    other = consts.pop(0) if finish.residual is not None else None
     n_img, co = (int(v) for v in walk.lead)
-    blocks = -(-co // CHANNEL_BLOCK)
     value = lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n)  # noqa: E731
     with IRBuilder() as ib:
         with T.serial(0, n_img) as n:
-            with (T.parallel if walk.parallel else T.serial)(0, blocks) as cb:
-                ptr, escapes = _scratch(T, 1, I32), _scratch(T, 1, I32)
-                cnts = [_scratch(T, 1, I32) for _ in range(2)]  # the +1 list's, the -1 list's
-                if walk.pointwise:  # k in 64 bits: no sign extension on the walk's dependency chain
-                    k, sums = _scratch(T, w.chains, I64), [_scratch(T, 1, walk.acc) for _ in range(2)]
-                else:
-                    groups = -(-max(w.longest, 1) // DECODE_GROUP)
-                    tables = [_scratch(T, groups * DECODE_GROUP, I32) for _ in range(2)]
-                    run, last = _scratch(T, DECODE_GROUP, I32), _scratch(T, 1, I32)
-                    accs = [_scratch(T, walk.lanes, walk.acc) for _ in range(2)]
-                    part = _scratch(T, walk.lanes, I16) if walk.chunk else None
-                T.buffer_store(ptr, starts[cb].astype(I32), [0])
-                with T.serial(0, CHANNEL_BLOCK) as ci:
-                    c = cb * CHANNEL_BLOCK + ci
-                    with T.If(c < co):
-                        with T.Then():
-                            for sign in range(2):  # the +1 list, then the -1 list
-                                cnt = cnts[sign]
-                                _read_head(T, stream, ptr, cnt, escapes)
-                                if walk.pointwise:
-                                    _either(T, escapes, lambda e, s=sign, cn=cnt: _walk_point(T, stream, x, n, ptr, cn, k, sums[s], walk, e))
-                                else:
-                                    _either(T, escapes, lambda e, s=sign, cn=cnt: _decode(T, stream, ptr, cn, tables[s], run, last, walk, e))
-                                T.buffer_store(ptr, ptr[0] + cnt[0], [0])
-                            if walk.pointwise:
-                                T.buffer_store(out, value(c, sums[0][0], sums[1][0]), [n, c] + [0] * (len(out.shape) - 2))
-                            else:
-                                _add_taps(T, x, out, n, c, cnts, tables, accs, part, walk, value)
+            if walk.rows is not None:  # a task per block of rows, each with its own layout copy
+                from . import delta_rows
+
+                add = None if other is None else (other, finish.residual[1])
+                delta_rows.split(T, x, out, n, walk.rows, finish.epi.out_dtype, lambda xf, base, store, done: _channels(
+                    T, stream, starts, xf, 0, co, w, walk, value, T.serial, base, store, done), add)
+            else:
+                def store(c, index, v):
+                    T.buffer_store(out, v, [n, c, *index])
+
+                _channels(T, stream, starts, x, n, co, w, walk, value, T.parallel if walk.parallel else T.serial, 0, store)
     return ib.get()
+
+
+def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, done=None):
+    """Every channel's two lists walked over image `xn` of the layout x (positions from `base`),
+    blocks of CHANNEL_BLOCK channels in `loop` (T.parallel or T.serial); `store(c, index, v)`
+    writes channel c's output at the walk's position index, `done(c)` follows its last."""
+    blocks = -(-co // CHANNEL_BLOCK)
+    with loop(0, blocks) as cb:
+        ptr, escapes = _scratch(T, 1, I32), _scratch(T, 1, I32)
+        cnts = [_scratch(T, 1, I32) for _ in range(2)]  # the +1 list's, the -1 list's
+        if walk.pointwise:  # k in 64 bits: no sign extension on the walk's dependency chain
+            k, sums = _scratch(T, w.chains, I64), [_scratch(T, 1, walk.acc) for _ in range(2)]
+        else:
+            groups = -(-max(w.longest, 1) // DECODE_GROUP)
+            tables = [_scratch(T, groups * DECODE_GROUP, I32) for _ in range(2)]
+            run, last = _scratch(T, DECODE_GROUP, I32), _scratch(T, 1, I32)
+            accs = [_scratch(T, walk.lanes, walk.acc) for _ in range(2)]
+            part = _scratch(T, walk.lanes, I16) if walk.chunk else None
+        T.buffer_store(ptr, starts[cb].astype(I32), [0])
+        with T.serial(0, CHANNEL_BLOCK) as ci:
+            c = cb * CHANNEL_BLOCK + ci
+            with T.If(c < co):
+                with T.Then():
+                    for sign in range(2):  # the +1 list, then the -1 list
+                        cnt = cnts[sign]
+                        _read_head(T, stream, ptr, cnt, escapes)
+                        if walk.pointwise:
+                            _either(T, escapes, lambda e, s=sign, cn=cnt: _walk_point(T, stream, x, xn, ptr, cn, k, sums[s], walk, e))
+                        else:
+                            _either(T, escapes, lambda e, s=sign, cn=cnt: _decode(T, stream, ptr, cn, tables[s], run, last, walk, e))
+                        T.buffer_store(ptr, ptr[0] + cnt[0], [0])
+                    if walk.pointwise:
+                        store(c, [0] * len(walk.space), value(c, sums[0][0], sums[1][0]))
+                    else:
+                        _add_taps(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store)
+                    if done is not None:
+                        done(c)
 
 
 def _scratch(T, size: int, dtype: str):
@@ -175,7 +200,7 @@ def _input_at(tap, offset, walk, dtype=I32):
     return offset if tap is None else tirx.Select(tap, offset, tirx.const(walk.zero, dtype))
 
 
-def _walk_point(T, stream, x, n, ptr, cnt, k, acc, walk, escapes):
+def _walk_point(T, stream, x, xn, ptr, cnt, k, acc, walk, escapes):
     """One position: a scalar gather-add per entry. The lists' chains (delta_lists) keep
     independent running sums in k over the slotted input, from 0 (a zero slot, which a list's
     leading pad entries read; long gaps hop over the zero slots); UNROLL entries a step. A list
@@ -190,7 +215,7 @@ def _walk_point(T, stream, x, n, ptr, cnt, k, acc, walk, escapes):
         T.buffer_store(k, tirx.const(0, I64), [i])
     T.buffer_store(acc, tirx.const(0, walk.acc), [0])
     with T.serial(0, cnt[0] // UNROLL) as e:
-        _point_taps(T, stream, x, n, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
+        _point_taps(T, stream, x, xn, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
     if escapes:  # the remainder (UNROLL is a multiple of the chains), unrolled: every index of k a
         # constant, so LLVM keeps k in registers (a loop over the remainder indexed k by its
         # variable, and k lived in memory for the whole walk: 2.5x slower at 95% zeros)
@@ -198,7 +223,7 @@ def _walk_point(T, stream, x, n, ptr, cnt, k, acc, walk, escapes):
         for e in range(UNROLL - 1):
             with T.If(e < cnt[0] % UNROLL):
                 with T.Then():
-                    _point_taps(T, stream, x, n, k, acc, walk, rest + e, [e], True)
+                    _point_taps(T, stream, x, xn, k, acc, walk, rest + e, [e], True)
 
 
 def _point_taps(T, stream, x, n, k, acc, walk, at, entries, escapes: bool):
@@ -250,27 +275,29 @@ def _decode(T, stream, ptr, cnt, taps, run, last, walk, escapes):
             T.buffer_store(taps, _input_at(tap, walk.tap_offset(run[v]), walk), [grp * g + v])
 
 
-def _add_taps(T, x, out, n, c, cnts, tables, accs, part, walk, value):
+def _add_taps(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store):
     """For each step of output positions: one vector add per tap of each list, accumulators in
     registers, then the epilogue. With `part` (walk.chunk taps at a time), the taps are summed in
     int16 and each such partial sum added to the int32 accumulator: half the vector ops of adding
     every tap in int32 (the index rows' kernel gets the same from its int16 row sums)."""
     with _nest(T, walk.outer) as outer:
-        _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, outer, walk.lanes, 0)
+        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, walk.lanes, 0)
     first = walk.outer[0] * walk.lanes if walk.tail else 0
     for lanes in walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
-        _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, (first // walk.lanes,), lanes, first % walk.lanes)
+        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, (first // walk.lanes,), lanes,
+              first % walk.lanes)
         first += lanes
 
 
-def _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, outer, lanes, lane0):
-    """One step: `lanes` positions from lane `lane0` of step `outer`, both lists, the epilogue."""
+def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, lanes, lane0):
+    """One step: `lanes` positions from lane `lane0` of step `outer` (input offsets from `base`),
+    both lists, the epilogue."""
     from tvm import tirx
 
     def add_range(into, taps, lo, hi):
         with T.serial(lo, hi) as t:
             with T.vectorized(0, lanes) as v:
-                T.buffer_store(into, into[v] + x[n, walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v])
+                T.buffer_store(into, into[v] + x[xn, base + walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v])
 
     for acc, cnt, taps in zip(accs, cnts, tables):
         with T.vectorized(0, lanes) as v:
@@ -286,7 +313,7 @@ def _step(T, x, out, n, c, cnts, tables, accs, part, walk, value, outer, lanes, 
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
     with T.vectorized(0, lanes) as v:
-        T.buffer_store(out, value(c, accs[0][v], accs[1][v]), [n, c, *walk.out_index(outer, lane0 + v)])
+        store(c, walk.out_index(outer, lane0 + v), value(c, accs[0][v], accs[1][v]))
 
 
 class _nest:

@@ -91,20 +91,24 @@ def fit(a: tuple, b: tuple, y: tuple, act_lo: float | None = None, act_hi: float
     return AddConsts(ma, int(za), mb, int(zb), shift, int(zy), lo, hi, str(dy))
 
 
-def compute(a, b, c: AddConsts):
-    """TE definition: a, b 8-bit tensors of one shape; the constants are immediates."""
+def value(qa, qb, c: AddConsts):
+    """The sum of two codes (TE or TIR expressions), requantized: the output code."""
     from tvm import te, tirx
 
     def i32(v):
         return tirx.const(v, "int32")
 
-    def value(*i):
-        t = ((a(*i).astype("int32") - i32(c.zero_a)) * i32(c.mult_a)
-             + (b(*i).astype("int32") - i32(c.zero_b)) * i32(c.mult_b) + i32(1 << (c.shift - 1)))
-        v = tirx.shift_right(t, i32(c.shift)) + i32(c.zero_y)
-        return te.max(te.min(v, i32(c.hi)), i32(c.lo)).astype(c.out_dtype)
+    t = ((qa.astype("int32") - i32(c.zero_a)) * i32(c.mult_a)
+         + (qb.astype("int32") - i32(c.zero_b)) * i32(c.mult_b) + i32(1 << (c.shift - 1)))
+    v = tirx.shift_right(t, i32(c.shift)) + i32(c.zero_y)
+    return te.max(te.min(v, i32(c.hi)), i32(c.lo)).astype(c.out_dtype)
 
-    return te.compute(a.shape, value, name="int8_add", attrs=roles.attrs(roles.RESIDUAL))
+
+def compute(a, b, c: AddConsts):
+    """TE definition: a, b 8-bit tensors of one shape; the constants are immediates."""
+    from tvm import te
+
+    return te.compute(a.shape, lambda *i: value(a(*i), b(*i), c), name="int8_add", attrs=roles.attrs(roles.RESIDUAL))
 
 
 def reference(qa: np.ndarray, qb: np.ndarray, c: AddConsts) -> np.ndarray:

@@ -81,6 +81,9 @@ class Primitive:
     # (geo, epilogue) -> (input shape, input dtype, output shape) of the kernel where they are not
     # the layer's codes and geo.out_shape() (the XNOR primitives read and may write bits); None: those
     packed_io: Callable | None = None
+    # (x, weights, consts, site, other, add consts) -> the output plus `other`, requantized
+    # (int8_add), where the kernel does the add itself; None: int8_add's stage after compute's
+    compute_add: Callable | None = None
 
     @property
     def rule(self) -> str:

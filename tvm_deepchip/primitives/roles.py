@@ -42,3 +42,15 @@ def role_of(block) -> str | None:
 def having(sch, blocks, role: str) -> list:
     """The blocks (BlockRVs of `sch`) with `role`, in order."""
     return [b for b in blocks if role_of(sch.get(b)) == role]
+
+
+def top_blocks(sch) -> list:
+    """The PrimFunc's top-level blocks: the root block's children, or the one block that is the
+    whole function (a kernel that is a single te.extern over its arguments has no root block)."""
+    try:
+        return list(sch.get_child_blocks(sch.get_sblock("root")))
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
+        try:
+            return [sch.get_sblock(EPILOGUE_NAME)]
+        except Exception:  # noqa: BLE001
+            return []

@@ -19,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES
-from . import conv_layout, requantize
+from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES, PARALLEL_MIN_ROW_LANES, ROW_PARTS
+from . import conv_layout, int8_add, requantize
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import DeltaLists, np_signed_sums
+from .delta_rows import RowSplit
 from .delta_walk import Finish, Walk, point_lists, te_walk
 from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
@@ -94,9 +95,24 @@ def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple
     return lanes, tuple(tail)
 
 
-def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
+def row_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: int = 0,
+              taps: str | None = None) -> RowSplit | None:
+    """The split of a stride-1 flat conv into ROW_PARTS tasks of whole output rows (delta_rows),
+    where it has the work for it; None: one task (or the channel split, for the largest)."""
+    positions = geo.ho * geo.wq * geo.n
+    if not geo.flat or (geo.sh, geo.sw) != (1, 1) or geo.ho % ROW_PARTS or _linear(geo):
+        return None
+    if not PARALLEL_MIN_ROW_LANES <= w.entries * positions < PARALLEL_MIN_LANES:
+        return None
+    rows = geo.ho // ROW_PARTS
+    return RowSplit(ROW_PARTS, rows, geo.wo, geo.planes, geo.h, geo.w, geo.step, geo.pad[0], geo.pad[1],
+                    geo.hq, geo.wq, geo.image, geo.flat_len, zp, taps or in_dtype, -(-rows * geo.wq // vector) * vector)
+
+
+def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, taps: str | None = None) -> Walk:
     """The walk over this geometry's output positions: flat steps of up to a third of the
-    register file (steps), rows of a 2-D output, or one position (pointwise)."""
+    register file (steps) over the whole output or over each task's rows (row_split), rows of
+    a 2-D output, or one position (pointwise)."""
     lead, out = (geo.n, geo.co), space(geo)
     acc = acc_dtype(in_dtype, w.longest)
     offset = lambda k: tap_offset(geo, k)  # noqa: E731
@@ -105,9 +121,15 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa) -> Walk:
     zero = geo.image  # the layout's zero tail: zero from every output position's base
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
+    vector = isa.vector_bytes * 8 // int(acc[3:])
+    rows = row_split(geo, w, in_dtype, vector, zp, taps)
+    if rows is not None:  # each task's flat positions, into its own buffer: (ho, wo) written by it
+        lanes, tail = steps(rows.positions, vector, isa.vector_registers)
+        return Walk(lead, (geo.ho, geo.wo), (rows.positions // lanes,), lanes, acc, False, offset, zero, tail=tail,
+                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk,
+                    rows=rows)
     if geo.flat:  # the positions the crop reads in whole vectors, not out_flat's whole blocks
         # (an 8x8 output's 80 flat positions: 3 zmm of int16 a tap, not 4)
-        vector = isa.vector_bytes * 8 // int(acc[3:])
         walked = min(geo.out_flat, -(-walked_positions(geo) // vector) * vector)
         lanes, tail = steps(walked, vector, isa.vector_registers)
         return Walk(lead, out, (walked // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
@@ -120,11 +142,23 @@ def compute(x, w: DeltaLists, consts, site: Site):
     """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue (applied
     inside the walk)."""
     geo = site.geo
+    walk, finish = walk_of(geo, w, x.dtype, site.isa, site.zp, site.taps), Finish(site.epi, consts, RULE)
+    if walk.rows is not None:  # each task copies its rows and writes its outputs (delta_rows)
+        return te_walk(x, w, walk, finish)
     if _linear(geo):  # scalar gather-adds into int32: no wider copy of the codes
         xf = te_slotted(te_flat(x, geo, site.zp), geo.image)
     else:
         xf = te_flat(x, geo, site.zp, widen=site.taps)
-    return te_output(te_walk(xf, w, walk_of(geo, w, x.dtype, site.isa), Finish(site.epi, consts, RULE)), geo)
+    return te_output(te_walk(xf, w, walk, finish), geo)
+
+
+def compute_add(x, w: DeltaLists, consts, site: Site, other, add):
+    """compute's output plus `other` (int8_add.AddConsts `add`): inside the walk's tasks where it
+    splits by rows (each adds the rows it writes), else int8_add's stage after the crop."""
+    walk = walk_of(site.geo, w, x.dtype, site.isa, site.zp, site.taps)
+    if walk.rows is None:
+        return int8_add.compute(compute(x, w, consts, site), other, add)
+    return te_walk(x, w, walk, Finish(site.epi, consts, RULE, residual=(other, add)))
 
 
 def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
@@ -138,4 +172,5 @@ def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
     return y.reshape(geo.out_shape())
 
 
-PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference)
+PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference,
+                      compute_add=compute_add)
