@@ -6,11 +6,17 @@ then waits for a core at every parallel launch. Measured on a znver3 (2 cores), 
 alone and 0.5-4 ms after OpenVINO's turn in the same process. A contender here is built in a
 child process (spawned: nothing of the parent's runtimes is inherited) from a module-level
 factory `factory(*args) -> timer`, and serves `n -> n durations (s)` over a pipe; between turns
-it sleeps in `recv`, so whoever runs has the cores to itself.
+it sleeps in `recv`, so whoever runs has the cores to itself; and a turn ends only once the
+contender's process has gone quiet (`_settle`): a runtime's worker threads keep spinning after
+the runs (TVM's pool: 0.19 s of a core after a ResNet-44 turn, measured on a 2-core znver4 VM),
+and the next contender's turn, a few milliseconds, would otherwise run on one free core. That
+penalized whoever ran after a spinning runtime and relied on both cores (ResNet-44 split by rows:
+0.24 ms alone, 0.38-0.55 ms in turns).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import traceback
 
 _CTX = mp.get_context("spawn")
@@ -59,7 +65,26 @@ class Isolated:
 
     def __call__(self, n: int) -> list[float]:
         self.conn.send(n)
-        return self._reply()
+        times = self._reply()
+        self._settle()
+        return times
+
+    def _settle(self, interval_s: float = 0.02, limit_s: float = 2.0) -> None:
+        """Return once the contender's process uses under a tenth of a core over `interval_s`
+        (its threads stopped spinning), or after `limit_s`."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.proc.pid)
+            deadline, last = time.monotonic() + limit_s, sum(proc.cpu_times()[:2])
+            while time.monotonic() < deadline:
+                time.sleep(interval_s)
+                now = sum(proc.cpu_times()[:2])
+                if now - last < 0.1 * interval_s:
+                    return
+                last = now
+        except psutil.NoSuchProcess:  # it ended: nothing left to spin
+            return
 
     def close(self):
         if self.proc.is_alive():
