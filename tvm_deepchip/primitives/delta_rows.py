@@ -15,25 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .conv_layout import ConvGeometry
+
 
 @dataclass(frozen=True)
 class RowSplit:
-    """How a stride-1 flat conv splits: `parts` tasks of `rows` output rows, and the layout
-    (conv_layout.ConvGeometry's, one image) each task builds for its rows."""
+    """How a stride-1 flat conv splits: `parts` tasks of `rows` output rows, each building
+    `geo`'s layout (one image) for its rows."""
 
     parts: int
-    rows: int  # output rows per task
-    wo: int  # output columns
-    ci: int  # input channels: one plane each
-    h: int  # input rows and columns read (every `step`-th of the tensor's)
-    w: int
-    step: int
-    pad_top: int
-    pad_left: int
-    hq: int  # padded plane: hq rows of wq codes
-    wq: int
-    image: int  # the planes' length: the zero tail starts here
-    flat_len: int
+    rows: int  # output rows per task (parts * rows = geo.ho)
+    geo: ConvGeometry
     zp: int  # the padding's code
     dtype: str  # the layout's code type (the input's, or wider: IsaClass.sparse_taps)
     positions: int  # flat positions a task walks: rows * wq in whole vectors
@@ -41,20 +33,19 @@ class RowSplit:
     @property
     def span(self) -> int:
         """Flat positions from one task's first output row to the next's."""
-        return self.rows * self.wq
+        return self.rows * self.geo.wq
 
 
 def split(T, x, out, n, rs: RowSplit, dtype: str, walk_channels, add=None):
     """The tasks over image n of x [N, Ci, H, W], the epilogue writing `dtype`: each calls
-    walk_channels(layout, base, store,
-    done) with its layout buffer, its first flat position, the store of a channel's flat
-    outputs and `done(c)`, which writes channel c's valid columns to `out`: plus `other`'s
+    walk_channels(layout, base, store, done) with its layout buffer, its first flat position,
+    the store of a channel's flat outputs and `done(c)`, which writes channel c's valid columns to `out`: plus `other`'s
     codes, requantized (int8_add), where `add` = (other, AddConsts) (a residual connection:
     the other branch's rows are read by the task that writes them)."""
     from . import int8_add
 
     with T.parallel(0, rs.parts) as task:
-        xf = T.alloc_buffer((1, rs.flat_len), rs.dtype, scope="global")
+        xf = T.alloc_buffer((1, rs.geo.flat_len), rs.dtype, scope="global")
         flat_out = T.alloc_buffer((rs.positions,), dtype, scope="global")  # one channel's
         _copy_rows(T, x, xf, n, task, rs)
 
@@ -63,8 +54,8 @@ def split(T, x, out, n, rs: RowSplit, dtype: str, walk_channels, add=None):
 
         def done(c):
             with T.serial(0, rs.rows) as r:
-                with T.vectorized(0, rs.wo) as ox:
-                    y, oy = flat_out[r * rs.wq + ox], task * rs.rows + r
+                with T.vectorized(0, rs.geo.wo) as ox:
+                    y, oy = flat_out[r * rs.geo.wq + ox], task * rs.rows + r
                     if add is not None:
                         y = int8_add.value(y, add[0][n, c, oy, ox], add[1])
                     T.buffer_store(out, y, [n, c, oy, ox])
@@ -78,21 +69,22 @@ def _copy_rows(T, x, xf, n, task, rs: RowSplit):
     past the task's last row (the vector rounding) read them, and those outputs are dropped."""
     from tvm import tirx
 
-    zp = tirx.const(rs.zp, rs.dtype)
-    halo = rs.hq - rs.parts * rs.rows  # kh - 1: a stride-1 conv's padded rows beyond its outputs
-    with T.serial(0, rs.ci) as c:
+    g, zp = rs.geo, tirx.const(rs.zp, rs.dtype)
+    top, left = g.pad[0], g.pad[1]
+    halo = g.hq - g.ho  # kh - 1: a stride-1 conv's padded rows beyond its outputs
+    with T.serial(0, g.planes) as c:
         with T.serial(0, rs.rows + halo) as r:
             yy = task * rs.rows + r  # padded row
-            y = yy - rs.pad_top
-            row = c * rs.hq * rs.wq + yy * rs.wq
-            with T.If(tirx.all(y >= 0, y < rs.h)):
+            y = yy - top
+            row = c * g.plane + yy * g.wq
+            with T.If(tirx.all(y >= 0, y < g.h)):
                 with T.Then():  # the row's codes (contiguous loads), then its padding columns
-                    with T.vectorized(0, rs.w) as xx:
-                        T.buffer_store(xf, x[n, c, y * rs.step, xx * rs.step].astype(rs.dtype), [0, row + rs.pad_left + xx])
-                    for col in [*range(rs.pad_left), *range(rs.pad_left + rs.w, rs.wq)]:
+                    with T.vectorized(0, g.w) as xx:
+                        T.buffer_store(xf, x[n, c, y * g.step, xx * g.step].astype(rs.dtype), [0, row + left + xx])
+                    for col in [*range(left), *range(left + g.w, g.wq)]:
                         T.buffer_store(xf, zp, [0, row + col])
                 with T.Else():
-                    with T.vectorized(0, rs.wq) as xx:
+                    with T.vectorized(0, g.wq) as xx:
                         T.buffer_store(xf, zp, [0, row + xx])
     with T.vectorized(0, rs.positions) as p:
-        T.buffer_store(xf, tirx.const(0, rs.dtype), [0, rs.image + task * rs.span + p])
+        T.buffer_store(xf, tirx.const(0, rs.dtype), [0, g.image + task * rs.span + p])

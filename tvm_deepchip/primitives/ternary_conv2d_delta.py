@@ -99,14 +99,12 @@ def row_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: 
               taps: str | None = None) -> RowSplit | None:
     """The split of a stride-1 flat conv into ROW_PARTS tasks of whole output rows (delta_rows),
     where it has the work for it; None: one task (or the channel split, for the largest)."""
-    positions = geo.ho * geo.wq * geo.n
-    if not geo.flat or (geo.sh, geo.sw) != (1, 1) or geo.ho % ROW_PARTS or _linear(geo):
+    if not geo.flat or (geo.sh, geo.sw) != (1, 1) or geo.ho % ROW_PARTS:
         return None
-    if not PARALLEL_MIN_ROW_LANES <= w.entries * positions < PARALLEL_MIN_LANES:
+    if not PARALLEL_MIN_ROW_LANES <= w.entries * geo.ho * geo.wq * geo.n < PARALLEL_MIN_LANES:
         return None
     rows = geo.ho // ROW_PARTS
-    return RowSplit(ROW_PARTS, rows, geo.wo, geo.planes, geo.h, geo.w, geo.step, geo.pad[0], geo.pad[1],
-                    geo.hq, geo.wq, geo.image, geo.flat_len, zp, taps or in_dtype, -(-rows * geo.wq // vector) * vector)
+    return RowSplit(ROW_PARTS, rows, geo, zp, taps or in_dtype, -(-rows * geo.wq // vector) * vector)
 
 
 def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, taps: str | None = None) -> Walk:
