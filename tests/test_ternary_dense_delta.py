@@ -20,7 +20,7 @@ def test_escapes_and_extreme_channels(cls):
 
 @pytest.mark.parametrize("cls", all_classes())
 def test_long_gaps_hop_over_zero_slots(cls):
-    """At 97% zeros the two chains' gaps often pass 255: the pointwise lists hop to the slotted
+    """At 97% zeros the chains' gaps often pass 255: the pointwise lists hop to the slotted
     input's zeros (ordinary entries), so no list takes the walk's general loop, and the sums
     stay exact."""
     from tvm_deepchip.primitives import delta_lists, ternary_dense_delta

@@ -11,11 +11,11 @@ gap. All lists follow each other in one byte stream:
              0: k += 255, no tap (an escape: gaps above 255 are rare at 90% zeros)
 
 The pointwise kernels' form (`pad` > 0) differs in four ways, each to keep their scalar loop
-short and free of tests: entry i advances the k of chain i % 2 (two independent running sums,
-gaps between every other tap); k counts positions of a slotted input, which holds a zero at
+short and free of tests: entry i advances the k of chain i % chains (independent running sums,
+gaps between every chains-th tap: the walk's chains add in parallel); k counts positions of a slotted input, which holds a zero at
 every multiple of SLOT and the inputs in between (input t at slotted(t)); k starts at 0, a zero
 slot; a gap above 255 hops to the next zero slot first (an ordinary entry: the walk reads that
-zero; at 95% zeros the two chains' gaps pass 255 in most lists, and escapes there took the
+zero; at 95% zeros the chains' gaps pass 255 in most lists, and escapes there took the
 walk's slower general loop); and a list starts with zero entries (reads of slot 0) up to a
 multiple of `pad` entries, so its loop needs no remainder.
 
