@@ -134,6 +134,7 @@ CONV_CASES = [  # (Co, Ci, k, stride, pad, H, W, in_dtype, out, act)
     (128, 128, 5, 1, 0, 5, 5, "uint8", "uint8", "relu"),  # K = 3200: int32 accumulator
     (12, 8, 1, 2, 0, 11, 10, "uint8", "int8", None),  # 1x1 stride 2 (a ResNet shortcut): conv_layout's step form
     (10, 1, 5, 1, 1, 13, 12, "uint8", "uint8", "relu"),  # one input channel: int8 steps over kernel columns
+    (20, 7, 3, 1, 0, 3, 3, "int8", "int8", None),  # the kernel covers the input: one output position
 ]
 DENSE_CASES = [  # (N, K, Co, in_dtype, out, act)
     (1, 37, 10, "uint8", "uint8", "relu"),
@@ -145,7 +146,7 @@ DENSE_CASES = [  # (N, K, Co, in_dtype, out, act)
 
 
 # the aarch64 classes run on the (emulated) RPC device: a few representative cases each
-ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[6]]  # relu/uint8, int8 in and out, float out
+ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[6], CONV_CASES[10]]  # relu/uint8, int8 in and out, float out, one position
 ARM_DENSE_CASES = [DENSE_CASES[0], DENSE_CASES[2], DENSE_CASES[3]]
 WIDE_CONV_CASE = CONV_CASES[5]  # 64 channels over 18x18: fills 512-bit registers on AVX-512
 

@@ -88,3 +88,34 @@ def test_one_input_channel_steps_over_kernel_columns(cls):
     outs = isa_devices.run(cls, lowered, lib, inputs)
     for got, ref in zip(outs or [], refs):
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_conv_over_its_whole_input_is_a_dense_product(cls):
+    """SVHN ConvNet's conv7 form (a 5x5 kernel over a 5x5 input, no padding: one output
+    position) runs as int8_dense's product over the flattened image: its weights in the dense
+    blocks of 16 output channels, bit-exact on every class, batch 2 and saturated inputs too."""
+    from primitive_cases import check
+
+    from tvm_deepchip import primitives
+    from tvm_deepchip.primitives import conv_layout, int8_conv2d, int8_dense
+
+    rng = np.random.default_rng(11)
+    layer = make_layer(rng, "conv2d", "int8", (40, 24, 5, 5), in_dtype="uint8", out="uint8", act="relu")
+    assert int8_conv2d.covers_input(conv_layout.geometry(layer, (2, 24, 5, 5)))
+    lowered = primitives.lower_layer(layer, (2, 24, 5, 5), "int8", cls)
+    blocks = lowered.consts[0]
+    assert blocks.ndim == 4 and blocks.shape[0] * blocks.shape[2] == 48 and blocks.shape[2] == int8_dense.CHANNELS_PER_STEP
+    assert lowered.out_shape == (2, 40, 1, 1)
+    check(layer, (2, 24, 5, 5), "int8", rng, cls=cls)
+    check(layer, (2, 24, 5, 5), "int8", rng, cls=cls, saturated=True)
+
+
+def test_only_a_kernel_over_the_whole_unpadded_input_is_a_dense_product():
+    """Padding, a smaller kernel, or a strided read keep the flat-position form."""
+    from tvm_deepchip.primitives import conv_layout, int8_conv2d
+
+    rng = np.random.default_rng(12)
+    for k, pad, hw, dense in ((5, 0, 5, True), (3, 0, 3, True), (3, 1, 3, False), (3, 0, 5, False), (1, 0, 1, True)):
+        layer = make_layer(rng, "conv2d", "int8", (8, 4, k, k), pad=pad)
+        assert int8_conv2d.covers_input(conv_layout.geometry(layer, (1, 4, hw, hw))) is dense, (k, pad, hw)

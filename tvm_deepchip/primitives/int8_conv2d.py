@@ -19,6 +19,11 @@ fill 1 of the 4 bytes of each step (1 of 2 int16 codes on AVX2). Where it is not
 (sw = 1), a step takes 4 (2) neighbouring kernel columns of one row instead: the layout holds
 each flat position's neighbours (conv_layout.te_flat, neighbours=True) and the weights the
 kernel's columns in groups, zero-padded to a whole group: a 5x5 kernel is 10 steps, not 25.
+
+A conv whose kernel covers its whole unpadded input (one output position: SVHN ConvNet's conv7,
+5x5 over 5x5) would compute 16 flat positions for 1. It is a dense product instead
+(`covers_input`): the NCHW image read as one vector of Ci*H*W codes, in the weights' own
+(Ci, KH, KW) order, through int8_dense's kernel and schedule (steps over 16 output channels).
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ from dataclasses import replace
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize, roles
+from . import conv_layout, int8_dense, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
+from .dense_layout import DenseShape
 from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
 from .record import Primitive, Site, rule_of
 
@@ -42,6 +48,18 @@ def positions(geo: ConvGeometry) -> int:
     return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
 
 
+def covers_input(geo: ConvGeometry) -> bool:
+    """The kernel covers the whole unpadded input: one output position, a dense product over
+    the image (tap (c, ky, kx) reads input (c, ky, kx))."""
+    return geo.pad == (0, 0, 0, 0) and geo.step == 1 and (geo.kh, geo.kw) == (geo.h, geo.w)
+
+
+def _as_dense(site: Site) -> Site:
+    """The site of the dense product a conv that covers its input is."""
+    geo = site.geo
+    return replace(site, geo=DenseShape(geo.n, geo.ci * geo.h * geo.w, geo.co))
+
+
 def by_columns(geo: ConvGeometry, group: int) -> bool:
     """Steps over neighbouring kernel columns instead of input channels (one input channel,
     stride 1 across)."""
@@ -51,6 +69,8 @@ def by_columns(geo: ConvGeometry, group: int) -> bool:
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     """The layer's weights for dot products over `operand` codes (checked to sum exactly in int32)."""
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
+    if covers_input(geo):
+        return int8_dense.block_weights(layer.codes.reshape(geo.co, -1), operand)
     return Int8Weights(pack_weights(layer.codes, geo, operand), operand)
 
 
@@ -84,6 +104,11 @@ def compute(x, weights: Int8Weights, consts, site: Site):
     from tvm import te
 
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
+    if covers_input(geo):
+        plane = geo.h * geo.w
+        y = int8_dense.te_padded(x, weights, consts, _as_dense(site),
+                                 read=lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w])
+        return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
     columns = by_columns(geo, group)
     xf = te_flat(x, geo, zp, group=group, dtype=operand, neighbours=columns)
@@ -105,6 +130,8 @@ def compute(x, weights: Int8Weights, consts, site: Site):
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
+    if covers_input(geo):
+        return int8_dense.reference(qx.reshape(geo.n, -1), weights, _as_dense(site)).reshape(geo.out_shape())
     s = code_shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
     qx, zp = (qx.astype(np.int16) + s).astype(operand), zp + s
     win = np_windows(qx, geo, zp)  # n, ho, wo, K

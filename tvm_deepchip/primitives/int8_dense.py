@@ -49,18 +49,20 @@ def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
     return wt.transpose(0, 2, 1, 3).reshape(cb * lanes, kg * group)[:co, :k]
 
 
-def te_accumulate(x, weights: Int8Weights, k: int):
+def te_accumulate(x, weights: Int8Weights, k: int, read=None):
     """acc[n, c] = sum over the K input codes (shifted into the operand type) times weights
-    (TE), over all the padded channels of `weights` (its layout: `block_weights`)."""
+    (TE), over all the padded channels of `weights` (its layout: `block_weights`). `read(i, t)`:
+    input code t of image i (default x[i, t]; a conv over its whole input reads its NCHW image)."""
     from tvm import te, tirx
 
     w, operand = weights.w, weights.operand
     cb, kg, lanes, group = (int(s) for s in w.shape)
     n = int(x.shape[0])
     shift = code_shift(str(x.dtype), operand)
+    read = read or (lambda i, t: x[i, t])
     # the input codes in groups, in the operand's type (the padded tail multiplies zero weights)
     xg = te.compute((n, kg, group), lambda i, q, j: (
-        x[i, tirx.min(q * group + j, k - 1)].astype("int16") + shift).astype(operand),
+        read(i, tirx.min(q * group + j, k - 1)).astype("int16") + shift).astype(operand),
         name="xgroups", attrs=roles.attrs(roles.LAYOUT))
     q = te.reduce_axis((0, kg), name="q_acc")
     j = te.reduce_axis((0, group), name="j_acc")
@@ -71,15 +73,23 @@ def te_accumulate(x, weights: Int8Weights, k: int):
 
 def compute(x, weights: Int8Weights, consts, site: Site):
     """TE definition. x: [N, K] 8-bit codes; weights: from `pack`."""
+    from tvm import te
+
+    y = te_padded(x, weights, consts, site)
+    return te.compute(site.geo.out_shape(), lambda n, c: y[n, c], name="crop")
+
+
+def te_padded(x, weights: Int8Weights, consts, site: Site, read=None):
+    """The epilogue's output over the padded channels [N, Co rounded up to 16] (TE; the block
+    carrying this primitive's schedule rule); `read` as te_accumulate's."""
     from tvm import te, tirx
 
     geo = site.geo
-    acc = te_accumulate(x, weights, geo.k)
+    acc = te_accumulate(x, weights, geo.k, read)
     shape = tuple(int(s) for s in acc.shape)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: tirx.min(idx[1], last))
-    y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
-    return te.compute(geo.out_shape(), lambda n, c: y[n, c], name="crop")
+    return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
