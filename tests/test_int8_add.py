@@ -183,22 +183,24 @@ class _FusedLowered:
 
 
 @pytest.mark.parametrize("cls", all_classes())
-@pytest.mark.parametrize("fmt", ["delta", "delta-rows", "sparse", "int8"])
+@pytest.mark.parametrize("fmt", ["delta", "delta-rows", "delta-channels", "sparse", "int8"])
 def test_fused_kernel_bit_exact_on_every_isa_class(cls, fmt, monkeypatch):
     """conv (flat layout, its crop inlined into the add; or, split by rows, the add inside the
-    walk's tasks) then the add, as one scheduled PrimFunc: the conv's reference, then the
-    add's, bit for bit."""
+    walk's tasks, or split by channel blocks likewise) then the add, as one scheduled PrimFunc:
+    the conv's reference, then the add's, bit for bit."""
     from primitive_cases import make_layer
     from tvm_deepchip import primitives
     from tvm_deepchip.primitives import ternary_conv2d_delta
     from tvm_deepchip.schedules import schedule_func
 
-    if fmt == "delta-rows":  # this small layer split by rows too (delta_rows)
+    co = 40 if fmt == "delta-channels" else 16  # 3 channel blocks for the channel split
+    if fmt.startswith("delta-"):  # this small layer split by rows, or by channels (delta_rows)
         monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+        monkeypatch.setattr(ternary_conv2d_delta, "CHANNEL_SPLIT_SHARE", 10.0 if fmt == "delta-channels" else 0.0)
         fmt = "delta"
     rng = np.random.default_rng(4)
     kind = "int8" if fmt == "int8" else "ternary"
-    layer = make_layer(rng, "conv2d", kind, (16, 8, 3, 3), pad=1, out="int8", act=None)
+    layer = make_layer(rng, "conv2d", kind, (co, 8, 3, 3), pad=1, out="int8", act=None)
     shape = (1, 8, 12, 12)
     lowered = primitives.lower_layer(layer, shape, fmt, cls)
     a, b, y, lo, hi = (layer.out.scale, layer.out.zero_point, "int8"), (0.027, 0, "uint8"), (0.045, 0, "uint8"), 0.0, None

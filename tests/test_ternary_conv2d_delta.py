@@ -102,6 +102,8 @@ def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls):
     ((8, 6, 5, 5), (2, 6, 10, 9), 2, 1, "int8"),  # 5x5, batch 2, int8 codes, odd width
     ((8, 12, 1, 1), (1, 12, 16, 16), 0, 2, "uint8"),  # 1x1 stride 2: every 2nd pixel (geometry's step)
     ((12, 40, 3, 3), (1, 40, 8, 8), 1, 1, "uint8"),  # 360 taps a channel: lists past int16's bound
+    ((16, 16, 3, 3), (1, 16, 9, 9), 1, 1, "uint8"),  # 9 rows: tasks of 5 and 4
+    ((8, 8, 5, 5), (2, 8, 9, 11), 0, 1, "int8"),  # a 5x7 output (SVHN ConvNet's conv6 form), batch 2
 ])
 def test_row_split_is_bit_exact(cls, shape, in_shape, pad, stride, in_dtype, monkeypatch):
     """Split by output rows (delta_rows: each task copies its rows and the halo, walks, writes
@@ -112,19 +114,57 @@ def test_row_split_is_bit_exact(cls, shape, in_shape, pad, stride, in_dtype, mon
                        out=in_dtype, sparsity=0.2 if shape[1] == 40 else 0.9)
     geo = conv_layout.geometry(layer, in_shape)
     walk = ternary_conv2d_delta.walk_of(geo, ternary_conv2d_delta.pack(layer, geo), in_dtype, cls)
-    assert walk.rows is not None and walk.rows.parts * walk.rows.rows == geo.ho
+    rs = walk.tasks
+    assert rs is not None and not rs.by_channels and (rs.parts - 1) * rs.rows < geo.ho <= rs.parts * rs.rows
     check(layer, in_shape, "delta", rng, cls=cls)
     check(layer, in_shape, "delta", rng, cls=cls, saturated=True)
 
 
-def test_row_split_needs_even_rows_and_stride_one():
-    """Odd output heights and strided (phase-plane) layouts keep the whole-output walk."""
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("shape, in_shape, pad, in_dtype", [
+    ((64, 32, 3, 3), (1, 32, 8, 8), 1, "uint8"),  # ResNet-44's layer3 form: 4 blocks, 2 a task
+    ((40, 16, 3, 3), (2, 16, 7, 7), 0, "int8"),  # blocks of 16, 16, 8 over 2 tasks; batch 2, 5x5 output
+])
+def test_channel_split_is_bit_exact(cls, shape, in_shape, pad, in_dtype, monkeypatch):
+    """Split by channel blocks (delta_rows: each task copies the whole image, walks and writes
+    its blocks of channels), on every class, saturated inputs included."""
+    monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+    monkeypatch.setattr(ternary_conv2d_delta, "CHANNEL_SPLIT_SHARE", 10.0)
+    rng = np.random.default_rng(31)
+    layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, in_dtype=in_dtype, out=in_dtype)
+    geo = conv_layout.geometry(layer, in_shape)
+    tasks = ternary_conv2d_delta.walk_of(geo, ternary_conv2d_delta.pack(layer, geo), in_dtype, cls).tasks
+    assert tasks is not None and tasks.by_channels and [tasks.blocks_of(t) for t in range(2)][-1][1] == -(-shape[0] // 16)
+    check(layer, in_shape, "delta", rng, cls=cls)
+    check(layer, in_shape, "delta", rng, cls=cls, saturated=True)
+
+
+def test_small_maps_split_by_channels_large_ones_by_rows(monkeypatch):
+    """The choice: an 8x8 output (80 flat positions) walks 64 a task split by rows on AVX-512
+    (vectors of 32), 96 for half the lists by channels: channels; a 32x32 output is within a
+    vector either way: rows; fewer than two channel blocks: rows."""
+    monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+    rng = np.random.default_rng(37)
+    for co, hw, by_channels in ((64, 8, True), (64, 32, False), (16, 8, False)):
+        layer = make_layer(rng, "conv2d", "ternary", (co, 16, 3, 3), pad=1)
+        geo = conv_layout.geometry(layer, (1, 16, hw, hw))
+        tasks = ternary_conv2d_delta.task_split(geo, ternary_conv2d_delta.pack(layer, geo), "uint8", 32)
+        assert tasks.by_channels is by_channels, (co, hw)
+
+
+def test_row_split_needs_stride_one_and_a_row_for_every_task(monkeypatch):
+    """Strided (phase-plane) layouts and a one-row output keep the whole-output walk; an odd
+    height splits, the last task a row shorter."""
+    monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
+    monkeypatch.setattr(ternary_conv2d_delta, "CHANNEL_SPLIT_SHARE", 0.0)
     rng = np.random.default_rng(29)
-    for shape, in_shape, pad, stride in [((8, 8, 3, 3), (1, 8, 9, 9), 1, 1), ((8, 8, 3, 3), (1, 8, 16, 16), 1, 2)]:
+    for shape, in_shape, pad, stride, rows in [((8, 8, 3, 3), (1, 8, 16, 16), 1, 2, None),
+                                               ((8, 8, 3, 3), (1, 8, 3, 12), 0, 1, None),
+                                               ((8, 8, 3, 3), (1, 8, 9, 9), 1, 1, 5)]:
         layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, stride=stride)
         geo = conv_layout.geometry(layer, in_shape)
-        w = ternary_conv2d_delta.pack(layer, geo)
-        assert ternary_conv2d_delta.row_split(geo, w, "uint8", 32) is None
+        rs = ternary_conv2d_delta.task_split(geo, ternary_conv2d_delta.pack(layer, geo), "uint8", 32)
+        assert (rs and rs.rows) == rows, (in_shape, stride)
 
 
 @pytest.mark.parametrize("cls", all_classes())

@@ -41,5 +41,6 @@ PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
+CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks, where a task's walk costs under this share of the rows' (delta_rows)
 PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores
 SCALAR_COST = 32

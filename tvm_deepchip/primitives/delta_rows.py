@@ -1,5 +1,6 @@
-"""The spatial delta walk split by output rows: one parallel task per block of rows, each doing
-the whole layer for its rows. A task copies the input rows its outputs read (its rows and a
+"""The spatial delta walk split into per-core tasks, each with its own copy of the layout: by
+output rows (one task per block of rows, each doing the whole layer for its rows), or, for small
+maps, by blocks of channels. A task copies the input rows its outputs read (its rows and a
 halo of kh - 1) into its own flat layout (conv_layout's: zero-point padded, zero tail), walks
 every channel's lists over its flat positions, applies the epilogue and writes the valid columns
 to the NCHW output: one parallel region a layer, no layout pass or crop on one core around it.
@@ -10,36 +11,68 @@ positions split over two (an AMD EPYC znver4, 2 cores), ResNet-44's 16-channel 3
 5.8 -> 7.4-8.2 us: the second core waited for the lines the first had written. Split by rows, a
 task reads its own rows (which the previous layer's task of the same index wrote) and the halo,
 and writes its own rows: the lines stay on their core.
+
+An output height that does not divide into the tasks (SVHN ConvNet's 7x7 and 5x5 maps) gives the
+last task fewer rows: every task walks the positions of `rows` (the most any task has), one loop
+nest for all; a shorter task copies only its own rows and halo, and the positions past its last
+row, which read whatever lies below its layout's planes (never written, or the next plane's top
+row), are dropped.
+
+Small maps split by channels instead (`TaskSplit.by_channels`): split by rows, each task walks
+its rows' positions rounded up to whole vectors, and decodes every list; an 8x8 output (80 flat
+positions) walks 64 of them a task on AVX-512, where the whole output is 96. By channels, each
+task copies the whole image, decodes and walks its own blocks of channels' lists over all
+positions, and writes those channels (contiguous NCHW planes).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .conv_layout import ConvGeometry
+from .delta_lists import CHANNEL_BLOCK
 
 
 @dataclass(frozen=True)
-class RowSplit:
-    """How a stride-1 flat conv splits: `parts` tasks of `rows` output rows, each building
-    `geo`'s layout (one image) for its rows."""
+class TaskSplit:
+    """How a stride-1 flat conv splits into `parts` tasks, each building `geo`'s layout (one
+    image) for its rows: of up to `rows` output rows each, or (`by_channels`) of all rows and
+    a share of the channel blocks each."""
 
     parts: int
-    rows: int  # output rows per task (parts * rows = geo.ho)
+    rows: int  # output rows per task, the last task's the rest (geo.ho - (parts - 1) * rows)
     geo: ConvGeometry
     zp: int  # the padding's code
     dtype: str  # the layout's code type (the input's, or wider: IsaClass.sparse_taps)
     positions: int  # flat positions a task walks: rows * wq in whole vectors
+    by_channels: bool = False
 
     @property
     def span(self) -> int:
         """Flat positions from one task's first output row to the next's."""
-        return self.rows * self.geo.wq
+        return 0 if self.by_channels else self.rows * self.geo.wq
+
+    def first_row(self, task):
+        return 0 if self.by_channels else task * self.rows
+
+    def rows_of(self, task):
+        """Output rows of `task` (a TIR expression)."""
+        from tvm import tirx
+
+        return self.rows if self.by_channels else tirx.min(self.rows, self.geo.ho - task * self.rows)
+
+    def blocks_of(self, task) -> tuple:
+        """[first, end) of the channel blocks (delta_lists.CHANNEL_BLOCK) `task` walks."""
+        blocks = -(-self.geo.co // CHANNEL_BLOCK)
+        if not self.by_channels:
+            return 0, blocks
+        return task * blocks // self.parts, (task + 1) * blocks // self.parts
 
 
-def split(T, x, out, n, rs: RowSplit, dtype: str, walk_channels, add=None):
+def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add=None):
     """The tasks over image n of x [N, Ci, H, W], the epilogue writing `dtype`: each calls
-    walk_channels(layout, base, store, done) with its layout buffer, its first flat position,
-    the store of a channel's flat outputs and `done(c)`, which writes channel c's valid columns to `out`: plus `other`'s
+    walk_channels(layout, base, store, done, blocks) with its layout buffer, its first flat
+    position, the store of a channel's flat outputs, `done(c)`, which writes channel c's valid
+    columns of its rows to `out`, and its channel blocks [first, end): plus `other`'s
     codes, requantized (int8_add), where `add` = (other, AddConsts) (a residual connection:
     the other branch's rows are read by the task that writes them)."""
     from . import int8_add
@@ -53,17 +86,17 @@ def split(T, x, out, n, rs: RowSplit, dtype: str, walk_channels, add=None):
             T.buffer_store(flat_out, v, [index[0]])
 
         def done(c):
-            with T.serial(0, rs.rows) as r:
+            with T.serial(0, rs.rows_of(task)) as r:
                 with T.vectorized(0, rs.geo.wo) as ox:
-                    y, oy = flat_out[r * rs.geo.wq + ox], task * rs.rows + r
+                    y, oy = flat_out[r * rs.geo.wq + ox], rs.first_row(task) + r
                     if add is not None:
                         y = int8_add.value(y, add[0][n, c, oy, ox], add[1])
                     T.buffer_store(out, y, [n, c, oy, ox])
 
-        walk_channels(xf, task * rs.span, store, done)
+        walk_channels(xf, task * rs.span, store, done, rs.blocks_of(task))
 
 
-def _copy_rows(T, x, xf, n, task, rs: RowSplit):
+def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
     """The padded rows task `task` reads, in every plane, and the zero tail under its positions
     (escape entries read it). Rows of the other tasks are left as they are: only the positions
     past the task's last row (the vector rounding) read them, and those outputs are dropped."""
@@ -73,8 +106,8 @@ def _copy_rows(T, x, xf, n, task, rs: RowSplit):
     top, left = g.pad[0], g.pad[1]
     halo = g.hq - g.ho  # kh - 1: a stride-1 conv's padded rows beyond its outputs
     with T.serial(0, g.planes) as c:
-        with T.serial(0, rs.rows + halo) as r:
-            yy = task * rs.rows + r  # padded row
+        with T.serial(0, rs.rows_of(task) + halo) as r:
+            yy = rs.first_row(task) + r  # padded row
             y = yy - top
             row = c * g.plane + yy * g.wq
             with T.If(tirx.all(y >= 0, y < g.h)):

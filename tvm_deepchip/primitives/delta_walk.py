@@ -63,7 +63,7 @@ class Walk:
     out_index: Callable | None = None  # (outer vars, lane var) -> the accumulator's position indices
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
     tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
-    rows: object = None  # delta_rows.RowSplit: a task per block of output rows (x is then the NCHW input)
+    tasks: object = None  # delta_rows.TaskSplit: a task per block of rows or channels (x is then the NCHW input)
 
     @property
     def pointwise(self) -> bool:
@@ -89,7 +89,7 @@ def te_walk(x, w: DeltaLists, walk: Walk, finish: Finish):
 
     out_shape = tuple(int(v) for v in (*walk.lead, *walk.space))
     other = [finish.residual[0]] if finish.residual is not None else []
-    assert not other or walk.rows is not None, "a residual add inside the walk needs the row split"
+    assert not other or walk.tasks is not None, "a residual add inside the walk needs the task split"
     return te.extern([out_shape], [w.stream, w.starts, x, *other, *finish.consts],
                      lambda ins, outs: _body(ins, outs[0], w, walk, finish),
                      dtype=[finish.residual[1].out_dtype if other else finish.epi.out_dtype], name=roles.EPILOGUE_NAME,
@@ -108,12 +108,12 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     value = lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n)  # noqa: E731
     with IRBuilder() as ib:
         with T.serial(0, n_img) as n:
-            if walk.rows is not None:  # a task per block of rows, each with its own layout copy
+            if walk.tasks is not None:  # a task per block of rows or channels, each with its own layout copy
                 from . import delta_rows
 
                 add = None if other is None else (other, finish.residual[1])
-                delta_rows.split(T, x, out, n, walk.rows, finish.epi.out_dtype, lambda xf, base, store, done: _channels(
-                    T, stream, starts, xf, 0, co, w, walk, value, T.serial, base, store, done), add)
+                delta_rows.split(T, x, out, n, walk.tasks, finish.epi.out_dtype, lambda xf, base, store, done, blocks: _channels(
+                    T, stream, starts, xf, 0, co, w, walk, value, T.serial, base, store, done, blocks), add)
             else:
                 def store(c, index, v):
                     T.buffer_store(out, v, [n, c, *index])
@@ -122,12 +122,13 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     return ib.get()
 
 
-def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, done=None):
+def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, done=None, blocks=None):
     """Every channel's two lists walked over image `xn` of the layout x (positions from `base`),
-    blocks of CHANNEL_BLOCK channels in `loop` (T.parallel or T.serial); `store(c, index, v)`
-    writes channel c's output at the walk's position index, `done(c)` follows its last."""
-    blocks = -(-co // CHANNEL_BLOCK)
-    with loop(0, blocks) as cb:
+    blocks of CHANNEL_BLOCK channels in `loop` (T.parallel or T.serial), those in [first, end)
+    where `blocks` says; `store(c, index, v)` writes channel c's output at the walk's position
+    index, `done(c)` follows its last."""
+    first, end = blocks or (0, -(-co // CHANNEL_BLOCK))
+    with loop(first, end) as cb:
         ptr, escapes = _scratch(T, 1, I32), _scratch(T, 1, I32)
         cnts = [_scratch(T, 1, I32) for _ in range(2)]  # the +1 list's, the -1 list's
         if walk.pointwise:  # k in 64 bits: no sign extension on the walk's dependency chain

@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from ..parallel_costs import PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES, PARALLEL_MIN_ROW_LANES, ROW_PARTS
+from ..parallel_costs import (CHANNEL_SPLIT_SHARE, PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES, PARALLEL_MIN_ROW_LANES,
+                              ROW_PARTS)
 from . import conv_layout, int8_add, requantize
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
-from .delta_lists import DeltaLists, np_signed_sums
-from .delta_rows import RowSplit
+from .delta_lists import CHANNEL_BLOCK, DeltaLists, np_signed_sums
+from .delta_rows import TaskSplit
 from .delta_walk import Finish, Walk, point_lists, te_walk
 from .dense_layout import te_slotted
 from .record import Primitive, Site, rule_of
@@ -95,21 +96,31 @@ def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple
     return lanes, tuple(tail)
 
 
-def row_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: int = 0,
-              taps: str | None = None) -> RowSplit | None:
-    """The split of a stride-1 flat conv into ROW_PARTS tasks of whole output rows (delta_rows),
-    where it has the work for it; None: one task (or the channel split, for the largest)."""
-    if not geo.flat or (geo.sh, geo.sw) != (1, 1) or geo.ho % ROW_PARTS:
+def task_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: int = 0,
+               taps: str | None = None) -> TaskSplit | None:
+    """The split of a stride-1 flat conv into ROW_PARTS tasks (delta_rows), where it has the work
+    for it: by whole output rows, or by channel blocks where a task's share of the lists over the
+    whole output costs less than the rows' (a vector add per entry and vector of positions, about
+    one op per entry to decode); None: one task (or the channel split of the shared layout, for
+    the largest)."""
+    if not geo.flat or (geo.sh, geo.sw) != (1, 1) or geo.ho < ROW_PARTS:
         return None
     if not PARALLEL_MIN_ROW_LANES <= w.entries * geo.ho * geo.wq * geo.n < PARALLEL_MIN_LANES:
         return None
-    rows = geo.ho // ROW_PARTS
-    return RowSplit(ROW_PARTS, rows, geo, zp, taps or in_dtype, -(-rows * geo.wq // vector) * vector)
+    dtype = taps or in_dtype
+    whole = -(-geo.ho * geo.wq // vector) * vector
+    rows = -(-geo.ho // ROW_PARTS)  # a height the tasks do not divide: the last has fewer rows
+    by_rows = -(-rows * geo.wq // vector) * vector if (ROW_PARTS - 1) * rows < geo.ho else None
+    if w.channels >= ROW_PARTS * CHANNEL_BLOCK:
+        per_task = (whole // vector + 1) / ROW_PARTS  # per entry of the layer
+        if by_rows is None or per_task < CHANNEL_SPLIT_SHARE * (by_rows // vector + 1):
+            return TaskSplit(ROW_PARTS, geo.ho, geo, zp, dtype, whole, by_channels=True)
+    return None if by_rows is None else TaskSplit(ROW_PARTS, rows, geo, zp, dtype, by_rows)
 
 
 def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, taps: str | None = None) -> Walk:
     """The walk over this geometry's output positions: flat steps of up to a third of the
-    register file (steps) over the whole output or over each task's rows (row_split), rows of
+    register file (steps) over the whole output or over each task's (task_split), rows of
     a 2-D output, or one position (pointwise)."""
     lead, out = (geo.n, geo.co), space(geo)
     acc = acc_dtype(in_dtype, w.longest)
@@ -120,12 +131,12 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, t
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     vector = isa.vector_bytes * 8 // int(acc[3:])
-    rows = row_split(geo, w, in_dtype, vector, zp, taps)
-    if rows is not None:  # each task's flat positions, into its own buffer: (ho, wo) written by it
-        lanes, tail = steps(rows.positions, vector, isa.vector_registers)
-        return Walk(lead, (geo.ho, geo.wo), (rows.positions // lanes,), lanes, acc, False, offset, zero, tail=tail,
+    tasks = task_split(geo, w, in_dtype, vector, zp, taps)
+    if tasks is not None:  # each task's flat positions, into its own buffer: (ho, wo) written by it
+        lanes, tail = steps(tasks.positions, vector, isa.vector_registers)
+        return Walk(lead, (geo.ho, geo.wo), (tasks.positions // lanes,), lanes, acc, False, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk,
-                    rows=rows)
+                    tasks=tasks)
     if geo.flat:  # the positions the crop reads in whole vectors, not out_flat's whole blocks
         # (an 8x8 output's 80 flat positions: 3 zmm of int16 a tap, not 4)
         walked = min(geo.out_flat, -(-walked_positions(geo) // vector) * vector)
@@ -141,7 +152,7 @@ def compute(x, w: DeltaLists, consts, site: Site):
     inside the walk)."""
     geo = site.geo
     walk, finish = walk_of(geo, w, x.dtype, site.isa, site.zp, site.taps), Finish(site.epi, consts, RULE)
-    if walk.rows is not None:  # each task copies its rows and writes its outputs (delta_rows)
+    if walk.tasks is not None:  # each task copies its rows and writes its outputs (delta_rows)
         return te_walk(x, w, walk, finish)
     if _linear(geo):  # scalar gather-adds into int32: no wider copy of the codes
         xf = te_slotted(te_flat(x, geo, site.zp), geo.image)
@@ -154,7 +165,7 @@ def compute_add(x, w: DeltaLists, consts, site: Site, other, add):
     """compute's output plus `other` (int8_add.AddConsts `add`): inside the walk's tasks where it
     splits by rows (each adds the rows it writes), else int8_add's stage after the crop."""
     walk = walk_of(site.geo, w, x.dtype, site.isa, site.zp, site.taps)
-    if walk.rows is None:
+    if walk.tasks is None:
         return int8_add.compute(compute(x, w, consts, site), other, add)
     return te_walk(x, w, walk, Finish(site.epi, consts, RULE, residual=(other, add)))
 
