@@ -32,6 +32,12 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   adds) AVX-512 build 0.276 -> 0.244 and 0.308 -> 0.305 ms (medians of 25 x 100 runs), AVX2
 #   build 0.347 -> 0.299; SVHN ConvNet (conv2/3, 1 M) 0.145 -> 0.134, AVX2 0.290 -> 0.253; LeNet's
 #   conv2 (123 K) lost: 15.6 -> 16.2 us.
+# - CHANNEL_SPLIT_SHARE, the same tasks split by channel blocks instead (each copies the whole
+#   image) where a task's share of the lists over the whole output costs under this share of the
+#   rows' walk (a vector add per entry and vector of positions, about one op per entry to decode):
+#   AMD EPYC znver4, fastest of 9 x 100 runs, SVHN ConvNet's 7x7 and 5x5 convs 43.3 -> 25.7 us
+#   (AVX-512 build; they walked a whole vector of rows a task, or one core), 52.0 -> 35.8 (AVX2);
+#   ResNet-44's 8x8 layer3.0.conv2 5.1 -> 4.1 us; its 16x16 and 32x32 layers stay split by rows.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
@@ -41,6 +47,6 @@ PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
-CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks, where a task's walk costs under this share of the rows' (delta_rows)
+CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)
 PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores
 SCALAR_COST = 32
