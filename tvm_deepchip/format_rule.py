@@ -37,10 +37,13 @@ from .primitives import conv_layout, ternary_conv2d_delta
 # 0.76-0.79x the rows per layer; SVHN ConvNet's 5x5 conv6 (35) at 0.98x.
 SPATIAL_MIN_POSITIONS = 32
 # A one-position walk (dense layers, convs whose kernel covers the input) adds one scalar per
-# entry, a uop more than the rows' per tap; it wins only when the rows would not stay in cache
-# between runs: SVHN ConvNet's 5x5 conv7 (rows 469 KB) and AlexNet's fc layers (3.4-7.5 MB), not
-# the MLP's 512x512 layer (52 KB) or LeNet's fc1.
-POINTWISE_MIN_ROW_BYTES = 256 * 1024
+# entry, a uop more than the rows' per tap; it wins where the rows would not stay in cache
+# between runs: SVHN ConvNet's 5x5 conv7 (rows 469 KB at 90% zeros, 164 KB at 95%) and AlexNet's
+# fc layers (3.4-7.5 MB), not the MLP's 512x512 layer (52 KB) or LeNet's fc1. Measured with the
+# walk's 4 running sums (AMD EPYC znver4, 2 threads, fastest of 9 x 100 runs, AVX-512 / AVX2
+# builds): SVHN conv7 at 95% 19.6 / 35.3 us against the rows' 80.1 / 47.8; the MLP's 512x512
+# layer 10.1 / 10.6 against 9.0 / 8.9.
+POINTWISE_MIN_ROW_BYTES = 96 * 1024
 ROW_BYTES_PER_TAP = 2  # uint16 index rows (before their padding and row tables)
 
 
