@@ -182,7 +182,7 @@ def test_pointwise_lists_are_padded_to_whole_steps():
     stream = w.consts[0]
     assert stream.dtype == np.uint8 and w.primitive == "ternary_conv2d_delta"
     packed = ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.conv_layout.geometry(layer, (1, 32, 5, 5)))
-    assert packed.pad and packed.chains == delta_walk.POINT_CHAINS > 1
+    assert packed.pad and packed.chains in delta_walk.POINT_CHAINS
     ptr = 0
     for _ in range(2 * packed.channels):
         n, escapes, head_bytes, ptr = delta_lists.read_head(packed.stream, ptr)

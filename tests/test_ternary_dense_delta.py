@@ -57,5 +57,21 @@ def test_lists_the_encoder_could_not_pad(cls, monkeypatch):
     rng = np.random.default_rng(12)
     layer = make_layer(rng, "dense", "ternary", (32, 700))
     got = check(layer, (2, 700), "delta", rng, cls=cls)
-    assert next(order) == 2 * 32  # every list went through the monkeypatch
+    from tvm_deepchip.primitives import delta_walk
+
+    assert next(order) == 2 * 32 * len(delta_walk.POINT_CHAINS)  # every list of each chains' form went through it
     assert got is None or got.shape == (2, 32)
+
+
+def test_four_running_sums_only_where_the_lists_stay_as_small():
+    """point_lists takes 4 chains (faster) where they cost at most 1% more bytes than 2, and 2
+    where the chains' longer gaps hop often: lists of ~5% density per sign keep 4, lists of
+    ~0.8% take 2."""
+    from tvm_deepchip.primitives import delta_walk
+
+    rng = np.random.default_rng(41)
+    for p_sign, chains in ((0.05, 4), (0.008, 2)):
+        codes = rng.choice(np.array([-1, 0, 1], np.int8), size=(32, 6000), p=[p_sign, 1 - 2 * p_sign, p_sign])
+        w = delta_walk.point_lists(codes)
+        assert w.chains == chains, p_sign
+        assert w.nbytes() <= 1.01 * min(delta_walk.DeltaLists.of(codes, c, delta_walk.UNROLL).nbytes() for c in (2, 4))

@@ -35,16 +35,23 @@ I16 = "int16"
 I32 = "int32"
 I64 = "int64"
 UNROLL = 4  # entries per step of the pointwise walk (a multiple of delta_lists' chains)
-# Running sums of the pointwise form's lists (delta_lists: interleaved chains). Four, one per
-# entry of a step: measured on AlexNet's fc1/fc2 (AMD EPYC znver4, 2 threads, fastest of 9 x 50
-# runs), 4 chains 463/207 us against 2 chains 515/233 (sparse rows 490/234); 3 chains or 8
-# entries a step were slower. At 90% zeros the lists grow 0.1%, at 95% 10% (more hops).
-POINT_CHAINS = 4
+# Running sums of the pointwise form's lists (delta_lists: interleaved chains), preferred first.
+# Four, one per entry of a step: measured on AlexNet's fc1/fc2 (AMD EPYC znver4, 2 threads,
+# fastest of 9 x 50 runs), 4 chains 463/207 us against 2 chains 515/233 (sparse rows 490/234); 3
+# chains or 8 entries a step were slower. But a chain's gaps are 4 taps long, and a gap over 255
+# costs a hop entry: lists with long gaps grow (AlexNet's fc layers at 90% zeros 0.1%, at 95%
+# 10%; the benchmark's SVHN ConvNet conv7 at 90% 4.6%, which took the network past 1.5x its
+# entropy bound). So 4 only where they cost at most POINT_CHAINS_GROWTH more bytes than 2.
+POINT_CHAINS = (4, 2)
+POINT_CHAINS_GROWTH = 0.01
 
 
 def point_lists(codes2):
-    """The pointwise form of delta lists, as this walk reads them."""
-    return DeltaLists.of(codes2, POINT_CHAINS, UNROLL)
+    """The pointwise form of delta lists, as this walk reads them: the most running sums whose
+    stream is within POINT_CHAINS_GROWTH of the fewest's."""
+    forms = [DeltaLists.of(codes2, chains, UNROLL) for chains in POINT_CHAINS]
+    least = min(f.nbytes() for f in forms)
+    return next(f for f in forms if f.nbytes() <= (1 + POINT_CHAINS_GROWTH) * least)
 
 
 @dataclass(frozen=True)
