@@ -134,7 +134,9 @@ def test_channel_split_is_bit_exact(cls, shape, in_shape, pad, in_dtype, monkeyp
     layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, in_dtype=in_dtype, out=in_dtype)
     geo = conv_layout.geometry(layer, in_shape)
     tasks = ternary_conv2d_delta.walk_of(geo, ternary_conv2d_delta.pack(layer, geo), in_dtype, cls).tasks
-    assert tasks is not None and tasks.by_channels and [tasks.blocks_of(t) for t in range(2)][-1][1] == -(-shape[0] // 16)
+    assert tasks is not None and tasks.by_channels
+    first, second = tasks.blocks_of(0), tasks.blocks_of(1)  # every block, each in one task
+    assert first[0] == 0 and first[1] == second[0] and second[1] == -(-shape[0] // delta_lists.CHANNEL_BLOCK)
     check(layer, in_shape, "delta", rng, cls=cls)
     check(layer, in_shape, "delta", rng, cls=cls, saturated=True)
 
