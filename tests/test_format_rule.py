@@ -46,6 +46,20 @@ def test_one_position_layers_by_the_bytes_their_rows_would_take(op):
         assert format_rule.default_ternary(layer, shape) == expected
 
 
+@pytest.mark.parametrize("sparsity, expected", [(0.9, Format.DELTA), (0.95, Format.SPARSE)])
+def test_sparser_dense_layers_keep_their_rows(sparsity, expected):
+    """A dense layer's walk pays per list, which its adds amortize only above DENSE_MIN_DENSITY
+    non-zero weights: AlexNet's fc shape walks in delta at 90% zeros, in rows at 95% (both far past
+    POINTWISE_MIN_ROW_BYTES); a one-position conv of the same taps stays in delta."""
+    rng = np.random.default_rng(3)
+    dense = pc.make_layer(rng, "dense", "ternary", (1024, 4096), sparsity=sparsity)
+    assert ROW_BYTES_PER_TAP * np.count_nonzero(dense.codes) > POINTWISE_MIN_ROW_BYTES
+    assert (np.count_nonzero(dense.codes) < format_rule.DENSE_MIN_DENSITY * dense.codes.size) == (expected == Format.SPARSE)
+    assert format_rule.default_ternary(dense, (1, 4096)) == expected
+    conv = pc.make_layer(rng, "conv2d", "ternary", (1024, 256, 4, 4), sparsity=sparsity)
+    assert format_rule.default_ternary(conv, (1, 256, 4, 4)) == Format.DELTA
+
+
 def test_the_rule_is_the_default_and_only_the_default():
     layer, tiny, big = _conv(16, 16, 3, 1), (1, 16, 4, 4), (1, 16, 32, 32)
     assert choose_format(layer, tiny, LayerChoices(), {}) == (Format.SPARSE, FormatSource.DEFAULT)

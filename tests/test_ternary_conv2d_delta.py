@@ -177,7 +177,8 @@ def test_flat_output_with_tail_steps(cls):
 
 
 def test_pointwise_lists_are_padded_to_whole_steps():
-    """The pointwise form: every list without escapes holds a multiple of the walk's step."""
+    """The pointwise form: every list holds a multiple of the walk's step, after its head and its
+    chains' start bytes, and none escapes (long gaps hop)."""
     rng = np.random.default_rng(3)
     layer = _layer(rng, (64, 32, 5, 5), 0.9)
     w = primitives.lower_layer(layer, (1, 32, 5, 5), "delta")
@@ -189,9 +190,9 @@ def test_pointwise_lists_are_padded_to_whole_steps():
     for _ in range(2 * packed.channels):
         n, escapes, head_bytes, ptr = delta_lists.read_head(packed.stream, ptr)
         assert head_bytes == 1  # lists of ~40 entries: one count byte
-        if not escapes:
-            assert n % packed.pad == 0
-        ptr += n
+        assert not escapes and n % packed.pad == 0
+        ptr += packed.chains - 1 + n
+    assert ptr == len(packed.stream)
 
 
 def test_run_time_bytes_near_the_entropy_bound():

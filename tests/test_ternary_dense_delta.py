@@ -32,35 +32,31 @@ def test_long_gaps_hop_over_zero_slots(cls):
     for _ in range(2 * w.channels):
         n, escapes, _, ptr = delta_lists.read_head(w.stream, ptr)
         assert n % w.pad == 0
-        flagged, ptr = flagged + escapes, ptr + n
+        flagged, ptr = flagged + escapes, ptr + w.chains - 1 + n
     assert flagged == 0 and w.entries > np.count_nonzero(layer.codes)  # hops and pads, no escapes
     check(layer, (2, 4000), "delta", rng, cls=cls)
 
 
-@pytest.mark.parametrize("cls", all_classes())
-def test_lists_the_encoder_could_not_pad(cls, monkeypatch):
-    """Lists left unpadded (flagged: entries not a multiple of the step) take the walk's general
-    loop, remainder included. Every third list flagged, in channels beside padded ones: the
-    sums stay exact."""
-    import itertools
-
+def test_chains_walk_runs_of_taps_from_their_start_slots():
+    """The pointwise lists cut their taps into one run per chain, each from its start slot: at 95%
+    zeros a chain's gaps span one tap (mean ~40), so almost no entry hops, and the chains are led
+    by zero entries to the same length (entries: the taps, at most 2% hops, and under one step of
+    pads a list); the numpy decode gives back every tap."""
     from tvm_deepchip.primitives import delta_lists
 
-    padded, order = delta_lists._pointwise_entries, itertools.count()
-
-    def every_third_flagged(targets, chains, pad):
-        if next(order) % 3:
-            return padded(targets, chains, pad)
-        return delta_lists._hops(targets, chains, 0), True
-
-    monkeypatch.setattr(delta_lists, "_pointwise_entries", every_third_flagged)
-    rng = np.random.default_rng(12)
-    layer = make_layer(rng, "dense", "ternary", (32, 700))
-    got = check(layer, (2, 700), "delta", rng, cls=cls)
-    from tvm_deepchip.primitives import delta_walk
-
-    assert next(order) == 2 * 32 * len(delta_walk.POINT_CHAINS)  # every list of each chains' form went through it
-    assert got is None or got.shape == (2, 32)
+    rng = np.random.default_rng(5)
+    codes = rng.choice(np.array([-1, 0, 1], np.int8), size=(16, 9216), p=[0.025, 0.95, 0.025])
+    w = delta_lists.DeltaLists.of(codes, 4, 4)
+    assert w.entries <= 1.02 * np.count_nonzero(codes) + 2 * 16 * 3
+    ptr = 0
+    for row in codes:
+        for value in (1, -1):
+            n, escapes, _, head_end = delta_lists.read_head(w.stream, ptr)
+            starts = w.stream[head_end : head_end + 3]
+            assert not escapes and n % 4 == 0 and list(starts) == sorted(starts) and starts[-1] > 0
+            taps, ptr = delta_lists.decode_list(w.stream, ptr, 4, 4)
+            np.testing.assert_array_equal(taps, np.flatnonzero(row == value))
+    assert ptr == len(w.stream)
 
 
 def test_four_running_sums_only_where_the_lists_stay_as_small():

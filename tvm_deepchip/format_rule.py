@@ -44,6 +44,14 @@ SPATIAL_MIN_POSITIONS = 32
 # builds): SVHN conv7 at 95% 19.6 / 35.3 us against the rows' 80.1 / 47.8; the MLP's 512x512
 # layer 10.1 / 10.6 against 9.0 / 8.9.
 POINTWISE_MIN_ROW_BYTES = 96 * 1024
+# A dense layer's walk also pays per list (its head, the chains' starts, the loop's exit and the
+# epilogue: ~25 cycles, where the rows' fixed-length loops pay none), which its adds amortize
+# only at higher densities. AlexNet's fc layers (AMD EPYC znver4, 2 threads, 25 rounds of 20 runs
+# in turns, AVX-512 / AVX2 builds): at 10% non-zero fc1 474 / 501 us in delta against the rows'
+# 489 / 465, fc2 301 / 227 against 277 / 231; at 5% fc1 422 / 406 against 365 / 321, fc2 187 /
+# 240 against 169 / 226. One core, fc1 at 2% non-zero: 292 against 231. (A one-position conv's
+# rows are no match at either density: SVHN ConvNet's conv7 above.)
+DENSE_MIN_DENSITY = 0.075
 ROW_BYTES_PER_TAP = 2  # uint16 index rows (before their padding and row tables)
 
 
@@ -53,5 +61,7 @@ def default_ternary(layer, in_shape) -> Format:
         positions = ternary_conv2d_delta.walked_positions(conv_layout.geometry(layer, in_shape))
         if positions > 1:
             return Format.DELTA if positions >= SPATIAL_MIN_POSITIONS else Format.SPARSE
-    row_bytes = ROW_BYTES_PER_TAP * int(np.count_nonzero(layer.codes))
-    return Format.DELTA if row_bytes >= POINTWISE_MIN_ROW_BYTES else Format.SPARSE
+    taps = int(np.count_nonzero(layer.codes))
+    if layer.op == "dense" and taps < DENSE_MIN_DENSITY * layer.codes.size:
+        return Format.SPARSE
+    return Format.DELTA if ROW_BYTES_PER_TAP * taps >= POINTWISE_MIN_ROW_BYTES else Format.SPARSE

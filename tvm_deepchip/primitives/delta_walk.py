@@ -35,13 +35,13 @@ I16 = "int16"
 I32 = "int32"
 I64 = "int64"
 UNROLL = 4  # entries per step of the pointwise walk (a multiple of delta_lists' chains)
-# Running sums of the pointwise form's lists (delta_lists: interleaved chains), preferred first.
+# Running sums of the pointwise form's lists (delta_lists: a run of taps each), preferred first.
 # Four, one per entry of a step: measured on AlexNet's fc1/fc2 (AMD EPYC znver4, 2 threads,
 # fastest of 9 x 50 runs), 4 chains 463/207 us against 2 chains 515/233 (sparse rows 490/234); 3
-# chains or 8 entries a step were slower. But a chain's gaps are 4 taps long, and a gap over 255
-# costs a hop entry: lists with long gaps grow (AlexNet's fc layers at 90% zeros 0.1%, at 95%
-# 10%; the benchmark's SVHN ConvNet conv7 at 90% 4.6%, which took the network past 1.5x its
-# entropy bound). So 4 only where they cost at most POINT_CHAINS_GROWTH more bytes than 2.
+# chains or 8 entries a step were slower. Each chain past the first costs a start byte a list,
+# so 4 only where they cost at most POINT_CHAINS_GROWTH more bytes than 2 (SVHN ConvNet's conv7
+# at 90% zeros, ~160 taps a list, is near the line: its share of the network's bytes took it
+# past 1.5x the entropy bound when an earlier form of the chains grew it 4.6%).
 POINT_CHAINS = (4, 2)
 POINT_CHAINS_GROWTH = 0.01
 
@@ -154,8 +154,8 @@ def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, d
                     for sign in range(2):  # the +1 list, then the -1 list
                         cnt = cnts[sign]
                         _read_head(T, stream, ptr, cnt, escapes)
-                        if walk.pointwise:
-                            _either(T, escapes, lambda e, s=sign, cn=cnt: _walk_point(T, stream, x, xn, ptr, cn, k, sums[s], walk, e))
+                        if walk.pointwise:  # never escapes (delta_lists: hops are entries)
+                            _walk_point(T, stream, x, xn, ptr, cnt, k, sums[sign], walk)
                         else:
                             _either(T, escapes, lambda e, s=sign, cn=cnt: _decode(T, stream, ptr, cn, tables[s], run, last, walk, e))
                         T.buffer_store(ptr, ptr[0] + cnt[0], [0])
@@ -212,48 +212,41 @@ def _input_at(tap, offset, walk, dtype=I32):
     return offset if tap is None else tirx.Select(tap, offset, tirx.const(walk.zero, dtype))
 
 
-def _walk_point(T, stream, x, xn, ptr, cnt, k, acc, walk, escapes):
+def _walk_point(T, stream, x, xn, ptr, cnt, k, acc, walk):
     """One position: a scalar gather-add per entry. The lists' chains (delta_lists) keep
-    independent running sums in k over the slotted input, from 0 (a zero slot, which a list's
-    leading pad entries read; long gaps hop over the zero slots); UNROLL entries a step. A list
-    has a multiple of UNROLL entries and no test per entry; one the encoder could not pad that
-    way is flagged and takes the general loop (the escape test and a remainder). The sum is
+    independent running sums in k over the slotted input, each from its start slot (chain 0 from
+    0, the others from the list's start bytes, which this moves `ptr` past); UNROLL entries a
+    step, a list being a multiple of UNROLL entries (no remainder, no test per entry). The sum is
     left in `acc`."""
     from tvm import tirx
 
+    from .delta_lists import SLOT
+
     chains = int(k.shape[0])
+    T.buffer_store(k, tirx.const(0, I64), [0])
+    for i in range(1, chains):
+        T.buffer_store(k, stream[ptr[0] + i - 1].astype(I64) * SLOT, [i])
+    T.buffer_store(ptr, ptr[0] + chains - 1, [0])
     start = ptr[0].astype(I64)  # 64-bit stream index: no sign extension per entry
-    for i in range(chains):
-        T.buffer_store(k, tirx.const(0, I64), [i])
     T.buffer_store(acc, tirx.const(0, walk.acc), [0])
     with T.serial(0, cnt[0] // UNROLL) as e:
-        _point_taps(T, stream, x, xn, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL), escapes)
-    if escapes:  # the remainder (UNROLL is a multiple of the chains), unrolled: every index of k a
-        # constant, so LLVM keeps k in registers (a loop over the remainder indexed k by its
-        # variable, and k lived in memory for the whole walk: 2.5x slower at 95% zeros)
-        rest = start + (cnt[0] // UNROLL * UNROLL).astype(I64)
-        for e in range(UNROLL - 1):
-            with T.If(e < cnt[0] % UNROLL):
-                with T.Then():
-                    _point_taps(T, stream, x, xn, k, acc, walk, rest + e, [e], True)
+        _point_taps(T, stream, x, xn, k, acc, walk, start + (e * UNROLL).astype(I64), range(UNROLL))
 
 
-def _point_taps(T, stream, x, n, k, acc, walk, at, entries, escapes: bool):
+def _point_taps(T, stream, x, n, k, acc, walk, at, entries):
     """Add the inputs of the entries at stream index `at` + i, entry i being list entry
     entries[i] (its chain: that modulo the chains). Expressions only, stores at the end: a load of
     k inside an expression reads k when the store holding the expression runs."""
     chains = int(k.shape[0])
     advance, value = {}, None
     for i, j in enumerate(entries):
-        step, tap = _gap(stream, at + i, escapes)
+        step = stream[at + i].astype(I64)
         chain = j % chains
-        key = chain if isinstance(chain, int) else None
-        advance[key] = step.astype(I64) if key not in advance else advance[key] + step.astype(I64)
-        read = x[n, _input_at(tap, walk.tap_offset(k[chain] + advance[key]), walk, I64)].astype(walk.acc)
+        advance[chain] = step if chain not in advance else advance[chain] + step
+        read = x[n, walk.tap_offset(k[chain] + advance[chain])].astype(walk.acc)
         value = read if value is None else value + read
     T.buffer_store(acc, acc[0] + value, [0])
-    for key, total in advance.items():
-        chain = entries[0] % chains if key is None else key
+    for chain, total in advance.items():
         T.buffer_store(k, k[chain] + total, [chain])
 
 
