@@ -133,15 +133,18 @@ def _section(cls: str, sec: dict) -> list[str]:
         if base:
             b = r.get("baseline")
             vs = r.get("ternary_vs_entropy")
-            more = (f" | {_spread(b) if b else ''} | {_ratio(b['ms'], r['ms']) if b else ''} "
-                    f"| {f'{vs:.2f}x' if vs else ''}")
+            if r.get("baseline_same"):
+                more = f" | same kernels | 1x (same build) | {f'{vs:.2f}x' if vs else ''}"
+            else:
+                more = (f" | {_spread(b) if b else ''} | {_ratio(b['ms'], r['ms']) if b else ''} "
+                        f"| {f'{vs:.2f}x' if vs else ''}")
         lines.append(f"| {_label(r)} | " + " | ".join(_spread(r["peers"][k]) if k in r["peers"] else "" for k in peers)
                      + f" | {_spread(r)} | {_ratio(peer_ms(r, 'ort_fp32'), r['ms'])} | "
                      f"{_ratio(peer_ms(r, 'best_int8'), r['ms'])} | {_ratio(r['fp32_weight_bytes'], r['weight_bytes'])} "
                      f"| {r['argmax_agrees_with_ort']}{more} |")
     lines += ["", "Speed-up columns: peer time / tvm-deepchip time (above 1: tvm-deepchip is faster)"
               + (f"; `vs {base}`: the same build with every ternary layer in the {base} format (the format the "
-                 f"default replaced), timed in the same turns; `ternary bytes / entropy`: what the ternary layers' "
+                 f"default replaced), timed in the same turns (`same kernels`: every ternary layer of the default build already runs that format, so there is no second build to time); `ternary bytes / entropy`: what the ternary layers' "
                  "kernels read at run time against the entropy bound of their signs" if base else "") + ".", ""]
     lines += _targets(sec)
     for r in sec["rows"]:

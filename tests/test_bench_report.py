@@ -119,5 +119,10 @@ def test_baseline_format_columns_compare_the_same_build_in_the_replaced_format()
     line = next(ln for ln in text.splitlines() if ln.startswith("| svhn_convnet 90%"))
     assert line.rstrip(" |").endswith("| 1.25x | 1.44x")
     assert "vs sparse" not in "\n".join(bench_report._section("x86-avx2", _section([plain])))
+    same = {**plain, "baseline_format": "sparse", "baseline_same": True, "ternary_vs_entropy": 4.7}
+    text = "\n".join(bench_report._section("x86-avx2", _section([row, same])))
+    lines = [ln for ln in text.splitlines() if ln.startswith("| svhn_convnet 90%")]
+    assert lines[0].rstrip(" |").endswith("| 1.25x | 1.44x")  # a row with its own baseline keeps it
+    assert lines[1].rstrip(" |").endswith("| same kernels | 1x (same build) | 4.70x")  # no second build to time
     fc = {"layer": "fc", "kind": "ternary", "format": "delta", "shape": [8, 8], "out_shape": [1, 8], "sparsity": 0.5}
     assert bench_report.layer_work(fc)[0] == "gather"  # one output position: gather-adds, as the sparse form
