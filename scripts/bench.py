@@ -3,7 +3,8 @@
 
 For each case (scripts/bench_models.py: the three networks at 90% and 95% zeros, the bundled digits
 model, two small models nobody tuned for), batch 1, 2 threads: onnxruntime FP32 and int8 (its own
-static QDQ quantization, per-channel), OpenVINO FP32 and int8 (the same QDQ model), and
+static QDQ quantization, per-channel), OpenVINO FP32 and int8 (the same QDQ model), for the BNN
+("xnor") rows Larq Compute Engine on the same BNN (scripts/bench_larq.py; needs $DEEPCHIP_LARQ_PYTHON), and
 tvm-deepchip built for every x86 ISA class this CPU runs (an AVX-512 VNNI machine also runs the
 AVX2 build: what an AVX2 user gets). Each contender runs as several sessions, each in its own process
 (a runtime's speed differs between process instances: onnxruntime FP32 by up to 2x here); all
@@ -39,6 +40,7 @@ MARCH = {"x86-avx2": ["-march=x86-64-v3"], "x86-avx512": ["-march=x86-64-v4"],
          "x86-avx512-vnni": ["-march=x86-64-v4", "-mavx512vnni", "-mavx512vpopcntdq"]}
 
 import bench_models  # noqa: E402
+import bench_larq  # noqa: E402
 import bench_peers  # noqa: E402
 from bench_isolated import Isolated  # noqa: E402
 from tvm_deepchip.timing import fastest_sessions, interleaved_stats  # noqa: E402
@@ -100,6 +102,18 @@ class Peers:
         self.cache.clear()
 
 
+def quantized(case, workdir: Path) -> Path:
+    """The case's quantized ONNX model (made once per case; our builds and the Larq peer read it)."""
+    import tvm_deepchip
+
+    tag = f"{case.name}.s{int(100 * case.sparsity) if case.sparsity is not None else 'trained'}.{case.scheme}"
+    qpath = workdir / f"{tag}.q.onnx"
+    if not qpath.exists():
+        kwargs = {"scheme": case.scheme} if case.sparsity is None else {"sparsity": case.sparsity}
+        tvm_deepchip.quantize(case.to_quantize, qpath, calib=case.calib, **kwargs)
+    return qpath
+
+
 def build(case, cls: str, workdir: Path, default_ternary: str | None = None):
     """Quantize (once per case) and compile for ISA class `cls` (the x86 preset, switched), the
     ternary layers in `default_ternary` where given (else the compiler's default)."""
@@ -108,12 +122,7 @@ def build(case, cls: str, workdir: Path, default_ternary: str | None = None):
     import tvm_deepchip
     from tvm_deepchip import isa
 
-    tag = f"{case.name}.s{int(100 * case.sparsity) if case.sparsity is not None else 'trained'}.{case.scheme}"
-    qpath = workdir / f"{tag}.q.onnx"
-    if not qpath.exists():
-        kwargs = {"scheme": case.scheme} if case.sparsity is None else {"sparsity": case.sparsity}
-        tvm_deepchip.quantize(case.to_quantize, qpath, calib=case.calib, **kwargs)
-    qmodel = onnx.load(str(qpath))
+    qmodel = onnx.load(str(quantized(case, workdir)))
     shapes = {qmodel.graph.input[0].name: list(case.x.shape)}
     os.environ[isa.X86_SWITCH] = cls
     try:
@@ -129,14 +138,22 @@ def _kernels(compiled) -> list:
     return [(r["layer"], r["primitive"]) for r in compiled.report.layers]
 
 
-def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str | None = None) -> dict:
+def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str | None = None,
+               larq_python: str | None = None) -> dict:
     """One model: the peers, our build per class and, with `baseline`, our build per class with
-    every ternary layer in that format (the format the default replaced), all taking turns."""
+    every ternary layer in that format (the format the default replaced), all taking turns. A BNN
+    case also has Larq Compute Engine as a peer when `larq_python` (the Larq venv's) is given."""
     from tvm_deepchip import isa, oracle
 
     label = f"{case.name} {case.scheme if case.scheme != 'ternary' else 'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
     timers = dict(peers.timers(case))
     built, own, same = {}, [], set()
+    lce_check = None
+    if case.scheme == "xnor" and larq_python:
+        lce, lce_check = bench_larq.timers(larq_python, case, quantized(case, workdir), workdir, peers.sessions,
+                                           THREADS, Isolated, log)
+        own += lce.values()
+        timers.update(lce)
     for cls in classes:
         log(f"{label}: tvm-deepchip quantize + compile for {cls}")
         built[cls] = build(case, cls, workdir)
@@ -162,6 +179,8 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
             timer.close()
     row = {"model": case.name, "sparsity": case.sparsity, "scheme": case.scheme, "peers": {k: v for k, v in stats.items() if ":" not in k},
            "classes": {}}
+    if lce_check:
+        row["lce"] = lce_check
     for cls, (qmodel, compiled, shapes) in built.items():
         ours = bench_peers.vm_output(compiled.executable, case.x)
         ref = oracle.run(qmodel, case.x)
@@ -255,10 +274,15 @@ def main(argv=None):
     log(f"machine: {run['machine']}")
     run["peaks"] = {cls: peaks(cls) for cls in classes}
     log(f"peaks: {run['peaks']}")
+    larq_python = None
+    if "xnor" in args.schemes:
+        larq_python, why = bench_larq.available()
+        if not larq_python:
+            log(f"Larq Compute Engine peer skipped: {why}")
     peers = Peers(workdir, args.sessions)
     try:
         baseline = None if args.baseline_format == "none" else args.baseline_format
-        rows = [bench_case(c, classes, args.runs, peers, workdir, baseline)
+        rows = [bench_case(c, classes, args.runs, peers, workdir, baseline, larq_python)
                 for c in bench_models.cases(args.models, args.sparsity, args.schemes)]
     finally:
         peers.close()

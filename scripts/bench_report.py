@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PEERS = {"ort_fp32": "onnxruntime FP32", "ort_int8": "onnxruntime int8", "ov_fp32": "OpenVINO FP32",
-         "ov_int8": "OpenVINO int8"}
+         "ov_int8": "OpenVINO int8", "lce": "Larq Compute Engine"}  # lce: BNN rows only (scripts/bench_larq.py)
 INT8_PEERS = ("ort_int8", "ov_int8")
 CLASS_TITLES = {"x86-avx2": "AVX2 (no AVX-512, no VNNI: AMD Zen 1-3, Intel client CPUs before Ice Lake)",
                 "x86-avx512": "AVX-512BW without VNNI", "x86-avx512-vnni": "AVX-512 with VNNI"}
@@ -97,6 +97,23 @@ def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
     return 1e6 * ops / (rate * cores) if rate and ops else None
 
 
+def lce_note(row) -> str | None:
+    """What the Larq Compute Engine column of a BNN row ran, and how its output compared with
+    onnxruntime's on the quantized model (scripts/larq_peer.py's check), or None without it."""
+    lce = row.get("lce")
+    if not lce:
+        return None
+    v = lce.get("versions", {})
+    binary = lce.get("ops", {}).get("LceBconv2d", 0)
+    deviations = [n for n in lce.get("notes", []) if not n.startswith("first/last")]
+    return (f"{_label(row)}: Larq Compute Engine {v.get('larq_compute_engine', '?')} (TensorFlow {v.get('tensorflow', '?')}) "
+            f"ran the same network rebuilt in Larq, {binary} binary convolutions (LceBconv2d), float where the "
+            f"quantized model is int8 (first and last layers, the activations it rounds); against onnxruntime on the "
+            f"quantized model: argmax {'agrees' if lce['argmax_agrees_with_ort'] else 'differs'}, largest logit "
+            f"difference {lce['max_abs_diff_vs_ort']:.2g} (logits up to {lce.get('max_abs_logit_ort', float('nan')):.2g})"
+            + (f"; also {'; '.join(deviations)}" if deviations else "") + ".")
+
+
 def _section(cls: str, sec: dict) -> list[str]:
     m, pk = sec["machine"], sec.get("peaks", {})
     cores = sec.get("threads", 2)
@@ -146,6 +163,9 @@ def _section(cls: str, sec: dict) -> list[str]:
               + (f"; `vs {base}`: the same build with every ternary layer in the {base} format (the format the "
                  f"default replaced), timed in the same turns (`same kernels`: every ternary layer of the default build already runs that format, so there is no second build to time); `ternary bytes / entropy`: what the ternary layers' "
                  "kernels read at run time against the entropy bound of their signs" if base else "") + ".", ""]
+    notes = [n for n in map(lce_note, sec["rows"]) if n]
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
     lines += _targets(sec)
     for r in sec["rows"]:
         lines += _layers(r, pk, cores)

@@ -126,3 +126,43 @@ def test_baseline_format_columns_compare_the_same_build_in_the_replaced_format()
     assert lines[1].rstrip(" |").endswith("| same kernels | 1x (same build) | 4.70x")  # no second build to time
     fc = {"layer": "fc", "kind": "ternary", "format": "delta", "shape": [8, 8], "out_shape": [1, 8], "sparsity": 0.5}
     assert bench_report.layer_work(fc)[0] == "gather"  # one output position: gather-adds, as the sparse form
+
+
+def test_larq_compute_engine_column_and_its_check_print_for_bnn_rows():
+    """A BNN row with the Larq Compute Engine peer (scripts/bench_larq.py) gets its column and a
+    note saying what LCE ran and how its logits compared with onnxruntime's; rows without it get an
+    empty cell and no note."""
+    lce = {"versions": {"larq_compute_engine": "0.16.0", "tensorflow": "2.16.2"},
+           "notes": ["first/last layers and activations float (the ONNX model rounds them to int8)",
+                     "layer2.0.conv1: stride 2 'same' pads bottom/right (TF) where ONNX pads [1, 1, 1, 1]"],
+           "ops": {"LceBconv2d": 44, "CONV_2D": 1}, "argmax_agrees_with_ort": True, "max_abs_diff_vs_ort": 0.0213,
+           "max_abs_logit_ort": 2.79}
+    bnn = _row("resnet44", None, 0.5, 1.0, 1.2, 0.8)
+    bnn = {**bnn, "scheme": "xnor", "peers": {**bnn["peers"], "lce": {"ms": 2.5, "block_ms": [2.4, 2.6]}}, "lce": lce}
+    bwn = {**_row("resnet44", None, 0.6, 1.0, 1.2, 0.8), "scheme": "bwn"}
+    text = "\n".join(bench_report._section("x86-avx2", _section([bnn, bwn])))
+    header = next(ln for ln in text.splitlines() if ln.startswith("| model |"))
+    assert header.split(" | ")[4] == "Larq Compute Engine ms"  # after the four ort / OpenVINO columns
+    cells = {ln.split(" | ")[0]: ln.split(" | ") for ln in text.splitlines() if ln.startswith("| resnet44")}
+    assert cells["| resnet44 BNN"][4] == "2.500 (2.400-2.600)" and cells["| resnet44 BWN"][4] == ""
+    note = bench_report.lce_note(bnn)
+    assert f"- {note}" in text and bench_report.lce_note(bwn) is None
+    assert note.startswith("resnet44 BNN: Larq Compute Engine 0.16.0 (TensorFlow 2.16.2)")
+    assert "44 binary convolutions" in note and "argmax agrees" in note and "difference 0.021" in note
+    assert "layer2.0.conv1: stride 2" in note and "first/last layers and activations" not in note
+    assert "argmax differs" in bench_report.lce_note({**bnn, "lce": {**lce, "argmax_agrees_with_ort": False}})
+
+
+def test_larq_peer_is_skipped_with_a_reason_without_its_venv(tmp_path):
+    import bench_larq
+
+    python, why = bench_larq.available({})
+    assert python is None and "DEEPCHIP_LARQ_PYTHON is not set" in why and "setup_larq.sh" in why
+    python, why = bench_larq.available({"DEEPCHIP_LARQ_PYTHON": str(tmp_path / "nothing")})
+    assert python is None and "is not an executable file" in why
+    exe = tmp_path / "python"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert bench_larq.available({"DEEPCHIP_LARQ_PYTHON": str(exe)}) == (str(exe), "")
+    err = "2026 E cuda_dnn.cc: Unable to register\nTraceback (most recent call last):\n  File x\nValueError: no keras"
+    assert bench_larq.first_lines(err).startswith("ValueError: no keras | Traceback")
