@@ -62,7 +62,7 @@ def paired_ratios(base, ours) -> list[float] | None:
     return [x / y for x, y in zip(a, b)] if a and b and len(a) == len(b) else None
 
 
-def _paired(base, ours) -> str:
+def paired(base, ours) -> str:
     r = paired_ratios(base, ours)
     return f"{float(np.median(r)):.2f}x ({min(r):.2f}-{max(r):.2f})" if r else "n/a"
 
@@ -170,7 +170,7 @@ def _section(cls: str, sec: dict) -> list[str]:
                 more = f" | same kernels | 1x (same build) | | {f'{vs:.2f}x' if vs else ''}"
             else:
                 more = (f" | {_spread(b) if b else ''} | {_ratio(b['ms'], r['ms']) if b else ''} "
-                        f"| {_paired(b, r) if b else ''} | {f'{vs:.2f}x' if vs else ''}")
+                        f"| {paired(b, r) if b else ''} | {f'{vs:.2f}x' if vs else ''}")
         lines.append(f"| {_label(r)} | " + " | ".join(_spread(r["peers"][k]) if k in r["peers"] else "" for k in peers)
                      + f" | {_spread(r)} | {_ratio(peer_ms(r, 'ort_fp32'), r['ms'])} | "
                      f"{_ratio(peer_ms(r, 'best_int8'), r['ms'])} | {_ratio(r['fp32_weight_bytes'], r['weight_bytes'])} "
