@@ -38,8 +38,9 @@ def first_lines(text: str, n: int = 3) -> str:
     return " | ".join(lines[-1:] + lines[:n]) if lines else "(no output)"
 
 
-def convert(python: str, qpath: Path, x: np.ndarray, workdir: Path) -> tuple[Path, dict]:
-    """The case's quantized BNN model as LCE's .tflite, and larq_peer.py's report: versions, notes
+def convert(python: str, qpath: Path, x: np.ndarray, workdir: Path) -> tuple[Path, Path, dict]:
+    """The case's quantized BNN model as LCE's .tflite, the input saved as .npy (what the server
+    reads), and larq_peer.py's report: versions, notes
     (where the Larq model differs from the ONNX one), operator counts, argmax and largest logit
     difference against onnxruntime on `x`. Raises RuntimeError with the failure's first lines."""
     xpath, tflite = workdir / f"{qpath.stem}.x.npy", workdir / f"{qpath.stem}.lce.tflite"
@@ -48,7 +49,7 @@ def convert(python: str, qpath: Path, x: np.ndarray, workdir: Path) -> tuple[Pat
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"larq_peer.py convert failed (exit {done.returncode}): {first_lines(done.stderr)}")
-    return tflite, json.loads(done.stdout.strip().splitlines()[-1])
+    return tflite, xpath, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class _Server:
@@ -79,13 +80,12 @@ def lce_timer(python: str, tflite: Path, x: Path, threads: int):
 def timers(python: str, case, qpath: Path, workdir: Path, sessions: int, threads: int, isolated, log):
     """({"lce#i": Isolated timer}, check report) for one BNN case, or ({}, None) after logging why not."""
     try:
-        tflite, report = convert(python, qpath, case.x, workdir)
+        tflite, xpath, report = convert(python, qpath, case.x, workdir)
     except (RuntimeError, subprocess.TimeoutExpired, ValueError) as err:
         log(f"{case.name}: Larq Compute Engine peer skipped: {err}")
         return {}, None
     log(f"{case.name}: Larq Compute Engine converted ({report['ops'].get('LceBconv2d', 0)} binary convs); "
         f"argmax = onnxruntime: {report['argmax_agrees_with_ort']}, largest logit difference "
         f"{report['max_abs_diff_vs_ort']:.2g}")
-    xpath = workdir / f"{qpath.stem}.x.npy"
     return {f"{KEY}#{i}": isolated(f"{KEY}#{i}", lce_timer, python, tflite, xpath, threads)
             for i in range(sessions)}, report

@@ -47,12 +47,12 @@ def te_slotted(x, length: int, name: str = "xslots"):
     as vectors (as one flat loop it computed j // 255 per byte: ~13 us of AlexNet fc1's walk)."""
     from tvm import te, tirx
 
-    from .delta_lists import SLOT, slotted_length
+    from .delta_lists import SLOT, slotted_length, unslotted
 
     n, slots = int(x.shape[0]), -(-slotted_length(length) // SLOT)
 
     def value(i, j):
-        t = j // SLOT * (SLOT - 1) + j % SLOT - 1  # delta_lists.unslotted
+        t = unslotted(j)
         return tirx.if_then_else(tirx.all(j % SLOT != 0, t < length), x[i, tirx.min(tirx.max(t, 0), length - 1)],
                                  tirx.const(0, x.dtype))
 
