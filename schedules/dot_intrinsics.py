@@ -1,13 +1,14 @@
 """One generator for the int8 dot-product tensor intrinsics: a step of `lanes` int32 accumulators,
 each the sum of `group` products, done by one LLVM intrinsic call (x86 `vpdpbusd`, `vpmaddwd`, ARM
-`sdot`), in either of two shapes that differ only in which operand is broadcast:
+`sdot`) or two (x86 `vpmaddubsw`, its int16 pair sums widened by `vpmaddwd`), in either of two
+shapes that differ only in which operand is broadcast:
 
     Shape.POSITIONS   C[i] += sum_k A[i, k] * B[k]    lanes are output positions (int8_conv2d):
                       A: lanes x group consecutive input codes, B: one weight group, broadcast
     Shape.CHANNELS    C[i] += sum_k A[k] * B[i, k]    lanes are output channels (int8_dense):
                       A: one group of input codes, broadcast, B: lanes x group consecutive weights
 
-A holds the input codes (`operand`: uint8 for vpdpbusd, whose first multiplicand is unsigned;
+A holds the input codes (`operand`: uint8 for vpdpbusd and vpmaddubsw, whose first multiplicand is unsigned;
 int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
 Each ISA's file registers its instruction in the shapes its schedules use, under exported names;
 `finish_tile` applies one to the lanes of a register tile (the int8 conv's and dense's schedules).
@@ -23,10 +24,12 @@ class Shape(enum.Enum):
 
 
 def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: str, a_vector: str,
-             b_vector: str, group: int = 4, accumulates: bool = True) -> None:
+             b_vector: str, group: int = 4, accumulates: bool = True, widen: str | None = None) -> None:
     """Register intrinsic `name`: one call of `llvm_intrinsic` on A as `a_vector` and B as
     `b_vector` (x86's vpdpbusd and ARM's sdot take C and accumulate (`accumulates`); x86's
-    vpmaddwd returns the products' sums, which are added to C)."""
+    vpmaddwd returns the products' sums, which are added to C). With `widen` (x86's vpmaddubsw,
+    which sums product pairs into int16 lanes), the call's int16 pair sums go through `widen`
+    against ones (vpmaddwd: adjacent pairs summed into int32 lanes) before the add to C."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
@@ -53,6 +56,10 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
 
     def call(c, a, b):
         operands = (c, a, b) if accumulates else (a, b)
+        if widen is not None:
+            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=f"int16x{lanes * 2}")
+            ones = T.broadcast(T.int16(1), lanes * 2)
+            return c + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(widen), pairs, ones, dtype=c_vector)
         out = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=c_vector)
         return out if accumulates else c + out
 

@@ -27,7 +27,8 @@ class IsaClass:
     vector_bytes: int  # width of the vector registers our schedules fill
     vector_registers: int  # how many there are (register tiles are sized to fit)
     # the int8 dot product: "vnni" (vpdpbusd, u8 x s8, 4 channels), "sdot" (s8 x s8, 4 channels),
-    # "pmaddwd" (vpmaddwd on int16 codes, channel pairs: exact, where vpmaddubsw would saturate),
+    # "pmaddwd" (vpmaddwd on int16 codes, channel pairs: exact, where vpmaddubsw would saturate;
+    # layers of 7-bit weights take uint8 codes through vpmaddubsw + vpmaddwd: int8_weights.dot_operand),
     # or None (plain vector multiply-adds)
     dot: str | None
     int8_operand: str  # the type the activations are fed to the int8 dot products in

@@ -1,8 +1,10 @@
 """Which x86 dot-product tensor intrinsic a build uses, by the ISA class of its target
-(tvm_deepchip/isa.py): VNNI `vpdpbusd` on uint8 codes where it has AVX512-VNNI, otherwise
-`vpmaddwd` on int16 code pairs at the class's vector width; one chooser for both shapes."""
+(tvm_deepchip/isa.py) and the type of the codes it multiplies: VNNI `vpdpbusd` on uint8 codes
+where it has AVX512-VNNI; otherwise `vpmaddwd` on int16 code pairs, or `vpmaddubsw` + `vpmaddwd`
+on uint8 codes (the layers whose weights fit in 7 bits: int8_weights.dot_operand), at the class's
+vector width; one chooser for both shapes."""
 from ..dot_intrinsics import Shape
-from . import pmaddwd, vnni
+from . import pmaddubsw, pmaddwd, vnni
 
 
 def intrinsics(cls, shape: Shape) -> dict:
@@ -10,6 +12,8 @@ def intrinsics(cls, shape: Shape) -> dict:
     if cls.dot == "vnni":
         return {"uint8": (vnni.NAME if shape is Shape.POSITIONS else vnni.CHANNELS_NAME, 16)}
     if cls.dot == "pmaddwd":
-        names = pmaddwd.NAMES if shape is Shape.POSITIONS else pmaddwd.CHANNEL_NAMES
-        return {"int16": (names[cls.vector_bytes], cls.vector_bytes // 4)}
+        wide = pmaddwd.NAMES if shape is Shape.POSITIONS else pmaddwd.CHANNEL_NAMES
+        narrow = pmaddubsw.NAMES if shape is Shape.POSITIONS else pmaddubsw.CHANNEL_NAMES
+        lanes = cls.vector_bytes // 4
+        return {"int16": (wide[cls.vector_bytes], lanes), "uint8": (narrow[cls.vector_bytes], lanes)}
     return {}

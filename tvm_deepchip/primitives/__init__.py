@@ -32,6 +32,7 @@ from . import (
     xnor_conv2d,
     xnor_dense,
 )
+from .int8_weights import dot_operand
 from .record import Primitive, Site
 from .sparse_rows import valid_dummy
 
@@ -107,7 +108,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     """Pack the weights of `layer` for `fmt` (formats.KERNEL_FORMATS) and build its kernel for the
     target's ISA class (default: DEFAULT_CLASS). What the primitives read of it: the type the int8
     dot products take their input codes in (uint8 for x86 VNNI, int8 for ARM sdot, int16 pairs
-    without either), the wider type the sparse convs store input codes in (AVX2), and the vector
+    without either, or uint8 there too for weights of 7 bits: int8_weights.dot_operand), the wider type the sparse convs store input codes in (AVX2), and the vector
     width of the hand-written loop nests (the delta kernels)."""
     if fmt not in {p.format for p in PRIMITIVES}:
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
@@ -120,8 +121,9 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     cls = isa_class or isa.get(DEFAULT_CLASS)
     layer = _as_kind(layer, prim.weight_kind, prim.format)
     geo = prim.geometry(layer, in_shape)
-    weights = prim.pack(layer, geo, cls.int8_operand)
-    site = Site(geo, prim.epilogue(layer, cls.int8_operand), int(layer.in_zero_point), cls)
+    operand = dot_operand(cls, layer.codes)
+    weights = prim.pack(layer, geo, operand)
+    site = Site(geo, prim.epilogue(layer, operand), int(layer.in_zero_point), cls)
     ec = site.epi.consts()
     n = len(weights.arrays())
     io = prim.packed_io(geo, site.epi) if prim.packed_io else (in_shape, layer.in_dtype, geo.out_shape())

@@ -29,8 +29,23 @@ class Int8Weights(Weights):
 
 
 # int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into
-# each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16)
+# each int32 lane; exact, where the u8 x s8 vpmaddubsw would saturate in int16 for weights over
+# NARROW_WEIGHT_MAX)
 WIDE_OPERAND, WIDE_GROUP = "int16", 2
+
+
+# The largest weight magnitude x86's vpmaddubsw multiplies exactly: it sums two u8 x s8 products
+# into an int16 lane, saturating, and 2 * 255 * 64 = 32640 fits (schedules/x86/pmaddubsw.py).
+NARROW_WEIGHT_MAX = 64
+
+
+def dot_operand(cls, codes: np.ndarray) -> str:
+    """The type a layer's dot products read input codes in on ISA class `cls`: the class's own,
+    except on x86 without VNNI, where weights of at most 7 bits (binary and ternary codes among
+    them) take uint8 codes through vpmaddubsw + vpmaddwd instead of int16 pairs through vpmaddwd."""
+    if cls.dot == "pmaddwd" and codes.size and int(np.abs(codes.astype(np.int16)).max()) <= NARROW_WEIGHT_MAX:
+        return "uint8"
+    return cls.int8_operand
 
 
 def group_of(operand: str) -> int:
