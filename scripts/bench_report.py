@@ -83,8 +83,9 @@ def _prod(xs) -> int:
 
 
 def layer_work(info: dict) -> tuple[str, float]:
-    """("int8" | "add" | "gather" | "xnor", operations) of one layer row: multiply-accumulates of an int8
-    layer, or the adds of a ternary one (one per non-zero weight and output position): vector
+    """("int8" | "narrow" | "add" | "gather" | "xnor", operations) of one layer row: multiply-accumulates
+    of an int8 layer ("narrow": its dot products read uint8 codes, which without VNNI means the
+    7-bit-weight form, vpmaddubsw), or the adds of a ternary one (one per non-zero weight and output position): vector
     adds over output positions, or, where the output has one position (dense layers, 1x1-output
     convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap)."""
     shape, oshape = info.get("shape", []), info.get("out_shape", [])
@@ -93,23 +94,26 @@ def layer_work(info: dict) -> tuple[str, float]:
     macs = _prod(shape) * _prod(oshape[2:]) * oshape[0]
     if info.get("format") == "xnor":
         return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
+    dot = "narrow" if info.get("dot_operand") == "uint8" else "int8"  # uint8 codes: VNNI's, or vpmaddubsw's (7-bit weights)
     if info.get("kind") == "ternary" and info.get("format") == "dot":
-        return "int8", 2.0 * macs  # every weight of both planes, by dot products
+        return dot, 2.0 * macs  # every weight of both planes, by dot products
     if info.get("kind") == "ternary" and info.get("format") != "int8":
         one_position = _prod(oshape[2:]) == 1
         gathers = one_position and info.get("format") in ("sparse", "delta")  # scalar gather-adds
         return ("gather" if gathers else "add"), macs * (1 - info["sparsity"])
-    return "int8", float(macs)
+    return dot, float(macs)
 
 
-RATE_OF = {"int8": "dot_macs_per_s", "add": "ldadd16_per_s", "gather": "gather_per_s",
-           "xnor": "xnor_bits_per_s"}  # peaks.c's fields
-UNIT_OF = {"int8": "MACs", "add": "adds", "gather": "gather-adds", "xnor": "binary MACs"}
+RATE_OF = {"int8": "dot_macs_per_s", "narrow": "narrow_dot_macs_per_s", "add": "ldadd16_per_s",
+           "gather": "gather_per_s", "xnor": "xnor_bits_per_s"}  # peaks.c's fields
+UNIT_OF = {"int8": "MACs", "narrow": "MACs", "add": "adds", "gather": "gather-adds", "xnor": "binary MACs"}
+# sections measured before a peak existed: the rate that stood for it
+OLDER_RATE = {"narrow": RATE_OF["int8"], "gather": RATE_OF["add"]}
 
 
 def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
     kind, ops = layer_work(info)
-    rate = peaks.get(RATE_OF[kind]) or peaks.get(RATE_OF["add"])  # (sections measured before the gather peak)
+    rate = peaks.get(RATE_OF[kind]) or peaks.get(OLDER_RATE.get(kind, ""))
     return 1e6 * ops / (rate * cores) if rate and ops else None
 
 
@@ -147,7 +151,10 @@ def _section(cls: str, sec: dict) -> list[str]:
         lines += [f"Note: {sec['note']}.", ""]
     if pk.get("ldadd16_per_s"):
         lines += [f"Rooflines (scripts/peak/peaks.c, built for this class, one core): int8 dot product "
-                  f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']}); int16 vector "
+                  f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']})"
+                  + (f", layers of 7-bit weights {pk['narrow_dot_macs_per_s'] / 1e9:.0f} G/s ({pk['narrow_dot_kind']})"
+                     if pk.get("narrow_dot_kind") and pk["narrow_dot_kind"] != pk["dot_kind"] else "")
+                  + "; int16 vector "
                   f"adds with a loaded operand {pk['ldadd16_per_s'] / 1e9:.0f} G/s (registers only "
                   f"{pk['add16_per_s'] / 1e9:.0f} G/s); fp32 FMA {pk['fma_per_s'] / 1e9:.0f} G/s"
                   + (f"; scalar gather-adds (an index, the byte it points at, an add: sparse layers with one output "

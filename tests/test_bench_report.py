@@ -57,6 +57,18 @@ def test_sparse_layers_with_one_output_position_are_gather_bound():
     assert bench_report.layer_work({**fc, "format": "dot"}) == ("int8", 2.0 * 4096 * 9216)  # both planes, every weight
 
 
+def test_layers_of_7_bit_weights_meet_the_narrow_dot_roofline():
+    """A dot layer whose codes go in as uint8 (BWN's +-1 weights through vpmaddubsw without VNNI)
+    is held to the narrow dot-product peak; a section measured before that peak, to the int8 one."""
+    bwn = {"layer": "conv2", "kind": "int8", "format": "int8", "dot_operand": "uint8", "shape": [64, 48, 3, 3],
+           "out_shape": [1, 64, 18, 18]}
+    macs = 64 * 48 * 9 * 18 * 18
+    assert bench_report.layer_work(bwn) == ("narrow", macs)
+    assert bench_report.layer_work({**bwn, "dot_operand": "int16"}) == ("int8", macs)
+    assert bench_report.roofline_us(bwn, {**PEAKS, "narrow_dot_macs_per_s": 120e9}, 2) == pytest.approx(1e6 * macs / 240e9)
+    assert bench_report.roofline_us(bwn, PEAKS, 2) == pytest.approx(1e6 * macs / 160e9)
+
+
 def test_targets_per_model_family_and_best_int8_peer():
     net = _row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2)
     assert [t[2] for t in bench_report.targets_of(net)] == [5.0, 1.5]

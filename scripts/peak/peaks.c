@@ -7,6 +7,9 @@
  *   dot     the int8 dot product of the class's int8 kernels: 512-bit vpdpbusd (VNNI, 64
  *           multiply-accumulates an instruction), else vpmaddwd on int16 pairs + vpaddd
  *           (16 a ymm, 32 a zmm; the kernels feed int16 codes so nothing saturates);
+ *   narrow  the int8 dot product of layers whose weights fit in 7 bits (binary and ternary codes):
+ *           vpdpbusd again with VNNI, else vpmaddubsw on uint8 codes, its int16 pair sums widened
+ *           by vpmaddwd against ones, + vpaddd (32 multiply-accumulates a ymm, 64 a zmm);
  *   add16   int16 vector adds (vpaddw: the ternary kernels' accumulation), registers only;
  *   ldadd16 the same adds with one operand loaded from an L1-resident buffer at a moving
  *           unaligned offset, as the sparse kernels read their shifted input vectors;
@@ -96,6 +99,19 @@ static double dot_instr(void) {
 #endif
 }
 
+static double narrow_dot_instr(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+    return dot_instr();
+#else
+/* 6 chains, twice: vpmaddubsw into a temporary (8-13), vpmaddwd against ones (14), vpaddd into
+ * the accumulator (2-7): 12 vpmaddubsw a step */
+#define UBSW(k, a) "vpmaddubsw " R(0) ", " R(1) ", " R(a) "\n\t"
+#define WIDEN(k, a) "vpmaddwd " R(14) ", " R(a) ", " R(a) "\n\t"
+#define ACCW(k, a) "vpaddd " R(a) ", " R(k) ", " R(k) "\n\t"
+    TIMED(EACH6(UBSW) EACH6(WIDEN) EACH6(ACCW) EACH6(UBSW) EACH6(WIDEN) EACH6(ACCW), "r"(buf));
+#endif
+}
+
 /* The XNOR-popcount step of the binary kernels: XOR with a loaded (L1) weight vector, popcount,
  * accumulate. With AVX-512 VPOPCNTDQ: vpxord + vpopcntd + vpaddd on 32-bit lanes. Without it (AVX2,
  * AVX-512 before Ice Lake): the nibble lookup (vpshufb on the low and high nibbles of each byte)
@@ -135,23 +151,31 @@ int main(void) {
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
     const char *kind = "vpdpbusd zmm (VNNI)";
     const double macs = 64;
+    const char *narrow_kind = kind;
+    const double narrow_macs = macs;
 #else
     const char *kind = VBYTES == 64 ? "vpmaddwd+vpaddd zmm (int16 pairs)" : "vpmaddwd+vpaddd ymm (int16 pairs)";
     const double macs = VBYTES / 2;
+    const char *narrow_kind = VBYTES == 64 ? "vpmaddubsw+vpmaddwd+vpaddd zmm (7-bit weights)"
+                                           : "vpmaddubsw+vpmaddwd+vpaddd ymm (7-bit weights)";
+    const double narrow_macs = VBYTES;
 #endif
     for (int i = 0; i < 8192; i++) buf[i] = (int16_t)((i * 2654435761u >> 7) & 16383);  /* byte offsets < 16 KB */
     /* best of 3 */
-    double dot = 0, add = 0, ldadd = 0, fma = 0, gather = 0, xnor = 0, v;
+    double dot = 0, narrow = 0, add = 0, ldadd = 0, fma = 0, gather = 0, xnor = 0, v;
     for (int r = 0; r < 3; r++) {
         if ((v = dot_instr()) > dot) dot = v;
+        if ((v = narrow_dot_instr()) > narrow) narrow = v;
         if ((v = add16_instr()) > add) add = v;
         if ((v = ldadd16_instr()) > ldadd) ldadd = v;
         if ((v = fma_instr()) > fma) fma = v;
         if ((v = gather_instr()) > gather) gather = v;
         if ((v = xnor_instr()) > xnor) xnor = v;
     }
-    printf("{\"dot_kind\": \"%s\", \"vector_bytes\": %d, \"dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
+    printf("{\"dot_kind\": \"%s\", \"vector_bytes\": %d, \"dot_macs_per_s\": %.4g, \"narrow_dot_kind\": \"%s\", "
+           "\"narrow_dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
            "\"ldadd16_per_s\": %.4g, \"fma_per_s\": %.4g, \"gather_per_s\": %.4g, \"xnor_bits_per_s\": %.4g}\n",
-           kind, VBYTES, dot * macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4, gather, xnor * VBYTES * 8);
+           kind, VBYTES, dot * macs, narrow_kind, narrow * narrow_macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4,
+           gather, xnor * VBYTES * 8);
     return 0;
 }

@@ -72,6 +72,7 @@ class LoweredLayer:
     in_dtype: str = "uint8"
     layer_out_shape: tuple = ()  # the layer's output, NCHW or [N, Co] (an XNOR kernel writes it bit-packed)
     te_add: Callable | None = None  # te_add(x, other, add_consts, *consts): the output plus `other` (int8_add)
+    dot_operand: str | None = None  # the type its dot products read input codes in (int8 dot forms only)
 
 
 def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
@@ -146,6 +147,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         in_dtype=io[1],
         layer_out_shape=tuple(int(s) for s in geo.out_shape()),
         te_add=te_add,
+        dot_operand=operand if prim.format in (Format.INT8, Format.DOT) else None,
     )
 
 
