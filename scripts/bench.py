@@ -141,13 +141,15 @@ def _kernels(compiled) -> list:
 def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str | None = None,
                larq_python: str | None = None) -> dict:
     """One model: the peers, our build per class and, with `baseline`, our build per class with
-    every ternary layer in that format (the format the default replaced), all taking turns. A BNN
+    every ternary layer in that format (the format the default replaced), all taking turns, then
+    the two builds in one process, in turns (bench_peers.vm_ab_timer: their ratio without the
+    process-to-process spread). A BNN
     case also has Larq Compute Engine as a peer when `larq_python` (the Larq venv's) is given."""
     from tvm_deepchip import isa, oracle
 
     label = f"{case.name} {case.scheme if case.scheme != 'ternary' else 'trained' if case.sparsity is None else f'{case.sparsity:.0%}'}"
     timers = dict(peers.timers(case))
-    built, own, same = {}, [], set()
+    built, own, same, pairs = {}, [], set(), {}
     lce_check = None
     if case.scheme == "xnor" and larq_python:
         lce, lce_check = bench_larq.timers(larq_python, case, quantized(case, workdir), workdir, peers.sessions,
@@ -168,6 +170,7 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
                 same.add(cls)
                 continue
             base = other.export(workdir / f"{case.name}.{cls}.{baseline}.so")
+            pairs[cls] = (library, base)
             for i in range(peers.sessions):
                 own.append(Isolated(f"deepchip-{baseline}:{cls}#{i}", bench_peers.vm_timer, base, case.x))
                 timers[own[-1].name] = own[-1]
@@ -177,6 +180,14 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
     finally:
         for timer in own:
             timer.close()
+    one_process = {}
+    for cls, (library, base) in pairs.items():  # after the turns: every other contender's process is gone
+        log(f"{label} {cls}: default and {baseline} builds in one process, {runs // bench_peers.AB_CHUNK} pairs of turns")
+        ab = Isolated(f"deepchip-ab:{cls}", bench_peers.vm_ab_timer, library, base, case.x)
+        try:
+            one_process[cls] = ab(max(runs // bench_peers.AB_CHUNK, 5))
+        finally:
+            ab.close()
     row = {"model": case.name, "sparsity": case.sparsity, "scheme": case.scheme, "peers": {k: v for k, v in stats.items() if ":" not in k},
            "classes": {}}
     if lce_check:
@@ -191,7 +202,8 @@ def bench_case(case, classes, runs, peers: Peers, workdir: Path, baseline: str |
             os.environ.pop(isa.X86_SWITCH, None)
         totals = compiled.report.totals()
         base = {} if not baseline else {"baseline_format": baseline, "baseline_same": True} if cls in same else {
-            "baseline_format": baseline, "baseline": stats[f"deepchip-{baseline}:{cls}"]}
+            "baseline_format": baseline, "baseline": stats[f"deepchip-{baseline}:{cls}"],
+            "baseline_one_process": one_process[cls]}
         row["classes"][cls] = {
             **stats[f"deepchip:{cls}"], **base,
             "weight_bytes": totals["weight_bytes"], "fp32_weight_bytes": totals["fp32_weight_bytes"],

@@ -5,7 +5,8 @@
 - OpenVINO FP32 on the float model, and int8 on that same QDQ model (OpenVINO reads onnxruntime's
   QDQ ONNX and runs it with its int8 kernels), latency hint, the same thread count;
 - tvm-deepchip's compiled library (the .so `deepchip compile` writes), timed by TVM's time
-  evaluator around the VM's main.
+  evaluator around the VM's main; and two of its builds (default formats, one baseline format)
+  in one process, in turns, as ratios (vm_ab_timer).
 Each factory takes only picklable arguments: scripts/bench_isolated.py calls it in the
 contender's own process.
 """
@@ -70,6 +71,31 @@ def vm_timer(library: Path, x: np.ndarray):
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
     vm.set_input("main", tvm.runtime.tensor(x, dev))
     return lambda n: list(vm.time_evaluator("invoke_stateful", dev, number=1, repeat=n, min_repeat_ms=0)("main").results)
+
+
+AB_CHUNK = 10  # runs of one build per turn of vm_ab_timer
+
+
+def vm_ab_timer(library: Path, baseline: Path, x: np.ndarray):
+    """Two builds of one model in ONE process, taking turns of AB_CHUNK runs (the order flipped
+    every pair): `n -> n ratios`, the baseline's median over the default's, pair by pair. Each
+    build's own process (vm_timer) also samples that process's memory layout, and on a VM two
+    processes of one build differ by more than two formats do (AlexNet on a 2-core znver4: the
+    same default build 2.8-4.4 ms from one session to the next); in one process the pair differs
+    only in its kernels."""
+    a, b = vm_timer(library, x), vm_timer(baseline, x)
+    a(AB_CHUNK), b(AB_CHUNK)  # warm-up
+
+    def ratios(n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            first, second = (a, b) if i % 2 == 0 else (b, a)
+            t1, t2 = float(np.median(first(AB_CHUNK))), float(np.median(second(AB_CHUNK)))
+            ta, tb = (t1, t2) if i % 2 == 0 else (t2, t1)
+            out.append(tb / ta)
+        return out
+
+    return ratios
 
 
 def vm_output(executable, x: np.ndarray) -> np.ndarray:

@@ -67,6 +67,16 @@ def paired(base, ours) -> str:
     return f"{float(np.median(r)):.2f}x ({min(r):.2f}-{max(r):.2f})" if r else "n/a"
 
 
+def one_process(row) -> str:
+    """The baseline over the default, timed in one process in turns (bench_peers.vm_ab_timer):
+    the median of the pairs' ratios (their quartiles)."""
+    r = row.get("baseline_one_process")
+    if not r:
+        return "n/a"
+    q25, q50, q75 = np.percentile(r, [25, 50, 75])
+    return f"{q50:.2f}x ({q25:.2f}-{q75:.2f})"
+
+
 def _log_name(path) -> str:
     if not path:
         return "none"
@@ -164,27 +174,28 @@ def _section(cls: str, sec: dict) -> list[str]:
                   + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
     base = next((r["baseline_format"] for r in sec["rows"] if r.get("baseline_format")), None)
-    extra = f" | with {base} layers ms | vs {base} | vs {base}, paired blocks | ternary bytes / entropy" if base else ""
+    extra = (f" | with {base} layers ms | vs {base} | vs {base}, paired blocks | vs {base}, one process "
+             "| ternary bytes / entropy") if base else ""
     lines += ["| model | " + " | ".join(f"{PEERS[k]} ms" for k in peers) + " | tvm-deepchip ms | vs ORT FP32 "
               "| vs best int8 | weight memory vs FP32 | argmax = onnxruntime" + extra + " |",
-              "| --- " * (len(peers) + 6 + (4 if base else 0)) + "|"]
+              "| --- " * (len(peers) + 6 + (5 if base else 0)) + "|"]
     for r in sec["rows"]:
         more = ""
         if base:
             b = r.get("baseline")
             vs = r.get("ternary_vs_entropy")
             if r.get("baseline_same"):
-                more = f" | same kernels | 1x (same build) | | {f'{vs:.2f}x' if vs else ''}"
+                more = f" | same kernels | 1x (same build) | | | {f'{vs:.2f}x' if vs else ''}"
             else:
                 more = (f" | {_spread(b) if b else ''} | {_ratio(b['ms'], r['ms']) if b else ''} "
-                        f"| {paired(b, r) if b else ''} | {f'{vs:.2f}x' if vs else ''}")
+                        f"| {paired(b, r) if b else ''} | {one_process(r) if b else ''} | {f'{vs:.2f}x' if vs else ''}")
         lines.append(f"| {_label(r)} | " + " | ".join(_spread(r["peers"][k]) if k in r["peers"] else "" for k in peers)
                      + f" | {_spread(r)} | {_ratio(peer_ms(r, 'ort_fp32'), r['ms'])} | "
                      f"{_ratio(peer_ms(r, 'best_int8'), r['ms'])} | {_ratio(r['fp32_weight_bytes'], r['weight_bytes'])} "
                      f"| {r['argmax_agrees_with_ort']}{more} |")
     lines += ["", "Speed-up columns: peer time / tvm-deepchip time (above 1: tvm-deepchip is faster)"
               + (f"; `vs {base}`: the same build with every ternary layer in the {base} format (the format the "
-                 f"default replaced), timed in the same turns (`same kernels`: every ternary layer of the default build already runs that format, so there is no second build to time), as the ratio of the two medians and, `paired blocks`, as the median (lowest-highest) of the ratios block by block (the two took turns within each block, so each block compares them under one machine state); `ternary bytes / entropy`: what the ternary layers' "
+                 f"default replaced), timed in the same turns (`same kernels`: every ternary layer of the default build already runs that format, so there is no second build to time), as the ratio of the two medians and, `paired blocks`, as the median (lowest-highest) of the ratios block by block (the two took turns within each block, so each block compares them under one machine state); `one process`: the two builds loaded in one process after the turns and timed in turns of 10 runs, the median (quartiles) of the pairs' ratios (the sessions above are each their own process, and a process's memory layout moves a build's time by more than its formats do); `ternary bytes / entropy`: what the ternary layers' "
                  "kernels read at run time against the entropy bound of their signs" if base else "") + ".", ""]
     notes = [n for n in map(lce_note, sec["rows"]) if n]
     if notes:

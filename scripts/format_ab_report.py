@@ -31,14 +31,14 @@ def table(data: dict) -> list[str]:
                   f"threads, median of {sec['runs']} runs, fastest of {sec.get('sessions', 1)} sessions; the two "
                   "builds and the peers took turns.", "",
                   f"| model | default ms | every ternary layer {base} ms | default speed vs {base} "
-                  f"| vs {base}, paired blocks | ternary bytes / entropy |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  f"| vs {base}, paired blocks | vs {base}, one process | ternary bytes / entropy |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in rows:
             zeros = "trained" if r["sparsity"] is None else f"{r['sparsity']:.0%}"
             ratio = r.get("ternary_vs_entropy")
             lines.append(f"| {r['model']} {zeros} | {r['ms']:.3f} | {r['baseline']['ms']:.3f} "
                          f"| {r['baseline']['ms'] / r['ms']:.2f}x | {bench_report.paired(r['baseline'], r)} "
-                         f"| {'' if ratio is None else f'{ratio:.2f}x'} |")
+                         f"| {bench_report.one_process(r)} | {'' if ratio is None else f'{ratio:.2f}x'} |")
         lines.append("")
     return lines
 
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             f"`python3 scripts/format_ab_report.py {args.bench_json} --out {args.out}`, from a `scripts/bench.py` run "
             "in which each build was timed with its default formats (delta lists or index rows per layer, by "
             "tvm_deepchip/format_rule.py) and with every ternary layer in the baseline format, in the same turns "
-            "(above 1x: the default is faster; paired blocks: the median (lowest-highest) of the ratios block by block, each block's turns under one machine state). Ternary bytes: what the default build's ternary kernels read at run "
+            "(above 1x: the default is faster; paired blocks: the median (lowest-highest) of the ratios block by block, each block's turns under one machine state; one process: the two builds loaded in one process after the turns, timed in turns of 10 runs, the median (quartiles) of the pairs' ratios, free of the spread between processes, which on these VMs exceeds the formats' difference). Ternary bytes: what the default build's ternary kernels read at run "
             "time against the entropy bound of their signs (docs/compression.md).", ""]
     body = table(data)
     if not body:

@@ -125,18 +125,21 @@ def test_baseline_format_columns_compare_the_same_build_in_the_replaced_format()
     without one keep the old columns."""
     plain = _row("svhn_convnet", 0.9, 0.2, 1, 1, 1)
     row = {**plain, "baseline_format": "sparse", "baseline": {"ms": 0.25, "block_ms": [0.25, 0.3, 0.2]},
-           "ternary_vs_entropy": 1.44, "block_ms": [0.2, 0.2, 0.25]}
+           "baseline_one_process": [1.1, 1.2, 1.3, 1.4, 1.5], "ternary_vs_entropy": 1.44, "block_ms": [0.2, 0.2, 0.25]}
     text = "\n".join(bench_report._section("x86-avx2", _section([row])))
-    assert "with sparse layers ms | vs sparse | vs sparse, paired blocks | ternary bytes / entropy |" in text
+    assert ("with sparse layers ms | vs sparse | vs sparse, paired blocks | vs sparse, one process "
+            "| ternary bytes / entropy |") in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| svhn_convnet 90%"))
-    # block ratios 1.25, 1.5, 0.8: their median and range beside the ratio of the medians
-    assert line.rstrip(" |").endswith("| 1.25x | 1.25x (0.80-1.50) | 1.44x")
+    # block ratios 1.25, 1.5, 0.8: their median and range beside the ratio of the medians; the one-process
+    # pairs' median and quartiles
+    assert line.rstrip(" |").endswith("| 1.25x | 1.25x (0.80-1.50) | 1.30x (1.20-1.40) | 1.44x")
     assert "vs sparse" not in "\n".join(bench_report._section("x86-avx2", _section([plain])))
     same = {**plain, "baseline_format": "sparse", "baseline_same": True, "ternary_vs_entropy": 4.7}
     text = "\n".join(bench_report._section("x86-avx2", _section([row, same])))
     lines = [ln for ln in text.splitlines() if ln.startswith("| svhn_convnet 90%")]
-    assert lines[0].rstrip(" |").endswith("| 1.25x | 1.25x (0.80-1.50) | 1.44x")  # a row with its own baseline keeps it
-    assert lines[1].rstrip(" |").endswith("| same kernels | 1x (same build) | | 4.70x")  # no second build to time
+    assert lines[0].rstrip(" |").endswith("| 1.25x | 1.25x (0.80-1.50) | 1.30x (1.20-1.40) | 1.44x")  # its own baseline
+    assert lines[1].rstrip(" |").endswith("| same kernels | 1x (same build) | | | 4.70x")  # no second build to time
+    assert lines[1].count("|") == lines[0].count("|")  # every row fills every column
     fc = {"layer": "fc", "kind": "ternary", "format": "delta", "shape": [8, 8], "out_shape": [1, 8], "sparsity": 0.5}
     assert bench_report.layer_work(fc)[0] == "gather"  # one output position: gather-adds, as the sparse form
 
