@@ -8,8 +8,8 @@ shapes that differ only in which operand is broadcast:
     Shape.CHANNELS    C[i] += sum_k A[k] * B[i, k]    lanes are output channels (int8_dense):
                       A: one group of input codes, broadcast, B: lanes x group consecutive weights
 
-A holds the input codes (`operand`: uint8 for vpdpbusd and vpmaddubsw, whose first multiplicand is unsigned;
-int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
+A holds the input codes (`operand`: uint8 for vpdpbusd and vpmaddubsw, whose first multiplicand
+is unsigned; int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
 Each ISA's file registers its instruction in the shapes its schedules use, under exported names;
 `finish_tile` applies one to the lanes of a register tile (the int8 conv's and dense's schedules).
 """
@@ -57,7 +57,8 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
     def call(c, a, b):
         operands = (c, a, b) if accumulates else (a, b)
         if widen is not None:
-            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=f"int16x{lanes * 2}")
+            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands,
+                                            dtype=f"int16x{lanes * 2}")
             ones = T.broadcast(T.int16(1), lanes * 2)
             return c + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(widen), pairs, ones, dtype=c_vector)
         out = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(llvm_intrinsic), *operands, dtype=c_vector)

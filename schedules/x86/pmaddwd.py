@@ -3,10 +3,10 @@
 One step: int16 codes in channel pairs against int16 weights: each int32 lane gets the sum of two
 products, added to the accumulator. Exact: 8-bit codes times int8 weights, summed in int32 (the
 u8 x s8 vpmaddubsw would saturate in int16 for weights over 64: layers within that take
-pmaddubsw.py's form). AVX2: 8 lanes a ymm; AVX-512BW:
-16 a zmm. NAMES: lanes are output positions (int8_conv2d: the pairs of `lanes` positions, one
-weight pair broadcast); CHANNEL_NAMES: lanes are output channels (int8_dense: one input pair
-broadcast, the weight pairs of `lanes` channels). Registered at import (a tuning record that
+pmaddubsw.py's form). AVX2: 8 lanes a ymm; AVX-512BW: 16 a zmm. NAMES: lanes are output
+positions (int8_conv2d: the pairs of `lanes` positions, one weight pair broadcast); CHANNEL_NAMES:
+lanes are output channels (int8_dense: one input pair broadcast, the weight pairs of `lanes`
+channels). Registered at import (a tuning record that
 tensorizes with one names it).
 """
 from ..dot_intrinsics import Shape, register

@@ -109,8 +109,9 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     """Pack the weights of `layer` for `fmt` (formats.KERNEL_FORMATS) and build its kernel for the
     target's ISA class (default: DEFAULT_CLASS). What the primitives read of it: the type the int8
     dot products take their input codes in (uint8 for x86 VNNI, int8 for ARM sdot, int16 pairs
-    without either, or uint8 there too for weights of 7 bits: int8_weights.dot_operand), the wider type the sparse convs store input codes in (AVX2), and the vector
-    width of the hand-written loop nests (the delta kernels)."""
+    without either, or uint8 there too for weights of 7 bits: int8_weights.dot_operand), the wider
+    type the sparse convs store input codes in (AVX2), and the vector width of the hand-written
+    loop nests (the delta kernels)."""
     if fmt not in {p.format for p in PRIMITIVES}:
         raise InputError(f"layer {layer.name!r}: no primitive for format {fmt!r}")
     if layer.op not in {p.op for p in PRIMITIVES}:
