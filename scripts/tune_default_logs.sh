@@ -4,7 +4,11 @@
 # by default), and, if an aarch64 RPC tracker is given, for the aarch64 preset.
 #
 #   bash scripts/tune_default_logs.sh [TRIALS_PER_MODEL]        # default 32
+#   DEEPCHIP_X86_ISA=x86-avx2 bash scripts/tune_default_logs.sh  # the AVX2 class's log, on any x86 with AVX2
 #   TRACKER=127.0.0.1:9190 KEY=aarch64 bash scripts/tune_default_logs.sh 16   (X86=0: aarch64 only)
+# A committed log holds schedules only: no formats.json (the per-layer formats stay the format
+# rule's, which the run-time bytes in docs/compression.md are measured on) and, after
+# scripts/prune_log.py, only our primitives' records (TVM's pools run faster on the defaults).
 # Under QEMU, aarch64 measurements are emulation timings: such a log proves the remote tuning
 # path, it does not rank schedules by real ARM speed (tune against a board for that).
 set -euo pipefail
@@ -34,8 +38,9 @@ x86_dir=$(python3 -c "from tvm_deepchip import targets, tuning_db; print(tuning_
 for m in $([ "${X86:-1}" = 1 ] && echo digits svhn_convnet resnet44 alexnet); do
     shape=(); [ $m = digits ] && shape=(--input-shape input:1,1,8,8)
     say "x86: $m, $trials trials -> $x86_dir"
-    deepchip tune "$work/$m.onnx" --target x86 --trials "$trials" --work-dir "$x86_dir" "${shape[@]}"
+    deepchip tune "$work/$m.onnx" --target x86 --trials "$trials" --work-dir "$x86_dir" --no-format-choice "${shape[@]}"
 done
+[ "${X86:-1}" = 1 ] && python3 scripts/prune_log.py "$x86_dir"
 if [ -n "${TRACKER:-}" ]; then
     arm_dir=$(python3 -c "from tvm_deepchip import targets, tuning_db; print(tuning_db.default_dir(targets.get_preset('aarch64')))")
     for m in digits svhn_convnet; do
