@@ -21,6 +21,7 @@ from qdq_builders import small_convnet
 LOGS = Path(tuning_db.logs_root())
 ZNVER4 = LOGS / "x86-znver4"  # committed, tuned on an AVX-512 VNNI CPU
 ARM = LOGS / "aarch64"  # committed, tuned on the aarch64 dotprod device
+HASWELL = LOGS / "x86-haswell"  # committed, the AVX2 class's (tuned on an AVX-512 CPU building for AVX2)
 
 
 def _fake_log(d: Path, *target_dicts) -> Path:
@@ -41,17 +42,20 @@ ARM_DOT = isa.get("aarch64-dotprod").target
 def test_committed_logs_have_one_class_each():
     assert set(tuning_db.record_classes(ZNVER4 / RECORDS)) == {"x86-avx512-vnni"}
     assert set(tuning_db.record_classes(ARM / RECORDS)) == {"aarch64-dotprod"}
+    assert set(tuning_db.record_classes(HASWELL / RECORDS)) == {"x86-avx2"}
 
 
 @pytest.mark.parametrize("cls, expect", [("x86-avx512-vnni", ZNVER4), ("aarch64-dotprod", ARM),
-                                         ("x86-avx2", None), ("x86-avx512", None), ("aarch64-neon", None)])
+                                         ("x86-avx2", HASWELL), ("x86-avx512", None), ("aarch64-neon", None)])
 def test_auto_finds_the_committed_log_of_the_class(cls, expect):
     assert tuning_db.committed_log(isa.get(cls)) == expect
 
 
 def test_auto_matches_any_cpu_of_the_class():
-    """Cascade Lake has AVX-512 VNNI like znver4: the znver4 log applies; haswell's does not."""
-    for mcpu, expect in (("cascadelake", ZNVER4), ("znver4", ZNVER4), ("haswell", None), ("znver3", None)):
+    """Cascade Lake has AVX-512 VNNI like znver4: the znver4 log applies; AVX2 CPUs (haswell, znver3)
+    get the AVX2 class's log; Skylake-SP (AVX-512 without VNNI) neither."""
+    for mcpu, expect in (("cascadelake", ZNVER4), ("znver4", ZNVER4), ("haswell", HASWELL), ("znver3", HASWELL),
+                         ("skylake-avx512", None)):
         target = targets.resolve("x86", target_json=_x86(mcpu))
         assert tuning_db.resolve("auto", target) == expect, mcpu
     assert tuning_db.resolve("auto", targets.resolve("aarch64")) == ARM
