@@ -57,14 +57,18 @@ def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
 
 
 def _layout_block(sch, acc):
-    """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat)."""
-    (prod,) = roles.having(sch, sch.get_producers(acc), roles.LAYOUT)
+    """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat, or grouped_layout's
+    te.extern copy, whose block TVM gives no read/write regions: found by role, not dataflow)."""
+    (prod,) = roles.having(sch, roles.top_blocks(sch), roles.LAYOUT)
     return prod
 
 
 def _operand_dtype(sch, acc) -> str:
-    """The input codes' type in the grouped flat layout (the dot product's operand)."""
-    return str(sch.get(_layout_block(sch, acc)).writes[0].source.dtype)
+    """The input codes' type in the grouped flat layout (the dot product's operand): of the
+    buffers acc reads, the [N, L, group] one (the others: its own, and the weights, of 7 axes)."""
+    own = sch.get(acc).writes[0].source
+    (layout,) = [r.source for r in sch.get(acc).reads if not r.source.same_as(own) and len(r.source.shape) == 3]
+    return str(layout.dtype)
 
 
 def _register_tile(sch, acc, intrin, tile_extents):
@@ -90,8 +94,11 @@ def _register_tile(sch, acc, intrin, tile_extents):
 
 
 def _finish_flat4(sch, acc):
-    """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized."""
+    """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized (a
+    te.extern copy, primitives/grouped_layout, is its own schedule)."""
     prod = _layout_block(sch, acc)
+    if not sch.get_loops(prod):
+        return
     n, i, j = sch.get_loops(prod)
     h, w = (int(v) for v in sch.get(prod).annotations[roles.SPLIT_KEY])
     plane, _, xl = sch.split(i, [None, h, w])
