@@ -6,11 +6,11 @@ compute vectorized over (position, channel) each lane of a vector reads another 
 which LLVM compiles to a byte load and an insert per lane. Here, per group and row, the 4
 channels' rows are read as 4 contiguous vectors into a small stack buffer and stored interleaved
 as one vector (LLVM builds the interleave from shuffles). Measured on an AMD EPYC znver4, one
-thread, each copy alone: SVHN ConvNet's 18x18 layouts (24-30 KB) 5.4 / 7.1 -> 0.65 / 0.94 us, its
-7x7 ones 5.0 -> 3.1 us (short rows); the BWN SVHN ConvNet whole, both forms in one process, 0.179
--> 0.169 ms (AVX-512 build) and 0.336 -> 0.309 ms (AVX2), the same outputs. The
-borders and rows outside the image get the zero point's code, channels past Ci zero, the tail
-zeros: the same values as te_flat's (the primitive tests compare the kernels with the numpy
+thread, each copy alone: SVHN ConvNet's 18x18 layouts (24-30 KB) 5.4 / 7.1 -> 0.49 / 0.64 us, its
+7x7 ones 5.0 -> 3.0 us (short rows); the BWN SVHN ConvNet whole, both forms in one process, 0.179
+-> 0.169 ms (AVX-512 build) and 0.336 -> 0.309 ms (AVX2), the same outputs. The borders (only
+they: a row's interior is written once) and rows outside the image get the zero point's code,
+channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive tests compare the kernels with the numpy
 reference on every ISA class). The loop nest is its own schedule (a te.extern stage), so it
 carries te_flat's LAYOUT role for the schedules that look for it.
 """
@@ -57,12 +57,19 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                 rows = T.alloc_buffer((group * w,), dtype, scope="global")  # on the stack (delta_walk._scratch)
                 with T.serial(0, g.hq) as yq:
                     base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
-                    with T.serial(0, g.wq) as xq:  # the row's padding codes (channels past Ci: zero)
-                        with T.vectorized(0, group) as j:
-                            T.buffer_store(flat, tirx.Select(gi * group + j < geo.ci, pad_code, zero), [base + xq * group + j])
+
+                    def padding(lo: int, hi: int):  # positions lo .. hi - 1 of the row: the padding code
+                        if hi > lo:  # (channels past Ci: zero)
+                            with T.serial(lo, hi) as xq:
+                                with T.vectorized(0, group) as j:
+                                    T.buffer_store(flat, tirx.Select(gi * group + j < geo.ci, pad_code, zero),
+                                                   [base + xq * group + j])
+
                     y = yq - top
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
+                            padding(0, left)
+                            padding(left + w, g.wq)
                             for j in range(group):  # each channel's row: one contiguous vector
                                 ch = gi * group + j
                                 with T.vectorized(0, w) as xx:
@@ -70,6 +77,8 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                                     T.buffer_store(rows, tirx.Select(ch < geo.ci, value, zero), [j * w + xx])
                             with T.vectorized(0, w * group) as lane:  # interleaved: position-major
                                 T.buffer_store(flat, rows[(lane % group) * w + lane // group], [base + left * group + lane])
+                        with T.Else():
+                            padding(0, g.wq)
             tail = (g.flat_len - g.image) * group
             start = (n * g.flat_len + g.image) * group
             with T.serial(0, tail // TAIL_LANES) as t:
