@@ -85,17 +85,19 @@ def vm_ab_timer(library: Path, baseline: Path, x: np.ndarray):
     only in its kernels."""
     a, b = vm_timer(library, x), vm_timer(baseline, x)
     a(AB_CHUNK), b(AB_CHUNK)  # warm-up
+    return lambda n: [tb / ta for ta, tb in turns(a, b, n)]
 
-    def ratios(n: int) -> list[float]:
-        out = []
-        for i in range(n):
-            first, second = (a, b) if i % 2 == 0 else (b, a)
-            t1, t2 = float(np.median(first(AB_CHUNK))), float(np.median(second(AB_CHUNK)))
-            ta, tb = (t1, t2) if i % 2 == 0 else (t2, t1)
-            out.append(tb / ta)
-        return out
 
-    return ratios
+def turns(a, b, n: int, chunk: int = AB_CHUNK) -> list[tuple[float, float]]:
+    """n pairs (median of a's `chunk` runs, median of b's) of timers `n -> n durations`, taken in
+    turns, the order flipped every pair (whoever runs second does not always meet the first's
+    after-effects)."""
+    out = []
+    for i in range(n):
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        t1, t2 = float(np.median(first(chunk))), float(np.median(second(chunk)))
+        out.append((t1, t2) if i % 2 == 0 else (t2, t1))
+    return out
 
 
 def vm_output(executable, x: np.ndarray) -> np.ndarray:

@@ -20,13 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_models  # noqa: E402
+import bench_peers  # noqa: E402
 from bench import THREADS, machine  # noqa: E402
 
 
 def ab(case, cls: str, rounds: int, number: int) -> dict:
     import onnx
-    import tvm
-    from tvm import relax
 
     import tvm_deepchip
     from tvm_deepchip import isa
@@ -36,22 +35,18 @@ def ab(case, cls: str, rounds: int, number: int) -> dict:
     kwargs = {} if case.sparsity is None else {"sparsity": case.sparsity}
     tvm_deepchip.quantize(case.to_quantize, str(qpath), calib=case.calib, **kwargs)
     qm = onnx.load(str(qpath))
-    dev, x = tvm.cpu(), tvm.runtime.tensor(case.x, tvm.cpu())
-    vms, info = {}, {}
+    info, timers = {}, []
     for variant, log in (("tuned", "auto"), ("untuned", None)):
         c = tvm_deepchip.compile(qm, "x86", input_shapes={qm.graph.input[0].name: list(case.x.shape)}, tuning_log=log)
         info[variant] = (c.report.tuning_log, dict(Counter(c.report.schedules.values())))
-        vms[variant] = relax.VirtualMachine(c.executable, dev)
-        vms[variant]["main"](x)
-    times = {k: [] for k in vms}
-    for r in range(rounds):
-        for k in (("tuned", "untuned") if r % 2 == 0 else ("untuned", "tuned")):
-            f = vms[k].time_evaluator("main", dev, number=number, repeat=1, min_repeat_ms=0)
-            times[k].append(f(x).results[0] * 1e3)
-    ratio = np.array(times["untuned"]) / np.array(times["tuned"])
+        library = c.export(Path(os.environ.get("TMPDIR", "/tmp")) / f"tuned_ab.{case.name}.{variant}.so")
+        timers.append(bench_peers.vm_timer(library, case.x))
+        timers[-1](number)  # warm-up
+    tuned, untuned = np.array(bench_peers.turns(*timers, rounds, number)).T
     return {"model": case.name, "log": info["tuned"][0], "tuned_kernels": info["tuned"][1].get("tuned", 0),
-            "kernels": sum(info["tuned"][1].values()), "tuned_ms": float(np.median(times["tuned"])),
-            "untuned_ms": float(np.median(times["untuned"])), "ratio": np.percentile(ratio, [25, 50, 75]).tolist()}
+            "kernels": sum(info["tuned"][1].values()), "tuned_ms": 1e3 * float(np.median(tuned)),
+            "untuned_ms": 1e3 * float(np.median(untuned)),
+            "ratio": np.percentile(untuned / tuned, [25, 50, 75]).tolist()}
 
 
 def main(argv=None) -> int:
