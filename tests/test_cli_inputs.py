@@ -140,12 +140,18 @@ def no_lowering(monkeypatch):
     (["--input-shape", "input:-1,3,12,12"], [r"input:-1,3,12,12: dimensions must be >= 1"]),
     (["--input-shape", "image:1,3,12,12"], [r"names \['image'\]: the model's inputs are \['input'\]"]),
     (["--format", "conv_t1=bogus"], [r"unknown format 'bogus'", "sparse, delta, packed, dot, int8, float"]),
-    (["--format", "conv_t1=dot"], [r"--format conv_t1=dot: the dot form is for dense layers \(Gemm, MatMul\); conv_t1 is a Conv"]),
     (["--format", "nosuch=packed"], [r"\['nosuch'\]", re.escape(str(LAYERS))]),
 ])
 def test_compile_rejects_bad_options(built, capsys, tmp_path, no_lowering, options, patterns):
     out = tmp_path / "m.so"
     fails(capsys, ["compile", built["onnx"], "-o", out, "--tuning-log", "none"] + options, *patterns)
+    assert not out.exists()
+
+
+def test_compile_refuses_the_dot_form_on_a_conv_that_does_not_cover_its_input(built, capsys, tmp_path):
+    out = tmp_path / "m.so"
+    fails(capsys, ["compile", built["onnx"], "-o", out, "--tuning-log", "none", "--format", "conv_t1=dot"],
+          r"layer 'conv_t1': format 'dot' runs a conv only where its kernel covers its whole unpadded input")
     assert not out.exists()
 
 

@@ -186,3 +186,27 @@ def test_binary_weight_model_runs_on_integer_kernels():
         x = rng.random((1, 1, 8, 8), dtype=np.float32)
         ours, ref = vm_run(compiled.executable, x), ort_run(q, x)
         assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())
+
+
+def test_convs_on_one_pixel_maps_drop_their_padding_taps_and_run_the_dot_form():
+    """SVHN ConvNet on 8x8 images: conv4-7 run their 3x3 / 5x5 kernels on 1x1 maps padded to the
+    kernel. dead_taps.crop keeps the centre tap, the rest read only padding; each is then a
+    one-position layer with short lists, which format_rule runs in the dot form. The model agrees
+    with onnxruntime on the same QDQ file (which computes the padded taps)."""
+    from tvm_deepchip import models
+
+    rng = np.random.default_rng(3)
+    q, _ = tvm_deepchip.quantize(models.svhn_convnet(in_hw=8, in_ch=1), calib=rng.random((16, 1, 8, 8), dtype=np.float32),
+                                 sparsity=0.9)
+    compiled = tvm_deepchip.compile(q, "x86", tuning_log=None)
+    rows = {r["layer"]: r for r in compiled.report.layers}
+    for name, k in (("conv4", 3), ("conv5", 3), ("conv6", 3), ("conv7", 5)):
+        row = rows[name]
+        assert row["shape"][2:] == [1, 1] and f"kernel {k}x{k} -> 1x1 on its 1x1 input" in row["note"], row
+        assert (row["format"], row["primitive"]) == ("dot", "ternary_conv2d_dot"), row
+    assert rows["conv2"]["shape"][2:] == [3, 3] and "note" not in rows["conv2"]  # a 2x2 map: every tap reads it
+    step = last_layer_step(q)
+    for _ in range(4):
+        x = rng.random((1, 1, 8, 8), dtype=np.float32)
+        ours, ref = vm_run(compiled.executable, x), ort_run(q, x)
+        assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())

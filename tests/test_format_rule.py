@@ -38,12 +38,32 @@ def test_one_position_layers_by_the_bytes_their_rows_would_take(op):
     list once: delta only where the uint16 rows would take POINTWISE_MIN_ROW_BYTES or more."""
     taps_needed = POINTWISE_MIN_ROW_BYTES // ROW_BYTES_PER_TAP
     rng = np.random.default_rng(1)
-    for co, expected in ((64, Format.SPARSE), (2048, Format.DELTA)):
+    for co, expected in ((256, Format.SPARSE), (2048, Format.DELTA)):  # both past DOT_MAX_WEIGHTS
         wshape, shape = ((co, 32, 5, 5), (1, 32, 5, 5)) if op == "conv2d" else ((co, 800), (1, 800))
         layer = pc.make_layer(rng, op, "ternary", wshape, sparsity=0.9)
         nonzeros = int(np.count_nonzero(layer.codes))
         assert (nonzeros >= taps_needed) == (expected == Format.DELTA)  # the two cases straddle it
         assert format_rule.default_ternary(layer, shape) == expected
+
+
+@pytest.mark.parametrize("op", ["conv2d", "dense"])
+def test_one_position_layers_with_short_lists_run_the_dot_form(op):
+    """A one-position layer of at most DOT_MAX_TAPS_PER_CHANNEL non-zero taps a channel (and
+    DOT_MAX_WEIGHTS weights) multiplies every weight; longer lists or more weights keep rows or
+    lists. A conv runs it only where its kernel covers its input: a padded conv with one output
+    position reads padding, which the dot form does not hold."""
+    rng = np.random.default_rng(2)
+    for co, k, sparsity, expected in ((512, 128, 0.9, Format.DOT),  # ~13 taps a channel: the digits model's conv7
+                                      (512, 128, 0.8, Format.SPARSE),  # ~26
+                                      (1100, 128, 0.9, Format.SPARSE)):  # past DOT_MAX_WEIGHTS
+        wshape, shape = ((co, k // 2, 1, 2), (1, k // 2, 1, 2)) if op == "conv2d" else ((co, k), (1, k))
+        layer = pc.make_layer(rng, op, "ternary", wshape, sparsity=sparsity)
+        per_channel = np.count_nonzero(layer.codes) / co
+        short = per_channel <= format_rule.DOT_MAX_TAPS_PER_CHANNEL and layer.codes.size <= format_rule.DOT_MAX_WEIGHTS
+        assert short == (expected == Format.DOT), per_channel
+        assert format_rule.default_ternary(layer, shape) == expected
+    padded = pc.make_layer(rng, "conv2d", "ternary", (16, 8, 3, 3), pad=1, sparsity=0.95)
+    assert format_rule.default_ternary(padded, (1, 8, 1, 1)) == Format.SPARSE
 
 
 @pytest.mark.parametrize("sparsity, expected", [(0.9, Format.DELTA), (0.95, Format.SPARSE)])

@@ -22,9 +22,8 @@ def test_formats_are_one_vocabulary():
 def test_every_op_and_kernel_format_has_one_primitive_with_schedules_for_both_families():
     load_all()
     keys = [(p.op, p.format) for p in primitives.PRIMITIVES]
-    dense_only = {("conv2d", Format.DOT)}  # the dot form of ternary weights: dense layers
     formats = KERNEL_FORMATS + BY_INPUT  # chosen, or given by the layer's input (XNOR)
-    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in formats} - dense_only)
+    assert sorted(keys) == sorted({(op, Format(f)) for op in ("conv2d", "dense") for f in formats})
     for p in primitives.PRIMITIVES:
         assert primitives.lookup(p.op, p.format.value) is p
         assert p.rule == f"deepchip_{p.stem}"
@@ -43,7 +42,7 @@ def test_formats_for_and_refusals():
     assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "delta", "packed", "int8")
     assert primitives.formats_for(_layer("int8")) == ("int8",)
     assert primitives.formats_for(_layer(op="dense")) == ("sparse", "delta", "packed", "dot")
-    with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' has no conv2d kernel"):
+    with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' runs a conv only where its kernel covers"):
         primitives.lower_layer(_layer(), (1, 5, 9, 7), "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': no primitive for format 'float'"):
         primitives.lower_layer(_layer(), (1, 5, 9, 7), "float")
@@ -58,7 +57,10 @@ def test_formats_for_and_refusals():
 @pytest.mark.parametrize("op, fmt", [(p.op, p.format.value) for p in primitives.PRIMITIVES if p.format not in BY_INPUT])
 def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's: tests/test_xnor.py)
     shape = {"conv2d": (1, 5, 9, 7), "dense": (2, 37)}[op]
-    lowered = primitives.lower_layer(_layer(op=op, symmetric=True), shape, fmt)
+    layer = _layer(op=op, symmetric=True)
+    if (op, fmt) == ("conv2d", "dot"):  # a conv whose kernel covers its input
+        layer.padding, shape = (0, 0, 0, 0), (1, 5, 3, 3)
+    lowered = primitives.lower_layer(layer, shape, fmt)
     func = primitives.prim_func(lowered)
     assert tagged_block(func) == (roles.EPILOGUE_NAME, f"deepchip_{lowered.primitive}")
     sch = tvm.s_tir.Schedule(func)
@@ -71,7 +73,7 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
     # dot: both planes in one accumulator; delta: none, its walk is the epilogue's block
     assert n_acc == {"int8": 1, "dot": 1, "delta": 0}.get(fmt, 2)
-    assert (roles.CROP in found) == (op == "conv2d" and fmt != "int8")
+    assert (roles.CROP in found) == (op == "conv2d" and fmt not in ("int8", "dot"))  # (dot: the dense form's crop)
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 
 

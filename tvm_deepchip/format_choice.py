@@ -62,7 +62,7 @@ def choose_formats(model, target, out_dir: Path, candidates=KERNEL_FORMATS, inpu
     ternary = [(ly, shp) for ly, shp in plan.lowered_layers() if ly.weight_kind == "ternary"]
     for i, (layer, in_shape) in enumerate(ternary, 1):
         times = {}
-        for fmt in [f for f in candidates if f in primitives.formats_for(layer)]:
+        for fmt in [f for f in candidates if f in primitives.formats_for(layer, in_shape)]:
             try:
                 times[fmt] = time_layer(layer, in_shape, fmt, preset)
             except Exception as err:  # a format that cannot build this layer is skipped, with why

@@ -21,7 +21,7 @@ from types import MappingProxyType
 import numpy as np
 import onnx
 
-from . import primitives
+from . import dead_taps, primitives
 from .errors import InputError
 from .format_rule import default_ternary
 from .formats import AUTO, CHOICES, DEFAULT_TERNARY, FALLBACK_TERNARY, TERNARY_ONLY, Format
@@ -33,7 +33,6 @@ from .passes import RULES, IntegerDataMovement
 from .passes.layer_check import check_layer, input_shape, weight_name
 
 TERNARY_FORMATS = CHOICES  # (formats.py)
-DENSE_OPS = ("Gemm", "MatMul")  # the ONNX ops of dense layers (Format.DOT computes only those)
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,10 @@ def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
     for layer, fmt in formats.items():
         if fmt not in TERNARY_FORMATS:
             raise InputError(f"--format {layer}={fmt}: unknown format {fmt!r}; choose from {', '.join(TERNARY_FORMATS)}")
-    sites = weight_sites(model)
-    names = [s.name for s in sites]
+    names = [s.name for s in weight_sites(model)]
     unknown = sorted(set(formats) - set(names))
     if unknown:
         raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
-    for site in sites:
-        op = model.graph.node[site.node].op_type
-        if formats.get(site.name) == Format.DOT and op not in DENSE_OPS:
-            raise InputError(f"--format {site.name}=dot: the dot form is for dense layers ({', '.join(DENSE_OPS)}); "
-                             f"{site.name} is a {op}")
 
 
 def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:
@@ -84,7 +77,7 @@ def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, mea
         if layer.weight_kind != "ternary":
             return Format.INT8, FormatSource.DEFAULT
         fmt = default_ternary(layer, in_shape) if choices.default_ternary == AUTO else choices.default_ternary
-        exact = primitives.formats_for(layer) + (Format.FLOAT,)
+        exact = primitives.formats_for(layer, in_shape) + (Format.FLOAT,)
         return (fmt if fmt in exact else FALLBACK_TERNARY), FormatSource.DEFAULT
     if fmt not in TERNARY_FORMATS:
         raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
@@ -129,12 +122,13 @@ def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices()
                     continue
                 decided.add(name)
                 shape = input_shape(pattern, m)
-                fmt, source = choose_format(checked.layer, shape, choices, measured)
+                layer = dead_taps.crop(checked.layer, shape)
+                fmt, source = choose_format(layer, shape, choices, measured)
                 if fmt == Format.FLOAT:
                     plan.keep_float(name, "float requested")
                     continue
-                kernel = primitives.lower_layer(checked.layer, shape, fmt, isa_class)
-                plan.lower(name, Lowered(checked.layer, fmt, source, shape, rule, kernel))
+                kernel = primitives.lower_layer(layer, shape, fmt, isa_class)
+                plan.lower(name, Lowered(layer, fmt, source, shape, rule, kernel))
     _plan_xnor(form, plan, isa_class, choices)
     plan.check_forced(choices.formats)
     return plan
@@ -159,5 +153,6 @@ def _plan_xnor(form, plan: LayerPlan, isa_class: IsaClass, choices: LayerChoices
             sites.append(site)
         decide_outputs(func, sites)
         for site in sites:
-            kernel = primitives.lower_layer(site.layer, site.in_shape, Format.XNOR, isa_class)
-            plan.lower(site.name, Lowered(site.layer, Format.XNOR, FormatSource.DEFAULT, site.in_shape, None, kernel))
+            layer = dead_taps.crop(site.layer, site.in_shape)
+            kernel = primitives.lower_layer(layer, site.in_shape, Format.XNOR, isa_class)
+            plan.lower(site.name, Lowered(layer, Format.XNOR, FormatSource.DEFAULT, site.in_shape, None, kernel))

@@ -3,7 +3,7 @@ over 16 output channels (schedules/dense_dot) with the target's instruction (x86
 VNNI `vpdpbusd` on uint8 codes, otherwise `vpmaddwd` on int16 code pairs: AVX2 8 channels a ymm,
 AVX-512BW 16 a zmm)."""
 from tvm_deepchip import isa
-from tvm_deepchip.primitives import int8_dense, ternary_dense_dot
+from tvm_deepchip.primitives import int8_dense, ternary_conv2d_dot, ternary_dense_dot
 
 from .. import register
 from ..dense_dot import schedule_dense_dot
@@ -11,6 +11,7 @@ from ..dot_intrinsics import Shape
 from .dot_choice import intrinsics
 
 
+@register("cpu", ternary_conv2d_dot.RULE)
 @register("cpu", ternary_dense_dot.RULE)
 @register("cpu", int8_dense.RULE)
 def schedule(sch, block, knobs):

@@ -19,10 +19,12 @@ from ..formats import Format
 from ..isa import IsaClass
 from ..layer import QuantLayer
 from . import (
+    conv_layout,
     int8_add,
     int8_conv2d,
     int8_dense,
     ternary_conv2d_delta,
+    ternary_conv2d_dot,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
     ternary_dense_delta,
@@ -41,6 +43,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     ternary_conv2d_sparse.PRIMITIVE,
     ternary_conv2d_delta.PRIMITIVE,
     ternary_conv2d_packed.PRIMITIVE,
+    ternary_conv2d_dot.PRIMITIVE,
     int8_conv2d.PRIMITIVE,
     ternary_dense_sparse.PRIMITIVE,
     ternary_dense_delta.PRIMITIVE,
@@ -75,15 +78,20 @@ class LoweredLayer:
     dot_operand: str | None = None  # the type its dot products read input codes in (int8 dot forms only)
 
 
-def formats_for(layer: QuantLayer) -> tuple[Format, ...]:
-    """Formats that can run this layer exactly."""
+def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Format, ...]:
+    """Formats that can run this layer exactly (on input `in_shape`: a conv runs the dot form only
+    where its kernel covers its whole input, ternary_conv2d_dot)."""
     if layer.weight_kind == "int8":
         return (Format.INT8,)
     if layer.weight_kind == "binary":
         return (Format.XNOR,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)
-    dot = (Format.DOT,) if layer.op == "dense" else ()
+    dot = (Format.DOT,) if layer.op == "dense" or (in_shape is not None and _covers(layer, in_shape)) else ()
     return (Format.SPARSE, Format.DELTA, Format.PACKED) + dot + ((Format.INT8,) if symmetric else ())
+
+
+def _covers(layer: QuantLayer, in_shape: tuple) -> bool:
+    return int8_conv2d.covers_input(conv_layout.geometry(layer, in_shape))
 
 
 def lookup(op: str, fmt) -> Primitive:

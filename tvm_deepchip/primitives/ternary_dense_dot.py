@@ -54,16 +54,24 @@ def _plane(acc, plane: int):
 
 def compute(x, weights: Int8Weights, consts, site: Site):
     """TE definition. x: [N, K] 8-bit codes; weights: from `pack`."""
+    from tvm import te
+
+    y = te_padded(x, weights, consts, site)
+    return te.compute(site.geo.out_shape(), lambda n, c: y[n, c], name="crop")
+
+
+def te_padded(x, weights: Int8Weights, consts, site: Site, read=None, rule: str = RULE):
+    """The epilogue's output over the padded channels (TE; the block carrying schedule rule
+    `rule`); `read(i, t)`: input code t of image i (int8_dense.te_accumulate's)."""
     from tvm import te, tirx
 
     geo = site.geo
-    acc = int8_dense.te_accumulate(x, weights, geo.k)
+    acc = int8_dense.te_accumulate(x, weights, geo.k, read)
     shape = (geo.n, int(acc.shape[1]) // 2)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, _plane(acc, 0), _plane(acc, 1), consts,
                             index_channel=lambda idx: tirx.min(idx[1], last))
-    y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
-    return te.compute(geo.out_shape(), lambda n, c: y[n, c], name="crop")
+    return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
 
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""Ternary conv2d in the dot-product form, for a conv whose kernel covers its whole unpadded input
+(one output position): ternary_dense_dot's kernel and schedule over the NCHW image read as one
+vector of Ci*H*W codes, in the weights' own (Ci, KH, KW) order (int8_conv2d does the same for
+int8 weights: `int8_conv2d.covers_input`).
+
+Such a conv is a dense layer: one product of every weight with one input code. The sparse forms
+gather-add its non-zero taps one scalar at a time (one position: nothing to vectorize across);
+the dot form multiplies every weight, zeros too, 64 a VNNI instruction. A conv takes this form
+after `dead_taps.crop` where its kernel overhangs a small map: the bundled digits model's conv7,
+5x5 on its 1x1 map, is a 1x1 conv over 128 codes to 512 channels (3.1 us in index rows, 1.07 us
+here, AVX-512 VNNI build; 3.2 / 1.16 us AVX2). format_rule makes it the default where the planes
+are small (`format_rule.DOT_MAX_WEIGHTS`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import InputError
+from ..formats import Format
+from . import conv_layout, ternary_dense_dot
+from .int8_conv2d import _as_dense, covers_input
+from .int8_weights import Int8Weights, epilogue
+from .record import Primitive, Site, rule_of
+
+STEM = "ternary_conv2d_dot"
+RULE = rule_of(STEM)  # registered beside ternary_dense_dot's: the same kernel, the same schedule
+
+
+def geometry(layer, in_shape):
+    """conv_layout's geometry, for a conv that covers its input (else a clear error)."""
+    geo = conv_layout.geometry(layer, in_shape)
+    if not covers_input(geo):
+        raise InputError(f"layer {layer.name!r}: format 'dot' runs a conv only where its kernel covers its whole "
+                         f"unpadded input (one output position); kernel {geo.kh}x{geo.kw}, padding {geo.pad}, "
+                         f"input {geo.h}x{geo.w}")
+    return geo
+
+
+def pack(layer, geo, operand: str = "uint8") -> Int8Weights:
+    """The dense form's two 0/1 planes of the [Co, Ci*KH*KW] codes."""
+    return ternary_dense_dot.pack(replace(layer, codes=layer.codes.reshape(geo.co, -1)), None, operand)
+
+
+def compute(x, weights: Int8Weights, consts, site: Site):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; weights: from `pack`."""
+    from tvm import te
+
+    geo = site.geo
+    plane = geo.h * geo.w
+    y = ternary_dense_dot.te_padded(x, weights, consts, _as_dense(site),
+                                    read=lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w], rule=RULE)
+    return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
+
+
+def reference(qx, weights: Int8Weights, site: Site):
+    """numpy: the dense form's reference over the flattened image."""
+    geo = site.geo
+    return ternary_dense_dot.reference(qx.reshape(geo.n, -1), weights, _as_dense(site)).reshape(geo.out_shape())
+
+
+PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue)
