@@ -93,18 +93,26 @@ def runtime_delta_bytes(op: str, signs: np.ndarray, conv: dict) -> int:
     return ternary_conv2d_delta.pack(layer, conv_layout.geometry(layer, shape)).nbytes()
 
 
-def default_is_delta(op: str, signs: np.ndarray, conv: dict) -> bool:
-    """Whether the compiler's default (format_rule) runs this layer as delta lists."""
+def default_bytes(op: str, signs: np.ndarray, conv: dict, delta: int, sparse: int) -> int:
+    """What the compiler's default (format_rule) reads of this layer at run time: its delta lists
+    (`delta` bytes), its index rows (`sparse`), or the dot form's two planes. (On the layer as
+    ONNX holds it: the compiler first crops taps that read only padding, dead_taps.py, which the
+    paper's networks at their input sizes do not have.)"""
     from types import SimpleNamespace
 
     from tvm_deepchip.format_rule import default_ternary
     from tvm_deepchip.formats import Format
+    from tvm_deepchip.primitives import ternary_dense_dot
 
+    s2 = signs.reshape(signs.shape[0], -1)
     if op == "Gemm" or signs.ndim == 2:
-        layer, shape = SimpleNamespace(op="dense", codes=signs.reshape(signs.shape[0], -1)), None
+        layer, shape = SimpleNamespace(op="dense", codes=s2, out_channels=s2.shape[0]), None
     else:
         layer, shape = _conv_layer(signs, conv)
-    return default_ternary(layer, shape) == Format.DELTA
+    fmt = default_ternary(layer, shape)
+    if fmt == Format.DOT:
+        return ternary_dense_dot.pack(SimpleNamespace(codes=s2)).nbytes()
+    return delta if fmt == Format.DELTA else sparse
 
 
 def _conv_layer(signs: np.ndarray, conv: dict):
@@ -112,7 +120,8 @@ def _conv_layer(signs: np.ndarray, conv: dict):
     from types import SimpleNamespace
 
     pads = conv["pads"]  # ONNX: top, left, bottom, right
-    layer = SimpleNamespace(op="conv2d", codes=signs, strides=conv["strides"], padding=(pads[0], pads[1], pads[2], pads[3]), name="")
+    layer = SimpleNamespace(op="conv2d", codes=signs, strides=conv["strides"], padding=(pads[0], pads[1], pads[2], pads[3]),
+                            name="", out_channels=signs.shape[0])
     shape = conv["in_shape"]
     if not shape or not all(shape[1:]):  # no inferred input size: the spatial form
         shape = [1, signs.shape[1], 64, 64]
@@ -146,7 +155,7 @@ def model_rows(model, sparsity: float, first_last: str = "float"):
             sp, pk = runtime_sparse_bytes(s2), weight_sizes.bit_planes_bytes(*s2.shape)
             dl = runtime_delta_bytes(op, t.signs, conv)
             row.update(kind="ternary", sparsity=t.sparsity, delta=dl, sparse=sp, packed=pk, smallest=min(dl, sp, pk),
-                       default=dl if default_is_delta(op, t.signs, conv) else sp,
+                       default=default_bytes(op, t.signs, conv, dl, sp),
                        stored=sizes[best] + SCALES_BYTES, encoding=best, encodings=sizes,
                        entropy=encodings.entropy_bound_bits(t.signs) * w.size / 8 + SCALES_BYTES)
         rows.append(row)

@@ -191,7 +191,7 @@ def test_binary_weight_model_runs_on_integer_kernels():
 def test_convs_on_one_pixel_maps_drop_their_padding_taps_and_run_the_dot_form():
     """SVHN ConvNet on 8x8 images: conv4-7 run their 3x3 / 5x5 kernels on 1x1 maps padded to the
     kernel. dead_taps.crop keeps the centre tap, the rest read only padding; each is then a
-    one-position layer with short lists, which format_rule runs in the dot form. The model agrees
+    one-position layer, and conv7 (512 channels of short lists) runs format_rule's dot form. The model agrees
     with onnxruntime on the same QDQ file (which computes the padded taps)."""
     from tvm_deepchip import models
 
@@ -203,7 +203,8 @@ def test_convs_on_one_pixel_maps_drop_their_padding_taps_and_run_the_dot_form():
     for name, k in (("conv4", 3), ("conv5", 3), ("conv6", 3), ("conv7", 5)):
         row = rows[name]
         assert row["shape"][2:] == [1, 1] and f"kernel {k}x{k} -> 1x1 on its 1x1 input" in row["note"], row
-        assert (row["format"], row["primitive"]) == ("dot", "ternary_conv2d_dot"), row
+        expected = ("dot", "ternary_conv2d_dot") if name == "conv7" else ("sparse", "ternary_conv2d_sparse")
+        assert (row["format"], row["primitive"]) == expected, row  # (dot: 512 channels, ~13 taps each)
     assert rows["conv2"]["shape"][2:] == [3, 3] and "note" not in rows["conv2"]  # a 2x2 map: every tap reads it
     step = last_layer_step(q)
     for _ in range(4):

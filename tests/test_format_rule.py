@@ -48,18 +48,20 @@ def test_one_position_layers_by_the_bytes_their_rows_would_take(op):
 
 @pytest.mark.parametrize("op", ["conv2d", "dense"])
 def test_one_position_layers_with_short_lists_run_the_dot_form(op):
-    """A one-position layer of at most DOT_MAX_TAPS_PER_CHANNEL non-zero taps a channel (and
-    DOT_MAX_WEIGHTS weights) multiplies every weight; longer lists or more weights keep rows or
-    lists. A conv runs it only where its kernel covers its input: a padded conv with one output
+    """A one-position layer of at most DOT_MAX_TAPS_PER_CHANNEL non-zero taps a channel (at most
+    DOT_MAX_WEIGHTS weights, at least DOT_MIN_CHANNELS channels) multiplies every weight; longer
+    lists, more weights or fewer channels keep rows or lists. A conv runs it only where its kernel covers its input: a padded conv with one output
     position reads padding, which the dot form does not hold."""
     rng = np.random.default_rng(2)
     for co, k, sparsity, expected in ((512, 128, 0.9, Format.DOT),  # ~13 taps a channel: the digits model's conv7
                                       (512, 128, 0.8, Format.SPARSE),  # ~26
-                                      (1100, 128, 0.9, Format.SPARSE)):  # past DOT_MAX_WEIGHTS
+                                      (1100, 128, 0.9, Format.SPARSE),  # past DOT_MAX_WEIGHTS
+                                      (128, 128, 0.9, Format.SPARSE)):  # fewer than DOT_MIN_CHANNELS
         wshape, shape = ((co, k // 2, 1, 2), (1, k // 2, 1, 2)) if op == "conv2d" else ((co, k), (1, k))
         layer = pc.make_layer(rng, op, "ternary", wshape, sparsity=sparsity)
         per_channel = np.count_nonzero(layer.codes) / co
-        short = per_channel <= format_rule.DOT_MAX_TAPS_PER_CHANNEL and layer.codes.size <= format_rule.DOT_MAX_WEIGHTS
+        short = (per_channel <= format_rule.DOT_MAX_TAPS_PER_CHANNEL and layer.codes.size <= format_rule.DOT_MAX_WEIGHTS
+                 and co >= format_rule.DOT_MIN_CHANNELS)
         assert short == (expected == Format.DOT), per_channel
         assert format_rule.default_ternary(layer, shape) == expected
     padded = pc.make_layer(rng, "conv2d", "ternary", (16, 8, 3, 3), pad=1, sparsity=0.95)

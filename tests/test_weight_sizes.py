@@ -135,7 +135,7 @@ def test_compression_table_agrees():
         assert r["sparse"] == ternary_dense_sparse.pack_signs(s2).nbytes() == rows_by_hand(s2, 2)
         assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(codes=s2)).nbytes()
         assert r["smallest"] == min(r["delta"], r["sparse"], r["packed"])
-        assert r["default"] == r["sparse"]  # 1x1 maps, rows of a few KB: format_rule keeps the index rows
+        assert r["default"] == r["sparse"]  # 1x1 maps, rows of a few KB, 16-40 channels: format_rule keeps the rows
         assert r["delta"] < r["sparse"] and r["delta"] == table.runtime_delta_bytes("Conv", s, {
             "strides": [1, 1], "pads": [1, 1, 1, 1] if s.shape[2] == 3 else [0, 0, 0, 0], "in_shape": [1, s.shape[1], 1, 1]})
         assert r["encodings"] == {e: len(encodings.encode(s, e)) for e in table.DELTA}

@@ -63,13 +63,16 @@ ROW_BYTES_PER_TAP = 2  # uint16 index rows (before their padding and row tables)
 # 1.16 us against the rows' 3.1 / 3.2. Longer lists gain too little for the planes' bytes (2 a
 # weight, against the rows' ~2 a non-zero one): LeNet's fc1 (512 -> 128, 51 taps a channel) 1.39 /
 # 1.09 against 1.50 / 1.52, for 5x the bytes (whole model 12x less weight memory than FP32 -> 2.3x).
-# The bound on weights keeps the planes at 256 KB or less.
+# The bound on weights keeps the planes at 256 KB or less; below 256 channels what the dot form
+# saves (~4 ns a channel) is under a microsecond, and the planes' bytes are not worth it.
 DOT_MAX_TAPS_PER_CHANNEL = 16
 DOT_MAX_WEIGHTS = 1 << 17
+DOT_MIN_CHANNELS = 256
 
 
 def _short_lists(layer, taps: int) -> bool:
-    return taps <= DOT_MAX_TAPS_PER_CHANNEL * layer.out_channels and layer.codes.size <= DOT_MAX_WEIGHTS
+    co = layer.out_channels
+    return co >= DOT_MIN_CHANNELS and taps <= DOT_MAX_TAPS_PER_CHANNEL * co and layer.codes.size <= DOT_MAX_WEIGHTS
 
 
 def default_ternary(layer, in_shape) -> Format:
