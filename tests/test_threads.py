@@ -40,6 +40,15 @@ def test_configure_sets_the_count_unless_the_user_chose_one(monkeypatch):
         monkeypatch.delenv(name)
 
 
+def test_configure_turns_thread_binding_off_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv(threads.BIND_ENV, raising=False)
+    threads.configure()
+    assert os.environ[threads.BIND_ENV] == "0"
+    monkeypatch.setenv(threads.BIND_ENV, "1")
+    threads.configure()
+    assert os.environ[threads.BIND_ENV] == "1"
+
+
 def test_importing_the_package_sizes_tvms_pool():
     env = {k: v for k, v in os.environ.items() if k not in threads.USER_ENVS}
     code = ("import tvm_deepchip, tvm; from tvm_deepchip import threads; "

@@ -16,6 +16,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "python"))
 
+# TVM's thread binding off unless the user chose, as tvm_deepchip/threads.py does (before the
+# runtime starts its pool): with it on, the first module a process loads ran its parallel kernels
+# slower than one thread
+os.environ.setdefault("TVM_BIND_THREADS", "0")
+
 import numpy as np  # noqa: E402
 import tvm_ffi  # noqa: E402
 
