@@ -4,10 +4,10 @@ ONNX pads a convolution's input with (float) zeros, so a kernel row or column th
 padding at every output position adds nothing: the conv with that row or column removed and its
 padding shrunk by as much has the same value everywhere, in float and in the integers the kernels
 compute (a padded tap reads the input zero point, which stands for 0; an XNOR layer leaves padded
-taps out). Small inputs make such taps common: the bundled digits model (SVHN ConvNet's layers on
-8x8 images) runs its 3x3 and 5x5 convs on 1x1 maps padded to the kernel, where every tap but the
-centre reads padding: 8 of 9 (24 of 25) of their weights would be stored, decoded and added to
-zeros on every call.
+taps out). Small inputs make such taps common: SVHN ConvNet on 8x8 images (models.svhn_convnet
+with in_hw=8, whose 'valid' convs fall back to 'same' padding) runs its 3x3 and 5x5 convs on 1x1
+maps padded to the kernel, where every tap but the centre reads padding: 8 of 9 (24 of 25) of
+their weights would be stored, decoded and added to zeros on every call.
 
 Only outer rows and columns are cropped (the kernel stays a rectangle); a dead tap between live
 ones (a stride larger than the input) stays and reads padding as before.

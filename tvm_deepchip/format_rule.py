@@ -58,7 +58,7 @@ ROW_BYTES_PER_TAP = 2  # uint16 index rows (before their padding and row tables)
 # A one-position layer with short lists runs the dot form (every weight multiplied, 64 a VNNI
 # instruction, from two 0/1 planes of a byte a weight): with a few non-zero taps a channel, the
 # index rows' per-channel work (row sums, a scalar epilogue) and gather-adds cost more than the
-# dense products. Measured (AMD EPYC znver4, one layer alone, fastest of 15 x 50 runs, AVX-512
+# dense products. Measured (AMD EPYC znver5, one layer alone, fastest of 15 x 50 runs, AVX-512
 # VNNI / AVX2 builds, 90% zeros): the digits model's conv7 (128 -> 512, 13 taps a channel) 1.07 /
 # 1.16 us against the rows' 3.1 / 3.2. Longer lists gain too little for the planes' bytes (2 a
 # weight, against the rows' ~2 a non-zero one): LeNet's fc1 (512 -> 128, 51 taps a channel) 1.39 /

@@ -5,11 +5,11 @@ int8 weights: `int8_conv2d.covers_input`).
 
 Such a conv is a dense layer: one product of every weight with one input code. The sparse forms
 gather-add its non-zero taps one scalar at a time (one position: nothing to vectorize across);
-the dot form multiplies every weight, zeros too, 64 a VNNI instruction. A conv takes this form
-after `dead_taps.crop` where its kernel overhangs a small map: the bundled digits model's conv7,
-5x5 on its 1x1 map, is a 1x1 conv over 128 codes to 512 channels (3.1 us in index rows, 1.07 us
-here, AVX-512 VNNI build; 3.2 / 1.16 us AVX2). format_rule makes it the default where the planes
-are small (`format_rule.DOT_MAX_WEIGHTS`).
+the dot form multiplies every weight, zeros too, 64 a VNNI instruction. The bundled digits
+model's conv7 is such a conv (1x1 on a 1x1 map, 128 codes to 512 channels: 3.1 us in index rows,
+1.07 us here, AVX-512 VNNI build on an AMD EPYC znver5; 3.2 / 1.16 us AVX2), and so is a conv whose
+kernel overhangs a small map once `dead_taps.crop` has cut it to the map. format_rule makes it the
+default for many channels of short lists (`format_rule.DOT_MIN_CHANNELS` and the bounds beside it).
 """
 from __future__ import annotations
 
