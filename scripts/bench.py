@@ -73,7 +73,8 @@ def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
                                         number=max(5, runs // 10), repeat=15, best=True)
 
     layers = plan.lowered_layers()
-    timed(*layers[0])  # a warm-up: the first kernel a process times ran 1.2-1.4x slower (znver5, 2 threads)
+    if layers:
+        timed(*layers[0])  # a warm-up: the first kernel a process times ran 1.2-1.4x slower (znver5, 2 threads)
     return {layer.name: timed(layer, shape) for layer, shape in layers}
 
 

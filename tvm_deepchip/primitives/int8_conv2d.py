@@ -54,10 +54,18 @@ def covers_input(geo: ConvGeometry) -> bool:
     return geo.pad == (0, 0, 0, 0) and geo.step == 1 and (geo.kh, geo.kw) == (geo.h, geo.w)
 
 
-def _as_dense(site: Site) -> Site:
+def as_dense(site: Site) -> Site:
     """The site of the dense product a conv that covers its input is."""
     geo = site.geo
     return replace(site, geo=DenseShape(geo.n, geo.ci * geo.h * geo.w, geo.co))
+
+
+def image_read(x, geo: ConvGeometry):
+    """`read(i, t)` of the dense kernels (int8_dense.te_accumulate): code t of the NCHW image i
+    read as one vector of Ci*H*W codes, in the weights' own (Ci, KH, KW) order (a conv that covers
+    its input: ternary_conv2d_dot uses it too)."""
+    plane = geo.h * geo.w
+    return lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w]
 
 
 def by_columns(geo: ConvGeometry, group: int) -> bool:
@@ -105,9 +113,7 @@ def compute(x, weights: Int8Weights, consts, site: Site):
 
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     if covers_input(geo):
-        plane = geo.h * geo.w
-        y = int8_dense.te_padded(x, weights, consts, _as_dense(site),
-                                 read=lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w])
+        y = int8_dense.te_padded(x, weights, consts, as_dense(site), read=image_read(x, geo))
         return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
     columns = by_columns(geo, group)
@@ -134,7 +140,7 @@ def compute(x, weights: Int8Weights, consts, site: Site):
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     if covers_input(geo):
-        return int8_dense.reference(qx.reshape(geo.n, -1), weights, _as_dense(site)).reshape(geo.out_shape())
+        return int8_dense.reference(qx.reshape(geo.n, -1), weights, as_dense(site)).reshape(geo.out_shape())
     s = code_shift(str(qx.dtype), operand)  # the same shifted codes the kernel multiplies
     qx, zp = (qx.astype(np.int16) + s).astype(operand), zp + s
     win = np_windows(qx, geo, zp)  # n, ho, wo, K

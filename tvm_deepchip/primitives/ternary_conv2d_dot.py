@@ -18,7 +18,7 @@ from dataclasses import replace
 from ..errors import InputError
 from ..formats import Format
 from . import conv_layout, ternary_dense_dot
-from .int8_conv2d import _as_dense, covers_input
+from .int8_conv2d import as_dense, covers_input, image_read
 from .int8_weights import Int8Weights, epilogue
 from .record import Primitive, Site, rule_of
 
@@ -46,16 +46,14 @@ def compute(x, weights: Int8Weights, consts, site: Site):
     from tvm import te
 
     geo = site.geo
-    plane = geo.h * geo.w
-    y = ternary_dense_dot.te_padded(x, weights, consts, _as_dense(site),
-                                    read=lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w], rule=RULE)
+    y = ternary_dense_dot.te_padded(x, weights, consts, as_dense(site), read=image_read(x, geo), rule=RULE)
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
 
 
 def reference(qx, weights: Int8Weights, site: Site):
     """numpy: the dense form's reference over the flattened image."""
     geo = site.geo
-    return ternary_dense_dot.reference(qx.reshape(geo.n, -1), weights, _as_dense(site)).reshape(geo.out_shape())
+    return ternary_dense_dot.reference(qx.reshape(geo.n, -1), weights, as_dense(site)).reshape(geo.out_shape())
 
 
 PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue)
