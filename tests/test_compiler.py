@@ -89,6 +89,8 @@ def test_export_and_load_with_plain_tvm(tmp_path):
     lib = tvm.runtime.load_module(str(path))
     x = np.random.default_rng(0).random((1, 3, 12, 12), dtype=np.float32)
     np.testing.assert_array_equal(vm_run(lib, x), vm_run(compiled.executable, x))
+    # the VM's main is machine code in the library (compiler.VM_EXEC_MODE), not bytecode
+    assert lib.imports[0].implements_function("__vmtir__main", query_imports=True)
 
 
 def test_report_counts_compression():

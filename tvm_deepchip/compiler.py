@@ -81,10 +81,19 @@ def lower(model, target: targets.BuildTarget, choices: LayerChoices = LayerChoic
     return Lowering(legalize(mod, target.tvm), shapes, plan)
 
 
+# The Relax VM's main function compiled to machine code with the kernels (TVM's "compiled" mode)
+# instead of bytecode the VM interprets: no interpreter dispatch per kernel call, which a small
+# model pays on every one of its calls. Measured (AMD EPYC znver5, AVX-512 VNNI build, the two
+# builds in one process, 100 turns of 20 runs): digits model 19.6 -> 17.8 us, LeNet 8.2 -> 7.1,
+# MLP 10.1 -> 9.5, ResNet-44 138 -> 131, SVHN ConvNet even. The .so loads and runs as before.
+VM_EXEC_MODE = "compiled"
+
+
 def build(mod, target: targets.BuildTarget, database=None, tuning_dir: Path | None = None):
     """Schedules (tuned records of `database`, then our defaults), TVM's lowering to the VM, and
     the VM executable; returns (executable, schedule_apply.Scheduled)."""
     import tvm
+    from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     from .schedule_apply import apply_schedules
@@ -93,7 +102,7 @@ def build(mod, target: targets.BuildTarget, database=None, tuning_dir: Path | No
     with tgt:
         mod, scheduled = apply_schedules(mod, tgt, database, tuning_dir)
         mod = tvm.transform.Sequential(cpu.dataflow_lower_passes(tgt) + cpu.finalize_passes(tgt))(mod)
-    return tvm.compile(mod, tgt, relax_pipeline=None), scheduled
+    return relax.build(mod, tgt, relax_pipeline=None, exec_mode=VM_EXEC_MODE), scheduled
 
 
 def compile(  # noqa: A001 - the package's verb, as in tvm.compile
