@@ -249,6 +249,20 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     return sch
 
 
+def schedule_bit_dot(sch, epilogue, knobs, isa: IsaClass):
+    """Bit-plane dot products (primitives/bit_dot): the sums are a hand-built loop nest with its
+    own vectors and split over cores; left are the grouped input codes, the epilogue along the
+    channels (whole vectors of 16) and the crop. Blocks found by role (te.extern has no regions)."""
+    blocks = roles.top_blocks(sch)
+    for prod in roles.having(sch, blocks, roles.LAYOUT):
+        _finish_layout(sch, prod)
+    _, c = sch.get_loops(epilogue)
+    _, lane = sch.split(c, [None, 16])
+    sch.vectorize(lane)
+    _finish_crop(sch, epilogue)
+    return sch
+
+
 def _zero_inits(sch, block) -> list:
     """The zero-init split off `block` by decompose_reduction: a producer writing its buffer."""
     out = sch.get(block).writes[0].source  # 0.27: TensorRegion.source

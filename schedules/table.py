@@ -22,7 +22,7 @@ from tvm_deepchip.primitives import (
 )
 
 from . import TARGET_KEYS, register
-from .common import schedule_dense, schedule_spatial, schedule_walked
+from .common import schedule_bit_dot, schedule_dense, schedule_spatial, schedule_walked
 from .xnor import schedule_pack, schedule_xnor
 
 # rule -> (skeleton, its parameters)
@@ -31,9 +31,10 @@ SKELETONS = {
     ternary_conv2d_sparse.RULE: (schedule_spatial, {"share_input": False}),
     # every channel reads the same input vectors: channels blocked
     ternary_conv2d_packed.RULE: (schedule_spatial, {"share_input": True}),
-    # channels in parallel blocks; scalar sums over index lists / bit-planes
+    # channels in parallel blocks; scalar sums over index lists
     ternary_dense_sparse.RULE: (schedule_dense, {}),
-    ternary_dense_packed.RULE: (schedule_dense, {}),
+    # bit-planes through the dot-product instruction: the sums are a hand-built loop nest
+    ternary_dense_packed.RULE: (schedule_bit_dot, {}),
     # delta lists: the walk is a hand-built loop nest; layout, epilogue and crop scheduled here
     ternary_conv2d_delta.RULE: (schedule_walked, {}),
     ternary_dense_delta.RULE: (schedule_walked, {}),

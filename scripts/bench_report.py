@@ -105,10 +105,10 @@ def layer_work(info: dict) -> tuple[str, float]:
     if info.get("format") == "xnor":
         return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
     dot = "narrow" if info.get("dot_operand") == "uint8" else "int8"  # uint8 codes: VNNI's, or vpmaddubsw's (7-bit weights)
-    if info.get("kind") == "ternary" and info.get("format") == "dot":
-        return dot, 2.0 * macs  # every weight of both planes, by dot products
+    one_position = _prod(oshape[2:]) == 1
+    if info.get("kind") == "ternary" and (info.get("format") == "dot" or (info.get("format") == "packed" and one_position)):
+        return dot, 2.0 * macs  # every weight of both planes, by dot products (packed: its bits expanded, bit_dot)
     if info.get("kind") == "ternary" and info.get("format") != "int8":
-        one_position = _prod(oshape[2:]) == 1
         gathers = one_position and info.get("format") in ("sparse", "delta")  # scalar gather-adds
         return ("gather" if gathers else "add"), macs * (1 - info["sparsity"])
     return dot, float(macs)

@@ -152,7 +152,8 @@ def model_rows(model, sparsity: float, first_last: str = "float"):
             s2 = t.signs.reshape(w.shape[0], -1)
             sizes = {e: weight_sizes.stored_bytes(t.signs, e) for e in DELTA}
             best = min(sizes, key=sizes.get)
-            sp, pk = runtime_sparse_bytes(s2), weight_sizes.bit_planes_bytes(*s2.shape)
+            planes = weight_sizes.bit_words_bytes if t.signs.ndim == 2 else weight_sizes.bit_planes_bytes  # dense: bit_dot's words
+            sp, pk = runtime_sparse_bytes(s2), planes(*s2.shape)
             dl = runtime_delta_bytes(op, t.signs, conv)
             row.update(kind="ternary", sparsity=t.sparsity, delta=dl, sparse=sp, packed=pk, smallest=min(dl, sp, pk),
                        default=default_bytes(op, t.signs, conv, dl, sp),

@@ -92,3 +92,23 @@ def test_the_rule_is_the_default_and_only_the_default():
     assert choose_format(layer, tiny, LayerChoices(), {layer_key(layer): "delta"}) == ("delta", FormatSource.MEASURED)
     # a default the layer cannot run exactly falls back to the index rows
     assert choose_format(layer, big, LayerChoices(default_ternary="int8"), {}) == (Format.SPARSE, FormatSource.DEFAULT)
+
+
+@pytest.mark.parametrize("sparsity, cls, expected", [
+    (0.9, "x86-avx512-vnni", Format.PACKED),  # AVX-512: a word of bits expands in two instructions
+    (0.9, "x86-avx512", Format.PACKED),
+    (0.9, "x86-avx2", Format.SPARSE),  # AVX2 and NEON: 4-5 a 32 or 16 weights, slower than the rows
+    (0.9, "aarch64-dotprod", Format.SPARSE),
+    (0.9, None, Format.SPARSE),  # the class-free rule (compression_table)
+    (0.98, "x86-avx512-vnni", Format.SPARSE),  # planes over 1.5x the rows' bytes
+])
+def test_small_dense_layers_run_their_bit_planes_through_the_dot_product(sparsity, cls, expected):
+    """The MLP's 512x512 layer: its rows would be under POINTWISE_MIN_ROW_BYTES, so on a class with
+    mask registers its bit-planes (2 bits a weight, about the rows' bytes) take the dot product."""
+    from tvm_deepchip import isa
+
+    dense = pc.make_layer(np.random.default_rng(5), "dense", "ternary", (512, 512), sparsity=sparsity)
+    assert ROW_BYTES_PER_TAP * np.count_nonzero(dense.codes) < POINTWISE_MIN_ROW_BYTES
+    assert format_rule.default_ternary(dense, (1, 512), None if cls is None else isa.get(cls)) == expected
+    if cls is not None:  # the planner passes its class
+        assert choose_format(dense, (1, 512), LayerChoices(), {}, isa.get(cls))[0] == expected

@@ -69,10 +69,11 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's
     assert roles.EPILOGUE in found
     assert (roles.ACCUMULATOR in found) == (fmt != "delta")  # delta: the walk applies the epilogue
     assert (roles.ROW_SUMS in found) == (fmt == "sparse")
-    assert (roles.LAYOUT in found) == (op == "conv2d" or fmt != "packed")  # dense packed reads x as is
+    assert roles.LAYOUT in found
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
-    # dot: both planes in one accumulator; delta: none, its walk is the epilogue's block
-    assert n_acc == {"int8": 1, "dot": 1, "delta": 0}.get(fmt, 2)
+    # dot, dense packed (bit_dot): both planes in one accumulator; delta: none, its walk is the epilogue's block
+    one = {"int8", "dot"} | ({"packed"} if op == "dense" else set())
+    assert n_acc == (1 if fmt in one else 0 if fmt == "delta" else 2)
     assert (roles.CROP in found) == (op == "conv2d" and fmt not in ("int8", "dot"))  # (dot: the dense form's crop)
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 

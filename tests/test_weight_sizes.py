@@ -45,8 +45,8 @@ def test_dense_kernels_count_what_they_read(co, k, sparsity):
     tables = (rows.rows_p, rows.map_p, rows.rows_n, rows.map_n)
     assert rows.nbytes() == W.index_rows_bytes(*tables) == sum(t.nbytes for t in tables)
     assert W.index_rows_bytes(*tables) == rows_by_hand(s2, offset_bytes=2)  # uint16 offsets below 64K
-    planes = ternary_dense_packed.pack(SimpleNamespace(codes=s2))
-    assert planes.nbytes() == W.bit_planes_bytes(co, k) == planes.planes.nbytes
+    words = ternary_dense_packed.pack(SimpleNamespace(codes=s2))
+    assert words.nbytes() == W.bit_words_bytes(co, k) == words.words.nbytes
 
 
 @pytest.mark.parametrize("ci,hw,co,kernel,stride", [(4, 9, 6, 3, 1), (3, 11, 8, 3, 2), (5, 7, 4, 1, 1), (2, 12, 3, 5, 2)])
@@ -133,7 +133,10 @@ def test_compression_table_agrees():
         s = ternarize(w[r["layer"]], sparsity=0.9).signs
         s2 = s.reshape(s.shape[0], -1)
         assert r["sparse"] == ternary_dense_sparse.pack_signs(s2).nbytes() == rows_by_hand(s2, 2)
-        assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(codes=s2)).nbytes()
+        if s.ndim == 2:  # dense: bit_dot's words; convs: the packed conv's planes
+            assert r["packed"] == ternary_dense_packed.pack(SimpleNamespace(codes=s2)).nbytes()
+        else:
+            assert r["packed"] == W.bit_planes_bytes(*s2.shape)
         assert r["smallest"] == min(r["delta"], r["sparse"], r["packed"])
         assert r["default"] == r["sparse"]  # 1x1 maps, rows of a few KB, 16-40 channels: format_rule keeps the rows
         assert r["delta"] < r["sparse"] and r["delta"] == table.runtime_delta_bytes("Conv", s, {

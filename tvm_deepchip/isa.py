@@ -44,6 +44,12 @@ class IsaClass:
     def is_x86(self) -> bool:
         return self.arch == "x86_64"
 
+    @property
+    def mask_registers(self) -> bool:
+        """AVX-512's k registers: a 64-bit word of weight bits becomes 64 bytes of -1/0 in two
+        instructions (kmovq, vpmovm2b), where AVX2 and NEON take 4-5 per 32 or 16 (bit_dot)."""
+        return self.is_x86 and self.vector_bytes == 64
+
 
 def _x86(mcpu: str) -> dict:
     return {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}

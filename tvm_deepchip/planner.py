@@ -66,7 +66,8 @@ def check_format_names(model: onnx.ModelProto, formats: Mapping) -> None:
         raise InputError(f"--format names layer(s) {unknown} that the model does not have; its layers: {names}")
 
 
-def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, measured: Mapping) -> tuple[str, FormatSource]:
+def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, measured: Mapping,
+                  cls: IsaClass | None = None) -> tuple[str, FormatSource]:
     """The layer's format and why: forced, else measured, else the default (AUTO: by the layer's
     shape, format_rule.py; a named format where it is exact: int8 needs Wp == Wn; else the index
     rows). Int8 weights default to int8."""
@@ -76,7 +77,7 @@ def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, mea
     if not fmt:
         if layer.weight_kind != "ternary":
             return Format.INT8, FormatSource.DEFAULT
-        fmt = default_ternary(layer, in_shape) if choices.default_ternary == AUTO else choices.default_ternary
+        fmt = default_ternary(layer, in_shape, cls) if choices.default_ternary == AUTO else choices.default_ternary
         exact = primitives.formats_for(layer, in_shape) + (Format.FLOAT,)
         return (fmt if fmt in exact else FALLBACK_TERNARY), FormatSource.DEFAULT
     if fmt not in TERNARY_FORMATS:
@@ -123,7 +124,7 @@ def plan_layers(mod, isa_class: IsaClass, choices: LayerChoices = LayerChoices()
                 decided.add(name)
                 shape = input_shape(pattern, m)
                 layer = dead_taps.crop(checked.layer, shape)
-                fmt, source = choose_format(layer, shape, choices, measured)
+                fmt, source = choose_format(layer, shape, choices, measured, isa_class)
                 if fmt == Format.FLOAT:
                     plan.keep_float(name, "float requested")
                     continue

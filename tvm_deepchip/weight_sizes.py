@@ -8,8 +8,10 @@ the compile report's weight_bytes) all call these.
 What the kernels read at run time (primitives/), in bytes:
   index_rows_bytes   the sparse kernels' balanced offset rows and row tables (sparse_rows.pack_rows:
                      uint16 offsets where they fit, else int32; int32 row table), as stored
-  bit_planes_bytes   the packed kernels' two uint32 bit-planes per output channel: 2 bits a
+  bit_planes_bytes   the packed convs' two uint32 bit-planes per output channel: 2 bits a
                      weight, each plane padded to whole 32-bit words
+  bit_words_bytes    the packed dense kernel's words (bit_dot): 2 bits a weight, channels padded
+                     to 16 and inputs to 4
 The stored artifact (encodings.py), in bytes:
   stored_bytes       encodings.encode's stream of the signs, header included
 Ideal forms, bits per weight, no padding (the quantizer's report: what a format costs at best):
@@ -43,6 +45,11 @@ def index_rows_bytes(rows_p: np.ndarray, map_p: np.ndarray, rows_n: np.ndarray, 
 def bit_planes_bytes(out_channels: int, taps: int) -> int:
     """Run-time bytes of the packed kernels' planes: [Co, 2, ceil(K / 32)] uint32."""
     return out_channels * PLANES * math.ceil(taps / WORD_BITS) * (WORD_BITS // 8)
+
+
+def bit_words_bytes(out_channels: int, k: int) -> int:
+    """Run-time bytes of the packed dense kernel's words (bit_dot): [Co/16, K/4, 2] uint64."""
+    return math.ceil(out_channels / 16) * math.ceil(k / 4) * PLANES * 8
 
 
 def stored_bytes(signs, encoding: str, param: int | None = None) -> int:

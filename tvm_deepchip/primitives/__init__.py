@@ -156,7 +156,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         in_dtype=io[1],
         layer_out_shape=tuple(int(s) for s in geo.out_shape()),
         te_add=te_add,
-        dot_operand=operand if prim.format in (Format.INT8, Format.DOT) else None,
+        dot_operand=getattr(weights, "operand", None),  # the dot-product forms (Int8Weights, bit_dot.BitWords)
     )
 
 
