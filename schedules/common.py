@@ -288,7 +288,11 @@ def _finish_layout(sch, prod) -> None:
     """One data-movement pass, vectorized along its last axis."""
     loops = sch.get_loops(prod)
     split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
-    if split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
+    if split is not None and len(loops) == 3:  # [N, flat, group]: a group of channels per position
+        h, w = (int(v) for v in split)
+        _, _, xl = sch.split(loops[1], [None, h, w])
+        sch.vectorize(sch.fuse(xl, loops[2]))
+    elif split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
         h, w = (int(v) for v in split)
         _, _, xl = sch.split(loops[-1], [None, h, w])
         sch.vectorize(xl)

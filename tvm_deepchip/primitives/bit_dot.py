@@ -33,7 +33,7 @@ from .record import Weights, scalar
 CHANNELS = 16  # output channels a word covers
 GROUP = 4  # inputs a word covers
 PLANES = (1, -1)  # the sign each plane marks
-MAX_TILE_VECTORS = 8  # accumulator registers a tile uses (AVX2 has 16 vector registers)
+MAX_TILE_ROWS = 4  # rows (images, conv positions) a register tile multiplies each expanded word with
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,80 +72,103 @@ def unpack(w: BitWords, co: int, k: int) -> np.ndarray:
     return signs.reshape(cb, kq, CHANNELS, GROUP).transpose(0, 2, 1, 3).reshape(cb * CHANNELS, kq * GROUP)[:co, :k]
 
 
-def np_sums(qx: np.ndarray, w: BitWords, co: int) -> tuple[np.ndarray, np.ndarray]:
-    """numpy: (S+, S-) [N, Co] of the shifted codes, in int64."""
-    k = qx.shape[1]
-    xs = qx.astype(np.int64) + code_shift(str(qx.dtype), w.operand)
-    codes = unpack(w, co, k).astype(np.int64)
+def np_sums(rows: np.ndarray, in_dtype: str, w: BitWords, co: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy: (S+, S-) [M, Co] in int64 of M rows of K input codes of type `in_dtype`, shifted
+    into the operand type as the kernel does."""
+    xs = rows.astype(np.int64) + code_shift(in_dtype, w.operand)
+    codes = unpack(w, co, rows.shape[1]).astype(np.int64)
     return xs @ (codes > 0).T.astype(np.int64), xs @ (codes < 0).T.astype(np.int64)
 
 
-def te_groups(x, w: BitWords, read=None):
-    """[N, K/4, 4] input codes shifted into the operand type, the tail zero (TE layout stage);
-    `read(i, t)`: input code t of image i (default x[i, t])."""
+def te_groups(m: int, k: int, in_dtype: str, w: BitWords, read):
+    """[M, K/4, 4]: code t of row i (`read(i, t)`, of type `in_dtype`) shifted into the operand
+    type, t < K; zero after (TE layout stage)."""
     from tvm import te, tirx
 
-    n, kq = int(x.shape[0]), int(w.words.shape[1])
-    k = int(x.shape[1]) if read is None else None
-    read = read or (lambda i, t: x[i, t])
-    shift = code_shift(str(x.dtype), w.operand)
-    last = (k or kq * GROUP) - 1
+    kq = int(w.words.shape[1])
+    shift = code_shift(in_dtype, w.operand)
 
     def value(i, q, j):
         t = q * GROUP + j
-        v = (read(i, tirx.min(t, last)).astype("int16") + shift).astype(w.operand)
-        return v if k is None or k % GROUP == 0 else tirx.if_then_else(t <= last, v, tirx.const(0, w.operand))
+        v = (read(i, tirx.min(t, k - 1)).astype("int16") + shift).astype(w.operand)
+        return v if k % GROUP == 0 else tirx.if_then_else(t < k, v, tirx.const(0, w.operand))
 
-    return te.compute((n, kq, GROUP), value, name="xgroups", attrs=roles.attrs(roles.LAYOUT))
+    return te.compute((m, kq, GROUP), value, name="xgroups", attrs=roles.attrs(roles.LAYOUT))
 
 
-def te_sums(xg, w: BitWords, cls, parallel: bool):
-    """sums [N, 2, Cp] int32 (te.extern over the grouped codes and the words)."""
-    from tvm import te
+def te_sums(layout, w: BitWords, cls, parallel: bool, rows: int, quad=None, steps: tuple | None = None):
+    """sums [M, 2, Cp] int32 of M rows (te.extern over `layout` and the words). Default: the rows
+    of grouped codes te_groups made ([M, K/4, 4]). Else `quad(buf, row, qs)`: the 4 codes (a vector
+    load from the layout's buffer) row `row` multiplies with word q, its index in the nested loops
+    of extents `steps` (row-major; their product is K/4): a conv's windows read in place
+    (packed_windows)."""
+    from tvm import te, tirx
 
-    n, cb = int(xg.shape[0]), int(w.words.shape[0])
-    return te.extern([(n, len(PLANES), cb * CHANNELS)], [xg, w.words],
-                     lambda ins, outs: _body(ins[0], ins[1], outs[0], cls, parallel),
+    cb = int(w.words.shape[0])
+    steps = steps or (int(w.words.shape[1]),)
+    quad = quad or (lambda buf, row, qs: tirx.BufferLoad(buf, [row, qs[0], tirx.Ramp(0, 1, GROUP)]))
+    return te.extern([(rows, len(PLANES), cb * CHANNELS)], [layout, w.words],
+                     lambda ins, outs: _body(ins[0], ins[1], outs[0], cls, parallel, rows, quad, steps),
                      dtype=["int32"], name="bit_sums", attrs=roles.attrs(roles.ACCUMULATOR))
 
 
-def _body(xg, words, out, cls, parallel):
+def _tile(cb: int, rows: int, pieces: int, budget: int) -> tuple[int, int]:
+    """(channel blocks, rows) of a register tile: each expanded word serves the tile's rows (up to
+    MAX_TILE_ROWS, preferred), each input group its channel blocks; the accumulators (rows x blocks
+    x 2 planes x pieces vectors) within `budget` registers."""
+    for tr in sorted({min(rows, MAX_TILE_ROWS), 2, 1}, reverse=True):
+        for rc in (4, 2, 1):
+            if tr <= rows and cb % rc == 0 and tr * rc * len(PLANES) * pieces <= budget:
+                return rc, tr
+    return 1, 1
+
+
+def _body(layout, words, out, cls, parallel, m_rows, quad, steps):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
     from .bit_dot_steps import step_for
 
-    step = step_for(cls, str(xg.dtype))
-    n_img, kq, cb = int(xg.shape[0]), int(xg.shape[1]), int(words.shape[0])
+    step = step_for(cls, str(layout.dtype))
+    cb = int(words.shape[0])
     lanes, pieces = step.lanes, CHANNELS // step.lanes
-    rc = next(r for r in (4, 2, 1) if cb % r == 0 and r * len(PLANES) * pieces <= MAX_TILE_VECTORS or r == 1)
+    rc, tr = _tile(cb, m_rows, pieces, cls.vector_registers // 2)
     bits = CHANNELS * GROUP // pieces
     zero = tirx.Broadcast(tirx.const(0, "int32"), lanes)
+    vectors = [(r, p, s) for r in range(rc) for p in range(len(PLANES)) for s in range(pieces)]
 
-    def at(r, p, s):
-        return tirx.Ramp(((r * len(PLANES) + p) * pieces + s) * lanes, 1, lanes)
+    def at(i, r, p, s):  # row i of the tile, vector (r, p, s)
+        return tirx.Ramp((((i * rc + r) * len(PLANES) + p) * pieces + s) * lanes, 1, lanes)
 
+    def tile(cbo, first, rows):  # rows first .. first + rows - 1 against channel blocks cbo * rc ..
+        acc = T.alloc_buffer((rows * rc * len(PLANES) * CHANNELS,), "int32", scope="global")  # on the stack
+        for i in range(rows):
+            for v in vectors:
+                T.buffer_store(acc, zero, [at(i, *v)])
+        with T.grid(*steps) as qs:
+            qs = [qs] if isinstance(qs, tirx.Var) else list(qs)
+            q = qs[0]
+            for v, e in zip(qs[1:], steps[1:]):
+                q = q * e + v
+            quads = [quad(layout, first + i, qs) for i in range(rows)]
+            for r, p, s in vectors:
+                word = tirx.BufferLoad(words, [cbo * rc + r, q, p])
+                piece = word if pieces == 1 else tirx.Cast(f"uint{bits}", word >> tirx.const(s * bits, "uint64"))
+                signs = tirx.Cast(f"int8x{bits}", tirx.reinterpret(f"int1x{bits}", piece))  # -1 / 0
+                for i in range(rows):  # one expansion, `rows` dot products
+                    T.buffer_store(acc, step.dot(tirx.BufferLoad(acc, [at(i, r, p, s)]), quads[i], signs), [at(i, r, p, s)])
+        for i in range(rows):
+            for r, p, s in vectors:
+                c = tirx.Ramp((cbo * rc + r) * CHANNELS + s * lanes, 1, lanes)
+                T.buffer_store(out, zero - tirx.BufferLoad(acc, [at(i, r, p, s)]), [first + i, p, c])
+
+    whole, rest = divmod(m_rows, tr)
     with IRBuilder() as ib:
-        with T.serial(0, n_img) as n:
-            with (T.parallel if parallel else T.serial)(0, cb // rc) as cbo:
-                acc = T.alloc_buffer((rc * len(PLANES) * CHANNELS,), "int32", scope="global")  # on the stack
-                for r in range(rc):
-                    for p in range(len(PLANES)):
-                        for s in range(pieces):
-                            T.buffer_store(acc, zero, [at(r, p, s)])
-                with T.serial(0, kq) as q:
-                    quad = tirx.BufferLoad(xg, [n, q, tirx.Ramp(0, 1, GROUP)])
-                    for r in range(rc):
-                        for p in range(len(PLANES)):
-                            word = tirx.BufferLoad(words, [cbo * rc + r, q, p])
-                            for s in range(pieces):
-                                piece = word if pieces == 1 else tirx.Cast(f"uint{bits}", word >> tirx.const(s * bits, "uint64"))
-                                signs = tirx.Cast(f"int8x{bits}", tirx.reinterpret(f"int1x{bits}", piece))  # -1 / 0
-                                T.buffer_store(acc, step.dot(tirx.BufferLoad(acc, [at(r, p, s)]), quad, signs), [at(r, p, s)])
-                for r in range(rc):
-                    for p in range(len(PLANES)):
-                        for s in range(pieces):
-                            c = tirx.Ramp((cbo * rc + r) * CHANNELS + s * lanes, 1, lanes)
-                            T.buffer_store(out, zero - tirx.BufferLoad(acc, [at(r, p, s)]), [n, p, c])
+        with (T.parallel if parallel else T.serial)(0, cb // rc) as cbo:
+            if whole:
+                with T.serial(0, whole) as t:
+                    tile(cbo, t * tr, tr)
+            if rest:
+                tile(cbo, whole * tr, rest)
     return ib.get()

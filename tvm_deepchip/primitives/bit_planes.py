@@ -35,12 +35,13 @@ def te_bit(planes, c, plane, k):
 class BitPlanes(Weights):
     planes: object  # uint32 [Co, 2, words]
     taps: int = scalar(0)  # the largest +1 or -1 count of a channel: bounds the accumulators
+    operand: str = scalar("uint8")  # the type the input codes are summed in (shifted into it)
 
     @classmethod
-    def of(cls, signs2d: np.ndarray) -> "BitPlanes":
+    def of(cls, signs2d: np.ndarray, operand: str = "uint8") -> "BitPlanes":
         """[Co, K] signs, K in the kernel's reduction order."""
         taps = max(int((signs2d == v).sum(1).max()) for v in (1, -1))
-        return cls(pack_bits(signs2d), taps)
+        return cls(pack_bits(signs2d), taps, operand)
 
     def nbytes(self) -> int:
         """What the packed kernels read at run time (weight_sizes: the one count of this form)."""

@@ -4,33 +4,43 @@ bit_planes holds one bit per tap (ci, ky, kx) for +1 weights, one for -1, 32 tap
 word. The kernel walks every tap (dense in K), decodes the two bits in registers and
 adds the input code where a bit is set: the weights take 16x less memory than FP32 whatever the
 sparsity, at the cost of visiting the zero taps too. Same flat input layout as the sparse form.
+A conv of few output positions runs its windows through the dot product instead (packed_windows).
+
+Input codes are shifted into the dot products' operand type (int8_weights.dot_operand: uint8 on
+x86, int8 on ARM) in both forms, so one epilogue (int8_weights.epilogue) takes the shift back out.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize, roles
+from . import conv_layout, packed_windows, requantize, roles
 from .bit_planes import BitPlanes, te_bit, unpack_bits
-from .conv_layout import ConvGeometry, acc_dtype, np_windows, position, space, te_dense_taps, te_flat, te_output
+from .conv_layout import ConvGeometry, acc_dtype, code_shift, np_windows, position, space, te_dense_taps, te_flat, te_output
+from .int8_weights import epilogue
 from .record import Primitive, Site, rule_of
 
 STEM = "ternary_conv2d_packed"
 RULE = rule_of(STEM)
 
 
-def pack(layer, geo: ConvGeometry, operand=None) -> BitPlanes:
-    """Bit-planes over the taps in the kernel's reduction order (conv_layout.phase_kernel)."""
-    return BitPlanes.of(geo.phase_kernel(layer.codes).reshape(geo.co, -1))
+def pack(layer, geo: ConvGeometry, operand: str = "uint8"):
+    """Bit-planes over the taps in the kernel's reduction order (conv_layout.phase_kernel), or the
+    windows' words (packed_windows)."""
+    if packed_windows.covers(geo):
+        return packed_windows.pack(layer, geo, operand)
+    return BitPlanes.of(geo.phase_kernel(layer.codes).reshape(geo.co, -1), operand)
 
 
 def compute(x, w: BitPlanes, consts, site: Site):
     """TE definition: every tap visited, its two bits decoded."""
     from tvm import te, tirx
 
+    if packed_windows.covers(site.geo):
+        return packed_windows.compute(x, w, consts, site)
     geo, planes = site.geo, w.planes
-    acc = acc_dtype(x.dtype, w.taps)
-    xf = te_flat(x, geo, site.zp)
+    acc = acc_dtype(w.operand, w.taps)
+    xf = te_flat(x, geo, site.zp, dtype=w.operand)
     zero = tirx.const(0, acc)
     out_space = space(geo)
 
@@ -52,14 +62,18 @@ def compute(x, w: BitPlanes, consts, site: Site):
 
 
 def reference(qx: np.ndarray, w: BitPlanes, site: Site) -> np.ndarray:
-    """numpy: decode the planes, then the same integer sums (im2col) and epilogue."""
+    """numpy: decode the planes, then the same integer sums (im2col) of the same shifted codes and
+    epilogue."""
+    if packed_windows.covers(site.geo):
+        return packed_windows.reference(qx, w, site)
     geo = site.geo
     k = geo.planes * geo.khq * geo.kwq
     signs = geo.unphase_kernel(unpack_bits(w.planes, k)).reshape(geo.co, -1).astype(np.int64)
-    win = np_windows(qx, geo, site.zp)  # n, ho, wo, K
+    shift = code_shift(str(qx.dtype), w.operand)
+    win = np_windows(qx, geo, site.zp) + shift  # n, ho, wo, K (the padding's zero point shifted too)
     acc_p = np.einsum("nhwk,ck->nchw", win, (signs > 0).astype(np.int64))
     acc_n = np.einsum("nhwk,ck->nchw", win, (signs < 0).astype(np.int64))
     return requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
 
 
-PRIMITIVE = Primitive("conv2d", Format.PACKED, STEM, "ternary", conv_layout.geometry, pack, compute, reference)
+PRIMITIVE = Primitive("conv2d", Format.PACKED, STEM, "ternary", conv_layout.geometry, pack, compute, reference, epilogue)

@@ -5,8 +5,8 @@ dot-product instruction (bit_dot: each word of 16 channels x 4 inputs expanded i
     y[n, c]     = requantize(Wp[c] * acc_p - Wn[c] * acc_n)
 
 Every weight is visited, 64 a VNNI instruction (16 on NEON), in the memory of the index rows at
-90% zeros and an eighth of the dot form's byte planes (ternary_dense_dot). A conv whose kernel
-covers its input runs it too (ternary_conv2d_packed). Input codes of the other 8-bit type are
+90% zeros and an eighth of the dot form's byte planes (ternary_dense_dot). A packed conv with few
+output positions runs it over its windows (packed_windows). Input codes of the other 8-bit type are
 shifted into the operand and the epilogue takes the shift back out (int8_weights.epilogue).
 """
 from __future__ import annotations
@@ -37,14 +37,15 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site):
 
 def te_padded(x, w: bit_dot.BitWords, consts, site: Site, read=None, rule: str = RULE):
     """The epilogue over the padded channels [N, Co rounded up to 16] (TE; the block carrying
-    schedule rule `rule`); `read(i, t)`: input code t of image i (bit_dot.te_groups)."""
+    schedule rule `rule`); `read(i, t)`: input code t of row i (default x[i, t]; a conv's windows:
+    packed_windows)."""
     from tvm import te, tirx
 
     geo = site.geo
-    xg = bit_dot.te_groups(x, w, read)
+    xg = bit_dot.te_groups(geo.n, geo.k, str(x.dtype), w, read or (lambda i, t: x[i, t]))
     cp = int(w.words.shape[0]) * bit_dot.CHANNELS
     macs = len(bit_dot.PLANES) * geo.n * cp * int(w.words.shape[1]) * bit_dot.GROUP
-    sums = bit_dot.te_sums(xg, w, site.isa, parallel=macs >= PARALLEL_MIN_MACS)
+    sums = bit_dot.te_sums(xg, w, site.isa, macs >= PARALLEL_MIN_MACS, geo.n)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, lambda n, c: sums[n, 0, c], lambda n, c: sums[n, 1, c], consts,
                             index_channel=lambda idx: tirx.min(idx[1], last))
@@ -53,7 +54,7 @@ def te_padded(x, w: bit_dot.BitWords, consts, site: Site, read=None, rule: str =
 
 def reference(qx: np.ndarray, w: bit_dot.BitWords, site: Site) -> np.ndarray:
     """numpy: the same shifted codes, the same sums, the same integer epilogue."""
-    acc_p, acc_n = bit_dot.np_sums(qx, w, site.geo.co)
+    acc_p, acc_n = bit_dot.np_sums(qx, str(qx.dtype), w, site.geo.co)
     return requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
 
 
