@@ -10,9 +10,10 @@ import tvm
 from tvm import relax
 
 import tvm_deepchip
-from tvm_deepchip import oracle
+from tvm_deepchip import isa, oracle
 from tvm_deepchip.errors import InputError, ToolchainError, UnsupportedError
 from tvm_deepchip.formats import FALLBACK_TERNARY
+import isa_devices
 from qdq_builders import QDQBuilder, small_convnet
 
 
@@ -190,13 +191,20 @@ def test_binary_weight_model_runs_on_integer_kernels():
         assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())
 
 
-def test_convs_on_one_pixel_maps_drop_their_padding_taps_and_run_the_dot_form():
+@pytest.mark.parametrize("cls, conv7, others", [
+    ("x86-avx2", "ternary_conv2d_dot", "ternary_conv2d_sparse"),  # dot: 512 channels, ~13 taps each
+    ("x86-avx512-vnni", "ternary_conv2d_packed", "ternary_conv2d_packed"),  # bit_dot over their one window
+])
+def test_convs_on_one_pixel_maps_drop_their_padding_taps(monkeypatch, cls, conv7, others):
     """SVHN ConvNet on 8x8 images: conv4-7 run their 3x3 / 5x5 kernels on 1x1 maps padded to the
     kernel. dead_taps.crop keeps the centre tap, the rest read only padding; each is then a
-    one-position layer, and conv7 (512 channels of short lists) runs format_rule's dot form. The model agrees
-    with onnxruntime on the same QDQ file (which computes the padded taps)."""
+    one-position layer, which format_rule runs by its class: on AVX2 conv7 (512 channels of short
+    lists) in the dot form, the others in index rows; on AVX-512 all four as bit-planes through the
+    dot product (packed_windows). The model agrees with onnxruntime on the same QDQ file (which
+    computes the padded taps), where this machine runs the class."""
     from tvm_deepchip import models
 
+    monkeypatch.setenv(isa.X86_SWITCH, cls)
     rng = np.random.default_rng(3)
     q, _ = tvm_deepchip.quantize(models.svhn_convnet(in_hw=8, in_ch=1), calib=rng.random((16, 1, 8, 8), dtype=np.float32),
                                  sparsity=0.9)
@@ -205,9 +213,10 @@ def test_convs_on_one_pixel_maps_drop_their_padding_taps_and_run_the_dot_form():
     for name, k in (("conv4", 3), ("conv5", 3), ("conv6", 3), ("conv7", 5)):
         row = rows[name]
         assert row["shape"][2:] == [1, 1] and f"kernel {k}x{k} -> 1x1 on its 1x1 input" in row["note"], row
-        expected = ("dot", "ternary_conv2d_dot") if name == "conv7" else ("sparse", "ternary_conv2d_sparse")
-        assert (row["format"], row["primitive"]) == expected, row  # (dot: 512 channels, ~13 taps each)
+        assert row["primitive"] == (conv7 if name == "conv7" else others), row
     assert rows["conv2"]["shape"][2:] == [3, 3] and "note" not in rows["conv2"]  # a 2x2 map: every tap reads it
+    if not isa_devices.runs_natively(isa.get(cls)):
+        return
     step = last_layer_step(q)
     for _ in range(4):
         x = rng.random((1, 1, 8, 8), dtype=np.float32)

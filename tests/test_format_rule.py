@@ -112,3 +112,20 @@ def test_small_dense_layers_run_their_bit_planes_through_the_dot_product(sparsit
     assert format_rule.default_ternary(dense, (1, 512), None if cls is None else isa.get(cls)) == expected
     if cls is not None:  # the planner passes its class
         assert choose_format(dense, (1, 512), LayerChoices(), {}, isa.get(cls))[0] == expected
+
+
+@pytest.mark.parametrize("cls, small_map, covering", [
+    ("x86-avx512-vnni", Format.PACKED, Format.PACKED),  # packed_windows: bit_dot over 4 / 1 windows
+    ("x86-avx2", Format.SPARSE, Format.DOT),  # rows on the 2x2 map; many short lists: the dot form
+])
+def test_convs_of_few_positions_run_their_windows_where_bits_expand_cheaply(cls, small_map, covering):
+    """The bundled digits model's shapes: a 3x3 conv on a 2x2 map (4 positions) and its 128 -> 512
+    1x1 conv on a 1x1 map (the kernel covers the input)."""
+    from tvm_deepchip import isa
+
+    rng = np.random.default_rng(7)
+    conv = pc.make_layer(rng, "conv2d", "ternary", (128, 128, 3, 3), pad=1)
+    point = pc.make_layer(rng, "conv2d", "ternary", (512, 128, 1, 1))
+    assert format_rule.default_ternary(conv, (1, 128, 2, 2), isa.get(cls)) == small_map
+    assert format_rule.default_ternary(point, (1, 128, 1, 1), isa.get(cls)) == covering
+    assert format_rule.default_ternary(conv, (1, 128, 3, 3), isa.get(cls)) == Format.SPARSE  # 9 positions: rows

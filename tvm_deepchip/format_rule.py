@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import Format
-from .primitives import conv_layout, int8_conv2d, ternary_conv2d_delta
+from .primitives import conv_layout, int8_conv2d, packed_windows, ternary_conv2d_delta
 
 # A spatial walk over fewer positions than this (one int16 AVX-512 vector) does about as many
 # decode ops as adds: the digits model's 4x4 maps (24 positions with their border columns) ran at
@@ -75,19 +75,22 @@ def _short_lists(layer, taps: int) -> bool:
     return co >= DOT_MIN_CHANNELS and taps <= DOT_MAX_TAPS_PER_CHANNEL * co and layer.codes.size <= DOT_MAX_WEIGHTS
 
 
-# A dense layer whose index rows would be small (the rows' default: under POINTWISE_MIN_ROW_BYTES)
-# runs its bit-planes through the dot-product instruction (ternary_dense_packed, bit_dot) where
+# A dense layer, or a conv of at most packed_windows.MAX_POSITIONS output positions, whose index
+# rows would be small (under POINTWISE_MIN_ROW_BYTES) runs its bit-planes through the dot-product
+# instruction (ternary_dense_packed and packed_windows: bit_dot) where
 # the target expands a word of bits in registers cheaply (IsaClass.mask_registers: AVX-512) and
 # the planes take at most PACKED_MAX_BYTES_OVER_ROWS the rows' bytes (at 90% zeros about 1.2x).
 # Measured (AMD EPYC znver5, one layer alone, fastest of 15 x 50 runs, AVX-512 VNNI build, 90%
 # zeros): the MLP's 512x512 layer 1.84 us against the rows' 6.09 (dot form 5.29), LeNet's fc1
-# (512 -> 128) 0.46 against 1.38. On AVX2 the expansion costs 4 instructions a 32 weights before
-# the two of vpmaddubsw + vpmaddwd, and the MLP's layer took 8.3 us against the rows' 6.1.
+# (512 -> 128) 0.46 against 1.38; the digits model's convs on 2x2 maps 1.2 / 2.2 / 2.1 us against
+# 2.2 / 3.9 / 3.8, its conv7 (1x1 on a 1x1 map) 0.5 against the dot form's 1.07. On AVX2 the
+# expansion costs 4 instructions a 32 weights before the two of vpmaddubsw + vpmaddwd: the MLP's
+# layer took 8.3 us against the rows' 6.1, the digits model's 2x2 convs 6.5-7.5 against 2.5-4.3.
 PACKED_MAX_BYTES_OVER_ROWS = 1.5
 
 
 def _packed_pays(layer, taps: int, cls) -> bool:
-    co, k = layer.codes.shape
+    co, k = layer.codes.shape[0], layer.codes[0].size
     planes = -(-co // 16) * 16 * -(-k // 4) * 4 // 4
     rows = ROW_BYTES_PER_TAP * taps
     return cls is not None and cls.mask_registers and rows < POINTWISE_MIN_ROW_BYTES and planes <= PACKED_MAX_BYTES_OVER_ROWS * rows
@@ -96,12 +99,14 @@ def _packed_pays(layer, taps: int, cls) -> bool:
 def default_ternary(layer, in_shape, cls=None) -> Format:
     """Format.DELTA, Format.SPARSE, Format.DOT or Format.PACKED for ternary `layer` on input
     `in_shape`, built for ISA class `cls` (None: a rule that does not depend on it)."""
+    taps = int(np.count_nonzero(layer.codes))
     if layer.op == "conv2d":
         geo = conv_layout.geometry(layer, in_shape)
+        if packed_windows.covers(geo) and _packed_pays(layer, taps, cls):
+            return Format.PACKED
         positions = ternary_conv2d_delta.walked_positions(geo)
         if positions > 1:
             return Format.DELTA if positions >= SPATIAL_MIN_POSITIONS else Format.SPARSE
-    taps = int(np.count_nonzero(layer.codes))
     if layer.op == "dense" and _packed_pays(layer, taps, cls):
         return Format.PACKED
     if _short_lists(layer, taps) and (layer.op == "dense" or int8_conv2d.covers_input(geo)):
