@@ -1,5 +1,6 @@
-"""The default kernel format of a ternary layer, from its shape: the delta lists where their walk
-pays for its decode, the index rows elsewhere.
+"""The default kernel format of a ternary layer, from its shape and the target's ISA class: the
+delta lists where their walk pays for its decode, the index rows elsewhere; on AVX-512, bit-planes
+through the dot product for dense layers and convs of few output positions whose rows are small.
 
 A delta list is decoded once per walk (a prefix sum of its gaps, then tap offsets: about one
 vector op an entry) and then read once per step of output positions; index rows need no decode.
@@ -31,6 +32,7 @@ import numpy as np
 
 from .formats import Format
 from .primitives import conv_layout, int8_conv2d, packed_windows, ternary_conv2d_delta
+from .weight_sizes import bit_words_bytes
 
 # A spatial walk over fewer positions than this (one int16 AVX-512 vector) does about as many
 # decode ops as adds: the digits model's 4x4 maps (24 positions with their border columns) ran at
@@ -83,15 +85,16 @@ def _short_lists(layer, taps: int) -> bool:
 # Measured (AMD EPYC znver5, one layer alone, fastest of 15 x 50 runs, AVX-512 VNNI build, 90%
 # zeros): the MLP's 512x512 layer 1.84 us against the rows' 6.09 (dot form 5.29), LeNet's fc1
 # (512 -> 128) 0.46 against 1.38; the digits model's convs on 2x2 maps 1.2 / 2.2 / 2.1 us against
-# 2.2 / 3.9 / 3.8, its conv7 (1x1 on a 1x1 map) 0.5 against the dot form's 1.07. On AVX2 the
+# 2.2 / 3.9 / 3.8, its conv7 (1x1 on a 1x1 map) 0.5 against the dot form's 1.07; AVX-512 build
+# without VNNI (vpmaddubsw + vpmaddwd): MLP 2.82 against 6.07, LeNet 0.71 against 1.82, the digits
+# convs 2.4 / 3.2 / 3.2 against 2.3 / 3.8 / 3.8, conv7 0.7. On AVX2 the
 # expansion costs 4 instructions a 32 weights before the two of vpmaddubsw + vpmaddwd: the MLP's
 # layer took 8.3 us against the rows' 6.1, the digits model's 2x2 convs 6.5-7.5 against 2.5-4.3.
 PACKED_MAX_BYTES_OVER_ROWS = 1.5
 
 
 def _packed_pays(layer, taps: int, cls) -> bool:
-    co, k = layer.codes.shape[0], layer.codes[0].size
-    planes = -(-co // 16) * 16 * -(-k // 4) * 4 // 4
+    planes = bit_words_bytes(layer.codes.shape[0], layer.codes[0].size)
     rows = ROW_BYTES_PER_TAP * taps
     return cls is not None and cls.mask_registers and rows < POINTWISE_MIN_ROW_BYTES and planes <= PACKED_MAX_BYTES_OVER_ROWS * rows
 
