@@ -6,7 +6,7 @@ weights (-1/0 bytes expanded from the word).
     pmaddwd   x86 without VNNI (AVX2: 8 lanes; AVX-512BW: 16): vpmaddubsw (u8 x s8 pairs into
               int16, never saturating here: |w| <= 1) then vpmaddwd against ones into int32
     sdot      aarch64 dotprod: sdot (s8 x s8), 4 lanes
-    None      aarch64 without dotprod: the 4 products as int16 multiplies, widened and added
+    None      aarch64 without dotprod: the 4 products as int32 multiplies of the widened codes, added
 
 The same instructions as the int8 kernels' tensor intrinsics (schedules/x86, schedules/arm_cpu),
 called from the hand-built loop nest instead of matched by tensorize.
