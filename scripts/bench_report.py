@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_deepchip.primitives import packed_windows
+
 PEERS = {"ort_fp32": "onnxruntime FP32", "ort_int8": "onnxruntime int8", "ov_fp32": "OpenVINO FP32",
          "ov_int8": "OpenVINO int8", "lce": "Larq Compute Engine"}  # lce: BNN rows only (scripts/bench_larq.py)
 INT8_PEERS = ("ort_int8", "ov_int8")
@@ -105,8 +107,10 @@ def layer_work(info: dict) -> tuple[str, float]:
     if info.get("format") == "xnor":
         return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
     dot = "narrow" if info.get("dot_operand") == "uint8" else "int8"  # uint8 codes: VNNI's, or vpmaddubsw's (7-bit weights)
-    one_position = _prod(oshape[2:]) == 1
-    if info.get("kind") == "ternary" and (info.get("format") == "dot" or (info.get("format") == "packed" and one_position)):
+    positions = _prod(oshape[2:])
+    one_position = positions == 1
+    windows = info.get("format") == "packed" and positions <= packed_windows.MAX_POSITIONS  # dense, packed_windows
+    if info.get("kind") == "ternary" and (info.get("format") == "dot" or windows):
         return dot, 2.0 * macs  # every weight of both planes, by dot products (packed: its bits expanded, bit_dot)
     if info.get("kind") == "ternary" and info.get("format") != "int8":
         gathers = one_position and info.get("format") in ("sparse", "delta")  # scalar gather-adds

@@ -53,8 +53,10 @@ def test_sparse_layers_with_one_output_position_are_gather_bound():
         assert kind == "gather" and taps == pytest.approx(bench_report._prod(row["shape"]) * 0.1)
         assert bench_report.roofline_us(row, {**PEAKS, "gather_per_s": 5e9}, 2) == pytest.approx(1e6 * taps / 10e9)
         assert bench_report.roofline_us(row, PEAKS, 2) == pytest.approx(1e6 * taps / 100e9)  # older sections
-    # packed: one position runs the dot products over expanded bits (bit_dot), a spatial conv adds
+    # packed: up to 4 positions run dot products over expanded bits (bit_dot, packed_windows), more add
     assert bench_report.layer_work({**fc, "format": "packed"}) == ("int8", 2.0 * 4096 * 9216)
+    windows = {**conv7, "format": "packed", "out_shape": [1, 512, 2, 2]}
+    assert bench_report.layer_work(windows) == ("int8", 2.0 * 512 * 128 * 25 * 4)
     spatial = {**conv7, "format": "packed", "out_shape": [1, 512, 4, 4]}
     assert bench_report.layer_work(spatial) == ("add", pytest.approx(512 * 128 * 25 * 16 * 0.1))
     assert bench_report.layer_work({**fc, "format": "dot"}) == ("int8", 2.0 * 4096 * 9216)  # both planes, every weight
