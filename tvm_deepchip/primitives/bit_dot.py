@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..parallel_costs import PARALLEL_MIN_MACS
 from . import roles
 from .conv_layout import _ceil, code_shift
 from .record import Weights, scalar
@@ -80,32 +81,35 @@ def np_sums(rows: np.ndarray, in_dtype: str, w: BitWords, co: int) -> tuple[np.n
     return xs @ (codes > 0).T.astype(np.int64), xs @ (codes < 0).T.astype(np.int64)
 
 
-def te_groups(m: int, k: int, in_dtype: str, w: BitWords, read):
-    """[M, K/4, 4]: code t of row i (`read(i, t)`, of type `in_dtype`) shifted into the operand
-    type, t < K; zero after (TE layout stage)."""
+def te_groups(x, w: BitWords):
+    """[N, K/4, 4]: the codes of x [N, K] shifted into the operand type, the tail zero (TE layout
+    stage)."""
     from tvm import te, tirx
 
+    m, k = (int(v) for v in x.shape)
     kq = int(w.words.shape[1])
-    shift = code_shift(in_dtype, w.operand)
+    shift = code_shift(str(x.dtype), w.operand)
 
     def value(i, q, j):
         t = q * GROUP + j
-        v = (read(i, tirx.min(t, k - 1)).astype("int16") + shift).astype(w.operand)
+        v = (x[i, tirx.min(t, k - 1)].astype("int16") + shift).astype(w.operand)
         return v if k % GROUP == 0 else tirx.if_then_else(t < k, v, tirx.const(0, w.operand))
 
     return te.compute((m, kq, GROUP), value, name="xgroups", attrs=roles.attrs(roles.LAYOUT))
 
 
-def te_sums(layout, w: BitWords, cls, parallel: bool, rows: int, quad=None, steps: tuple | None = None):
-    """sums [M, 2, Cp] int32 of M rows (te.extern over `layout` and the words). Default: the rows
-    of grouped codes te_groups made ([M, K/4, 4]). Else `quad(buf, row, qs)`: the 4 codes (a vector
-    load from the layout's buffer) row `row` multiplies with word q, its index in the nested loops
-    of extents `steps` (row-major; their product is K/4): a conv's windows read in place
-    (packed_windows)."""
+def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None = None):
+    """sums [M, 2, Cp] int32 of M rows (te.extern over `layout` and the words), channel blocks on
+    both cores where the multiply-adds pay a launch (parallel_costs.PARALLEL_MIN_MACS). Default:
+    the rows of grouped codes te_groups made ([M, K/4, 4]). Else `quad(buf, row, qs)`: the 4 codes
+    (a vector load from the layout's buffer) row `row` multiplies with word q, its index in the
+    nested loops of extents `steps` (row-major; their product is K/4): a conv's windows read in
+    place (packed_windows)."""
     from tvm import te, tirx
 
-    cb = int(w.words.shape[0])
-    steps = steps or (int(w.words.shape[1]),)
+    cb, kq = (int(v) for v in w.words.shape[:2])
+    steps = steps or (kq,)
+    parallel = len(PLANES) * rows * cb * CHANNELS * kq * GROUP >= PARALLEL_MIN_MACS
     quad = quad or (lambda buf, row, qs: tirx.BufferLoad(buf, [row, qs[0], tirx.Ramp(0, 1, GROUP)]))
     return te.extern([(rows, len(PLANES), cb * CHANNELS)], [layout, w.words],
                      lambda ins, outs: _body(ins[0], ins[1], outs[0], cls, parallel, rows, quad, steps),

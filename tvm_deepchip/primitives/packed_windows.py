@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parallel_costs import PARALLEL_MIN_MACS
-from . import bit_dot, requantize, roles, ternary_dense_packed
+from . import bit_dot, requantize, ternary_dense_packed
 from .bit_dot import GROUP
 from .conv_layout import ConvGeometry, np_windows, te_flat
 from .record import Site
@@ -63,15 +62,8 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site):
         at = g.base(p // geo.wo, p % geo.wo) + g.tap_offset(*qs)
         return tirx.BufferLoad(buf, [n, at, tirx.Ramp(0, 1, GROUP)])
 
-    cp = int(w.words.shape[0]) * bit_dot.CHANNELS
-    rows = geo.n * per
-    macs = len(bit_dot.PLANES) * rows * cp * int(w.words.shape[1]) * GROUP
-    sums = bit_dot.te_sums(xf, w, site.isa, macs >= PARALLEL_MIN_MACS, rows, quad, (g.ci, g.sh, g.sw, g.khq, g.kwq))
-    last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
-    f = requantize.te_apply(site.epi, lambda r, c: sums[r, 0, c], lambda r, c: sums[r, 1, c], consts,
-                            index_channel=lambda idx: tirx.min(idx[1], last))
-    y = te.compute((rows, cp), lambda *i: f(i), name=roles.EPILOGUE_NAME,
-                   attrs=roles.epilogue_attrs(ternary_dense_packed.RULE))
+    sums = bit_dot.te_sums(xf, w, site.isa, geo.n * per, quad, (g.ci, g.sh, g.sw, g.khq, g.kwq))
+    y = ternary_dense_packed.te_epilogue(sums, consts, site.epi, geo.co)
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n * per + oy * geo.wo + ox, c], name="crop")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from ..parallel_costs import PARALLEL_MIN_MACS
 from . import bit_dot, dense_layout, requantize, roles
 from .int8_weights import epilogue
 from .record import Primitive, Site, rule_of
@@ -31,25 +30,21 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site):
     """TE definition. x: [N, K] 8-bit codes; w: the words (bit_dot)."""
     from tvm import te
 
-    y = te_padded(x, w, consts, site)
-    return te.compute(site.geo.out_shape(), lambda n, c: y[n, c], name="crop")
+    geo = site.geo
+    y = te_epilogue(bit_dot.te_sums(bit_dot.te_groups(x, w), w, site.isa, geo.n), consts, site.epi, geo.co)
+    return te.compute(geo.out_shape(), lambda n, c: y[n, c], name="crop")
 
 
-def te_padded(x, w: bit_dot.BitWords, consts, site: Site, read=None, rule: str = RULE):
-    """The epilogue over the padded channels [N, Co rounded up to 16] (TE; the block carrying
-    schedule rule `rule`); `read(i, t)`: input code t of row i (default x[i, t]; a conv's windows:
-    packed_windows)."""
+def te_epilogue(sums, consts, epi, co: int):
+    """The epilogue [M, Cp] of bit_dot's sums [M, 2, Cp] (TE; the block carrying this primitive's
+    schedule rule): the packed dense layer's, and a packed conv's over its windows (packed_windows)."""
     from tvm import te, tirx
 
-    geo = site.geo
-    xg = bit_dot.te_groups(geo.n, geo.k, str(x.dtype), w, read or (lambda i, t: x[i, t]))
-    cp = int(w.words.shape[0]) * bit_dot.CHANNELS
-    macs = len(bit_dot.PLANES) * geo.n * cp * int(w.words.shape[1]) * bit_dot.GROUP
-    sums = bit_dot.te_sums(xg, w, site.isa, macs >= PARALLEL_MIN_MACS, geo.n)
-    last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
-    f = requantize.te_apply(site.epi, lambda n, c: sums[n, 0, c], lambda n, c: sums[n, 1, c], consts,
+    last = co - 1  # padded channels read the last channel's constants; they are cropped
+    f = requantize.te_apply(epi, lambda r, c: sums[r, 0, c], lambda r, c: sums[r, 1, c], consts,
                             index_channel=lambda idx: tirx.min(idx[1], last))
-    return te.compute((geo.n, cp), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
+    shape = (int(sums.shape[0]), int(sums.shape[2]))
+    return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def reference(qx: np.ndarray, w: bit_dot.BitWords, site: Site) -> np.ndarray:
