@@ -249,6 +249,12 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     return sch
 
 
+def schedule_nothing(sch, epilogue, knobs, isa: IsaClass):
+    """A primitive that is one hand-built loop nest (te.extern) carrying its own vectors and split
+    over cores: nothing is left to schedule."""
+    return sch
+
+
 def schedule_bit_dot(sch, epilogue, knobs, isa: IsaClass):
     """Bit-plane dot products (primitives/bit_dot): the sums are a hand-built loop nest with its
     own vectors and split over cores; left are the grouped input codes, the epilogue along the

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tvm_deepchip import isa
 from tvm_deepchip.primitives import (
     binary_pack,
+    int8_max_pool,
     ternary_conv2d_delta,
     ternary_conv2d_packed,
     ternary_conv2d_sparse,
@@ -22,7 +23,7 @@ from tvm_deepchip.primitives import (
 )
 
 from . import TARGET_KEYS, register
-from .common import schedule_bit_dot, schedule_dense, schedule_spatial, schedule_walked
+from .common import schedule_bit_dot, schedule_dense, schedule_nothing, schedule_spatial, schedule_walked
 from .xnor import schedule_pack, schedule_xnor
 
 # rule -> (skeleton, its parameters)
@@ -41,7 +42,9 @@ SKELETONS = {
     # binary inputs and weights: popcounts of XOR, vectors over output channels
     xnor_conv2d.RULE: (schedule_xnor, {}),
     xnor_dense.RULE: (schedule_xnor, {}),
-    binary_pack.PACK_RULE: (schedule_pack, {}),  # binarized inputs packed (bit planes, or the XNOR epilogue's form)
+    binary_pack.PACK_RULE: (schedule_pack, {}),
+    # 8-bit max pool: a hand-built loop nest, vectors and split over cores included
+    int8_max_pool.RULE: (schedule_nothing, {}),  # binarized inputs packed (bit planes, or the XNOR epilogue's form)
 }
 
 

@@ -21,6 +21,10 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   AlexNet's second 3x3/2 pool (292 K taps) 370-430 -> 190-260 us on 2 cores, its first (420 K)
 #   19-42 -> 23-31 (this machine's noise), its last (83 K) lost; SVHN ConvNet's 2x2 pools (62 K,
 #   21 K taps) lost (2.7 -> 3.4 us).
+# - PARALLEL_MIN_POOL_LANES, our 8-bit max pool (primitives/int8_max_pool: row vectors x window
+#   rows, in lanes), AMD EPYC znver5, AVX-512 build, fastest of 15 x 200: AlexNet's pools (285 K,
+#   202 K, 40 K lanes) 3.5 / 4.0 / 2.7 us on 2 cores against 3.7 / 4.0 / 1.8 on one; SVHN's 2x2
+#   pools 2.2 us on 2 cores against 0.4-0.6 on one.
 # - PARALLEL_MIN_POPCOUNT_WORDS, the XNOR kernels' popcounted 32-bit words (schedules/xnor.py), on an
 #   Intel Xeon (AVX-512 VPOPCNTDQ build), output positions split over 2 cores: 147-590 K words gain
 #   1.3-1.8x (16x16 maps: 16.5 -> 10.9 us, 83.9 -> 47.2), 74 K words gain on 4x4 and 8x8 maps
@@ -44,6 +48,7 @@ PARALLEL_MIN_MACS = 1_000_000
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 PARALLEL_MIN_WINDOW_TAPS = 200_000
+PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see above)
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)

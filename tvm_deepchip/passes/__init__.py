@@ -6,7 +6,8 @@ then TVM's common-subexpression elimination: ONNX QDQ graphs quantize a tensor o
 (a residual block's sum: once for the next conv, once more for the next skip connection); with
 the duplicate gone, TVM's fusion puts add, ReLU and quantize into one kernel writing 8-bit codes
 instead of a float tensor and a separate quantize (19 of them in ResNet-44); then each such
-quantized add becomes an integer kernel (integer_add.py).
+quantized add becomes an integer kernel (integer_add.py), and each 8-bit max pool our
+branch-free pool (integer_pool.py).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from tvm import relax
 
 from .integer_add import IntegerAdd
 from .integer_data_movement import IntegerDataMovement, integer_data_movement
+from .integer_pool import IntegerPool
 from .lower_quant_layers import LowerQuantLayers
 from .lower_xnor_layers import LowerXnorLayers
 from .patterns import RULES, Rule, layer_pattern
 
-__all__ = ["IntegerAdd", "IntegerDataMovement", "LowerQuantLayers", "LowerXnorLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
+__all__ = ["IntegerAdd", "IntegerDataMovement", "IntegerPool", "LowerQuantLayers", "LowerXnorLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
            "lower_to_primitives"]
 
 
@@ -28,6 +30,6 @@ def lower_to_primitives(plan) -> tvm.transform.Pass:
     quantized adds between them as integer kernels."""
     return tvm.transform.Sequential(
         [IntegerDataMovement(), LowerQuantLayers(plan), LowerXnorLayers(plan), relax.transform.EliminateCommonSubexpr(),
-         relax.transform.DeadCodeElimination(), IntegerAdd(plan)],
+         relax.transform.DeadCodeElimination(), IntegerAdd(plan), IntegerPool()],
         name="DeepChipLowerToPrimitives",
     )

@@ -1,0 +1,57 @@
+"""Rewrite rule: a max pool of 8-bit codes runs our branch-free kernel.
+
+pattern      max_pool2d(q)                   q int8 or uint8 (integer_data_movement moved the
+                                             pool before its dequantize)
+check        primitives/int8_max_pool.covers: NCHW, static shape, no padding, dilation 1
+replacement  int8_max_pool(q)                (emit_te, one PrimFunc named deepchip_max_pool)
+
+Anything else keeps TVM's pool.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from ..primitives import int8_max_pool
+
+_MAX_POOL = tvm.ir.Op.get("relax.nn.max_pool2d")
+
+
+def pool_of(call) -> int8_max_pool.Pool | None:
+    """The kernel's Pool for a max_pool2d call, or None where the check fails."""
+    if not isinstance(call, relax.Call) or not call.op.same_as(_MAX_POOL):
+        return None
+    ty, a = call.args[0].ty, call.attrs
+    try:
+        shape = [int(d) for d in ty.shape]
+    except (TypeError, AttributeError):  # a symbolic extent, or no shape known
+        return None
+    if a.ceil_mode:
+        return None
+    return int8_max_pool.covers(shape, str(ty.dtype), a.pool_size, a.strides, a.padding, a.dilation,
+                                str(a.layout), str(a.out_layout))
+
+
+@mutator
+class _Rewrite(PyExprMutator):
+    def visit_call_(self, call):
+        pool = pool_of(call)
+        if pool is None:
+            return super().visit_call_(call)
+        x = self.visit_expr(call.args[0])
+        return self.builder_.emit_te(lambda t: int8_max_pool.compute(t, pool), x,
+                                     primfunc_name_hint="deepchip_max_pool")
+
+
+@tvm.transform.module_pass(opt_level=0, name="DeepChipIntegerPool")
+class IntegerPool:
+    """The rule on every Relax function of a module."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function):
+                rewrite = _Rewrite(mod)
+                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
+                mod = rewrite.builder_.get()
+        return mod
