@@ -24,7 +24,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     (acc,) = _accumulators(sch, epilogue)
     intrin = intrinsics.get(_operand_dtype(sch, acc))
     n, c, p = sch.get_loops(epilogue)
-    rc_cands = _divisors(_extent(sch, c), [6, 4, 3, 2])
+    rc_cands = _divisors(_extent(sch, c), [8, 6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
     rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls)
     rc = knobs.choice(sch, rc_cands, rc_default)
@@ -46,14 +46,27 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     return sch
 
 
+# The share of the vector registers a tile's int32 accumulators may take: x86 measured (AMD EPYC
+# znver5, SVHN ConvNet's 8-bit convs (its BWN form), fastest of 4 x 5 x 20 runs each): AVX-512 (32
+# registers) 16 accumulators are slow on the conv1 (3 channels grouped by kernel columns: 19.2 us
+# at 4x4, 13.7 at 3x4) and gain nothing over 8 on its 18x18 convs (18-24 us either way), 8-12% on
+# its 7x7 ones (11.4 against 13.0 us), 5-7% on AlexNet's, ResNet-44's and LeNet's first layers;
+# AVX2 (16) is fastest with 2-3 vectors of 16 int32 (4-6 registers: conv1 39 us at 3x1, 45 at 4x1,
+# 56 at 2x2). With rc 8 among the channel counts, the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us.
+# The whole BWN ConvNet's 8-bit convs: 93.4 -> 76.6 us (AVX-512), AVX2 even. aarch64 keeps half
+# (not re-measured: QEMU only).
+ACC_REGISTER_SHARE = {True: 3 / 8, False: 1 / 2}  # is_x86 -> share
+
+
 def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
     """The largest register tile (Rc channels x Rp vectors of 16 positions) whose int32
-    accumulators take at most half the vector registers: the rest hold the inputs of the taps
-    LLVM interleaves and the weight broadcasts (measured on AVX2's 16 registers: 12
-    accumulators already spill to the stack on every step, 8 do not)."""
+    accumulators take at most ACC_REGISTER_SHARE of the vector registers (the rest hold the
+    inputs of the taps LLVM interleaves and the weight broadcasts); of equal ones, the one with
+    the fewest loads a step (Rc broadcasts + Rp vectors)."""
     per_vector = POSITIONS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
-    fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= cls.vector_registers // 2]
-    return max(fits, key=lambda t: (t[0] * t[1], t[0]), default=(rc_cands[-1], rp_cands[-1]))
+    budget = cls.vector_registers * ACC_REGISTER_SHARE[cls.is_x86]
+    fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= budget]
+    return max(fits, key=lambda t: (t[0] * t[1], -(t[0] + t[1])), default=(rc_cands[-1], rp_cands[-1]))
 
 
 def _layout_block(sch, acc):

@@ -119,3 +119,22 @@ def test_only_a_kernel_over_the_whole_unpadded_input_is_a_dense_product():
     for k, pad, hw, dense in ((5, 0, 5, True), (3, 0, 3, True), (3, 1, 3, False), (3, 0, 5, False), (1, 0, 1, True)):
         layer = make_layer(rng, "conv2d", "int8", (8, 4, k, k), pad=pad)
         assert int8_conv2d.covers_input(conv_layout.geometry(layer, (1, 4, hw, hw))) is dense, (k, pad, hw)
+
+
+def test_positions_round_up_to_whole_register_tiles():
+    """An 18x18 map with padding 1 has 360 flat positions: 23 steps of 16, a prime count that left
+    the schedule one vector of positions a tile; rounded up to 24 (within te_flat's zero tail),
+    and the AVX-512 tile takes several vectors. Where rounding costs over a tenth, it stays."""
+    from tvm_deepchip.primitives import conv_layout, int8_conv2d
+    from tvm_deepchip.schedules import dot_product
+
+    geo = conv_layout.ConvGeometry.of((1, 64, 18, 18), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1))
+    p = int8_conv2d.positions(geo)
+    assert p == 24 * 16 and p <= geo.out_flat and p >= geo.ho * geo.wq
+    small = conv_layout.ConvGeometry.of((1, 8, 5, 5), (8, 8, 3, 3), (1, 1), (0, 0, 0, 0))  # 15 flat: one step
+    assert int8_conv2d.positions(small) == 16
+    cands_c, cands_p = [8, 4, 2], [2, 4, 1]
+    rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx512-vnni"))
+    assert rc * rp == 8 and rp > 1  # 8 of 32 zmm, the fewest loads a step
+    rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx2"))
+    assert rc * rp * 2 <= 6  # 3/8 of 16 ymm, 2 a vector of 16 int32

@@ -43,9 +43,23 @@ RULE = rule_of(STEM)
 POSITIONS_PER_STEP = 16  # output positions per dot-product step (one 512-bit vector of int32)
 
 
+# Steps rounded up to a multiple of 4 (or 2) where that adds at most MAX_EXTRA_STEPS of them: the
+# schedule's register tile can then take 2 or 4 vectors of positions (a prime count, such as the
+# 23 of an 18x18 map, left it one, 4 accumulators). SVHN ConvNet's 18x18 convs (AMD EPYC znver5,
+# AVX-512 VNNI, fastest of 3 x 5 x 20 runs): 19.6 -> 13.1 and 25.8 -> 17.1 us.
+STEP_MULTIPLES = (4, 2)
+MAX_EXTRA_STEPS = 0.1
+
+
 def positions(geo: ConvGeometry) -> int:
-    """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors."""
-    return _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP) * POSITIONS_PER_STEP
+    """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors, rounded up
+    to a multiple of 2 or 4 vectors where that costs little (all within te_flat's zero tail)."""
+    steps = _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP)
+    for m in STEP_MULTIPLES:
+        padded = _ceil(steps, m) * m
+        if padded * POSITIONS_PER_STEP <= geo.out_flat and padded - steps <= MAX_EXTRA_STEPS * steps:
+            return padded * POSITIONS_PER_STEP
+    return steps * POSITIONS_PER_STEP
 
 
 def covers_input(geo: ConvGeometry) -> bool:
