@@ -55,16 +55,16 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
 # 56 at 2x2). With rc 8 among the channel counts, the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us.
 # The whole BWN ConvNet's 8-bit convs: 93.4 -> 76.6 us (AVX-512), AVX2 even. aarch64 keeps half
 # (not re-measured: QEMU only).
-ACC_REGISTER_SHARE = {True: 3 / 8, False: 1 / 2}  # is_x86 -> share
+ACC_SHARE_X86, ACC_SHARE_ARM = 3 / 8, 1 / 2
 
 
 def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
     """The largest register tile (Rc channels x Rp vectors of 16 positions) whose int32
-    accumulators take at most ACC_REGISTER_SHARE of the vector registers (the rest hold the
+    accumulators take at most ACC_SHARE_X86 (ACC_SHARE_ARM) of the vector registers (the rest hold the
     inputs of the taps LLVM interleaves and the weight broadcasts); of equal ones, the one with
     the fewest loads a step (Rc broadcasts + Rp vectors)."""
     per_vector = POSITIONS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
-    budget = cls.vector_registers * ACC_REGISTER_SHARE[cls.is_x86]
+    budget = cls.vector_registers * (ACC_SHARE_X86 if cls.is_x86 else ACC_SHARE_ARM)
     fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= budget]
     return max(fits, key=lambda t: (t[0] * t[1], -(t[0] + t[1])), default=(rc_cands[-1], rp_cands[-1]))
 

@@ -42,9 +42,9 @@ SKELETONS = {
     # binary inputs and weights: popcounts of XOR, vectors over output channels
     xnor_conv2d.RULE: (schedule_xnor, {}),
     xnor_dense.RULE: (schedule_xnor, {}),
-    binary_pack.PACK_RULE: (schedule_pack, {}),
+    binary_pack.PACK_RULE: (schedule_pack, {}),  # binarized inputs packed (bit planes, or the XNOR epilogue's form)
     # 8-bit max pool: a hand-built loop nest, vectors and split over cores included
-    int8_max_pool.RULE: (schedule_nothing, {}),  # binarized inputs packed (bit planes, or the XNOR epilogue's form)
+    int8_max_pool.RULE: (schedule_nothing, {}),
 }
 
 
