@@ -290,14 +290,22 @@ def _finish_producers(sch, accs) -> None:
             _finish_layout(sch, prod)
 
 
+def split_grouped_flat(sch, prod) -> tuple:
+    """The grouped flat layout [N, flat, group] (a group of channels per position) with its flat
+    loop split into (plane, y, x) by the block's SPLIT_KEY extents, no div/mod: (n, plane, the x
+    and group loops fused, to vectorize)."""
+    n, i, j = sch.get_loops(prod)
+    h, w = (int(v) for v in sch.get(prod).annotations[roles.SPLIT_KEY])
+    plane, _, xl = sch.split(i, [None, h, w])
+    return n, plane, sch.fuse(xl, j)
+
+
 def _finish_layout(sch, prod) -> None:
     """One data-movement pass, vectorized along its last axis."""
     loops = sch.get_loops(prod)
     split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
-    if split is not None and len(loops) == 3:  # [N, flat, group]: a group of channels per position
-        h, w = (int(v) for v in split)
-        _, _, xl = sch.split(loops[1], [None, h, w])
-        sch.vectorize(sch.fuse(xl, loops[2]))
+    if split is not None and len(loops) == 3:
+        sch.vectorize(split_grouped_flat(sch, prod)[2])
     elif split is not None:  # flat index = ((c * H) + y) * W + x: loops without div/mod
         h, w = (int(v) for v in split)
         _, _, xl = sch.split(loops[-1], [None, h, w])

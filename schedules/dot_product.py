@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from tvm_deepchip.primitives import roles
 
-from .common import PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work
+from .common import (PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work,
+                     split_grouped_flat)
 from .dot_intrinsics import finish_tile
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
@@ -112,9 +113,8 @@ def _finish_flat4(sch, acc):
     prod = _layout_block(sch, acc)
     if not sch.get_loops(prod):
         return
-    n, i, j = sch.get_loops(prod)
-    h, w = (int(v) for v in sch.get(prod).annotations[roles.SPLIT_KEY])
-    plane, _, xl = sch.split(i, [None, h, w])
-    if _work(sch, [prod]) * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
+    work = _work(sch, [prod])
+    n, plane, vector = split_grouped_flat(sch, prod)
+    if work * SCALAR_COST >= PARALLEL_MIN_WORK:  # a byte gather per lane
         sch.parallel(sch.fuse(n, plane))
-    sch.vectorize(sch.fuse(xl, j))
+    sch.vectorize(vector)
