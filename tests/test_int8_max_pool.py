@@ -20,6 +20,7 @@ from tvm import relax, te
 import isa_devices
 from primitive_cases import all_classes
 from rpc_models import relax_module
+from tir_loops import loops
 from tvm_deepchip import targets
 from tvm_deepchip.passes import IntegerPool
 from tvm_deepchip.primitives import int8_max_pool
@@ -153,3 +154,21 @@ def test_rule_result_equals_tvms_pool_through_a_build(dtype):
     got = ours["main"](tvm.runtime.tensor(x)).numpy()
     np.testing.assert_array_equal(got, tvms["main"](tvm.runtime.tensor(x)).numpy())
     assert got.shape == (2, 24, 13, 13)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_planes_split_over_cores_bit_exact(cls, monkeypatch):
+    """The parallel form (planes on TVM's thread pool, each with its own row vector) gives the
+    reference's codes too; forced on for a pool below PARALLEL_MIN_POOL_LANES."""
+    monkeypatch.setattr(int8_max_pool, "PARALLEL_MIN_POOL_LANES", 0)
+    case = CASES[2]
+    shape, _, _, dt = case
+    pool = _pool(case)
+    t = te.placeholder(shape, dt, "x")
+    kinds = {int(lp.kind) for lp in loops(te.create_prim_func([t, int8_max_pool.compute(t, pool)]).body)}
+    assert int(tvm.tirx.ForKind.PARALLEL) in kinds
+    lib = _build(case, cls)
+    x = _codes(np.random.default_rng(6), dt, shape)
+    outs = isa_devices.run(cls, _Lowered("int8_max_pool", (*shape[:2], *pool.out_hw(*shape[2:])), dt), lib, [x])
+    if outs is not None:
+        np.testing.assert_array_equal(outs[0], int8_max_pool.reference(x, pool))
