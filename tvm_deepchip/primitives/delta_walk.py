@@ -15,7 +15,10 @@ Two forms:
   per entry, k advanced by the entry (a vector form, 8 entries a step decoded by shuffles and
   read by AVX2's vpgatherdd, was bit-exact but no faster on an Intel Xeon: about a cycle an entry
   either way, and slower on AlexNet's fc2; nor were both lists in one loop, the epilogue over 16
-  channels at once, or 8 entries a step);
+  channels at once, or 8 entries a step; on an AMD EPYC znver5, scripts/peak/delta_walk_forms.c
+  over SVHN ConvNet's conv7 and AlexNet's fc1 lists, one core, against this scalar walk: AVX-512
+  gathers 1.66-1.79x its time, AVX2 gathers 1.10-1.42x, gaps decoded as vectors into a stack table
+  then read back 1.09-2.18x, 8 gaps read as one 64-bit word 0.94-1.26x by compiler tuning);
 - spatial (convs): both lists of a channel decoded, DECODE_GROUP entries at a time, into local
   tables of tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane),
   then for each step of output positions one vector add per tap of each list, the two
