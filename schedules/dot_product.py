@@ -48,26 +48,38 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
 
 
 # The share of the vector registers a tile's int32 accumulators may take: x86 measured (AMD EPYC
-# znver5, SVHN ConvNet's 8-bit convs (its BWN form), fastest of 4 x 5 x 20 runs each): AVX-512 (32
-# registers) 16 accumulators are slow on the conv1 (3 channels grouped by kernel columns: 19.2 us
-# at 4x4, 13.7 at 3x4) and gain nothing over 8 on its 18x18 convs (18-24 us either way), 8-12% on
-# its 7x7 ones (11.4 against 13.0 us), 5-7% on AlexNet's, ResNet-44's and LeNet's first layers;
-# AVX2 (16) is fastest with 2-3 vectors of 16 int32 (4-6 registers: conv1 39 us at 3x1, 45 at 4x1,
-# 56 at 2x2). With rc 8 among the channel counts, the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us.
-# The whole BWN ConvNet's 8-bit convs: 93.4 -> 76.6 us (AVX-512), AVX2 even. aarch64 keeps half
-# (not re-measured: QEMU only).
+# znver5, SVHN ConvNet's 8-bit convs (its BWN form) and AlexNet's conv1, fastest of 4 x 5 x 20 runs
+# each). AVX-512 (32 registers): 12 accumulators where the channel and position counts give such a
+# tile (SVHN conv1, 48 channels grouped by kernel columns: 9.5-9.7 us at 6x2 / 3x4, 11.2-11.7 at
+# 4x4 / 8x2), else 16 rather than 8 (AlexNet conv1 163-164 us against 176-178, SVHN conv4/5 6.6 /
+# 11.7 against 7.2 / 12.8, its 18x18 convs even). AVX2 (16) is fastest with 2-3 vectors of 16
+# int32 (4-6 registers: SVHN conv1 39 us at 3x1, 45 at 4x1, 56 at 2x2). With 8 among the channel
+# counts the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us. aarch64 keeps half (QEMU only: not
+# re-measured).
 ACC_SHARE_X86, ACC_SHARE_ARM = 3 / 8, 1 / 2
+ACC_SHARE_WIDE_FALLBACK = 1 / 2  # 32-register x86 (AVX-512) where 3/8 gives only a quarter or less
+
+
+def _largest_tile(rc_cands, rp_cands, per_vector: int, registers: float) -> tuple[int, int]:
+    """The largest tile whose accumulators fit in `registers`; of equal ones, the fewest loads a
+    step (Rc broadcasts + Rp vectors)."""
+    fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= registers]
+    return max(fits, key=lambda t: (t[0] * t[1], -(t[0] + t[1])), default=(rc_cands[-1], rp_cands[-1]))
 
 
 def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
-    """The largest register tile (Rc channels x Rp vectors of 16 positions) whose int32
-    accumulators take at most ACC_SHARE_X86 (ACC_SHARE_ARM) of the vector registers (the rest hold the
-    inputs of the taps LLVM interleaves and the weight broadcasts); of equal ones, the one with
-    the fewest loads a step (Rc broadcasts + Rp vectors)."""
+    """The register tile (Rc channels x Rp vectors of 16 positions) whose int32 accumulators take
+    at most ACC_SHARE_X86 (ACC_SHARE_ARM) of the vector registers, the rest holding the inputs of
+    the taps LLVM interleaves and the weight broadcasts; on 32-register x86, half where that
+    share's best tile would take a quarter or less."""
     per_vector = POSITIONS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
-    budget = cls.vector_registers * (ACC_SHARE_X86 if cls.is_x86 else ACC_SHARE_ARM)
-    fits = [(rc, rp) for rc in rc_cands for rp in rp_cands if rc * rp * per_vector <= budget]
-    return max(fits, key=lambda t: (t[0] * t[1], -(t[0] + t[1])), default=(rc_cands[-1], rp_cands[-1]))
+    regs = cls.vector_registers
+    if not cls.is_x86:
+        return _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_ARM)
+    rc, rp = _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_X86)
+    if regs >= 32 and rc * rp * per_vector <= regs / 4:
+        rc, rp = _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_WIDE_FALLBACK)
+    return rc, rp
 
 
 def _layout_block(sch, acc):

@@ -134,7 +134,9 @@ def test_positions_round_up_to_whole_register_tiles():
     small = conv_layout.ConvGeometry.of((1, 8, 5, 5), (8, 8, 3, 3), (1, 1), (0, 0, 0, 0))  # 15 flat: one step
     assert int8_conv2d.positions(small) == 16
     cands_c, cands_p = [8, 4, 2], [2, 4, 1]
-    rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx512-vnni"))
-    assert rc * rp == 8 and rp > 1  # 8 of 32 zmm, the fewest loads a step
+    avx512 = isa.get("x86-avx512-vnni")
+    assert dot_product._default_tile(cands_c, cands_p, avx512) == (4, 4)  # no 12: half the 32 zmm, fewest loads
+    assert dot_product._default_tile([8, 6, 4, 3, 2], cands_p, avx512) == (3, 4)  # 12 of 32: 3/8
+    assert dot_product._default_tile([8, 4, 2], [1], avx512) == (8, 1)
     rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx2"))
     assert rc * rp * 2 <= 6  # 3/8 of 16 ymm, 2 a vector of 16 int32
