@@ -103,11 +103,11 @@ def layer_work(info: dict) -> tuple[str, float]:
     shape, oshape = info.get("shape", []), info.get("out_shape", [])
     if not shape or not oshape:
         return "int8", 0.0
-    macs = _prod(shape) * _prod(oshape[2:]) * oshape[0]
+    positions = _prod(oshape[2:])
+    macs = _prod(shape) * positions * oshape[0]
     if info.get("format") == "xnor":
         return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
     dot = "narrow" if info.get("dot_operand") == "uint8" else "int8"  # uint8 codes: VNNI's, or vpmaddubsw's (7-bit weights)
-    positions = _prod(oshape[2:])
     one_position = positions == 1
     windows = info.get("format") == "packed" and positions <= packed_windows.MAX_POSITIONS  # dense, packed_windows
     if info.get("kind") == "ternary" and (info.get("format") == "dot" or windows):

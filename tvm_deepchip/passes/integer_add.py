@@ -26,7 +26,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from ..primitives import int8_add
 from .layer_check import activation_bounds
 from .lower_quant_layers import LAYER_ATTR, OPAQUE
-from .patterns import activation, call_tir_name, const_value
+from .patterns import activation, call_tir_name, const_value, rewrite_functions
 
 EIGHT_BITS = ("int8", "uint8")
 
@@ -173,9 +173,5 @@ class IntegerAdd:
         self.plan = plan
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                rewrite = _Rewrite(mod, func, self.plan)
-                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-                mod = rewrite.builder_.get()
+        mod = rewrite_functions(mod, lambda m, func: _Rewrite(m, func, self.plan))
         return relax.transform.DeadCodeElimination()(mod)

@@ -14,6 +14,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..primitives import int8_max_pool
+from .patterns import rewrite_functions
 
 _MAX_POOL = tvm.ir.Op.get("relax.nn.max_pool2d")
 
@@ -49,9 +50,4 @@ class IntegerPool:
     """The rule on every Relax function of a module."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                rewrite = _Rewrite(mod)
-                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-                mod = rewrite.builder_.get()
-        return mod
+        return rewrite_functions(mod, lambda m, _func: _Rewrite(m))

@@ -16,7 +16,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .layer_check import input_shape, weight_name
-from .patterns import RULES, Rule
+from .patterns import RULES, Rule, rewrite_functions
 
 # FuseOps must not merge neighbours into our kernels: the hand-written schedule expects its own
 # blocks only (kOpaque in TVM's OpPatternKind).
@@ -73,10 +73,6 @@ class LowerQuantLayers:
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for rule in RULES:
-            for gv, func in list(mod.functions.items()):
-                if isinstance(func, relax.Function):
-                    rewrite = _Rewrite(mod, func, rule, self.plan)
-                    rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-                    mod = rewrite.builder_.get()
+            mod = rewrite_functions(mod, lambda m, func, r=rule: _Rewrite(m, func, r, self.plan))
             mod = relax.transform.DeadCodeElimination()(mod)
         return mod

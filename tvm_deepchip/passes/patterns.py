@@ -137,6 +137,18 @@ def const_value(expr, var2val) -> np.ndarray | None:
     return None
 
 
+def rewrite_functions(mod: tvm.IRModule, mutator_for) -> tvm.IRModule:
+    """Every Relax function of `mod` through the PyExprMutator `mutator_for(mod, func)` makes over
+    the module as rewritten so far (each function's rewrite sees the ones before it); the module
+    after the last."""
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function):
+            rewrite = mutator_for(mod, func)
+            rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
+            mod = rewrite.builder_.get()
+    return mod
+
+
 def call_tir_name(call) -> str:
     """Name hint of the PrimFunc a call_tir calls ('' if not a call_tir)."""
     if isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir":

@@ -33,13 +33,16 @@ class Pool:
     stride: tuple
 
     def out_hw(self, h: int, w: int) -> tuple:
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        return (h - kh) // sh + 1, (w - kw) // sw + 1
+        return _outputs(h, self.kernel[0], self.stride[0]), _outputs(w, self.kernel[1], self.stride[1])
 
     def span(self, w: int) -> int:
         """Input columns an output row reads: from column 0 to its last window's last."""
-        ow = self.out_hw(self.kernel[0], w)[1]
-        return (ow - 1) * self.stride[1] + self.kernel[1]
+        return (_outputs(w, self.kernel[1], self.stride[1]) - 1) * self.stride[1] + self.kernel[1]
+
+
+def _outputs(n: int, k: int, s: int) -> int:
+    """Windows of k at stride s along n inputs (no padding, floor)."""
+    return (n - k) // s + 1
 
 
 def covers(shape, dtype: str, pool_size, strides, padding, dilation, layout: str = "NCHW",
@@ -104,8 +107,7 @@ def _body(x, out, pool: Pool, parallel: bool):
                 vec = tirx.BufferLoad(row, [whole])
                 best = None
                 for dx in range(kw):
-                    lanes = tirx.Shuffle([vec], [j * sw + dx for j in range(ow)]) if ow > 1 else \
-                        tirx.Shuffle([vec], [dx])
+                    lanes = tirx.Shuffle([vec], [j * sw + dx for j in range(ow)])
                     best = lanes if best is None else tirx.max(best, lanes)
                 T.buffer_store(picked, best, [tirx.Ramp(0, 1, ow)] if ow > 1 else [0])
                 with T.vectorized(0, ow) as j:
