@@ -155,3 +155,19 @@ def test_other_formats_refuse_binary_layers_and_xnor_refuses_others():
     with pytest.raises(Exception, match="needs binary weights, the layer has ternary"):
         primitives.lower_layer(ternary, (1, 40), "xnor")
     assert isa.get("x86-avx2").vector_bytes == 32  # the lanes schedules/xnor.py splits channels by
+
+
+def test_bit_values_are_a_select_that_vectorizes():
+    """A bit's value must be a Select: TVM's vectorizer scalarizes an if_then_else whose condition
+    is a vector, and LLVM turned the scalar loop into gathers and scatters (4x slower layers)."""
+    from tvm import te, tirx
+
+    acc = te.placeholder((3, 40), "int32", name="acc")
+    packed = binary_bits.te_pack((3, binary_bits.words(40)), lambda n, c: acc[n, c] >= 0, 40, "bits")
+    ops, stack = [], [packed.op]
+    while stack:
+        op = stack.pop()
+        ops.append(op)
+        stack.extend(t.op for t in op.input_tensors)
+    (bits,) = [op for op in ops if op.name == "bits_bits"]
+    assert isinstance(bits.body[0], tirx.Select)
