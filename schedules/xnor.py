@@ -11,14 +11,15 @@ it, `cnt` + pairwise adds on NEON. The accumulators live in a local array indexe
 (registers). Then the epilogue: bits out, each channel's compare as its bit (vectorized over
 channels) and a word's 32 folded by ORs of halves; codes out, the requantization vectorized over
 channels. Positions split over cores when the layer's popcount words and positions reach
-parallel_costs' thresholds. Measured and not kept: two output positions per weight load, 1-8
-accumulator vectors per broadcast word (no change: the vector popcount bounds the loop), the
-channel blocks over the cores where a layer has few positions (2x2 maps: 2.4 -> 12 us).
+parallel_costs' thresholds. A layer of few positions splits its channel blocks over the cores
+instead where its popcounts outweigh a launch (parallel_costs). Measured and not kept: two output
+positions per weight load, 1-8 accumulator vectors per broadcast word (no change: the vector
+popcount bounds the loop).
 """
 from __future__ import annotations
 
 from tvm_deepchip.isa import IsaClass
-from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_WORDS, PARALLEL_MIN_POSITIONS
+from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_STEPS, PARALLEL_MIN_POPCOUNT_WORDS, PARALLEL_MIN_POSITIONS
 from tvm_deepchip.primitives import roles
 
 from .common import _extent, _work
@@ -39,22 +40,27 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
     loops = sch.get_loops(epilogue)
     space = loops[:-1]  # the output position: (n, oy, ox) or n
     pos = sch.fuse(*space) if len(space) > 1 else space[0]
-    if accs and _work(sch, accs) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
+    words = _work(sch, accs) if accs else 0
+    split_channels = False
+    if words >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
         sch.parallel(outer)
+    else:  # few positions: the cores take channel blocks where the popcounts are worth a launch
+        split_channels = words // _lanes(isa) * isa.popcount_steps >= PARALLEL_MIN_POPCOUNT_STEPS
     _epilogue(sch, epilogue, pos, isa)  # (first: the bit values, which read the popcounts, move under pos)
     for pcs in accs:
         sch.compute_at(pcs, pos)
         depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
-        _popcounts(sch, pcs, depth, knobs, isa)
+        _popcounts(sch, pcs, depth, knobs, isa, split_channels)
     for crop in roles.having(sch, sch.get_consumers(epilogue), roles.CROP):
         _crop(sch, crop)
     return sch
 
 
-def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass) -> None:
+def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass, split_channels: bool) -> None:
     """After compute_at (its own loops below `depth`): [channel, *reductions] -> [channel block,
-    *reductions, blocks, lanes] (reduction loops of extent 1 may be gone)."""
+    *reductions, blocks, lanes] (reduction loops of extent 1 may be gone), the channel blocks
+    over the cores where `split_channels`."""
     c, *red = sch.get_loops(pcs)[depth:]
     lanes = _lanes(isa)
     cp = _extent(sch, c)
@@ -63,6 +69,8 @@ def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass) -> None:
     blocks = knobs.choice(sch, fits, max(b for b in fits if b <= CHANNEL_VECTORS))
     cb, bi, li = sch.split(c, [None, blocks, lanes if cp % lanes == 0 else cp])
     sch.reorder(cb, *red, bi, li)
+    if split_channels and _extent(sch, cb) > 1:
+        sch.parallel(cb)
     sch.unroll(bi)
     sch.vectorize(li)
     # the block's accumulators in a local array indexed by constants only (unrolled blocks, vector

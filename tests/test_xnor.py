@@ -171,3 +171,24 @@ def test_bit_values_are_a_select_that_vectorizes():
         stack.extend(t.op for t in op.input_tensors)
     (bits,) = [op for op in ops if op.name == "bits_bits"]
     assert isinstance(bits.body[0], tirx.Select)
+
+
+@pytest.mark.parametrize("cls", pc.all_classes())
+@pytest.mark.parametrize("op", ["conv2d", "dense"])
+def test_channel_blocks_split_over_cores_bit_exact(cls, op, monkeypatch):
+    """A layer of one output position splits its channel blocks over the cores (forced on here
+    for layers below PARALLEL_MIN_POPCOUNT_STEPS): the same bits and codes, on every class."""
+    from tir_loops import loops
+
+    from tvm_deepchip.schedules import xnor as xnor_schedule
+
+    monkeypatch.setattr(xnor_schedule, "PARALLEL_MIN_POPCOUNT_STEPS", 0)
+    rng = np.random.default_rng(11)
+    if op == "conv2d":  # a 5x5 map to one output, channels over two 64-channel weight blocks
+        layer, shape = binary_layer(rng, op, (128, 70, 5, 5), out="bits"), (1, 70, 5, 5)
+    else:
+        layer, shape = binary_layer(rng, op, (136, 300), out="uint8"), (1, 300)
+    lowered = primitives.lower_layer(layer, shape, "xnor", cls)
+    func = pc.schedule_func(primitives.prim_func(lowered), targets.tvm_target(isa_devices.preset(cls)))
+    assert int(tvm.tirx.ForKind.PARALLEL) in {int(lp.kind) for lp in loops(func.body)}
+    check(layer, shape, cls)

@@ -39,6 +39,10 @@ class IsaClass:
     # 512-bit vectors it measured 5% slower (every load then splits a cache line), and NEON
     # widens inside its add (uaddw)
     sparse_taps: str | None = None
+    # instructions a vector popcount of 32-bit lanes takes: 1 with AVX-512 VPOPCNTDQ (every CPU of
+    # the VNNI class we measured has it; LLVM emits it from the target's features), else the
+    # nibble lookup (vpshufb, two adds) or NEON's cnt and pairwise adds (schedules/xnor.py)
+    popcount_steps: int = 4
 
     @property
     def is_x86(self) -> bool:
@@ -65,7 +69,7 @@ def _arm(*mattr: str) -> dict:
 CLASSES: dict[str, IsaClass] = {c.name: c for c in (
     IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell"), sparse_taps="int16"),
     IsaClass("x86-avx512", "x86_64", 64, 32, "pmaddwd", "int16", _x86("skylake-avx512")),
-    IsaClass("x86-avx512-vnni", "x86_64", 64, 32, "vnni", "uint8", _x86("znver4")),
+    IsaClass("x86-avx512-vnni", "x86_64", 64, 32, "vnni", "uint8", _x86("znver4"), popcount_steps=1),
     IsaClass("aarch64-neon", "aarch64", 16, 32, None, "int8", _arm()),
     IsaClass("aarch64-dotprod", "aarch64", 16, 32, "sdot", "int8", _arm("+dotprod")),
 )}

@@ -11,8 +11,12 @@ inside the image (Larq Compute Engine corrects a padded -1 per position instead;
 position costs less than a correction table of Co x Ho x Wo).
 
 Input: uint32 [N, H, W, ceil(C/32)] (channels packed, binary_bits). Weights: uint32
-[KH, KW, ceil(C/32), Cp], the words of all output channels of one tap adjacent, so the kernel's
-vector runs over output channels with the input word broadcast; Cp = Co rounded up to LANES.
+[Cp / B, KH, KW, ceil(C/32), B]: blocks of B output channels (`channel_block`), in each the words
+of the block's channels for one tap adjacent, so the kernel's vector runs over output channels
+with the input word broadcast; Cp = Co rounded up to LANES. The schedule reduces one block over
+every tap before the next (schedules/xnor.py), so it reads the block's weights in order: in
+[KH, KW, Cw, Cp] it read 256 bytes every Cp * 4, and a layer with one output position streams its
+weights once (SVHN ConvNet BNN conv7, 200 KB from L2: 1.6 -> 1.0 us on one core, znver5).
 Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .record import Primitive, Site, Weights, rule_of, scalar
 STEM = "xnor_conv2d"
 RULE = rule_of(STEM)
 LANES = 16  # output channels are padded to this (one AVX-512 vector of uint32 words)
+BLOCK = 64  # output channels a weight block holds where Cp allows (the AVX-512 schedule's 4 vectors)
 
 
 def padded(co: int) -> int:
@@ -38,9 +43,38 @@ def padded(co: int) -> int:
     return _ceil(co, LANES) * LANES
 
 
+def channel_block(cp: int) -> int:
+    """B: BLOCK where it divides Cp, else Cp (one block)."""
+    return BLOCK if cp % BLOCK == 0 else cp
+
+
+def np_blocked(w: np.ndarray) -> np.ndarray:
+    """[..., Cp] -> [Cp / B, ..., B]."""
+    cp = w.shape[-1]
+    b = channel_block(cp)
+    return np.ascontiguousarray(np.moveaxis(w.reshape(w.shape[:-1] + (cp // b, b)), -2, 0))
+
+
+def np_unblocked(wb: np.ndarray) -> np.ndarray:
+    """Inverse of np_blocked: [Cp / B, ..., B] -> [..., Cp]."""
+    moved = np.moveaxis(wb, 0, -2)
+    return moved.reshape(moved.shape[:-2] + (-1,))
+
+
+def te_weight(w, idx: tuple, c):
+    """w[c / B, *idx, c % B] of blocked weights (TE)."""
+    b = int(w.shape[-1])
+    return w[(c // b, *idx, c % b)]
+
+
+def padded_channels(w) -> int:
+    """Cp of blocked weights."""
+    return int(w.shape[0]) * int(w.shape[-1])
+
+
 @dataclass(frozen=True, eq=False)
 class XnorWeights(Weights):
-    w: object  # uint32 [KH, KW, Cw, Cp] (xnor_conv2d) or [Kw, Cp] (xnor_dense)
+    w: object  # uint32 [Cp / B, KH, KW, Cw, B] (xnor_conv2d) or [Cp / B, Kw, B] (xnor_dense): np_blocked
     taps: int = scalar(0)  # real (+-1) weights per output channel: C (per window tap) or K
 
 
@@ -50,7 +84,7 @@ def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
     bits = binary_bits.np_pack(layer.codes.transpose(2, 3, 0, 1) > 0)  # [KH, KW, Co, Cw]
     w = np.zeros(bits.shape[:2] + (bits.shape[3], padded(co)), np.uint32)
     w[..., :co] = bits.transpose(0, 1, 3, 2)
-    return XnorWeights(w, c)
+    return XnorWeights(np_blocked(w), c)
 
 
 def epilogue(layer, operand: str = "uint8"):
@@ -84,12 +118,12 @@ def compute(x, weights: XnorWeights, consts, site: Site):
     def popcounts(n, oy, ox, c):
         iy, ix = oy * g.sh + ky - top, ox * g.sw + kx - left
         word = x[n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0), v]
-        pc = tirx.popcount(tirx.bitwise_xor(word, w[ky, kx, v, c])).astype("int32")
+        pc = tirx.popcount(tirx.bitwise_xor(word, te_weight(w, (ky, kx, v), c))).astype("int32")
         if any(g.pad):
             pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, "int32"))
         return te.sum(pc, axis=[ky, kx, v])
 
-    cp = int(w.shape[3])
+    cp = padded_channels(w)
     pcs = te.compute((g.n, g.ho, g.wo, cp), popcounts, name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
 
     def acc(n, oy, ox, c):
@@ -135,7 +169,7 @@ def reference(qx: np.ndarray, weights: XnorWeights, site: Site) -> np.ndarray:
     route to the same integers than the kernel's popcounts), then the same epilogue."""
     g = site.geo
     xs = np_signs(qx, g.ci).transpose(0, 3, 1, 2)  # [N, C, H, W]
-    wsigns = np_signs(weights.w[..., : g.co].transpose(0, 1, 3, 2), g.ci).transpose(2, 3, 0, 1)  # [Co, C, KH, KW]
+    wsigns = np_signs(np_unblocked(weights.w)[..., : g.co].transpose(0, 1, 3, 2), g.ci).transpose(2, 3, 0, 1)  # [Co, C, KH, KW]
     windows = conv_layout.np_windows(xs, g, 0)  # [N, Ho, Wo, C*KH*KW], padding 0
     acc = np.einsum("nhwk,ok->nohw", windows, wsigns.reshape(g.co, -1))
     return np_output(acc, site.epi, g.co)

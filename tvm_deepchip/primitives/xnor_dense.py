@@ -3,8 +3,9 @@
     acc[n, c] = K - 2 * sum_words popcount(x[n, v] XOR w[v, c])       (binary_bits)
     y = the epilogue of acc, as xnor_conv2d's: bits for the next XNOR layer or requantized codes
 
-Input: uint32 [N, ceil(K/32)]. Weights: uint32 [ceil(K/32), Cp] (all channels' words of one input
-word adjacent: the vector runs over output channels). Output: bits [N, ceil(Co/32)] or codes [N, Co].
+Input: uint32 [N, ceil(K/32)]. Weights: uint32 [Cp / B, ceil(K/32), B] (xnor_conv2d's channel
+blocks: a block's words of one input word adjacent, the vector runs over output channels; at
+batch 1 every weight is read once, in order). Output: bits [N, ceil(Co/32)] or codes [N, Co].
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from ..formats import Format
 from . import binary_bits, dense_layout, roles
 from .binary_bits import BitsEpilogue, words
 from .record import Primitive, Site, rule_of
-from .xnor_conv2d import XnorWeights, epilogue, np_output, np_signs, output, padded
+from .xnor_conv2d import (XnorWeights, epilogue, np_blocked, np_output, np_signs, np_unblocked, output, padded,
+                          padded_channels, te_weight)
 
 STEM = "xnor_dense"
 RULE = rule_of(STEM)
@@ -26,7 +28,7 @@ def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
     bits = binary_bits.np_pack(layer.codes > 0)  # [Co, Kw]
     w = np.zeros((bits.shape[1], padded(co)), np.uint32)
     w[:, :co] = bits.T
-    return XnorWeights(w, k)
+    return XnorWeights(np_blocked(w), k)
 
 
 def compute(x, weights: XnorWeights, consts, site: Site):
@@ -35,9 +37,9 @@ def compute(x, weights: XnorWeights, consts, site: Site):
 
     g = site.geo
     w = weights.w
-    v = te.reduce_axis((0, int(w.shape[0])), name="v")
-    cp = int(w.shape[1])
-    pcs = te.compute((g.n, cp), lambda n, c: te.sum(tirx.popcount(tirx.bitwise_xor(x[n, v], w[v, c])).astype("int32"), axis=v),
+    v = te.reduce_axis((0, int(w.shape[1])), name="v")
+    cp = padded_channels(w)
+    pcs = te.compute((g.n, cp), lambda n, c: te.sum(tirx.popcount(tirx.bitwise_xor(x[n, v], te_weight(w, (v,), c))).astype("int32"), axis=v),
                      name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
     return output(lambda n, c: weights.taps - pcs[n, c] * 2, (g.n,), g.co, cp, consts, site.epi, RULE)
 
@@ -45,7 +47,7 @@ def compute(x, weights: XnorWeights, consts, site: Site):
 def reference(qx: np.ndarray, weights: XnorWeights, site: Site) -> np.ndarray:
     """numpy: +-1 inputs times +-1 weights (not popcounts), then the same epilogue."""
     g = site.geo
-    acc = np_signs(qx, g.k) @ np_signs(weights.w[:, : g.co].T, g.k).T
+    acc = np_signs(qx, g.k) @ np_signs(np_unblocked(weights.w)[:, : g.co].T, g.k).T
     return np_output(acc, site.epi, g.co)
 
 
