@@ -86,11 +86,18 @@ def _epilogue(sch, epilogue, pos, isa: IsaClass) -> None:
     ORs follow); codes: vectorized over channels."""
     lanes = _lanes(isa)
     stages = roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.BIT_VALUES)
-    for stage in reversed(stages):  # consumers first: each moves under pos before its producer
+    for i, stage in reversed(list(enumerate(stages))):  # consumers first: each moves under pos before its producer
         sch.compute_at(stage, pos)
         inner = sch.get_loops(stage)[-1]
         _, li = sch.split(inner, [None, lanes]) if _extent(sch, inner) > lanes else (None, inner)
         sch.vectorize(li)
+        if i == 0:
+            # the bits stage's words and vectors unrolled: each vector's channel indices are then
+            # constants, so the clamp of a last word's channels past Co (binary_bits.te_pack)
+            # simplifies away instead of making every vector a gather (ResNet-44 BNN's 16-channel
+            # layers: 9.6 -> 3.0 us, AVX-512 build)
+            for loop in sch.get_loops(stage)[-3:-1]:
+                sch.unroll(loop)
     if stages:
         return
     inner = sch.get_loops(epilogue)[-1]
