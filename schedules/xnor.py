@@ -96,7 +96,9 @@ def _epilogue(sch, epilogue, pos, isa: IsaClass) -> None:
             # constants, so the clamp of a last word's channels past Co (binary_bits.te_pack)
             # simplifies away instead of making every vector a gather (ResNet-44 BNN's 16-channel
             # layers: 9.6 -> 3.0 us, AVX-512 build)
-            for loop in sch.get_loops(stage)[-3:-1]:
+            own = sch.get_loops(stage)
+            below = [sch.get(lp).same_as(sch.get(pos)) for lp in own].index(True) + 1
+            for loop in own[below:-1]:
                 sch.unroll(loop)
     if stages:
         return
