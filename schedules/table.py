@@ -20,11 +20,13 @@ from tvm_deepchip.primitives import (
     ternary_dense_sparse,
     xnor_conv2d,
     xnor_dense,
+    xnor_rows,
 )
 
 from . import TARGET_KEYS, register
 from .common import schedule_bit_dot, schedule_dense, schedule_nothing, schedule_spatial, schedule_walked
 from .xnor import schedule_pack, schedule_xnor
+from .xnor_rows import schedule_xnor_rows
 
 # rule -> (skeleton, its parameters)
 SKELETONS = {
@@ -42,6 +44,7 @@ SKELETONS = {
     # binary inputs and weights: popcounts of XOR, vectors over output channels
     xnor_conv2d.RULE: (schedule_xnor, {}),
     xnor_dense.RULE: (schedule_xnor, {}),
+    xnor_rows.RULE: (schedule_xnor_rows, {}),  # ... or over output positions (layers of few channels)
     binary_pack.PACK_RULE: (schedule_pack, {}),  # binarized inputs packed (bit planes, or the XNOR epilogue's form)
     # 8-bit max pool: a hand-built loop nest, vectors and split over cores included
     int8_max_pool.RULE: (schedule_nothing, {}),

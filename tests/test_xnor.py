@@ -27,6 +27,10 @@ CONV_CASES = [  # (Co, C, k, stride, pad, H, W, out)
     (70, 96, 1, 1, 0, 5, 6, "int8"),
     (10, 33, 3, 1, 0, 6, 6, None),  # float output (logits)
     (64, 256, 3, 1, 1, 8, 8, "bits"),
+    # xnor_rows: few output channels, positions in the vector lanes
+    (16, 16, 3, 1, 1, 5, 32, "bits"),  # 16 input channels: uint16 words, int16 counts
+    (13, 7, 5, 1, 2, 3, 32, "uint8"),  # kernel 5, padding 2, codes out
+    (10, 40, 3, 1, 0, 4, 18, "int8"),  # 40 input channels: uint32 words, no padding
 ]
 DENSE_CASES = [  # (N, K, Co, out)
     (1, 37, 10, "bits"),
@@ -34,7 +38,7 @@ DENSE_CASES = [  # (N, K, Co, out)
     (1, 1024, 128, "bits"),
     (3, 64, 7, None),
 ]
-ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[4]]
+ARM_CONV_CASES = [CONV_CASES[0], CONV_CASES[2], CONV_CASES[4], CONV_CASES[6]]
 ARM_DENSE_CASES = [DENSE_CASES[0], DENSE_CASES[1]]
 
 
@@ -192,3 +196,17 @@ def test_channel_blocks_split_over_cores_bit_exact(cls, op, monkeypatch):
     func = pc.schedule_func(primitives.prim_func(lowered), targets.tvm_target(isa_devices.preset(cls)))
     assert int(tvm.tirx.ForKind.PARALLEL) in {int(lp.kind) for lp in loops(func.body)}
     check(layer, shape, cls)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_rows_form_chosen_for_few_channels(case):
+    """Layers of at most 16 output channels, stride 1 along rows and whole vectors of positions
+    take xnor_rows (positions in the vector lanes); the others the channel form."""
+    from tvm_deepchip.primitives import xnor_conv2d, xnor_rows
+
+    co, c, k, s, p, h, w, out = case
+    layer = binary_layer(pc._seeded(case), "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
+    lowered = primitives.lower_layer(layer, (1, c, h, w), "xnor")
+    rule = tagged_block(primitives.prim_func(lowered))[1]
+    rows = co <= xnor_rows.MAX_CHANNELS and s == 1 and (w + 2 * p - k + 1) % xnor_rows.positions_per_vector(c) == 0
+    assert rule == (xnor_rows.RULE if rows else xnor_conv2d.RULE)

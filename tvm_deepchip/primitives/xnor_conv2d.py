@@ -27,7 +27,7 @@ import numpy as np
 
 from ..formats import Format
 from ..layer import OutBinary
-from . import binary_bits, conv_layout, requantize, roles
+from . import binary_bits, conv_layout, requantize, roles, xnor_rows
 from .binary_bits import BitsEpilogue, WORD_DTYPE, words
 from .conv_layout import _ceil
 from .record import Primitive, Site, Weights, rule_of, scalar
@@ -110,6 +110,8 @@ def compute(x, weights: XnorWeights, consts, site: Site):
     from tvm import te, tirx
 
     g = site.geo
+    if xnor_rows.applies(g, padded_channels(weights.w)):  # few channels: positions in the vector lanes
+        return xnor_rows.compute(x, weights, consts, site)
     top, left = g.pad[0], g.pad[1]
     w = weights.w
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")

@@ -1,0 +1,80 @@
+"""The schedule of primitives/xnor_rows (XNOR conv2d, output positions in the vector lanes): one
+skeleton for every target family, the vector width from the ISA class.
+
+Per vector of `lanes` neighbouring output positions of a row: every output channel's popcounts
+as its own accumulator vector (channels unrolled, the accumulators a local array indexed by
+constants: registers), the taps outermost, so each tap's input vector and mask vector are loaded
+once for all channels; then the epilogue over the same positions, vectorized along them (codes:
+one store a channel; bits: the channels' compares ORed into one word a position). Rows split
+over the cores where the layer's popcounts reach parallel_costs' threshold. The padded copy of
+the input and its mask are plain vector loops before.
+"""
+from __future__ import annotations
+
+from tvm_deepchip.isa import IsaClass
+from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_WORDS
+from tvm_deepchip.primitives import roles
+from tvm_deepchip.primitives.binary_bits import WORD_DTYPE
+
+from .common import _acc_bits, _extent, _work
+
+
+def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    (pcs,) = roles.having(sch, blocks, roles.ACCUMULATOR)
+    lanes = isa.vector_bytes * 8 // _acc_bits(sch, pcs)  # positions a vector (int16 or int32 counts)
+    loops = sch.get_loops(epilogue)
+    if str(sch.get(epilogue).writes[0].source.dtype) == WORD_DTYPE:  # bit words [n, oy, ox, 1] (0.27: .source)
+        n, oy, ox, inner = loops
+    else:  # codes [n, c, oy, ox]
+        n, inner, oy, ox = loops
+        sch.reorder(n, oy, inner, ox)
+    row = sch.fuse(n, oy)
+    if _work(sch, [pcs]) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, row) % 2 == 0:
+        outer, row = sch.split(row, [2, None])
+        sch.parallel(outer)
+    at, lane = sch.split(ox, [None, lanes])
+    sch.reorder(at, inner, lane)
+    sch.vectorize(lane)
+    sch.compute_at(pcs, at)
+    _popcounts(sch, pcs, at, max(1, isa.vector_registers // 2))
+    for layout in roles.having(sch, blocks, roles.LAYOUT):
+        _copy(sch, layout)
+    return sch
+
+
+def _below(sch, block, at) -> list:
+    """The block's loops under `at` (after compute_at), in order."""
+    loops = sch.get_loops(block)
+    i = [sch.get(lp).same_as(sch.get(at)) for lp in loops].index(True)
+    return loops[i + 1:]
+
+
+def _popcounts(sch, pcs, at, registers: int) -> None:
+    """[channel, position, *taps] under `at` -> [channel block, *taps, channel (unrolled),
+    position (vector)], a block's accumulators at most `registers` vectors (AVX2's 16 registers:
+    8 channels a block, so the 16 accumulators do not spill), cached in a local array."""
+    channel, position, *taps = _below(sch, pcs, at)
+    width = _extent(sch, channel)
+    block = max(b for b in range(1, min(width, registers) + 1) if width % b == 0)
+    outer, channel = sch.split(channel, [None, block])
+    sch.reorder(outer, *taps, channel, position)
+    sch.unroll(channel)
+    sch.vectorize(position)
+    copy = sch.cache_write(pcs, 0, "local")  # (placed under `at`, after the accumulation)
+    sch.vectorize(sch.get_loops(copy)[-1])
+    sch.decompose_reduction(pcs, taps[0])
+
+
+def _copy(sch, block) -> None:
+    """The padded input ([n, y, x, word]: zeros, then the image's rows copied in) or its mask
+    ([y, x]): each row as one vector (LLVM cuts it into native ones; a split into native vectors
+    would leave a predicated tail, which TVM's vectorizer scalarizes). The input is split so that
+    no load reads outside the image (a Select would load every lane: before the first row, past
+    the last)."""
+    loops = sch.get_loops(block)
+    if len(loops) == 4 and sch.can_decompose_padding(block, loops[0]):
+        zeros = sch.decompose_padding(block, loops[0])
+        sch.vectorize(sch.fuse(*sch.get_loops(zeros)))
+    loops = sch.get_loops(block)
+    sch.vectorize(sch.fuse(*loops[-2:]) if len(loops) == 4 else loops[-1])
