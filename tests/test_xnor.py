@@ -31,6 +31,7 @@ CONV_CASES = [  # (Co, C, k, stride, pad, H, W, out)
     (16, 16, 3, 1, 1, 5, 32, "bits"),  # 16 input channels: uint16 words, int16 counts
     (13, 7, 5, 1, 2, 3, 32, "uint8"),  # kernel 5, padding 2, codes out
     (10, 40, 3, 1, 0, 4, 18, "int8"),  # 40 input channels: uint32 words, no padding
+    (32, 32, 3, 1, 1, 3, 16, "bits"),  # 32 channels: blocks of accumulators, one full word out
 ]
 DENSE_CASES = [  # (N, K, Co, out)
     (1, 37, 10, "bits"),
