@@ -301,8 +301,11 @@ def split_grouped_flat(sch, prod) -> tuple:
 
 
 def _finish_layout(sch, prod) -> None:
-    """One data-movement pass, vectorized along its last axis."""
+    """One data-movement pass, vectorized along its last axis (a te.extern copy, which has no
+    loops to schedule, is its own: primitives/grouped_layout)."""
     loops = sch.get_loops(prod)
+    if not loops:
+        return
     split = sch.get(prod).annotations.get(roles.SPLIT_KEY)
     if split is not None and len(loops) == 3:
         sch.vectorize(split_grouped_flat(sch, prod)[2])
