@@ -15,9 +15,10 @@ from tvm_deepchip.primitives import binary_bits, roles
 from tvm_deepchip.primitives.binary_bits import BitsEpilogue, thresholds
 from tvm_deepchip.schedules import tagged_block
 
-# the vector popcount each class's build must hold (LLVM's lowering of ctpop per ISA); the suite's
-# own x86 class builds for this CPU (`x86` preset), whose popcount depends on the CPU: not checked
-POPCOUNT = {"x86-avx2": "vpshufb", "x86-avx512": "vpshufb", "x86-avx512-vnni": "vpopcntd", "aarch64-neon": "cnt",
+# the vector popcount each class's build must hold (LLVM's lowering of ctpop per ISA: VPOPCNTD, or
+# VPOPCNTW for xnor_rows' 16-bit words); the suite's own x86 class builds for this CPU (`x86`
+# preset), whose popcount depends on the CPU: not checked
+POPCOUNT = {"x86-avx2": "vpshufb", "x86-avx512": "vpshufb", "x86-avx512-vnni": "vpopcnt", "aarch64-neon": "cnt",
             "aarch64-dotprod": "cnt"}
 
 CONV_CASES = [  # (Co, C, k, stride, pad, H, W, out)
