@@ -11,17 +11,14 @@ inside the image (Larq Compute Engine corrects a padded -1 per position instead;
 position costs less than a correction table of Co x Ho x Wo).
 
 Input: uint32 [N, H, W, ceil(C/32)] (channels packed, binary_bits). Weights: uint32
-[Cp / B, KH, KW, ceil(C/32), B]: blocks of B output channels (`channel_block`), in each the words
-of the block's channels for one tap adjacent, so the kernel's vector runs over output channels
-with the input word broadcast; Cp = Co rounded up to LANES. The schedule reduces one block over
-every tap before the next (schedules/xnor.py), so it reads the block's weights in order: in
-[KH, KW, Cw, Cp] it read 256 bytes every Cp * 4, and a layer with one output position streams its
-weights once (SVHN ConvNet BNN conv7, 200 KB from L2: 1.6 -> 1.0 us on one core, znver5).
+[Cp / B, KH, KW, ceil(C/32), B] (xnor_weights: blocks of output channels, in each the words of
+the block's channels for one tap adjacent), so the kernel's vector runs over output channels
+with the input word broadcast. Layers of few output channels take xnor_rows' form instead.
 Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,55 +26,11 @@ from ..formats import Format
 from ..layer import OutBinary
 from . import binary_bits, conv_layout, requantize, roles, xnor_rows
 from .binary_bits import BitsEpilogue, WORD_DTYPE, words
-from .conv_layout import _ceil
-from .record import Primitive, Site, Weights, rule_of, scalar
+from .record import Primitive, Site, rule_of
+from .xnor_weights import XnorWeights, np_blocked, np_unblocked, padded, padded_channels, taps_inside, te_weight
 
 STEM = "xnor_conv2d"
 RULE = rule_of(STEM)
-LANES = 16  # output channels are padded to this (one AVX-512 vector of uint32 words)
-BLOCK = 64  # output channels a weight block holds where Cp allows (the AVX-512 schedule's 4 vectors)
-
-
-def padded(co: int) -> int:
-    """Cp: the output channels the kernels compute (the weights' and thresholds' length)."""
-    return _ceil(co, LANES) * LANES
-
-
-def channel_block(cp: int) -> int:
-    """B: BLOCK where it divides Cp, else Cp (one block)."""
-    return BLOCK if cp % BLOCK == 0 else cp
-
-
-def np_blocked(w: np.ndarray) -> np.ndarray:
-    """[..., Cp] -> [Cp / B, ..., B]."""
-    cp = w.shape[-1]
-    b = channel_block(cp)
-    return np.ascontiguousarray(np.moveaxis(w.reshape(w.shape[:-1] + (cp // b, b)), -2, 0))
-
-
-def np_unblocked(wb: np.ndarray) -> np.ndarray:
-    """Inverse of np_blocked: [Cp / B, ..., B] -> [..., Cp]."""
-    moved = np.moveaxis(wb, 0, -2)
-    return moved.reshape(moved.shape[:-2] + (-1,))
-
-
-def te_weight(w, idx: tuple, c):
-    """w[c / B, *idx, c % B] of blocked weights (TE)."""
-    b = int(w.shape[-1])
-    return w[(c // b, *idx, c % b)]
-
-
-def padded_channels(w) -> int:
-    """Cp of blocked weights."""
-    return int(w.shape[0]) * int(w.shape[-1])
-
-
-@dataclass(frozen=True, eq=False)
-class XnorWeights(Weights):
-    w: object  # uint32 [Cp / B, KH, KW, Cw, B] (xnor_conv2d) or [Cp / B, Kw, B] (xnor_dense): np_blocked
-    taps: int = scalar(0)  # real (+-1) weights per output channel: C (per window tap) or K
-
-
 def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
     """[Co, C, KH, KW] codes +-1 -> XnorWeights (bit 1 for +1)."""
     co, c = layer.codes.shape[:2]
@@ -96,13 +49,6 @@ def epilogue(layer, operand: str = "uint8"):
         t = binary_bits.thresholds(layer.w_scale, layer.bias, layer.out.tau, layer.act_lo, layer.act_hi, taps)
         return BitsEpilogue(np.concatenate([t, np.full(cp - len(t), taps + 1, np.int32)]))
     return requantize.fit(replace(layer, weight_kind="int8", in_dtype="int8", in_scale=1.0, in_zero_point=0))
-
-
-def _inside(start, extent: int, size: int):
-    """How many of taps start .. start + extent - 1 lie in [0, size) (TE)."""
-    from tvm import tirx
-
-    return tirx.max(tirx.min(start + extent, size) - tirx.max(start, 0), 0)
 
 
 def compute(x, weights: XnorWeights, consts, site: Site):
@@ -129,7 +75,7 @@ def compute(x, weights: XnorWeights, consts, site: Site):
     pcs = te.compute((g.n, g.ho, g.wo, cp), popcounts, name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
 
     def acc(n, oy, ox, c):
-        taps = _inside(oy * g.sh - top, g.kh, g.h) * _inside(ox * g.sw - left, g.kw, g.w)
+        taps = taps_inside(oy * g.sh - top, g.kh, g.h) * taps_inside(ox * g.sw - left, g.kw, g.w)
         return taps * weights.taps - pcs[n, oy, ox, c] * 2
 
     return output(acc, (g.n, g.ho, g.wo), g.co, cp, consts, site.epi, RULE)

@@ -15,8 +15,8 @@ from ..formats import Format
 from . import binary_bits, dense_layout, roles
 from .binary_bits import BitsEpilogue, words
 from .record import Primitive, Site, rule_of
-from .xnor_conv2d import (XnorWeights, epilogue, np_blocked, np_output, np_signs, np_unblocked, output, padded,
-                          padded_channels, te_weight)
+from .xnor_conv2d import epilogue, np_output, np_signs, output
+from .xnor_weights import XnorWeights, np_blocked, np_unblocked, padded, padded_channels, te_weight
 
 STEM = "xnor_dense"
 RULE = rule_of(STEM)

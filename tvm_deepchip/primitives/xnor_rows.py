@@ -23,6 +23,7 @@ from __future__ import annotations
 from . import roles
 from .binary_bits import WORD_DTYPE, BitsEpilogue
 from .record import rule_of
+from .xnor_weights import padded_channels, taps_inside, te_weight
 
 STEM = "xnor_conv2d_rows"
 RULE = rule_of(STEM)
@@ -57,8 +58,6 @@ def compute(x, weights, consts, site):
     """TE. x: uint32 [N, H, W, Cw] bits; weights: xnor_conv2d's (blocked: one block of Cp)."""
     from tvm import te, tirx
 
-    from .xnor_conv2d import _inside, padded_channels, te_weight  # (it imports this module)
-
     g = site.geo
     top, left = g.pad[0], g.pad[1]
     hp, wp = g.h + g.pad[0] + g.pad[2], g.wo + g.kw - 1
@@ -89,7 +88,7 @@ def compute(x, weights, consts, site):
     pcs = te.compute((g.n, g.ho, cp, g.wo), popcounts, name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
 
     def acc(n, oy, ox, c):
-        window = _inside(oy * g.sh - top, g.kh, g.h) * _inside(ox - left, g.kw, g.w)
+        window = taps_inside(oy * g.sh - top, g.kh, g.h) * taps_inside(ox - left, g.kw, g.w)
         return window * weights.taps - pcs[n, oy, c, ox].astype("int32") * 2
 
     return output(acc, g, cp, consts, site.epi)
