@@ -22,7 +22,7 @@ from tvm_deepchip.isa import IsaClass
 from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_STEPS, PARALLEL_MIN_POPCOUNT_WORDS, PARALLEL_MIN_POSITIONS
 from tvm_deepchip.primitives import roles
 
-from .common import _extent, _work
+from .common import _extent, _vectorize_crops, _work
 
 
 CHANNEL_VECTORS = 4  # accumulator vectors a tap's input word is broadcast to (fewer where Co has fewer)
@@ -52,8 +52,7 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
         sch.compute_at(pcs, pos)
         depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
         _popcounts(sch, pcs, depth, knobs, isa, split_channels)
-    for crop in roles.having(sch, sch.get_consumers(epilogue), roles.CROP):
-        _crop(sch, crop)
+    _vectorize_crops(sch, sch.get_consumers(epilogue))  # the NHWC -> NCHW copy (and a residual add after it)
     return sch
 
 
@@ -106,14 +105,6 @@ def _epilogue(sch, epilogue, pos, isa: IsaClass) -> None:
     if _extent(sch, inner) % lanes == 0:
         _, li = sch.split(inner, [None, lanes])
         sch.vectorize(li)
-
-
-def _crop(sch, crop) -> None:
-    """The NHWC -> NCHW copy of the codes: plain loops, the innermost vectorized where it runs
-    along consecutive outputs."""
-    inner = sch.get_loops(crop)[-1]
-    if _extent(sch, inner) > 1:
-        sch.vectorize(inner)
 
 
 def schedule_pack(sch, epilogue, knobs, isa: IsaClass):

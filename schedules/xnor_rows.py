@@ -6,8 +6,9 @@ as its own accumulator vector (channels unrolled, the accumulators a local array
 constants: registers), the taps outermost, so each tap's input vector and mask vector are loaded
 once for all channels; then the epilogue over the same positions, vectorized along them (codes:
 one store a channel; bits: the channels' compares ORed into one word a position). Rows split
-over the cores where the layer's popcounts reach parallel_costs' threshold. The padded copy of
-the input and its mask are plain vector loops before.
+over the cores where the layer's popcounts reach parallel_costs' threshold. A residual add fused
+after the codes (primitives/int8_add) runs on the same positions. The padded copy of the input
+and its mask are plain vector loops before.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
     at, lane = sch.split(ox, [None, lanes])
     sch.reorder(at, inner, lane)
     sch.vectorize(lane)
+    for add in roles.having(sch, sch.get_consumers(epilogue), roles.RESIDUAL):  # a residual add fused after
+        sch.reverse_compute_at(add, at)
+        sch.vectorize(_below(sch, add, at)[-1])
     sch.compute_at(pcs, at)
     _popcounts(sch, pcs, at, max(1, isa.vector_registers // 2))
     for layout in roles.having(sch, blocks, roles.LAYOUT):

@@ -22,7 +22,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from ..formats import Format
 from ..layer import OutBinary
 from ..primitives import binary_pack
-from .lower_quant_layers import OPAQUE
+from .lower_quant_layers import LAYER_ATTR, OPAQUE
 from .patterns import const_value
 from .xnor_match import decide_outputs, find_sites
 
@@ -57,8 +57,11 @@ class _Rewrite(PyExprMutator):
                                f"differs from the rewrite's ({type(site.layer.out).__name__})")
         kernel = planned.kernel
         consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
+        # (named by its layer, as LowerQuantLayers names its kernels: IntegerAdd fuses a residual
+        # add into a kernel writing codes that only the add reads)
         return self.builder_.emit_te(kernel.te_func, self._input_bits(site.binarize), *consts,
-                                     primfunc_name_hint=f"deepchip_{kernel.primitive}", primfunc_attrs={"op_pattern": OPAQUE})
+                                     primfunc_name_hint=f"deepchip_{kernel.primitive}",
+                                     primfunc_attrs={"op_pattern": OPAQUE, LAYER_ATTR: site.name})
 
     def _input_bits(self, binarize):
         for key, bits in self._bits.items():
