@@ -11,8 +11,8 @@ it, `cnt` + pairwise adds on NEON. The accumulators live in a local array indexe
 (registers). Then the epilogue: bits out, each channel's compare as its bit (vectorized over
 channels) and a word's 32 folded by ORs of halves; codes out, the requantization vectorized over
 channels. Positions split over cores when the layer's popcount words and positions reach
-parallel_costs' thresholds. A layer of few positions splits its channel blocks over the cores
-instead where its popcounts outweigh a launch (parallel_costs). Measured and not kept: two output
+parallel_costs' thresholds. A layer of one output position splits its channel blocks over the
+cores instead where its popcounts outweigh a launch (parallel_costs). Measured and not kept: two output
 positions per weight load, 1-8 accumulator vectors per broadcast word (no change: the vector
 popcount bounds the loop).
 """
@@ -45,7 +45,9 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
     if words >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
         sch.parallel(outer)
-    else:  # few positions: the cores take channel blocks where the popcounts are worth a launch
+    elif _extent(sch, pos) == 1:  # one position: the cores take channel blocks where the popcounts pay a launch
+        # (only there: under a loop over positions, the channel blocks' parallel loop would launch
+        # once a position, ResNet-44 BNN's 8x8 layer3.0.conv1 on AVX2 took 120 us)
         split_channels = words // _lanes(isa) * isa.popcount_steps >= PARALLEL_MIN_POPCOUNT_STEPS
     _epilogue(sch, epilogue, pos, isa)  # (first: the bit values, which read the popcounts, move under pos)
     for pcs in accs:

@@ -30,9 +30,8 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   1.3-1.8x (16x16 maps: 16.5 -> 10.9 us, 83.9 -> 47.2), 74 K words gain on 4x4 and 8x8 maps
 #   (4.35 -> 3.90, 5.76 -> 4.26 us) and lose on a 2x2 map (4 positions: 3.64 -> 4.05), 18 K words
 #   lose (0.88 -> 2.23 us).
-#   PARALLEL_MIN_POPCOUNT_STEPS: a layer with fewer positions than PARALLEL_MIN_POSITIONS splits its
-#   channel blocks instead, where its vector popcounts (words / lanes x IsaClass.popcount_steps)
-#   reach this: AMD EPYC znver5, SVHN ConvNet BNN conv7 (one position, 51 K words): AVX2 build
+#   PARALLEL_MIN_POPCOUNT_STEPS: a layer of one output position splits its channel blocks instead,
+#   where its vector popcounts (words / lanes x IsaClass.popcount_steps) reach this: AMD EPYC znver5, SVHN ConvNet BNN conv7 (one position, 51 K words): AVX2 build
 #   (25.6 K steps) 5.6 -> 3.6 us, AVX-512 VPOPCNTDQ (3.2 K steps) 1.0 -> 1.3-2.3 us.
 # - PARALLEL_MIN_ROW_LANES, delta convs split by output rows (primitives/delta_rows.py: each
 #   core copies, walks and writes its own rows, the residual add included), whole models A/B in
@@ -54,7 +53,7 @@ PARALLEL_MIN_GATHERS = 30_000
 PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see above)
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
-PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of few positions split by channel blocks
+PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of one position split by channel blocks
 PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)
