@@ -14,9 +14,9 @@ the image, zero in the padding) ANDed with the XOR, one more load per tap for ev
 
 The same integers as xnor_conv2d (its reference, epilogue and weights); codes come out NCHW
 directly (the positions are the rows' own order: no transposing crop), bits as the next XNOR
-layer reads them. Stride 1 along rows, Wo a whole number of the widest vector. At most 16 input channels fill
-half a packed word: they are read as uint16 words and counted in int16 lanes (twice the
-positions a vector; AVX-512 BITALG's VPOPCNTW, else LLVM's byte lookup), no half-empty words.
+layer reads them. Stride 1 along rows, Wo a whole number of the widest vector. At most 16 input
+channels fill half a packed word: they are read as uint16 words and counted in int16 lanes (twice
+the positions a vector; AVX-512 BITALG's VPOPCNTW, else LLVM's byte lookup), no half-empty words.
 """
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ MAX_CHANNELS = 32
 HALF = 16  # input channels a uint16 word holds
 
 
-def word_type(ci: int) -> tuple[str, str]:
-    """(input word, popcount accumulator) types: 16 input channels or fewer fill half a packed
-    word, so they are read as uint16 and counted in int16 lanes, twice the positions a vector
-    (AVX-512 BITALG's VPOPCNTW; a window's count, at most 16 x taps, fits in int16)."""
-    return ("uint16", "int16") if ci <= HALF else (WORD_DTYPE, "int32")
+def word_bits(ci: int) -> int:
+    """Bits of the words the form reads: 16 input channels or fewer fill half a packed word, so
+    they are read as uint16 and counted in int16 lanes, twice the positions a vector (AVX-512
+    BITALG's VPOPCNTW; a window's count, at most 16 x taps, fits in int16); else the packed words."""
+    return HALF if ci <= HALF else 32
 
 
 def positions_per_vector(ci: int) -> int:
     """Output positions the widest vector (64 bytes) holds: Wo is a multiple of it (AVX2's and
     NEON's vectors divide it)."""
-    return 64 * 8 // int(word_type(ci)[0][4:])
+    return 64 * 8 // word_bits(ci)
 
 
 def applies(geo, cp: int) -> bool:
@@ -62,7 +62,8 @@ def compute(x, weights, consts, site):
     top, left = g.pad[0], g.pad[1]
     hp, wp = g.h + g.pad[0] + g.pad[2], g.wo + g.kw - 1
     cw, w = int(x.shape[3]), weights.w
-    word, count = word_type(g.ci)
+    bits = word_bits(g.ci)
+    word, count = f"uint{bits}", f"int{bits}"  # the input words, the popcounts' accumulators
 
     def is_image(y, xx):
         return tirx.all(y >= top, y < top + g.h, xx >= left, xx < left + g.w)
@@ -71,7 +72,7 @@ def compute(x, weights, consts, site):
         return tirx.if_then_else(is_image(y, xx), x[n, y - top, xx - left, v].astype(word), tirx.const(0, word))
 
     xp = te.compute((g.n, hp, wp, cw), padded, name="xpad", attrs=roles.attrs(roles.LAYOUT))
-    ones = tirx.const(2 ** int(word[4:]) - 1, word)
+    ones = tirx.const(2 ** bits - 1, word)
     mask = te.compute((hp, wp), lambda y, xx: tirx.Select(is_image(y, xx), ones, tirx.const(0, word)),
                       name="xmask", attrs=roles.attrs(roles.LAYOUT))
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
