@@ -41,6 +41,12 @@ class Sampled:
         return sch.sample_categorical(candidates, probs)
 
 
+def loops_below(sch, block, loop) -> list:
+    """The block's loops under `loop` (one of its own, e.g. after compute_at), outermost first."""
+    own = sch.get_loops(block)
+    return own[[sch.get(lp).same_as(sch.get(loop)) for lp in own].index(True) + 1:]
+
+
 def _extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
 

@@ -22,7 +22,7 @@ from tvm_deepchip.isa import IsaClass
 from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_STEPS, PARALLEL_MIN_POPCOUNT_WORDS, PARALLEL_MIN_POSITIONS
 from tvm_deepchip.primitives import roles
 
-from .common import _extent, _vectorize_crops, _work
+from .common import _extent, _vectorize_crops, _work, loops_below
 
 
 CHANNEL_VECTORS = 4  # accumulator vectors a tap's input word is broadcast to (fewer where Co has fewer)
@@ -52,17 +52,16 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
     _epilogue(sch, epilogue, pos, isa)  # (first: the bit values, which read the popcounts, move under pos)
     for pcs in accs:
         sch.compute_at(pcs, pos)
-        depth = 1 + [sch.get(lp).same_as(sch.get(pos)) for lp in sch.get_loops(epilogue)].index(True)
-        _popcounts(sch, pcs, depth, knobs, isa, split_channels)
+        _popcounts(sch, pcs, loops_below(sch, pcs, pos), knobs, isa, split_channels)
     _vectorize_crops(sch, sch.get_consumers(epilogue))  # the NHWC -> NCHW copy (and a residual add after it)
     return sch
 
 
-def _popcounts(sch, pcs, depth: int, knobs, isa: IsaClass, split_channels: bool) -> None:
-    """After compute_at (its own loops below `depth`): [channel, *reductions] -> [channel block,
+def _popcounts(sch, pcs, own: list, knobs, isa: IsaClass, split_channels: bool) -> None:
+    """After compute_at (`own`: its loops below the position): [channel, *reductions] -> [channel block,
     *reductions, blocks, lanes] (reduction loops of extent 1 may be gone), the channel blocks
     over the cores where `split_channels`."""
-    c, *red = sch.get_loops(pcs)[depth:]
+    c, *red = own
     lanes = _lanes(isa)
     cp = _extent(sch, c)
     vectors = cp // lanes if cp % lanes == 0 else 1
@@ -97,9 +96,7 @@ def _epilogue(sch, epilogue, pos, isa: IsaClass) -> None:
             # constants, so the clamp of a last word's channels past Co (binary_bits.te_pack)
             # simplifies away instead of making every vector a gather (ResNet-44 BNN's 16-channel
             # layers: 9.6 -> 3.0 us, AVX-512 build)
-            own = sch.get_loops(stage)
-            below = [sch.get(lp).same_as(sch.get(pos)) for lp in own].index(True) + 1
-            for loop in own[below:-1]:
+            for loop in loops_below(sch, stage, pos)[:-1]:
                 sch.unroll(loop)
     if stages:
         return

@@ -17,7 +17,7 @@ from tvm_deepchip.parallel_costs import PARALLEL_MIN_POPCOUNT_WORDS
 from tvm_deepchip.primitives import roles
 from tvm_deepchip.primitives.binary_bits import WORD_DTYPE
 
-from .common import _acc_bits, _extent, _work
+from .common import _acc_bits, _extent, _work, loops_below
 
 
 def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
@@ -39,7 +39,7 @@ def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
     sch.vectorize(lane)
     for add in roles.having(sch, sch.get_consumers(epilogue), roles.RESIDUAL):  # a residual add fused after
         sch.reverse_compute_at(add, at)
-        sch.vectorize(_below(sch, add, at)[-1])
+        sch.vectorize(loops_below(sch, add, at)[-1])
     sch.compute_at(pcs, at)
     _popcounts(sch, pcs, at, max(1, isa.vector_registers // 2))
     for layout in roles.having(sch, blocks, roles.LAYOUT):
@@ -47,18 +47,11 @@ def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
     return sch
 
 
-def _below(sch, block, at) -> list:
-    """The block's loops under `at` (after compute_at), in order."""
-    loops = sch.get_loops(block)
-    i = [sch.get(lp).same_as(sch.get(at)) for lp in loops].index(True)
-    return loops[i + 1:]
-
-
 def _popcounts(sch, pcs, at, registers: int) -> None:
     """[channel, position, *taps] under `at` -> [channel block, *taps, channel (unrolled),
     position (vector)], a block's accumulators at most `registers` vectors (AVX2's 16 registers:
     8 channels a block, so the 16 accumulators do not spill), cached in a local array."""
-    channel, position, *taps = _below(sch, pcs, at)
+    channel, position, *taps = loops_below(sch, pcs, at)
     width = _extent(sch, channel)
     block = max(b for b in range(1, min(width, registers) + 1) if width % b == 0)
     outer, channel = sch.split(channel, [None, block])

@@ -207,7 +207,7 @@ def test_channel_blocks_split_over_cores_bit_exact(cls, op, monkeypatch):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_rows_form_chosen_for_few_channels(case):
-    """Layers of at most 16 output channels, stride 1 along rows and whole vectors of positions
+    """Layers of at most 32 output channels, stride 1 along rows and whole vectors of positions
     take xnor_rows (positions in the vector lanes); the others the channel form."""
     from tvm_deepchip.primitives import xnor_conv2d, xnor_rows
 

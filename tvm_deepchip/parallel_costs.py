@@ -31,8 +31,9 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   (4.35 -> 3.90, 5.76 -> 4.26 us) and lose on a 2x2 map (4 positions: 3.64 -> 4.05), 18 K words
 #   lose (0.88 -> 2.23 us).
 #   PARALLEL_MIN_POPCOUNT_STEPS: a layer of one output position splits its channel blocks instead,
-#   where its vector popcounts (words / lanes x IsaClass.popcount_steps) reach this: AMD EPYC znver5, SVHN ConvNet BNN conv7 (one position, 51 K words): AVX2 build
-#   (25.6 K steps) 5.6 -> 3.6 us, AVX-512 VPOPCNTDQ (3.2 K steps) 1.0 -> 1.3-2.3 us.
+#   where its vector popcounts (words / lanes x IsaClass.popcount_steps) reach this: AMD EPYC
+#   znver5, SVHN ConvNet BNN conv7 (one position, 51 K words): AVX2 build (25.6 K steps)
+#   5.6 -> 3.6 us, AVX-512 VPOPCNTDQ (3.2 K steps) 1.0 -> 1.3-2.3 us.
 # - PARALLEL_MIN_ROW_LANES, delta convs split by output rows (primitives/delta_rows.py: each
 #   core copies, walks and writes its own rows, the residual add included), whole models A/B in
 #   one process on an AMD EPYC znver4 (2 cores, a noisy VM): ResNet-44 (layers of 250-300 K lane

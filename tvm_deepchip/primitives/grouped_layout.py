@@ -17,7 +17,7 @@ carries te_flat's LAYOUT role for the schedules that look for it.
 from __future__ import annotations
 
 from . import roles
-from .conv_layout import ConvGeometry, code_shift
+from .conv_layout import ConvGeometry, code_shift, te_flat
 
 TAIL_LANES = 64  # zero-tail stores a vector
 
@@ -25,6 +25,15 @@ TAIL_LANES = 64  # zero-tail stores a vector
 def covers(geo: ConvGeometry, group: int, neighbours: bool) -> bool:
     """Whether this copy builds te_flat's layout for these arguments: channel groups, stride 1."""
     return group > 1 and not neighbours and (geo.sh, geo.sw, geo.step) == (1, 1, 1)
+
+
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, neighbours: bool = False):
+    """te_flat(x, geo, zp, group=group, dtype=dtype, neighbours=neighbours) [N, flat_len, group]:
+    this row copy where it covers the arguments, else te_flat's TE compute (which loads and
+    inserts a byte per vector lane)."""
+    if covers(geo, group, neighbours):
+        return te_grouped(x, geo, zp, group, dtype)
+    return te_flat(x, geo, zp, group=group, dtype=dtype, neighbours=neighbours)
 
 
 def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat"):

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..formats import Format
 from . import conv_layout, grouped_layout, int8_dense, requantize, roles
-from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps, te_flat
+from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps
 from .dense_layout import DenseShape
 from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
 from .record import Primitive, Site, rule_of
@@ -131,10 +131,7 @@ def compute(x, weights: Int8Weights, consts, site: Site):
         return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
     columns = by_columns(geo, group)
-    if grouped_layout.covers(geo, group, columns):  # te_flat's layout, copied row by row with an interleave
-        xf = grouped_layout.te_grouped(x, geo, zp, group, operand)
-    else:
-        xf = te_flat(x, geo, zp, group=group, dtype=operand, neighbours=columns)
+    xf = grouped_layout.te_layout(x, geo, zp, group, operand, neighbours=columns)
     taps, offset = te_dense_taps(geo.grouped(group), "acc")
     if columns:  # tap (ky, column group) reads the neighbours of its first column
         g = replace(geo, kw=_ceil(geo.kw, group))

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import bit_dot, grouped_layout, requantize, ternary_dense_packed
 from .bit_dot import GROUP
-from .conv_layout import ConvGeometry, np_windows, te_flat
+from .conv_layout import ConvGeometry, np_windows
 from .record import Site
 
 MAX_POSITIONS = 4  # output positions of an image up to which a packed conv runs its windows
@@ -55,10 +55,7 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site):
 
     geo = site.geo
     per, g = geo.ho * geo.wo, geo.grouped(GROUP)
-    if grouped_layout.covers(geo, GROUP, False):  # [N, flat, 4] in the operand type, copied row by row
-        xf = grouped_layout.te_grouped(x, geo, site.zp, GROUP, w.operand)
-    else:  # (as a TE compute: each lane another channel's plane, a byte load and an insert per lane)
-        xf = te_flat(x, geo, site.zp, group=GROUP, dtype=w.operand)
+    xf = grouped_layout.te_layout(x, geo, site.zp, GROUP, w.operand)  # [N, flat, 4] in the operand type
 
     def quad(buf, row, qs):  # window row's codes for word q = (channel group, phase tap)
         n, p = row // per, row % per

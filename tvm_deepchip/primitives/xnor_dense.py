@@ -3,7 +3,7 @@
     acc[n, c] = K - 2 * sum_words popcount(x[n, v] XOR w[v, c])       (binary_bits)
     y = the epilogue of acc, as xnor_conv2d's: bits for the next XNOR layer or requantized codes
 
-Input: uint32 [N, ceil(K/32)]. Weights: uint32 [Cp / B, ceil(K/32), B] (xnor_conv2d's channel
+Input: uint32 [N, ceil(K/32)]. Weights: uint32 [Cp / B, ceil(K/32), B] (xnor_weights' channel
 blocks: a block's words of one input word adjacent, the vector runs over output channels; at
 batch 1 every weight is read once, in order). Output: bits [N, ceil(Co/32)] or codes [N, Co].
 """

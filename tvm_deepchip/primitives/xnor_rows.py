@@ -92,10 +92,10 @@ def compute(x, weights, consts, site):
         window = taps_inside(oy * g.sh - top, g.kh, g.h) * taps_inside(ox - left, g.kw, g.w)
         return window * weights.taps - pcs[n, oy, c, ox].astype("int32") * 2
 
-    return output(acc, g, cp, consts, site.epi)
+    return output(acc, g, consts, site.epi)
 
 
-def output(acc, g, cp: int, consts, epi):
+def output(acc, g, consts, epi):
     """Bits [N, Ho, Wo, 1] (Co <= 32: one word), or codes [N, Co, Ho, Wo] computed in that order
     (TE). A word is the OR of its channels' compares, each a vector over positions (the channel
     form's folds of halves, binary_bits.te_pack, would shuffle across positions here)."""
