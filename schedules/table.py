@@ -11,6 +11,8 @@ from __future__ import annotations
 from tvm_deepchip import isa
 from tvm_deepchip.primitives import (
     binary_pack,
+    bwn_conv2d,
+    bwn_dense,
     int8_max_pool,
     ternary_conv2d_delta,
     ternary_conv2d_packed,
@@ -38,6 +40,8 @@ SKELETONS = {
     ternary_dense_sparse.RULE: (schedule_dense, {}),
     # bit-planes through the dot-product instruction: the sums are a hand-built loop nest
     ternary_dense_packed.RULE: (schedule_bit_dot, {}),
+    bwn_dense.RULE: (schedule_bit_dot, {}),  # ... one plane of binary weights
+    bwn_conv2d.RULE: (schedule_bit_dot, {}),  # ... over a conv's windows
     # delta lists: the walk is a hand-built loop nest; layout, epilogue and crop scheduled here
     ternary_conv2d_delta.RULE: (schedule_walked, {}),
     ternary_dense_delta.RULE: (schedule_walked, {}),

@@ -60,11 +60,13 @@ def check_assembly(cls: isa.IsaClass, lib, primitive: str, wide: bool = False) -
     asm = lib.inspect_source("asm")
     for insn in FORBIDDEN.get(cls.name, ()):
         assert insn not in asm, f"{cls.name} build of {primitive} holds {insn!r}: illegal on that CPU"
-    if cls.dot and primitive in ("int8_conv2d", "int8_dense", "ternary_dense_packed"):
+    bit_dot = ("ternary_dense_packed", "bwn_dense", "bwn_conv2d")
+    if cls.dot and primitive in ("int8_conv2d", "int8_dense") + bit_dot:
         insn = DOT_INSTRUCTION[cls.dot]
         assert insn in asm, f"{cls.name} build of {primitive} does not use {insn!r}"
-    if primitive == "ternary_dense_packed" and cls.mask_registers:  # bit_dot: bits to -1/0 bytes
-        assert "vpmovm2b" in asm, f"{cls.name} build of {primitive} does not expand its bits with vpmovm2b"
+    if primitive in bit_dot and cls.mask_registers:  # bit_dot: bits to -1/0 bytes, or to -1/+1 (a masked blend)
+        insn = "vpmovm2b" if primitive == "ternary_dense_packed" else "vpblendmb"
+        assert insn in asm, f"{cls.name} build of {primitive} does not expand its bits with {insn}"
     if wide and cls.is_x86 and cls.vector_bytes == 64:
         assert "zmm" in asm, f"{cls.name} build of {primitive} uses no 512-bit (zmm) registers"
 

@@ -36,12 +36,15 @@ def make_layer(rng, op, kind, wshape, *, stride=1, pad=0, in_dtype="uint8", out=
         wp = rng.uniform(0.02, 0.3, co if per_channel else 1).astype(np.float32)
         wn = wp.copy() if symmetric else rng.uniform(0.02, 0.3, co if per_channel else 1).astype(np.float32)
         kw = dict(wp=np.broadcast_to(wp, (co,)).copy(), wn=np.broadcast_to(wn, (co,)).copy())
+    elif kind == "bwn":  # binary weights {-a, +a}: an int8 layer of codes +-1 (passes/layer_check)
+        signs = rng.choice(np.array([-1, 1], np.int8), size=wshape)
+        kw = dict(w_scale=rng.uniform(0.02, 0.3, co).astype(np.float32))
     else:
         signs = rng.integers(-127, 128, size=wshape).astype(np.int8)
         kw = dict(w_scale=rng.uniform(1e-3, 1e-2, co).astype(np.float32))
     k = int(np.prod(wshape[1:]))
     layer = QuantLayer(
-        name=f"{op}_{kind}", op=op, weight_kind=kind, codes=signs,
+        name=f"{op}_{kind}", op=op, weight_kind="int8" if kind == "bwn" else kind, codes=signs,
         bias=rng.normal(0, 0.5, co).astype(np.float32),
         in_scale=float(rng.uniform(0.5, 2.0) / 255), in_zero_point=int(rng.integers(0, 20)) if in_dtype == "uint8" else int(rng.integers(-10, 10)),
         in_dtype=in_dtype, strides=(stride, stride), padding=(pad,) * 4, **kw,
@@ -53,7 +56,7 @@ def make_layer(rng, op, kind, wshape, *, stride=1, pad=0, in_dtype="uint8", out=
     if out is not None:
         # an output scale that spreads the typical output over the 8-bit range
         spread = layer.in_scale * 128 * 0.15 * np.sqrt(k * (1 - sparsity if kind == "ternary" else 1)) * (
-            0.3 if kind == "ternary" else 127 * 5e-3)
+            0.3 if kind in ("ternary", "bwn") else 127 * 5e-3)
         layer.out = OutQuant(float(spread / 64), int(rng.integers(0, 10)) if out == "uint8" else 0, out)
     return layer
 

@@ -14,8 +14,8 @@ from tvm_deepchip.schedules import _RULES, load_all, tagged_block
 
 
 def test_formats_are_one_vocabulary():
-    assert CHOICES == ("sparse", "delta", "packed", "dot", "int8", "float")
-    assert KERNEL_FORMATS == ("sparse", "delta", "packed", "dot", "int8")
+    assert CHOICES == ("sparse", "delta", "packed", "dot", "int8", "bits", "float")
+    assert KERNEL_FORMATS == ("sparse", "delta", "packed", "dot", "int8", "bits")
     assert f"{Format.SPARSE}" == "sparse" and repr(Format.INT8) == "'int8'" and Format("packed") is Format.PACKED
 
 
@@ -37,11 +37,30 @@ def _layer(kind="ternary", op="conv2d", symmetric=False):
     return pc.make_layer(rng, op, kind, shape, pad=1 if op == "conv2d" else 0, symmetric=symmetric)
 
 
+def _binary(op="conv2d"):
+    """A BWN layer: int8 codes +-1 (layer_check reads {-a, +a} weights so)."""
+    layer = _layer("int8", op)
+    layer.codes = np.where(np.random.default_rng(1).random(layer.codes.shape) < 0.5, -1, 1).astype(np.int8)
+    return layer
+
+
 def test_formats_for_and_refusals():
     assert primitives.formats_for(_layer()) == ("sparse", "delta", "packed")
     assert primitives.formats_for(_layer(symmetric=True)) == ("sparse", "delta", "packed", "int8")
     assert primitives.formats_for(_layer("int8")) == ("int8",)
     assert primitives.formats_for(_layer(op="dense")) == ("sparse", "delta", "packed", "dot")
+    assert primitives.formats_for(_binary(op="dense")) == ("int8", "bits")
+    assert primitives.formats_for(_binary(), (1, 5, 8, 8)) == ("int8", "bits")  # 64 positions
+    assert primitives.formats_for(_binary(), (1, 5, 9, 8)) == ("int8",)  # 72
+    strided = _binary()
+    strided.strides = (2, 2)  # a 3x3 kernel at stride 2 gains zero taps (phases), which one plane cannot hold
+    assert primitives.formats_for(strided, (1, 5, 5, 5)) == ("int8",)
+    with pytest.raises(InputError, match=r"layer 'conv2d_int8': format 'bits' runs a conv of at most 64 output "
+                                         r"positions whose strides divide its kernel; this one has 3x3 positions, "
+                                         r"kernel 3x3, strides 2x2"):
+        primitives.lower_layer(strided, (1, 5, 5, 5), "bits")
+    with pytest.raises(InputError, match=r"layer 'conv2d_int8': format 'bits' needs binary weights"):
+        primitives.lower_layer(_layer("int8"), (1, 5, 5, 5), "bits")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' runs a conv only where its kernel covers"):
         primitives.lower_layer(_layer(), (1, 5, 9, 7), "dot")
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': no primitive for format 'float'"):
@@ -57,7 +76,7 @@ def test_formats_for_and_refusals():
 @pytest.mark.parametrize("op, fmt", [(p.op, p.format.value) for p in primitives.PRIMITIVES if p.format not in BY_INPUT])
 def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's: tests/test_xnor.py)
     shape = {"conv2d": (1, 5, 9, 7), "dense": (2, 37)}[op]
-    layer = _layer(op=op, symmetric=True)
+    layer = _binary(op) if fmt == "bits" else _layer(op=op, symmetric=True)
     if (op, fmt) == ("conv2d", "dot"):  # a conv whose kernel covers its input
         layer.padding, shape = (0, 0, 0, 0), (1, 5, 3, 3)
     lowered = primitives.lower_layer(layer, shape, fmt)
@@ -72,9 +91,9 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's
     assert roles.LAYOUT in found
     n_acc = sum(roles.role_of(sch.get(b)) == roles.ACCUMULATOR for b in blocks)
     # dot, dense packed (bit_dot): both planes in one accumulator; delta: none, its walk is the epilogue's block
-    one = {"int8", "dot"} | ({"packed"} if op == "dense" else set())
+    one = {"int8", "dot", "bits"} | ({"packed"} if op == "dense" else set())
     assert n_acc == (1 if fmt in one else 0 if fmt == "delta" else 2)
-    assert (roles.CROP in found) == (op == "conv2d" and fmt not in ("int8", "dot"))  # (dot: the dense form's crop)
+    assert (roles.CROP in found) == (op == "conv2d" and fmt not in ("int8", "dot", "bits"))  # (dot: the dense form's crop)
     assert len(func.params) == 2 + len(lowered.consts)  # x, the constants, the output
 
 

@@ -15,6 +15,7 @@ class Format(str, enum.Enum):
     DOT = "dot"  # ternary dense: two 0/1 int8 planes through the int8 dot product (small layers)
     XNOR = "xnor"  # binary weights on binary (+-1) inputs, both bit-packed: popcounts of XOR
     INT8 = "int8"  # int8 weights (or a symmetric ternary layer as int8 in {-1, 0, 1})
+    BITS = "bits"  # binary weights {-a, +a}: one bit-plane, 1 bit a weight, expanded to +-1 bytes for the int8 dot product
     FLOAT = "float"  # not lowered: the layer stays in TVM's float operators
 
     # Print and format as the plain name (Python 3.11 made format() of a mixed-in Enum print

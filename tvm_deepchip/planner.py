@@ -22,8 +22,9 @@ import numpy as np
 import onnx
 
 from . import dead_taps, primitives
+from .primitives import bwn_conv2d
 from .errors import InputError
-from .format_rule import default_ternary
+from .format_rule import default_int8, default_ternary
 from .formats import AUTO, CHOICES, DEFAULT_TERNARY, FALLBACK_TERNARY, TERNARY_ONLY, Format
 from .isa import IsaClass
 from .layer import QuantLayer
@@ -76,7 +77,7 @@ def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, mea
         fmt, source = measured.get(layer_key(layer)), FormatSource.MEASURED
     if not fmt:
         if layer.weight_kind != "ternary":
-            return Format.INT8, FormatSource.DEFAULT
+            return default_int8(layer, in_shape, cls), FormatSource.DEFAULT
         fmt = default_ternary(layer, in_shape, cls) if choices.default_ternary == AUTO else choices.default_ternary
         exact = primitives.formats_for(layer, in_shape) + (Format.FLOAT,)
         return (fmt if fmt in exact else FALLBACK_TERNARY), FormatSource.DEFAULT
@@ -84,6 +85,10 @@ def choose_format(layer: QuantLayer, in_shape: tuple, choices: LayerChoices, mea
         raise InputError(f"layer {layer.name!r}: unknown format {fmt!r}; choose from {TERNARY_FORMATS}")
     if layer.weight_kind == "int8" and fmt in TERNARY_ONLY:
         raise InputError(f"layer {layer.name!r}: weight is int8, not ternary; cannot use format {fmt!r}")
+    if fmt == Format.BITS and fmt not in primitives.formats_for(layer, in_shape):
+        raise InputError(f"layer {layer.name!r}: format 'bits' needs binary weights ({{-a, +a}} per channel) in a "
+                         f"dense layer or a conv of at most {bwn_conv2d.MAX_POSITIONS} output positions whose "
+                         f"strides divide its kernel")
     return fmt, source
 
 

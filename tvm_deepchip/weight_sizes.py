@@ -10,8 +10,8 @@ What the kernels read at run time (primitives/), in bytes:
                      uint16 offsets where they fit, else int32; int32 row table), as stored
   bit_planes_bytes   the packed convs' two uint32 bit-planes per output channel: 2 bits a
                      weight, each plane padded to whole 32-bit words
-  bit_words_bytes    the packed dense kernel's words (bit_dot): 2 bits a weight, channels padded
-                     to 16 and inputs to 4
+  bit_words_bytes    the words of the bit-plane dot product (bit_dot): 2 bits a ternary weight, 1
+                     a binary one, channels padded to 16 and inputs to 4
 The stored artifact (encodings.py), in bytes:
   stored_bytes       encodings.encode's stream of the signs, header included
 Ideal forms, bits per weight, no padding (the quantizer's report: what a format costs at best):
@@ -47,9 +47,10 @@ def bit_planes_bytes(out_channels: int, taps: int) -> int:
     return out_channels * PLANES * math.ceil(taps / WORD_BITS) * (WORD_BITS // 8)
 
 
-def bit_words_bytes(out_channels: int, k: int) -> int:
-    """Run-time bytes of the packed dense kernel's words (bit_dot): [Co/16, K/4, 2] uint64."""
-    return math.ceil(out_channels / 16) * math.ceil(k / 4) * PLANES * 8
+def bit_words_bytes(out_channels: int, k: int, planes: int = PLANES) -> int:
+    """Run-time bytes of the bit-plane dot product's words (bit_dot): [Co/16, K/4, planes] uint64
+    (ternary weights 2 planes, binary ones 1)."""
+    return math.ceil(out_channels / 16) * math.ceil(k / 4) * planes * 8
 
 
 def stored_bytes(signs, encoding: str, param: int | None = None) -> int:

@@ -19,6 +19,9 @@ from ..formats import Format
 from ..isa import IsaClass
 from ..layer import QuantLayer
 from . import (
+    bwn_conv2d,
+    bwn_dense,
+    bwn_weights,
     conv_layout,
     int8_add,
     int8_conv2d,
@@ -52,6 +55,8 @@ PRIMITIVES: tuple[Primitive, ...] = (
     int8_dense.PRIMITIVE,
     xnor_conv2d.PRIMITIVE,
     xnor_dense.PRIMITIVE,
+    bwn_conv2d.PRIMITIVE,
+    bwn_dense.PRIMITIVE,
 )
 _BY_KEY = {(p.op, p.format): p for p in PRIMITIVES}
 # lower_layer's class when none is named: uint8 dot-product operands, 8-bit sparse taps, 512-bit vectors
@@ -82,7 +87,8 @@ def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Forma
     """Formats that can run this layer exactly (on input `in_shape`: a conv runs the dot form only
     where its kernel covers its whole input, ternary_conv2d_dot)."""
     if layer.weight_kind == "int8":
-        return (Format.INT8,)
+        bits = layer.op == "dense" or (in_shape is not None and bwn_conv2d.covers(conv_layout.geometry(layer, in_shape)))
+        return (Format.INT8,) + ((Format.BITS,) if bits and bwn_weights.binary_valued(layer) else ())
     if layer.weight_kind == "binary":
         return (Format.XNOR,)
     symmetric = np.allclose(layer.wp, layer.wn, rtol=0, atol=0)

@@ -13,7 +13,13 @@ weights are -1/0) and are stored positive.
     sums[n, 0, c] = sum_k x'[n, k] * [w[c, k] = +1]      sums[n, 1, c] = ... [w[c, k] = -1]
 
 x' are the input codes in the dot product's operand type (shifted by 128 where that is not
-theirs: int8_weights.epilogue takes it back out). The index rows or delta lists of the sparse
+theirs: int8_weights.epilogue takes it back out).
+
+Binary weights {-1, +1} (BinaryConnect, BWN: primitives/binary_bits_dense, binary_bits_conv2d) take
+one plane, 1 bit a weight: a bit set where the weight is -1, clear where +1. Its expansion is
+the -1/0 bytes OR 1: -1/+1 (LLVM makes it one masked blend of -1s and +1s on AVX-512), so one dot product adds the 64 signed products and the sum is the
+int8 layer's (sums[n, 0, c] = sum_k x'[n, k] * w[c, k]). Padded inputs (the zero tail, channels
+past Ci) hold code 0, so the +1 their clear bits stand for adds nothing. The index rows or delta lists of the sparse
 forms read about as many bytes at 90% zeros (2 a non-zero weight, or 1 and a walk); this form
 reads every weight's 2 bits but adds 64 of them an instruction instead of one an index.
 
@@ -33,25 +39,32 @@ from .record import Weights, scalar
 
 CHANNELS = 16  # output channels a word covers
 GROUP = 4  # inputs a word covers
-PLANES = (1, -1)  # the sign each plane marks
+PLANES = (1, -1)  # the sign each plane of ternary words marks (a set bit: that weight)
+BINARY_PLANES = (-1,)  # binary words: one plane, a set bit a -1 weight, a clear one +1
 MAX_TILE_ROWS = 4  # rows (images, conv positions) a register tile multiplies each expanded word with
 
 
 @dataclass(frozen=True, eq=False)
 class BitWords(Weights):
-    words: object  # uint64 [Co/16, K/4, 2]
+    words: object  # uint64 [Co/16, K/4, planes]
     operand: str = scalar("uint8")  # the type the dot products read the input codes in
+
+    @property
+    def binary(self) -> bool:
+        """One plane of binary weights (BINARY_PLANES), else two of ternary ones (PLANES)."""
+        return int(self.words.shape[-1]) == len(BINARY_PLANES)
 
     def nbytes(self) -> int:
         """What the kernel reads at run time (weight_sizes: the one count of this form)."""
         from ..weight_sizes import bit_words_bytes
 
-        cb, kq = self.words.shape[:2]
-        return bit_words_bytes(cb * CHANNELS, kq * GROUP)
+        cb, kq, planes = self.words.shape
+        return bit_words_bytes(cb * CHANNELS, kq * GROUP, int(planes))
 
 
-def pack(codes2d: np.ndarray, operand: str) -> BitWords:
-    """[Co, K] codes in {-1, 0, 1} -> the words (channels and inputs zero-padded)."""
+def pack(codes2d: np.ndarray, operand: str, planes: tuple = PLANES) -> BitWords:
+    """[Co, K] codes -> the words (channels and inputs zero-padded): `planes` PLANES for codes in
+    {-1, 0, 1}, BINARY_PLANES for codes in {-1, 1}."""
     co, k = codes2d.shape
     cp, kp = _ceil(co, CHANNELS) * CHANNELS, _ceil(k, GROUP) * GROUP
     padded = np.zeros((cp, kp), np.int8)
@@ -60,25 +73,28 @@ def pack(codes2d: np.ndarray, operand: str) -> BitWords:
     blocks = padded.reshape(cp // CHANNELS, CHANNELS, kp // GROUP, GROUP).transpose(0, 2, 1, 3)
     flat = blocks.reshape(cp // CHANNELS, kp // GROUP, CHANNELS * GROUP)
     weights = np.uint64(1) << np.arange(CHANNELS * GROUP, dtype=np.uint64)
-    planes = [((flat == v).astype(np.uint64) * weights).sum(-1, dtype=np.uint64) for v in PLANES]
-    return BitWords(np.ascontiguousarray(np.stack(planes, -1)), operand)
+    words = [((flat == v).astype(np.uint64) * weights).sum(-1, dtype=np.uint64) for v in planes]
+    return BitWords(np.ascontiguousarray(np.stack(words, -1)), operand)
 
 
 def unpack(w: BitWords, co: int, k: int) -> np.ndarray:
-    """Inverse of pack: [Co, K] codes."""
+    """Inverse of pack: [Co, K] codes (of binary words: the padding reads +1)."""
     words = w.words
     cb, kq = words.shape[:2]
     bits = ((words[..., None] >> np.arange(CHANNELS * GROUP, dtype=np.uint64)) & np.uint64(1)).astype(np.int8)
-    signs = bits[:, :, 0] - bits[:, :, 1]  # cb, q, lane * 4 + j
+    signs = 1 - 2 * bits[:, :, 0] if w.binary else bits[:, :, 0] - bits[:, :, 1]  # cb, q, lane * 4 + j
     return signs.reshape(cb, kq, CHANNELS, GROUP).transpose(0, 2, 1, 3).reshape(cb * CHANNELS, kq * GROUP)[:co, :k]
 
 
-def np_sums(rows: np.ndarray, in_dtype: str, w: BitWords, co: int) -> tuple[np.ndarray, np.ndarray]:
-    """numpy: (S+, S-) [M, Co] in int64 of M rows of K input codes of type `in_dtype`, shifted
-    into the operand type as the kernel does."""
+def np_sums(rows: np.ndarray, in_dtype: str, w: BitWords, co: int) -> list[np.ndarray]:
+    """numpy: the kernel's sums [M, Co] in int64 of M rows of K input codes of type `in_dtype`,
+    shifted into the operand type as the kernel does: [S+, S-] of ternary words, [S] (the signed
+    sum) of binary ones."""
     xs = rows.astype(np.int64) + code_shift(in_dtype, w.operand)
     codes = unpack(w, co, rows.shape[1]).astype(np.int64)
-    return xs @ (codes > 0).T.astype(np.int64), xs @ (codes < 0).T.astype(np.int64)
+    if w.binary:
+        return [xs @ codes.T]
+    return [xs @ (codes > 0).T.astype(np.int64), xs @ (codes < 0).T.astype(np.int64)]
 
 
 def te_groups(x, w: BitWords):
@@ -99,7 +115,7 @@ def te_groups(x, w: BitWords):
 
 
 def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None = None):
-    """sums [M, 2, Cp] int32 of M rows (te.extern over `layout` and the words), channel blocks on
+    """sums [M, planes, Cp] int32 of M rows (te.extern over `layout` and the words), channel blocks on
     both cores where the multiply-adds pay a launch (parallel_costs.PARALLEL_MIN_MACS). Default:
     the rows of grouped codes te_groups made ([M, K/4, 4]). Else `quad(buf, row, qs)`: the 4 codes
     (a vector load from the layout's buffer) row `row` multiplies with word q, its index in the
@@ -107,22 +123,22 @@ def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None 
     place (packed_windows)."""
     from tvm import te, tirx
 
-    cb, kq = (int(v) for v in w.words.shape[:2])
+    cb, kq, planes = (int(v) for v in w.words.shape)
     steps = steps or (kq,)
-    parallel = len(PLANES) * rows * cb * CHANNELS * kq * GROUP >= PARALLEL_MIN_MACS
+    parallel = planes * rows * cb * CHANNELS * kq * GROUP >= PARALLEL_MIN_MACS
     quad = quad or (lambda buf, row, qs: tirx.BufferLoad(buf, [row, qs[0], tirx.Ramp(0, 1, GROUP)]))
-    return te.extern([(rows, len(PLANES), cb * CHANNELS)], [layout, w.words],
+    return te.extern([(rows, planes, cb * CHANNELS)], [layout, w.words],
                      lambda ins, outs: _body(ins[0], ins[1], outs[0], cls, parallel, rows, quad, steps),
                      dtype=["int32"], name="bit_sums", attrs=roles.attrs(roles.ACCUMULATOR))
 
 
-def _tile(cb: int, rows: int, pieces: int, budget: int) -> tuple[int, int]:
+def _tile(cb: int, rows: int, planes: int, pieces: int, budget: int) -> tuple[int, int]:
     """(channel blocks, rows) of a register tile: each expanded word serves the tile's rows (up to
     MAX_TILE_ROWS, preferred), each input group its channel blocks; the accumulators (rows x blocks
-    x 2 planes x pieces vectors) within `budget` registers."""
+    x planes x pieces vectors) within `budget` registers."""
     for tr in sorted({min(rows, MAX_TILE_ROWS), 2, 1}, reverse=True):
         for rc in (4, 2, 1):
-            if tr <= rows and cb % rc == 0 and tr * rc * len(PLANES) * pieces <= budget:
+            if tr <= rows and cb % rc == 0 and tr * rc * planes * pieces <= budget:
                 return rc, tr
     return 1, 1
 
@@ -135,18 +151,23 @@ def _body(layout, words, out, cls, parallel, m_rows, quad, steps):
     from .bit_dot_steps import step_for
 
     step = step_for(cls, str(layout.dtype))
-    cb = int(words.shape[0])
+    cb, planes = int(words.shape[0]), int(words.shape[2])
+    binary = planes == len(BINARY_PLANES)
     lanes, pieces = step.lanes, CHANNELS // step.lanes
-    rc, tr = _tile(cb, m_rows, pieces, cls.vector_registers // 2)
+    rc, tr = _tile(cb, m_rows, planes, pieces, cls.vector_registers // 2)
     bits = CHANNELS * GROUP // pieces
     zero = tirx.Broadcast(tirx.const(0, "int32"), lanes)
-    vectors = [(r, p, s) for r in range(rc) for p in range(len(PLANES)) for s in range(pieces)]
+    vectors = [(r, p, s) for r in range(rc) for p in range(planes) for s in range(pieces)]
 
     def at(i, r, p, s):  # row i of the tile, vector (r, p, s)
-        return tirx.Ramp((((i * rc + r) * len(PLANES) + p) * pieces + s) * lanes, 1, lanes)
+        return tirx.Ramp((((i * rc + r) * planes + p) * pieces + s) * lanes, 1, lanes)
+
+    def expand(piece):  # a word's bits -> -1/0 bytes (ternary), -1/+1 (binary)
+        signs = tirx.Cast(f"int8x{bits}", tirx.reinterpret(f"int1x{bits}", piece))
+        return signs | tirx.Broadcast(tirx.const(1, "int8"), bits) if binary else signs
 
     def tile(cbo, first, rows):  # rows first .. first + rows - 1 against channel blocks cbo * rc ..
-        acc = T.alloc_buffer((rows * rc * len(PLANES) * CHANNELS,), "int32", scope="global")  # on the stack
+        acc = T.alloc_buffer((rows * rc * planes * CHANNELS,), "int32", scope="global")  # on the stack
         for i in range(rows):
             for v in vectors:
                 T.buffer_store(acc, zero, [at(i, *v)])
@@ -159,13 +180,14 @@ def _body(layout, words, out, cls, parallel, m_rows, quad, steps):
             for r, p, s in vectors:
                 word = tirx.BufferLoad(words, [cbo * rc + r, q, p])
                 piece = word if pieces == 1 else tirx.Cast(f"uint{bits}", word >> tirx.const(s * bits, "uint64"))
-                signs = tirx.Cast(f"int8x{bits}", tirx.reinterpret(f"int1x{bits}", piece))  # -1 / 0
+                signs = expand(piece)
                 for i in range(rows):  # one expansion, `rows` dot products
                     T.buffer_store(acc, step.dot(tirx.BufferLoad(acc, [at(i, r, p, s)]), quads[i], signs), [at(i, r, p, s)])
         for i in range(rows):
             for r, p, s in vectors:
                 c = tirx.Ramp((cbo * rc + r) * CHANNELS + s * lanes, 1, lanes)
-                T.buffer_store(out, zero - tirx.BufferLoad(acc, [at(i, r, p, s)]), [first + i, p, c])
+                total = tirx.BufferLoad(acc, [at(i, r, p, s)])  # (ternary: negated, its weights were -1/0)
+                T.buffer_store(out, total if binary else zero - total, [first + i, p, c])
 
     whole, rest = divmod(m_rows, tr)
     with IRBuilder() as ib:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import bit_dot, grouped_layout, requantize, ternary_dense_packed
+from . import bit_dot, grouped_layout, ternary_dense_packed
 from .bit_dot import GROUP
 from .conv_layout import ConvGeometry, np_windows
 from .record import Site
@@ -22,9 +22,9 @@ from .record import Site
 MAX_POSITIONS = 4  # output positions of an image up to which a packed conv runs its windows
 
 
-def covers(geo: ConvGeometry) -> bool:
+def covers(geo: ConvGeometry, max_positions: int = MAX_POSITIONS) -> bool:
     """The packed conv of this geometry runs as windows (few output positions)."""
-    return geo.ho * geo.wo <= MAX_POSITIONS
+    return geo.ho * geo.wo <= max_positions
 
 
 def _ordered(codes: np.ndarray, geo: ConvGeometry) -> np.ndarray:
@@ -45,12 +45,14 @@ def _unordered(ordered: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     return geo.unphase_kernel(k.reshape(geo.co, cg * GROUP, geo.sh, geo.sw, geo.khq, geo.kwq)[:, : geo.ci])
 
 
-def pack(layer, geo: ConvGeometry, operand: str) -> bit_dot.BitWords:
-    return bit_dot.pack(_ordered(layer.codes, geo), operand)
+def pack(layer, geo: ConvGeometry, operand: str, planes: tuple = bit_dot.PLANES) -> bit_dot.BitWords:
+    """The words over the grouped taps (_ordered); `planes` bit_dot's (BINARY_PLANES: bwn_conv2d)."""
+    return bit_dot.pack(_ordered(layer.codes, geo), operand, planes)
 
 
-def compute(x, w: bit_dot.BitWords, consts, site: Site):
-    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the words over the grouped taps (_ordered)."""
+def compute(x, w: bit_dot.BitWords, consts, site: Site, rule: str = ternary_dense_packed.RULE):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the words over the grouped taps (_ordered);
+    `rule` the schedule rule of the epilogue (the primitive's)."""
     from tvm import te, tirx
 
     geo = site.geo
@@ -63,7 +65,7 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site):
         return tirx.BufferLoad(buf, [n, at, tirx.Ramp(0, 1, GROUP)])
 
     sums = bit_dot.te_sums(xf, w, site.isa, geo.n * per, quad, (g.ci, g.sh, g.sw, g.khq, g.kwq))
-    y = ternary_dense_packed.te_epilogue(sums, consts, site.epi, geo.co)
+    y = ternary_dense_packed.te_epilogue(sums, consts, site.epi, geo.co, rule)
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n * per + oy * geo.wo + ox, c], name="crop")
 
 
@@ -72,6 +74,7 @@ def reference(qx: np.ndarray, w: bit_dot.BitWords, site: Site) -> np.ndarray:
     geo = site.geo
     rows = np_windows(qx, geo, site.zp).reshape(geo.n * geo.ho * geo.wo, -1)
     codes = _unordered(bit_dot.unpack(w, geo.co, int(w.words.shape[1]) * GROUP), geo).reshape(geo.co, -1)
-    acc_p, acc_n = bit_dot.np_sums(rows, str(qx.dtype), bit_dot.pack(codes, w.operand), geo.co)
-    y = requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
+    planes = bit_dot.BINARY_PLANES if w.binary else bit_dot.PLANES
+    sums = bit_dot.np_sums(rows, str(qx.dtype), bit_dot.pack(codes, w.operand, planes), geo.co)
+    y = ternary_dense_packed.np_epilogue(site.epi, sums)
     return y.reshape(geo.n, geo.ho, geo.wo, geo.co).transpose(0, 3, 1, 2)

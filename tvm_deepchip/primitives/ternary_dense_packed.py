@@ -26,31 +26,37 @@ def pack(layer, shape=None, operand: str = "uint8") -> bit_dot.BitWords:
     return bit_dot.pack(layer.codes, operand)
 
 
-def compute(x, w: bit_dot.BitWords, consts, site: Site):
-    """TE definition. x: [N, K] 8-bit codes; w: the words (bit_dot)."""
+def compute(x, w: bit_dot.BitWords, consts, site: Site, rule: str = RULE):
+    """TE definition. x: [N, K] 8-bit codes; w: the words (bit_dot; binary ones: bwn_dense)."""
     from tvm import te
 
     geo = site.geo
-    y = te_epilogue(bit_dot.te_sums(bit_dot.te_groups(x, w), w, site.isa, geo.n), consts, site.epi, geo.co)
+    y = te_epilogue(bit_dot.te_sums(bit_dot.te_groups(x, w), w, site.isa, geo.n), consts, site.epi, geo.co, rule)
     return te.compute(geo.out_shape(), lambda n, c: y[n, c], name="crop")
 
 
-def te_epilogue(sums, consts, epi, co: int):
-    """The epilogue [M, Cp] of bit_dot's sums [M, 2, Cp] (TE; the block carrying this primitive's
-    schedule rule): the packed dense layer's, and a packed conv's over its windows (packed_windows)."""
+def te_epilogue(sums, consts, epi, co: int, rule: str = RULE):
+    """The epilogue [M, Cp] of bit_dot's sums [M, planes, Cp] (TE; the block carrying the schedule
+    rule `rule`): the packed dense layer's, a packed conv's over its windows (packed_windows), and
+    the binary-weight forms' (one plane: the signed sum, an int8 layer's epilogue, which reads no
+    second accumulator)."""
     from tvm import te, tirx
 
     last = co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(epi, lambda r, c: sums[r, 0, c], lambda r, c: sums[r, 1, c], consts,
                             index_channel=lambda idx: tirx.min(idx[1], last))
     shape = (int(sums.shape[0]), int(sums.shape[2]))
-    return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
+    return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
+
+
+def np_epilogue(epi, sums: list) -> np.ndarray:
+    """numpy: te_epilogue of bit_dot.np_sums' sums [M, Co] (two planes or one)."""
+    return requantize.np_apply(epi, sums[0], sums[1] if len(sums) > 1 else None, channel_axis=1)
 
 
 def reference(qx: np.ndarray, w: bit_dot.BitWords, site: Site) -> np.ndarray:
     """numpy: the same shifted codes, the same sums, the same integer epilogue."""
-    acc_p, acc_n = bit_dot.np_sums(qx, str(qx.dtype), w, site.geo.co)
-    return requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
+    return np_epilogue(site.epi, bit_dot.np_sums(qx, str(qx.dtype), w, site.geo.co))
 
 
 PRIMITIVE = Primitive("dense", Format.PACKED, STEM, "ternary", dense_layout.geometry, pack, compute, reference, epilogue)
