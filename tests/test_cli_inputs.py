@@ -139,7 +139,7 @@ def no_lowering(monkeypatch):
     (["--input-shape", "input:0,3,12,12"], [r"input:0,3,12,12: dimensions must be >= 1"]),
     (["--input-shape", "input:-1,3,12,12"], [r"input:-1,3,12,12: dimensions must be >= 1"]),
     (["--input-shape", "image:1,3,12,12"], [r"names \['image'\]: the model's inputs are \['input'\]"]),
-    (["--format", "conv_t1=bogus"], [r"unknown format 'bogus'", "sparse, delta, packed, dot, int8, float"]),
+    (["--format", "conv_t1=bogus"], [r"unknown format 'bogus'", "sparse, delta, packed, dot, int8, bits, float"]),
     (["--format", "nosuch=packed"], [r"\['nosuch'\]", re.escape(str(LAYERS))]),
 ])
 def test_compile_rejects_bad_options(built, capsys, tmp_path, no_lowering, options, patterns):

@@ -170,20 +170,28 @@ def test_report_names_the_isa_class_and_cpu():
     assert custom.report.target == "x86-avx512 (mcpu skylake-avx512)"
 
 
-def test_binary_weight_model_runs_on_integer_kernels():
+@pytest.mark.parametrize("cls, bits", [("x86-avx2", False), ("x86-avx512-vnni", True)])
+def test_binary_weight_model_runs_on_integer_kernels(monkeypatch, cls, bits):
     """BinaryConnect/BWN (`quantize --scheme bwn`): the inner layers' weights {-a[c], +a[c]} lower
-    to the int8 kernels on codes +-1 with scale a[c] (exact), where they used to stay float; the
-    model agrees with onnxruntime on the same QDQ file."""
+    to int8 layers on codes +-1 with scale a[c] (exact), where they used to stay float: on AVX-512
+    in the bits format (1 bit a weight; on 8x8 images every inner conv has at most 64 positions),
+    on AVX2 in the int8 kernels; the model agrees with onnxruntime on the same QDQ file where this
+    machine runs the class."""
     from tvm_deepchip import models
 
+    monkeypatch.setenv(isa.X86_SWITCH, cls)
     rng = np.random.default_rng(0)
     q, _ = tvm_deepchip.quantize(models.svhn_convnet(in_hw=8, in_ch=1), calib=rng.random((16, 1, 8, 8), dtype=np.float32),
                                  scheme="bwn")
     compiled = tvm_deepchip.compile(q, "x86", tuning_log=None)
     rows = {r["layer"]: r for r in compiled.report.layers}
     for name in [f"conv{i}" for i in range(2, 8)]:
-        assert rows[name]["format"] == "int8" and rows[name]["note"].startswith("binary weights"), rows[name]
-    assert "note" not in rows["conv1"]  # the first layer: int8 weights of its own
+        row = rows[name]
+        assert row["format"] == ("bits" if bits else "int8") and row["note"].startswith("binary weights"), row
+        assert row["primitive"] == ("bwn_conv2d" if bits else "int8_conv2d"), row
+    assert "note" not in rows["conv1"] and rows["conv1"]["format"] == "int8"  # the first layer: int8 weights of its own
+    if not isa_devices.runs_natively(isa.get(cls)):
+        return
     step = last_layer_step(q)
     for _ in range(4):
         x = rng.random((1, 1, 8, 8), dtype=np.float32)
