@@ -55,9 +55,9 @@ def test_formats_for_and_refusals():
     strided = _binary()
     strided.strides = (2, 2)  # a 3x3 kernel at stride 2 gains zero taps (phases), which one plane cannot hold
     assert primitives.formats_for(strided, (1, 5, 5, 5)) == ("int8",)
-    with pytest.raises(InputError, match=r"layer 'conv2d_int8': format 'bits' runs a conv of at most 64 output "
-                                         r"positions whose strides divide its kernel; this one has 3x3 positions, "
-                                         r"kernel 3x3, strides 2x2"):
+    with pytest.raises(InputError, match=r"layer 'conv2d_int8': format 'bits' runs a conv only of at most 64 output "
+                                         r"positions whose strides divide its kernel; this one has kernel 3x3, "
+                                         r"strides 2x2, padding \(1, 1, 1, 1\), input 5x5, 3x3 output positions"):
         primitives.lower_layer(strided, (1, 5, 5, 5), "bits")
     with pytest.raises(InputError, match=r"layer 'conv2d_int8': format 'bits' needs binary weights"):
         primitives.lower_layer(_layer("int8"), (1, 5, 5, 5), "bits")

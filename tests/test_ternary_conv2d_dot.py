@@ -45,5 +45,5 @@ def test_offered_only_where_the_kernel_covers_the_input():
     assert Format.DOT not in primitives.formats_for(layer, (1, 4, 5, 5))  # 3x3 output positions
     assert Format.DOT not in primitives.formats_for(layer)  # no shape: not known to cover
     with pytest.raises(InputError, match=r"layer 'conv2d_ternary': format 'dot' runs a conv only where its kernel "
-                                         r"covers its whole unpadded input .* kernel 3x3, padding \(0, 0, 0, 0\), input 5x5"):
+                                         r"covers its whole unpadded input .* kernel 3x3, strides 1x1, padding \(0, 0, 0, 0\), input 5x5"):
         primitives.lower_layer(layer, (1, 4, 5, 5), Format.DOT)

@@ -11,7 +11,6 @@ weight byte many times and need no expansion.
 """
 from __future__ import annotations
 
-from ..errors import InputError
 from ..formats import Format
 from . import bwn_weights, conv_layout, packed_windows
 from .int8_weights import epilogue
@@ -32,12 +31,8 @@ def covers(geo: conv_layout.ConvGeometry) -> bool:
 
 def geometry(layer, in_shape):
     """conv_layout's geometry, for a conv of few output positions (else a clear error)."""
-    geo = conv_layout.geometry(layer, in_shape)
-    if not covers(geo):
-        raise InputError(f"layer {layer.name!r}: format 'bits' runs a conv of at most {MAX_POSITIONS} output "
-                         f"positions whose strides divide its kernel; this one has {geo.ho}x{geo.wo} positions, "
-                         f"kernel {geo.kh}x{geo.kw}, strides {geo.sh}x{geo.sw}")
-    return geo
+    return conv_layout.geometry_where(layer, in_shape, covers, "bits",
+                                      f"of at most {MAX_POSITIONS} output positions whose strides divide its kernel")
 
 
 def pack(layer, geo, operand: str = "uint8"):

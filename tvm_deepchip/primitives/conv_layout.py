@@ -125,6 +125,20 @@ def geometry(layer, in_shape) -> ConvGeometry:
     return g
 
 
+def geometry_where(layer, in_shape, runs, fmt: str, needs: str) -> ConvGeometry:
+    """geometry(), for a format that runs only the convs `runs(geo)` accepts; else one clear
+    error naming the layer, the format, what it `needs` and the layer's kernel, strides, padding
+    and input."""
+    from ..errors import InputError
+
+    geo = geometry(layer, in_shape)
+    if not runs(geo):
+        raise InputError(f"layer {layer.name!r}: format {fmt!r} runs a conv only {needs}; this one has kernel "
+                         f"{geo.kh}x{geo.kw}, strides {geo.sh}x{geo.sw}, padding {geo.pad}, input {geo.h}x{geo.w}, "
+                         f"{geo.ho}x{geo.wo} output positions")
+    return geo
+
+
 def np_read(qx: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """The pixels of a layer's input the geometry reads (every `step`-th row and column)."""
     return qx[:, :, :: geo.step, :: geo.step] if geo.step > 1 else qx

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import InputError
 from ..formats import Format
 from . import conv_layout, ternary_dense_dot
 from .int8_conv2d import as_dense, covers_input, image_read
@@ -28,12 +27,8 @@ RULE = rule_of(STEM)  # registered beside ternary_dense_dot's: the same kernel, 
 
 def geometry(layer, in_shape):
     """conv_layout's geometry, for a conv that covers its input (else a clear error)."""
-    geo = conv_layout.geometry(layer, in_shape)
-    if not covers_input(geo):
-        raise InputError(f"layer {layer.name!r}: format 'dot' runs a conv only where its kernel covers its whole "
-                         f"unpadded input (one output position); kernel {geo.kh}x{geo.kw}, padding {geo.pad}, "
-                         f"input {geo.h}x{geo.w}")
-    return geo
+    return conv_layout.geometry_where(layer, in_shape, covers_input, "dot",
+                                      "where its kernel covers its whole unpadded input (one output position)")
 
 
 def pack(layer, geo, operand: str = "uint8") -> Int8Weights:
