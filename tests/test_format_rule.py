@@ -129,25 +129,3 @@ def test_convs_of_few_positions_run_their_windows_where_bits_expand_cheaply(cls,
     assert format_rule.default_ternary(conv, (1, 128, 2, 2), isa.get(cls)) == small_map
     assert format_rule.default_ternary(point, (1, 128, 1, 1), isa.get(cls)) == covering
     assert format_rule.default_ternary(conv, (1, 128, 3, 3), isa.get(cls)) == Format.SPARSE  # 9 positions: rows
-
-
-@pytest.mark.parametrize("sparsity, cls, expected", [
-    (0.9, "x86-avx512-vnni", Format.PACKED),  # the planes' 64 weights a dot product beat the walk's one tap an op
-    (0.95, "x86-avx512", Format.PACKED),
-    (0.98, "x86-avx512-vnni", Format.DELTA),  # under PACKED_MIN_DENSITY: the walk
-    (0.9, "x86-avx2", Format.DELTA),  # no mask registers: the walk
-])
-def test_large_layers_of_few_positions_run_their_planes_on_avx512(sparsity, cls, expected):
-    """A conv of one position with rows far past POINTWISE_MIN_ROW_BYTES (SVHN ConvNet's conv7 kind:
-    5x5 on a 5x5 map, here 256 -> 1024); a dense layer of its size takes the planes alike."""
-    from tvm_deepchip import isa
-
-    rng = np.random.default_rng(11)
-    conv = pc.make_layer(rng, "conv2d", "ternary", (1024, 256, 5, 5), sparsity=sparsity)
-    taps = np.count_nonzero(conv.codes)
-    assert ROW_BYTES_PER_TAP * taps > POINTWISE_MIN_ROW_BYTES
-    assert (taps >= format_rule.PACKED_MIN_DENSITY * conv.codes.size) == (sparsity < 0.96)
-    assert format_rule.default_ternary(conv, (1, 256, 5, 5), isa.get(cls)) == expected
-    if expected == Format.PACKED:
-        dense = pc.make_layer(rng, "dense", "ternary", (1024, 6400), sparsity=sparsity)
-        assert format_rule.default_ternary(dense, (1, 6400), isa.get(cls)) == Format.PACKED

@@ -1,6 +1,6 @@
 """The default kernel format of a ternary layer, from its shape and the target's ISA class: the
 delta lists where their walk pays for its decode, the index rows elsewhere; on AVX-512, bit-planes
-through the dot product for dense layers and convs of few output positions (not the sparsest).
+through the dot product for dense layers and convs of few output positions whose rows are small.
 
 A delta list is decoded once per walk (a prefix sum of its gaps, then tap offsets: about one
 vector op an entry) and then read once per step of output positions; index rows need no decode.
@@ -78,11 +78,11 @@ def _short_lists(layer, taps: int) -> bool:
     return co >= DOT_MIN_CHANNELS and taps <= DOT_MAX_TAPS_PER_CHANNEL * co and layer.codes.size <= DOT_MAX_WEIGHTS
 
 
-# A dense layer, or a conv of at most packed_windows.MAX_POSITIONS output positions, runs its
-# bit-planes through the dot-product instruction (ternary_dense_packed and packed_windows: bit_dot)
-# where the target expands a word of bits in registers cheaply (IsaClass.mask_registers: AVX-512)
-# and, where its index rows would be small (under POINTWISE_MIN_ROW_BYTES), the planes take at
-# most PACKED_MAX_BYTES_OVER_ROWS the rows' bytes (at 90% zeros about 1.2x); larger layers below.
+# A dense layer, or a conv of at most packed_windows.MAX_POSITIONS output positions, whose index
+# rows would be small (under POINTWISE_MIN_ROW_BYTES) runs its bit-planes through the dot-product
+# instruction (ternary_dense_packed and packed_windows: bit_dot) where
+# the target expands a word of bits in registers cheaply (IsaClass.mask_registers: AVX-512) and
+# the planes take at most PACKED_MAX_BYTES_OVER_ROWS the rows' bytes (at 90% zeros about 1.2x).
 # Measured (AMD EPYC znver5, one layer alone, fastest of 15 x 50 runs, AVX-512 VNNI build, 90%
 # zeros): the MLP's 512x512 layer 1.84 us against the rows' 6.09 (dot form 5.29), LeNet's fc1
 # (512 -> 128) 0.46 against 1.38; the digits model's convs on 2x2 maps 1.2 / 2.2 / 2.1 us against
@@ -92,24 +92,21 @@ def _short_lists(layer, taps: int) -> bool:
 # expansion costs 4 instructions a 32 weights before the two of vpmaddubsw + vpmaddwd: the MLP's
 # layer took 8.3 us against the rows' 6.1, the digits model's 2x2 convs 6.5-7.5 against 2.5-4.3.
 PACKED_MAX_BYTES_OVER_ROWS = 1.5
-# Layers whose rows would not stay in cache are the delta walk's (POINTWISE_MIN_ROW_BYTES), which
-# adds one non-zero tap a scalar op where the planes add 64 weights, zeros included, a dot product
-# (two planes: 32 a step); the planes win down to about 3.5% non-zero. Measured (AMD EPYC znver5,
-# one layer alone, 2 threads, fastest of 3 x 15 x 20 runs, AVX-512 VNNI build): SVHN ConvNet's
-# conv7 (5x5 to one position, 1.64 M weights) 6.6 us against the walk's 16.0 at 90% zeros, 6.2
-# against 9.4 at 95%; AlexNet's fc1 (9216 -> 4096) 124 against 308 us at 90%, 123 against 173 at
-# 95%, fc2 56 against 134 and 52 against 79. (AVX2 build: conv7 25.7 against 16.4 and 9.8.)
-PACKED_MIN_DENSITY = 0.035
+# Larger such layers keep the delta walk although the planes are faster on AVX-512: the default
+# kernels' ternary bytes stay within 1.5x the entropy bound (issue #12), and these layers hold
+# most of a network's weights (SVHN ConvNet's conv7 80%), at 2 bits a weight against the lists'
+# ~0.8 at 90% zeros. Measured (AMD EPYC znver5, AVX-512 VNNI build, 2 threads, layer alone):
+# SVHN conv7 packed 6.6 us against delta 16.0 (90%) and 6.2 / 9.4 (95%); AlexNet fc1 124 / 308
+# us, fc2 56 / 134 (90%); whole models in one process, turns: SVHN 50 us against 60, AlexNet
+# 0.80 ms against 1.07, where the bytes against the entropy bound went 1.46x -> 3.1x (SVHN) and
+# 1.44x -> 3.4x (AlexNet). `--format LAYER=packed`, or a measured choice (format_choice), takes
+# the speed. AVX2 build: conv7 25.7 us in planes against 16.4 (90%), so there the walk is faster too.
 
 
 def _packed_pays(layer, taps: int, cls) -> bool:
-    """Bit-planes rather than index rows (small layers) or delta lists (the others)."""
-    if cls is None or not cls.mask_registers:
-        return False
+    planes = bit_words_bytes(layer.codes.shape[0], layer.codes[0].size)
     rows = ROW_BYTES_PER_TAP * taps
-    if rows < POINTWISE_MIN_ROW_BYTES:
-        return bit_words_bytes(layer.codes.shape[0], layer.codes[0].size) <= PACKED_MAX_BYTES_OVER_ROWS * rows
-    return taps >= PACKED_MIN_DENSITY * layer.codes.size
+    return cls is not None and cls.mask_registers and rows < POINTWISE_MIN_ROW_BYTES and planes <= PACKED_MAX_BYTES_OVER_ROWS * rows
 
 
 def default_int8(layer, in_shape, cls=None) -> Format:
