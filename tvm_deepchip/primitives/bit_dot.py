@@ -15,13 +15,16 @@ weights are -1/0) and are stored positive.
 x' are the input codes in the dot product's operand type (shifted by 128 where that is not
 theirs: int8_weights.epilogue takes it back out).
 
-Binary weights {-1, +1} (BinaryConnect, BWN: primitives/binary_bits_dense, binary_bits_conv2d) take
-one plane, 1 bit a weight: a bit set where the weight is -1, clear where +1. Its expansion is
-the -1/0 bytes OR 1: -1/+1 (LLVM makes it one masked blend of -1s and +1s on AVX-512), so one dot product adds the 64 signed products and the sum is the
-int8 layer's (sums[n, 0, c] = sum_k x'[n, k] * w[c, k]). Padded inputs (the zero tail, channels
-past Ci) hold code 0, so the +1 their clear bits stand for adds nothing. The index rows or delta lists of the sparse
-forms read about as many bytes at 90% zeros (2 a non-zero weight, or 1 and a walk); this form
-reads every weight's 2 bits but adds 64 of them an instruction instead of one an index.
+Binary weights {-1, +1} (BinaryConnect, BWN: primitives/bwn_dense, bwn_conv2d) take one plane, 1
+bit a weight: a bit set where the weight is -1, clear where +1. Its expansion is the -1/0 bytes
+OR 1: -1/+1 (LLVM makes it one masked blend of -1s and +1s on AVX-512), so one dot product adds
+the 64 signed products and the sum is the int8 layer's (sums[n, 0, c] = sum_k x'[n, k] * w[c, k]).
+Padded inputs (the zero tail, channels past Ci) hold code 0, so the +1 their clear bits stand for
+adds nothing.
+
+The index rows or delta lists of the sparse forms read about as many bytes at 90% zeros (2 a
+non-zero weight, or 1 and a walk); this form reads every weight's 2 bits but adds 64 of them an
+instruction instead of one an index.
 
 Built as TIR directly (a te.extern, like the delta walk): TE has no bits-to-bytes expansion, and
 a tensor intrinsic cannot match a step whose weights are the bits of a word.
