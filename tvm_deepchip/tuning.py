@@ -105,23 +105,14 @@ def _is_primitive(mod) -> bool:
 
 
 def _hand_built(mod) -> bool:
-    """A delta-list primitive or the 8-bit max pool, alone or as a conv kernel's last stage: a
-    hand-built loop nest (primitives/delta_walk, primitives/int8_max_pool) with no knob to tune,
-    and MetaSchedule cannot store it (TVM's JSON writer has no default for vector shuffles), so
-    it keeps its own schedule and is not a task."""
-    import tvm
-
-    from tvm_deepchip.primitives import int8_max_pool, roles, ternary_conv2d_delta, ternary_dense_delta
+    """A delta-list primitive or the 8-bit max pool: a hand-built loop nest (primitives/delta_walk,
+    primitives/int8_max_pool) with no knob to tune, and MetaSchedule cannot store it (TVM's JSON
+    writer has no default for vector shuffles), so it keeps its own schedule and is not a task."""
+    from tvm_deepchip.primitives import int8_max_pool, ternary_conv2d_delta, ternary_dense_delta
     from tvm_deepchip.schedules import tagged_block
 
     rules = {ternary_conv2d_delta.RULE, ternary_dense_delta.RULE, int8_max_pool.RULE}
-
-    def pooled(f) -> bool:
-        sch = tvm.s_tir.Schedule(f)
-        return bool(roles.having(sch, roles.top_blocks(sch), roles.POOLED))
-
-    funcs = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
-    return any((tagged_block(f) or ("", ""))[1] in rules or pooled(f) for f in funcs)
+    return any((tagged_block(f) or ("", ""))[1] in rules for f in mod.functions.values())
 
 
 def search_strategy(trials: int):
