@@ -172,30 +172,3 @@ def test_planes_split_over_cores_bit_exact(cls, monkeypatch):
     outs = isa_devices.run(cls, _Lowered("int8_max_pool", (*shape[:2], *pool.out_hw(*shape[2:])), dt), lib, [x])
     if outs is not None:
         np.testing.assert_array_equal(outs[0], int8_max_pool.reference(x, pool))
-
-
-# -- the pool fused into the conv kernel it reads ----------------------------------------------
-
-@pytest.mark.parametrize("fmt", ["sparse", "delta", "packed", "int8"])
-def test_pool_fuses_into_the_conv_kernel_it_reads(monkeypatch, fmt):
-    """small_convnet's conv_t1 -> max pool: one PrimFunc (deepchip_<primitive>_pool, the pool a
-    POOLED stage after the conv's blocks), whatever the conv's format; the model's output equal,
-    code for code, to the build with the pool as its own kernel."""
-    import tvm_deepchip
-    from qdq_builders import small_convnet
-    from tvm_deepchip.passes import integer_pool
-
-    model = small_convnet(seed=4, symmetric=True)
-    x = np.random.default_rng(4).random((1, 3, 12, 12), dtype=np.float32)
-
-    def run(compiled):
-        vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
-        return vm["main"](tvm.runtime.tensor(x)).numpy()
-
-    fused = tvm_deepchip.compile(model, "x86", formats={"conv_t1": fmt}, tuning_log=None)
-    names = set(fused.report.schedules)
-    assert "deepchip_max_pool" not in names and any(n.endswith("_pool") for n in names), names
-    monkeypatch.setattr(integer_pool, "planned_conv", lambda *a: None)  # every pool its own kernel
-    alone = tvm_deepchip.compile(model, "x86", formats={"conv_t1": fmt}, tuning_log=None)
-    assert "deepchip_max_pool" in set(alone.report.schedules)
-    np.testing.assert_array_equal(run(fused), run(alone))

@@ -30,6 +30,6 @@ def lower_to_primitives(plan) -> tvm.transform.Pass:
     quantized adds between them as integer kernels."""
     return tvm.transform.Sequential(
         [IntegerDataMovement(), LowerQuantLayers(plan), LowerXnorLayers(plan), relax.transform.EliminateCommonSubexpr(),
-         relax.transform.DeadCodeElimination(), IntegerAdd(plan), IntegerPool(plan)],
+         relax.transform.DeadCodeElimination(), IntegerAdd(plan), IntegerPool()],
         name="DeepChipLowerToPrimitives",
     )

@@ -25,9 +25,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..primitives import int8_add
 from .layer_check import activation_bounds
-from .lower_quant_layers import OPAQUE
-from .patterns import activation, const_value, rewrite_functions
-from .producers import planned_conv, sole_producer, uses
+from .lower_quant_layers import LAYER_ATTR, OPAQUE
+from .patterns import activation, call_tir_name, const_value, rewrite_functions
 
 EIGHT_BITS = ("int8", "uint8")
 
@@ -96,6 +95,18 @@ def add_constants(p: AddPattern, m, var2val) -> int8_add.AddConsts | None:
     return int8_add.fit(a, b, y, act_lo=lo, act_hi=hi)
 
 
+def _uses(func) -> dict:
+    """How many times each variable of `func` is read (bindings and the returned value)."""
+    counts: dict = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            for v in relax.analysis.free_vars(binding.value):
+                counts[v] = counts.get(v, 0) + 1
+    for v in relax.analysis.free_vars(func.body.body):
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
 @mutator
 class _Rewrite(PyExprMutator):
     def __init__(self, mod, func, plan):
@@ -103,7 +114,7 @@ class _Rewrite(PyExprMutator):
         self.mod, self.plan = mod, plan
         self.pat = add_pattern()
         self.var2val = relax.analysis.get_var2val(func)
-        self.uses = uses(func)
+        self.uses = _uses(func)
 
     def visit_call_(self, call):
         m = self.pat.root.extract_matched_expr(call, self.var2val)
@@ -127,12 +138,24 @@ class _Rewrite(PyExprMutator):
                                      primfunc_name_hint="deepchip_int8_add")
 
     def _producer(self, var):
-        """The call behind `var` if nothing but this add reads it."""
-        return sole_producer(var, self.uses, self.var2val)
+        """The call behind `var` (through variables bound to variables) if nothing but this add
+        reads it or the variables on the way, else None."""
+        value = var
+        while isinstance(value, relax.Var):
+            if self.uses.get(value, 0) != 1:
+                return None
+            value = self.var2val.get(value)
+        return value
 
     def _fusable(self, var):
         """The planned conv kernel whose call `var` holds, if nothing but this add reads it."""
-        return planned_conv(self.mod, self.plan, self._producer(var))
+        value = self._producer(var)
+        if self.plan is None or call_tir_name(value) == "":
+            return None
+        func = self.mod[value.args[0]]
+        name = func.attrs.get(LAYER_ATTR) if func.attrs is not None else None
+        planned = self.plan.lowered(str(name)) if name is not None else None
+        return planned.kernel if planned is not None and planned.layer.op == "conv2d" else None
 
     def _fused(self, kernel, conv_call, skip, consts):
         x, *weights = (self.visit_expr(v) for v in conv_call.args[1].fields)

@@ -73,25 +73,14 @@ def reference(x: np.ndarray, pool: Pool) -> np.ndarray:
 
 def compute(x, pool: Pool):
     """te.extern: the pooled codes [N, C, OH, OW] of x [N, C, H, W]; the planes (n, c) split over
-    the cores where the vector lanes of the work pay a launch (PARALLEL_MIN_POOL_LANES). The
-    kernel's one block, carrying its schedule rule (a standalone PrimFunc: passes/integer_pool)."""
-    return _extern(x, pool, roles.EPILOGUE_NAME, roles.epilogue_attrs(RULE))
-
-
-def te_stage(x, pool: Pool):
-    """The same loop nest as the last stage of another primitive's PrimFunc (a conv's output
-    pooled in the conv's kernel: passes/integer_pool): role POOLED, no schedule rule of its own."""
-    return _extern(x, pool, "pool", roles.attrs(roles.POOLED))
-
-
-def _extern(x, pool: Pool, name: str, attrs: dict):
+    the cores where the vector lanes of the work pay a launch (PARALLEL_MIN_POOL_LANES)."""
     from tvm import te
 
     n, c, h, w = (int(v) for v in x.shape)
     oh, ow = pool.out_hw(h, w)
     parallel = n * c * oh * pool.kernel[0] * pool.span(w) >= PARALLEL_MIN_POOL_LANES
     return te.extern([(n, c, oh, ow)], [x], lambda ins, outs: _body(ins[0], outs[0], pool, parallel),
-                     dtype=[x.dtype], name=name, attrs=attrs)
+                     dtype=[x.dtype], name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
 
 
 def _body(x, out, pool: Pool, parallel: bool):

@@ -18,7 +18,6 @@ LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_f
 BIT_VALUES = "bit_values"  # each channel's compare as its bit of a packed word (binary_bits.te_pack)
 CROP = "crop"  # the valid outputs copied out of the flat positions (conv_layout.te_output)
 RESIDUAL = "residual"  # a quantized residual add fused after a conv's output (primitives/int8_add)
-POOLED = "pooled"  # an 8-bit max pool fused after a conv's output (int8_max_pool.te_stage: its own loop nest)
 
 # Tuning records find the epilogue by its name (their traces start with GetSBlock), so it keeps one.
 EPILOGUE_NAME = "epilogue"
