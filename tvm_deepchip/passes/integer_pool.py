@@ -6,6 +6,12 @@ check        primitives/int8_max_pool.covers: NCHW, static shape, no padding, di
 replacement  int8_max_pool(q)                (emit_te, one PrimFunc named deepchip_max_pool)
 
 Anything else keeps TVM's pool.
+
+Tried and not kept (commits 6006b7e, bfb459f, reverted): the pool as the last stage of the conv
+kernel it reads (one PrimFunc, one call). AMD EPYC znver5, AVX-512 VNNI build, the two builds in
+one process, turns: digits model 0.97x the separate kernels' time, SVHN ConvNet 0.98-0.99x, but
+its BWN form 1.05-1.07x (four pairs of runs), AlexNet AVX2 build 0.99x; and such a kernel is no
+tuning task (MetaSchedule cannot store the pool's vector shuffles).
 """
 from __future__ import annotations
 
