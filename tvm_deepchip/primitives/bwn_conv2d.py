@@ -12,7 +12,7 @@ weight byte many times and need no expansion.
 from __future__ import annotations
 
 from ..formats import Format
-from . import bwn_weights, conv_layout, packed_windows
+from . import bit_dot, bwn_weights, conv_layout, packed_windows
 from .int8_weights import epilogue
 from .record import Primitive, Site, rule_of
 
@@ -37,7 +37,7 @@ def geometry(layer, in_shape):
 
 def pack(layer, geo, operand: str = "uint8"):
     bwn_weights.check(layer)
-    return packed_windows.pack(layer, geo, operand, bwn_weights.bit_dot.BINARY_PLANES)
+    return packed_windows.pack(layer, geo, operand, bit_dot.BINARY_PLANES)
 
 
 def compute(x, w, consts, site: Site):
