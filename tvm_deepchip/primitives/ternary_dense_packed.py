@@ -43,7 +43,8 @@ def te_epilogue(sums, consts, epi, co: int, rule: str = RULE):
     from tvm import te, tirx
 
     last = co - 1  # padded channels read the last channel's constants; they are cropped
-    f = requantize.te_apply(epi, lambda r, c: sums[r, 0, c], lambda r, c: sums[r, 1, c], consts,
+    acc_n = (lambda r, c: sums[r, 1, c]) if int(sums.shape[1]) > 1 else None  # (one plane: none to read)
+    f = requantize.te_apply(epi, lambda r, c: sums[r, 0, c], acc_n, consts,
                             index_channel=lambda idx: tirx.min(idx[1], last))
     shape = (int(sums.shape[0]), int(sums.shape[2]))
     return te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
