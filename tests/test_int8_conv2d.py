@@ -140,3 +140,48 @@ def test_positions_round_up_to_whole_register_tiles():
     assert dot_product._default_tile([8, 4, 2], [1], avx512) == (8, 1)
     rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx2"))
     assert rc * rp * 2 <= 6  # 3/8 of 16 ymm, 2 a vector of 16 int32
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_few_input_channels_fold_kernel_columns(cls):
+    """An RGB first layer (SVHN ConvNet's conv1: 3 channels, 5x5, no padding; and a padded one)
+    folds its kernel columns into channels (primitives/column_fold): the weights hold Ci*KW
+    folded channels in groups and one column, and the kernel is bit-exact on every class,
+    saturated codes, batch 2 and the padded border included."""
+    from tvm_deepchip.primitives import column_fold, conv_layout, int8_weights
+
+    rng = np.random.default_rng(21)
+    group = int8_weights.group_of(cls.int8_operand)
+    for w_shape, x_shape, pad in (((24, 3, 5, 5), (1, 3, 20, 20), 0), ((8, 3, 5, 5), (2, 3, 11, 9), 2)):
+        layer = make_layer(rng, "conv2d", "int8", w_shape, pad=pad)
+        geo = conv_layout.geometry(layer, x_shape)
+        assert column_fold.folded(geo, group) is not None
+        lowered, lib = build(layer, x_shape, "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
+        isa_devices.check_assembly(cls, lib, lowered.primitive)
+        wt = lowered.consts[0]
+        assert wt.shape[1] == -(-3 * 5 // group) and wt.shape[-3:] == (5, 1, group)  # 15 folded channels, 1 column
+        inputs = [random_input(rng, "uint8", x_shape), random_input(rng, "uint8", x_shape, saturated=True)]
+        refs = [lowered.reference(qx) for qx in inputs]
+        outs = isa_devices.run(cls, lowered, lib, inputs)
+        for got, ref in zip(outs or [], refs):
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_column_fold_is_taken_only_where_it_saves_dot_products():
+    """Folded where a tenth of the steps or more go (3 channels in groups of 4 over a 5x5
+    kernel); kept for strided convs, one input channel (by_columns), channels that fill their
+    groups, and ResNet's 3x3 RGB conv with 4-byte groups (9 steps either way); the fold's
+    weights unfold to the layer's."""
+    from tvm_deepchip.primitives import column_fold
+    from tvm_deepchip.primitives.conv_layout import ConvGeometry
+
+    def geo(ci, k, stride=1, pad=0, hw=40):
+        return ConvGeometry.of((1, ci, hw, hw), (16, ci, k, k), (stride, stride), (pad,) * 4)
+
+    assert column_fold.folded(geo(3, 5), 4).ci == 15 and column_fold.folded(geo(3, 5), 4).kw == 1
+    assert column_fold.folded(geo(3, 3, pad=1, hw=32), 2) is not None  # 2-code groups: 5 steps a row, not 6
+    for g, group in ((geo(3, 5, stride=2), 4), (geo(1, 5), 4), (geo(8, 3), 4), (geo(3, 3, pad=1, hw=32), 4)):
+        assert column_fold.folded(g, group) is None, (g, group)
+    w = np.random.default_rng(0).integers(-128, 128, (16, 3, 5, 4))
+    g = ConvGeometry.of((1, 3, 9, 9), w.shape, (1, 1), (0, 0, 0, 0))
+    np.testing.assert_array_equal(column_fold.unfold_kernel(column_fold.fold_kernel(w), g), w)

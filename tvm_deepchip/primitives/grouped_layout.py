@@ -88,12 +88,22 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                                 T.buffer_store(flat, rows[(lane % group) * w + lane // group], [base + left * group + lane])
                         with T.Else():
                             padding(0, g.wq)
-            tail = (g.flat_len - g.image) * group
-            start = (n * g.flat_len + g.image) * group
-            with T.serial(0, tail // TAIL_LANES) as t:
-                with T.vectorized(0, TAIL_LANES) as lane:
-                    T.buffer_store(flat, zero, [start + t * TAIL_LANES + lane])
-            if tail % TAIL_LANES:
-                with T.vectorized(0, tail % TAIL_LANES) as lane:
-                    T.buffer_store(flat, zero, [start + tail - tail % TAIL_LANES + lane])
+            zero_tail(flat, n, g, group, dtype)
     return ib.get()
+
+
+def zero_tail(flat, n, g: ConvGeometry, group: int, dtype: str) -> None:
+    """Zero image n's tail in the layout `flat` (one vector of codes) of grouped geometry `g`
+    (inside an IRBuilder)."""
+    from tvm import tirx
+    from tvm.tirx.script import builder as T
+
+    zero = tirx.const(0, dtype)
+    tail = (g.flat_len - g.image) * group
+    start = (n * g.flat_len + g.image) * group
+    with T.serial(0, tail // TAIL_LANES) as t:
+        with T.vectorized(0, TAIL_LANES) as lane:
+            T.buffer_store(flat, zero, [start + t * TAIL_LANES + lane])
+    if tail % TAIL_LANES:
+        with T.vectorized(0, tail % TAIL_LANES) as lane:
+            T.buffer_store(flat, zero, [start + tail - tail % TAIL_LANES + lane])

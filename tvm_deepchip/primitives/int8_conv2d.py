@@ -20,6 +20,9 @@ fill 1 of the 4 bytes of each step (1 of 2 int16 codes on AVX2). Where it is not
 each flat position's neighbours (conv_layout.te_flat, neighbours=True) and the weights the
 kernel's columns in groups, zero-padded to a whole group: a 5x5 kernel is 10 steps, not 25.
 
+A layer with a few input channels (an RGB image) would leave a quarter of every step padding:
+where stride 1, its kernel columns are folded into channels (primitives/column_fold).
+
 A conv whose kernel covers its whole unpadded input (one output position: SVHN ConvNet's conv7,
 5x5 over 5x5) would compute 16 flat positions for 1. It is a dense product instead
 (`covers_input`): the NCHW image read as one vector of Ci*H*W codes, in the weights' own
@@ -32,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, grouped_layout, int8_dense, requantize, roles
+from . import column_fold, conv_layout, grouped_layout, int8_dense, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps
 from .dense_layout import DenseShape
 from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
@@ -100,6 +103,8 @@ def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np
     """[Co, Ci/G, sh, sw, KHq, KWq, G]: phase taps (conv_layout), G = group_of(operand) channels
     innermost; int8, or int16 for int16 operands (vpmaddwd multiplies int16 by int16)."""
     group = group_of(operand)
+    if (fold := column_fold.folded(geo, group)) is not None:  # [Co, Ci*KW, 1, 1, KH, 1, G]
+        w, geo = column_fold.fold_kernel(w), fold
     k = geo.phase_kernel(w.astype(np.int16 if operand == WIDE_OPERAND else np.int8))
     if by_columns(geo, group):  # [Co, 1, sh, 1, KHq, KWq/G, G]: columns grouped
         kwg = _ceil(geo.kwq, group)
@@ -114,6 +119,8 @@ def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np
 def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Inverse of pack_weights: [Co, Ci, KH, KW]."""
     co, cg, group = wt.shape[0], wt.shape[1], wt.shape[-1]
+    if (fold := column_fold.folded(geo, group)) is not None:
+        return column_fold.unfold_kernel(unpack(wt, fold), geo)
     if by_columns(geo, group):
         return geo.unphase_kernel(wt.reshape(*wt.shape[:5], -1)[..., : geo.kwq])
     k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * group, *wt.shape[2:6])
@@ -131,7 +138,10 @@ def compute(x, weights: Int8Weights, consts, site: Site):
         return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
     columns = by_columns(geo, group)
-    xf = grouped_layout.te_layout(x, geo, zp, group, operand, neighbours=columns)
+    if (fold := column_fold.folded(geo, group)) is not None:  # kernel columns folded into channels
+        xf, geo = column_fold.te_layout(x, geo, zp, group, operand), fold
+    else:
+        xf = grouped_layout.te_layout(x, geo, zp, group, operand, neighbours=columns)
     taps, offset = te_dense_taps(geo.grouped(group), "acc")
     if columns:  # tap (ky, column group) reads the neighbours of its first column
         g = replace(geo, kw=_ceil(geo.kw, group))

@@ -1,0 +1,116 @@
+"""Kernel columns folded into input channels: the dot-product conv of a layer with few channels.
+
+A dot-product step of int8_conv2d multiplies `group` input channels of one tap (4 bytes for
+vpdpbusd / sdot, 2 int16 codes for vpmaddwd). An RGB first layer has 3 channels: a quarter of
+every step multiplies padding, and the flat layout computes the Wq - Wo border columns of every
+row too. A stride-1 conv (Ci, KH, KW) over x is the conv (Ci*KW, KH, 1) over
+
+    x'[kx*Ci + c, y, ox] = xpad[c, y, ox + kx]        (ox < Wo: a row im2col of the kernel's columns)
+
+(vertical padding stays the layout's): the Ci*KW codes of a kernel row fill whole steps, and
+only valid columns are computed. SVHN ConvNet's conv1 (3 channels, 5x5 over 40x40): 25 steps
+over 1440 flat positions become 20 over 1296, 72% of the dot products. A conv is folded where
+that saves at least a tenth (`folded`); one input channel is int8_conv2d's `by_columns` form,
+which needs no copy per column.
+
+The layout is written directly (te_layout: te_flat's grouped layout of x', never x' itself):
+per group of `group` folded channels and input row, each folded channel's row is a contiguous
+slice of an input row between constant-length runs of the padding code, then the group's rows
+are interleaved into positions (as grouped_layout does for channels).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from . import grouped_layout, roles
+from .conv_layout import ConvGeometry, _ceil, code_shift
+
+MAX_FOLDED_WORK = 0.9  # fold only where it leaves at most this share of the dot-product steps
+
+
+def folded(geo: ConvGeometry, group: int) -> ConvGeometry | None:
+    """The geometry of the folded conv (Ci*KW channels, KW = 1, no horizontal padding), or None
+    where the layer is not folded: strided, one channel or one column, or too little saved."""
+    if group < 2 or geo.ci < 2 or geo.kw < 2 or (geo.sh, geo.sw, geo.step) != (1, 1, 1):
+        return None
+    top, _, bottom, _ = geo.pad
+    fold = replace(geo, ci=geo.ci * geo.kw, w=geo.wo, kw=1, pad=(top, 0, bottom, 0))
+    work = geo.ho * geo.wq * _ceil(geo.ci, group) * geo.kw
+    work_folded = fold.ho * fold.wq * _ceil(fold.ci, group)
+    return fold if work_folded <= MAX_FOLDED_WORK * work else None
+
+
+def fold_kernel(w: np.ndarray) -> np.ndarray:
+    """[Co, Ci, KH, KW] -> [Co, KW*Ci, KH, 1]: channel kx*Ci + c holds column kx of channel c."""
+    co, ci, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(0, 3, 1, 2).reshape(co, kw * ci, kh, 1))
+
+
+def unfold_kernel(wf: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """Inverse of fold_kernel, for the layer of geometry `geo` (its Ci and KW)."""
+    co, _, kh, _ = wf.shape
+    return np.ascontiguousarray(wf.reshape(co, geo.kw, geo.ci, kh).transpose(0, 2, 3, 1))
+
+
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat"):
+    """[N, flat_len, group] of folded(geo, group).grouped(group): te_flat(x', folded geo, zp,
+    group=group, dtype=dtype), x' the folded input (a te.extern: its own loop nest)."""
+    from tvm import te
+
+    fold = folded(geo, group)
+    g = fold.grouped(group)
+    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, fold, zp, group, dtype),
+                     dtype=[dtype], name=name, attrs=roles.attrs(roles.LAYOUT))
+
+
+def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dtype: str):
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.tirx.script import builder as T
+
+    g = fold.grouped(group)
+    top, left, wo = geo.pad[0], geo.pad[1], fold.w
+    shift = code_shift(str(x.dtype), dtype)
+
+    def code(v):  # an input code in the operand's type
+        return (v.astype("int32") + shift).astype(dtype) if shift else v.astype(dtype)
+
+    pad_code, zero = code(tirx.const(zp, str(x.dtype))), tirx.const(0, dtype)
+
+    def fill(buf, start, count: int, value):
+        if count > 0:
+            with T.vectorized(0, count) as i:
+                T.buffer_store(buf, value, [start + i])
+
+    with IRBuilder() as ib:
+        with T.serial(0, geo.n) as n:
+            flat = T.decl_buffer((geo.n * g.flat_len * group,), dtype, data=out.data)  # the output as one vector
+            rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
+            for gi in range(g.ci):  # (a handful: the folded channels are Ci*KW)
+                with T.serial(0, g.hq) as yq:
+                    base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
+                    y = yq - top
+                    with T.If(tirx.all(y >= 0, y < geo.h)):
+                        with T.Then():
+                            for j in range(group):  # folded channel s: input channel c shifted by kx
+                                s = gi * group + j
+                                if s >= fold.ci:
+                                    fill(rows, j * wo, wo, zero)
+                                    continue
+                                kx, c = divmod(s, geo.ci)
+                                lo, hi = max(0, left - kx), min(wo, geo.w + left - kx)
+                                fill(rows, j * wo, lo, pad_code)
+                                with T.vectorized(0, hi - lo) as i:
+                                    T.buffer_store(rows, code(x[n, c, y, lo + kx - left + i]), [j * wo + lo + i])
+                                fill(rows, j * wo + hi, wo - hi, pad_code)
+                            with T.vectorized(0, wo * group) as lane:  # interleaved: position-major
+                                T.buffer_store(flat, rows[(lane % group) * wo + lane // group], [base + lane])
+                        with T.Else():
+                            with T.serial(0, wo) as xq:
+                                for j in range(group):
+                                    T.buffer_store(flat, pad_code if gi * group + j < fold.ci else zero,
+                                                   [base + xq * group + j])
+            grouped_layout.zero_tail(flat, n, g, group, dtype)
+    return ib.get()
