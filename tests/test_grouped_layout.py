@@ -28,7 +28,7 @@ def test_same_values_as_te_flat(case):
     rng = np.random.default_rng(ci * 100 + h)
     layer = make_layer(rng, "conv2d", "int8", (16, ci, 3, 3), pad=pad, in_dtype=in_dtype)
     geo = conv_layout.geometry(layer, (2, ci, h, w))
-    assert grouped_layout.covers(geo, group, False)
+    assert grouped_layout.covers(geo, group)
     x = te.placeholder((2, ci, h, w), in_dtype, name="x")
     mine = grouped_layout.te_grouped(x, geo, layer.in_zero_point, group, operand)
     ref = te_flat(x, geo, layer.in_zero_point, name="ref", group=group, dtype=operand)
@@ -46,7 +46,6 @@ def test_only_stride_one_channel_groups():
     rng = np.random.default_rng(0)
     one = conv_layout.geometry(make_layer(rng, "conv2d", "int8", (8, 4, 3, 3), pad=1), (1, 4, 8, 8))
     two = conv_layout.geometry(make_layer(rng, "conv2d", "int8", (8, 4, 3, 3), stride=2, pad=1), (1, 4, 8, 8))
-    assert grouped_layout.covers(one, 4, False) and grouped_layout.covers(one, 2, False)
-    assert not grouped_layout.covers(two, 4, False)  # phase planes: te_flat
-    assert not grouped_layout.covers(one, 4, True)  # neighbouring columns: te_flat
-    assert not grouped_layout.covers(one, 1, False)
+    assert grouped_layout.covers(one, 4) and grouped_layout.covers(one, 2)
+    assert not grouped_layout.covers(two, 4)  # phase planes: te_flat
+    assert not grouped_layout.covers(one, 1)

@@ -2,6 +2,8 @@
 (tests/primitive_cases.py). The dot-product instruction of each class (vpdpbusd on
 x86-avx512-vnni, sdot on aarch64-dotprod) is checked in every build's assembly there
 (tests/isa_devices.check_assembly), on any host."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import isa_devices
@@ -65,29 +67,29 @@ def test_schedule_steps_over_the_positions_the_primitive_pads_to():
 
 
 @pytest.mark.parametrize("cls", all_classes())
-def test_one_input_channel_steps_over_kernel_columns(cls):
-    """A grayscale first layer (LeNet's 5x5 over 28x28): each dot-product step takes the
-    operand's group of neighbouring kernel columns (5 columns: 2 steps of 4, or 3 of 2 int16
-    codes), not one channel and padding; bit-exact on every class, saturated codes and the
-    padded border included, and the same arithmetic in the signed-operand (ARM) form on x86."""
-    from tvm_deepchip.primitives import int8_conv2d, int8_weights
+def test_one_input_channel_folds_kernel_columns(cls):
+    """A grayscale first layer (LeNet's 5x5 over 28x28; one padded and vertically strided): its
+    5 kernel columns are the folded channels (primitives/column_fold), 2 steps of 4 codes (3 of
+    2 int16 codes), not one channel and padding; bit-exact on every class, saturated codes and
+    the padded border included, and the same arithmetic in the signed-operand (ARM) form on x86."""
+    from tvm_deepchip.primitives import column_fold, conv_layout, int8_weights
 
     rng = np.random.default_rng(11)
-    layer = make_layer(rng, "conv2d", "int8", (16, 1, 5, 5), pad=2)
-    shape = (1, 1, 28, 28)
-    lowered, lib = build(layer, shape, "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
-    isa_devices.check_assembly(cls, lib, lowered.primitive)
     group = int8_weights.group_of(cls.int8_operand)
-    assert lowered.consts[0].shape[-2:] == (-(-5 // group), group)  # columns grouped, not channels
-    inputs = [random_input(rng, "uint8", shape), random_input(rng, "uint8", shape, saturated=True)]
-    refs = [lowered.reference(qx) for qx in inputs]
-    assert int8_conv2d.by_columns(int8_conv2d.conv_layout.geometry(layer, shape), group)
-    if not cls.is_x86:  # the ARM form's arithmetic, run here (before the device, which may skip)
-        arm, arm_lib = build(layer, shape, "int8", cls=cls)
-        np.testing.assert_array_equal(run(arm, arm_lib, inputs[0]), refs[0])
-    outs = isa_devices.run(cls, lowered, lib, inputs)
-    for got, ref in zip(outs or [], refs):
-        np.testing.assert_array_equal(got, ref)
+    for shape, strides, pad in (((1, 1, 28, 28), (1, 1), 0), ((1, 1, 13, 12), (2, 1), 2)):
+        layer = replace(make_layer(rng, "conv2d", "int8", (16, 1, 5, 5), pad=pad), strides=strides)
+        lowered, lib = build(layer, shape, "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
+        isa_devices.check_assembly(cls, lib, lowered.primitive)
+        assert column_fold.folded(conv_layout.geometry(layer, shape), group) is not None
+        assert lowered.consts[0].shape[1] == -(-5 // group) and lowered.consts[0].shape[-2:] == (1, group)
+        inputs = [random_input(rng, "uint8", shape), random_input(rng, "uint8", shape, saturated=True)]
+        refs = [lowered.reference(qx) for qx in inputs]
+        if not cls.is_x86:  # the ARM form's arithmetic, run here (before the device, which may skip)
+            arm, arm_lib = build(layer, shape, "int8", cls=cls)
+            np.testing.assert_array_equal(run(arm, arm_lib, inputs[0]), refs[0])
+        outs = isa_devices.run(cls, lowered, lib, inputs)
+        for got, ref in zip(outs or [], refs):
+            np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize("cls", all_classes())
@@ -166,22 +168,3 @@ def test_few_input_channels_fold_kernel_columns(cls):
         for got, ref in zip(outs or [], refs):
             np.testing.assert_array_equal(got, ref)
 
-
-def test_column_fold_is_taken_only_where_it_saves_dot_products():
-    """Folded where a tenth of the steps or more go (3 channels in groups of 4 over a 5x5
-    kernel); kept for strided convs, one input channel (by_columns), channels that fill their
-    groups, and ResNet's 3x3 RGB conv with 4-byte groups (9 steps either way); the fold's
-    weights unfold to the layer's."""
-    from tvm_deepchip.primitives import column_fold
-    from tvm_deepchip.primitives.conv_layout import ConvGeometry
-
-    def geo(ci, k, stride=1, pad=0, hw=40):
-        return ConvGeometry.of((1, ci, hw, hw), (16, ci, k, k), (stride, stride), (pad,) * 4)
-
-    assert column_fold.folded(geo(3, 5), 4).ci == 15 and column_fold.folded(geo(3, 5), 4).kw == 1
-    assert column_fold.folded(geo(3, 3, pad=1, hw=32), 2) is not None  # 2-code groups: 5 steps a row, not 6
-    for g, group in ((geo(3, 5, stride=2), 4), (geo(1, 5), 4), (geo(8, 3), 4), (geo(3, 3, pad=1, hw=32), 4)):
-        assert column_fold.folded(g, group) is None, (g, group)
-    w = np.random.default_rng(0).integers(-128, 128, (16, 3, 5, 4))
-    g = ConvGeometry.of((1, 3, 9, 9), w.shape, (1, 1), (0, 0, 0, 0))
-    np.testing.assert_array_equal(column_fold.unfold_kernel(column_fold.fold_kernel(w), g), w)

@@ -3,15 +3,15 @@
 A dot-product step of int8_conv2d multiplies `group` input channels of one tap (4 bytes for
 vpdpbusd / sdot, 2 int16 codes for vpmaddwd). An RGB first layer has 3 channels: a quarter of
 every step multiplies padding, and the flat layout computes the Wq - Wo border columns of every
-row too. A stride-1 conv (Ci, KH, KW) over x is the conv (Ci*KW, KH, 1) over
+row too. A conv (Ci, KH, KW) of stride 1 across is the conv (Ci*KW, KH, 1) over
 
     x'[kx*Ci + c, y, ox] = xpad[c, y, ox + kx]        (ox < Wo: a row im2col of the kernel's columns)
 
-(vertical padding stays the layout's): the Ci*KW codes of a kernel row fill whole steps, and
-only valid columns are computed. SVHN ConvNet's conv1 (3 channels, 5x5 over 40x40): 25 steps
-over 1440 flat positions become 20 over 1296, 72% of the dot products. A conv is folded where
-that saves at least a tenth (`folded`); one input channel is int8_conv2d's `by_columns` form,
-which needs no copy per column.
+(vertical padding and stride stay the layout's): the Ci*KW codes of a kernel row fill whole
+steps, and only valid columns are computed. SVHN ConvNet's conv1 (3 channels, 5x5 over 40x40):
+25 steps over 1440 flat positions become 20 over 1296, 72% of the dot products; a grayscale
+5x5 (the digits model's conv1 on 8x8, padding 2): 125 steps over 96 positions become 10 over
+64. A conv is folded where that saves at least a tenth (`folded`).
 
 The layout is written directly (te_layout: te_flat's grouped layout of x', never x' itself):
 per group of `group` folded channels and input row, each folded channel's row is a contiguous
@@ -20,6 +20,7 @@ are interleaved into positions (as grouped_layout does for channels).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -31,13 +32,14 @@ MAX_FOLDED_WORK = 0.9  # fold only where it leaves at most this share of the dot
 
 
 def folded(geo: ConvGeometry, group: int) -> ConvGeometry | None:
-    """The geometry of the folded conv (Ci*KW channels, KW = 1, no horizontal padding), or None
-    where the layer is not folded: strided, one channel or one column, or too little saved."""
-    if group < 2 or geo.ci < 2 or geo.kw < 2 or (geo.sh, geo.sw, geo.step) != (1, 1, 1):
+    """The geometry of the folded conv (Ci*KW channels, KW = 1, no horizontal padding, the
+    vertical stride kept), or None where the layer is not folded: strided across, one column,
+    or too little saved (one input channel always saves: 1 of 4 bytes a step)."""
+    if group < 2 or geo.kw < 2 or (geo.sw, geo.step) != (1, 1):
         return None
     top, _, bottom, _ = geo.pad
     fold = replace(geo, ci=geo.ci * geo.kw, w=geo.wo, kw=1, pad=(top, 0, bottom, 0))
-    work = geo.ho * geo.wq * _ceil(geo.ci, group) * geo.kw
+    work = geo.ho * geo.wq * _ceil(geo.ci, group) * geo.kw  # dot-product steps a kernel row, both forms
     work_folded = fold.ho * fold.wq * _ceil(fold.ci, group)
     return fold if work_folded <= MAX_FOLDED_WORK * work else None
 
@@ -84,27 +86,33 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             with T.vectorized(0, count) as i:
                 T.buffer_store(buf, value, [start + i])
 
+    def row(n, gi: int, y):
+        """The folded channels gi*group .. of input row y, interleaved into positions."""
+        for j in range(group):  # folded channel s: input channel c shifted by kx
+            s = gi * group + j
+            if s >= fold.ci:
+                fill(rows, j * wo, wo, zero)
+                continue
+            kx, c = divmod(s, geo.ci)
+            lo, hi = max(0, left - kx), min(wo, geo.w + left - kx)
+            fill(rows, j * wo, lo, pad_code)
+            with T.vectorized(0, hi - lo) as i:
+                T.buffer_store(rows, code(x[n, c, y, lo + kx - left + i]), [j * wo + lo + i])
+            fill(rows, j * wo + hi, wo - hi, pad_code)
+
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
             flat = T.decl_buffer((geo.n * g.flat_len * group,), dtype, data=out.data)  # the output as one vector
             rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
-            for gi in range(g.ci):  # (a handful: the folded channels are Ci*KW)
+            # (a handful of groups: the folded channels are Ci*KW; vertical phases as conv_layout's,
+            # plane (gi, py) holding padded rows py, py + sh, ...)
+            for gi, py in itertools.product(range(g.ci), range(geo.sh)):
                 with T.serial(0, g.hq) as yq:
-                    base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
-                    y = yq - top
+                    base = ((n * g.flat_len) + (gi * geo.sh + py) * g.plane + yq * g.wq) * group
+                    y = yq * geo.sh + py - top
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
-                            for j in range(group):  # folded channel s: input channel c shifted by kx
-                                s = gi * group + j
-                                if s >= fold.ci:
-                                    fill(rows, j * wo, wo, zero)
-                                    continue
-                                kx, c = divmod(s, geo.ci)
-                                lo, hi = max(0, left - kx), min(wo, geo.w + left - kx)
-                                fill(rows, j * wo, lo, pad_code)
-                                with T.vectorized(0, hi - lo) as i:
-                                    T.buffer_store(rows, code(x[n, c, y, lo + kx - left + i]), [j * wo + lo + i])
-                                fill(rows, j * wo + hi, wo - hi, pad_code)
+                            row(n, gi, y)
                             with T.vectorized(0, wo * group) as lane:  # interleaved: position-major
                                 T.buffer_store(flat, rows[(lane % group) * wo + lane // group], [base + lane])
                         with T.Else():

@@ -154,7 +154,7 @@ def code_shift(from_dtype: str, to_dtype: str) -> int:
 
 # -- TE stages -------------------------------------------------------------------------------
 def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None,
-            widen: str | None = None, neighbours: bool = False):
+            widen: str | None = None):
     """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
 
     With `group` > 1 the planes hold groups of that many channels, innermost:
@@ -162,19 +162,15 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
     channels (a dot-product operand); channels past Ci read zero. `dtype` (the other 8-bit type)
     shifts the codes by 128 into it: int8 q -> uint8 q + 128, uint8 q -> int8 q - 128 (the
     padding's zero point moves with them). `widen` (int16) stores the codes in that wider type
-    instead (IsaClass.sparse_taps). `neighbours`: the group holds the codes at flat positions
-    i .. i + group - 1 of the ungrouped layout instead (one input channel: a dot-product step
-    then takes `group` neighbouring kernel columns, primitives/int8_conv2d)."""
+    instead (IsaClass.sparse_taps)."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
-    g = geo if neighbours else geo.grouped(group)
+    g = geo.grouped(group)
     dtype = dtype or x.dtype
     shift = code_shift(x.dtype, dtype)
 
     def f(n, i, *lane):
-        if neighbours:
-            i, lane = i + lane[0], ()
         q, r = i // g.plane, i % g.plane
         c, py, px = q // (g.sh * g.sw), (q // g.sw) % g.sh, q % g.sw
         ch = c * group + lane[0] if lane else c

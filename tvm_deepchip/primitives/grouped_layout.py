@@ -22,18 +22,18 @@ from .conv_layout import ConvGeometry, code_shift, te_flat
 TAIL_LANES = 64  # zero-tail stores a vector
 
 
-def covers(geo: ConvGeometry, group: int, neighbours: bool) -> bool:
+def covers(geo: ConvGeometry, group: int) -> bool:
     """Whether this copy builds te_flat's layout for these arguments: channel groups, stride 1."""
-    return group > 1 and not neighbours and (geo.sh, geo.sw, geo.step) == (1, 1, 1)
+    return group > 1 and (geo.sh, geo.sw, geo.step) == (1, 1, 1)
 
 
-def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, neighbours: bool = False):
-    """te_flat(x, geo, zp, group=group, dtype=dtype, neighbours=neighbours) [N, flat_len, group]:
-    this row copy where it covers the arguments, else te_flat's TE compute (which loads and
-    inserts a byte per vector lane)."""
-    if covers(geo, group, neighbours):
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str):
+    """te_flat(x, geo, zp, group=group, dtype=dtype) [N, flat_len, group]: this row copy where it
+    covers the arguments, else te_flat's TE compute (which loads and inserts a byte per vector
+    lane)."""
+    if covers(geo, group):
         return te_grouped(x, geo, zp, group, dtype)
-    return te_flat(x, geo, zp, group=group, dtype=dtype, neighbours=neighbours)
+    return te_flat(x, geo, zp, group=group, dtype=dtype)
 
 
 def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat"):

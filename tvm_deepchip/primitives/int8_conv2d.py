@@ -14,14 +14,10 @@ ARM's sdot signed by signed. Codes of the other type are shifted by 128 on the w
 layout (int8 q -> q + 128, uint8 q -> q - 128) and the epilogue's bias takes shift * sum(w)
 back out, exactly. Then the shared fixed-point epilogue, one multiplier per channel.
 
-A layer with one input channel (a grayscale image: LeNet's, the digits model's conv1) would
-fill 1 of the 4 bytes of each step (1 of 2 int16 codes on AVX2). Where it is not strided across
-(sw = 1), a step takes 4 (2) neighbouring kernel columns of one row instead: the layout holds
-each flat position's neighbours (conv_layout.te_flat, neighbours=True) and the weights the
-kernel's columns in groups, zero-padded to a whole group: a 5x5 kernel is 10 steps, not 25.
-
-A layer with a few input channels (an RGB image) would leave a quarter of every step padding:
-where stride 1, its kernel columns are folded into channels (primitives/column_fold).
+A layer with few input channels (an RGB image; one channel, a grayscale image: LeNet's, the
+digits model's conv1) would leave a quarter (three quarters) of every step padding. Where it is
+not strided across (sw = 1), its kernel columns are folded into channels (primitives/column_fold):
+a step takes 4 (2) codes of neighbouring kernel columns and channels of one row.
 
 A conv whose kernel covers its whole unpadded input (one output position: SVHN ConvNet's conv7,
 5x5 over 5x5) would compute 16 flat positions for 1. It is a dense product instead
@@ -85,12 +81,6 @@ def image_read(x, geo: ConvGeometry):
     return lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w]
 
 
-def by_columns(geo: ConvGeometry, group: int) -> bool:
-    """Steps over neighbouring kernel columns instead of input channels (one input channel,
-    stride 1 across)."""
-    return geo.ci == 1 and geo.sw == 1 and geo.kw > 1 and group > 1
-
-
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     """The layer's weights for dot products over `operand` codes (checked to sum exactly in int32)."""
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
@@ -106,10 +96,6 @@ def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np
     if (fold := column_fold.folded(geo, group)) is not None:  # [Co, Ci*KW, 1, 1, KH, 1, G]
         w, geo = column_fold.fold_kernel(w), fold
     k = geo.phase_kernel(w.astype(np.int16 if operand == WIDE_OPERAND else np.int8))
-    if by_columns(geo, group):  # [Co, 1, sh, 1, KHq, KWq/G, G]: columns grouped
-        kwg = _ceil(geo.kwq, group)
-        k = np.pad(k, ((0, 0),) * 5 + ((0, kwg * group - geo.kwq),))
-        return np.ascontiguousarray(k.reshape(*k.shape[:5], kwg, group))
     cg = _ceil(geo.ci, group)
     k = np.pad(k, ((0, 0), (0, cg * group - geo.ci)) + ((0, 0),) * 4)
     k = k.reshape(geo.co, cg, group, *k.shape[2:])
@@ -121,8 +107,6 @@ def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     co, cg, group = wt.shape[0], wt.shape[1], wt.shape[-1]
     if (fold := column_fold.folded(geo, group)) is not None:
         return column_fold.unfold_kernel(unpack(wt, fold), geo)
-    if by_columns(geo, group):
-        return geo.unphase_kernel(wt.reshape(*wt.shape[:5], -1)[..., : geo.kwq])
     k = wt.transpose(0, 1, 6, 2, 3, 4, 5).reshape(co, cg * group, *wt.shape[2:6])
     return geo.unphase_kernel(k[:, : geo.ci])
 
@@ -137,17 +121,11 @@ def compute(x, weights: Int8Weights, consts, site: Site):
         y = int8_dense.te_padded(x, weights, consts, as_dense(site), read=image_read(x, geo))
         return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
-    columns = by_columns(geo, group)
     if (fold := column_fold.folded(geo, group)) is not None:  # kernel columns folded into channels
         xf, geo = column_fold.te_layout(x, geo, zp, group, operand), fold
     else:
-        xf = grouped_layout.te_layout(x, geo, zp, group, operand, neighbours=columns)
+        xf = grouped_layout.te_layout(x, geo, zp, group, operand)
     taps, offset = te_dense_taps(geo.grouped(group), "acc")
-    if columns:  # tap (ky, column group) reads the neighbours of its first column
-        g = replace(geo, kw=_ceil(geo.kw, group))
-        taps, _ = te_dense_taps(g, "acc")
-        _, kyr, kxr, kyq, kxg = taps
-        offset = g.tap_offset(0, kyr, kxr, kyq, kxg * group)
     j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
     acc = te.compute(shape, lambda n, c, p: te.sum(
