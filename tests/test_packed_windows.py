@@ -21,7 +21,29 @@ def test_few_positions_run_as_windows():
     geo = lambda hw: conv_layout.ConvGeometry.of((1, 8, hw, hw), (16, 8, 3, 3), (1, 1), (1, 1, 1, 1))  # noqa: E731
     assert packed_windows.covers(geo(2)) and packed_windows.covers(geo(1)) and not packed_windows.covers(geo(3))
     layer = make_layer(np.random.default_rng(0), "conv2d", "ternary", (16, 8, 3, 3), pad=1)
-    assert primitives.lower_layer(layer, (1, 8, 2, 2), "packed").weight_bytes == 16 * 72 // 4  # 2 bits a weight
+    # 2 bits a weight, and what the skipped padding taps add: 4 positions x 2 planes x 16 channels
+    assert primitives.lower_layer(layer, (1, 8, 2, 2), "packed").weight_bytes == 16 * 72 // 4 + 4 * 2 * 16 * 4
+    unpadded = make_layer(np.random.default_rng(0), "conv2d", "ternary", (16, 8, 3, 3))
+    assert primitives.lower_layer(unpadded, (1, 8, 4, 4), "packed").weight_bytes == 16 * 72 // 4  # nothing skipped
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_padding_taps_are_skipped_exactly(cls):
+    """A 2x2 map under a 3x3 kernel with padding 1: 20 of the 36 (position, tap) products read
+    padding and are skipped (packed_windows._live), their zero-point sums added per position
+    instead; bit-exact for ternary and binary (bits) weights, codes of either type (the padding's
+    code shifted into the operand), batch 2."""
+    from tvm_deepchip.primitives import bit_dot
+
+    geo = conv_layout.ConvGeometry.of((1, 8, 2, 2), (16, 8, 3, 3), (1, 1), (1, 1, 1, 1))
+    taps = [(0, 0, ky, kx) for ky in range(3) for kx in range(3)]
+    assert sum(packed_windows._live(geo, p, t) for p in range(4) for t in taps) == 16
+    rng = np.random.default_rng(4)
+    for kind, fmt, dt in (("ternary", Format.PACKED, "int8"), ("bwn", Format.BITS, "uint8"), ("bwn", Format.BITS, "int8")):
+        layer = make_layer(rng, "conv2d", kind, (20, 12, 3, 3), pad=1, in_dtype=dt, out=dt, act="relu" if dt == "uint8" else None)
+        lowered = primitives.lower_layer(layer, (2, 12, 2, 2), fmt, cls)
+        assert lowered.consts[1].shape == (4, 1 if kind == "bwn" else len(bit_dot.PLANES), 32)  # PaddedWords.padded
+        check(layer, (2, 12, 2, 2), fmt, rng, cls=cls)
 
 
 @pytest.mark.parametrize("cls, case", per_class(CASES, [CASES[0], CASES[1]]))

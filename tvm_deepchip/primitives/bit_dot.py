@@ -31,7 +31,9 @@ a tensor intrinsic cannot match a step whose weights are the bits of a word.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -117,47 +119,66 @@ def te_groups(x, w: BitWords):
     return te.compute((m, kq, GROUP), value, name="xgroups", attrs=roles.attrs(roles.LAYOUT))
 
 
-def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None = None):
+@dataclass(frozen=True)
+class Windows:
+    """The rows of a windowed product (packed_windows): each image's `per` positions, in order.
+    Products of (position p, tap) where not live(p, tap) are skipped (taps reading only padding);
+    their sums, the same for every image, come in `padded` [per, planes, Cp] int32 and are added
+    to the stored sums. `tap`: the indices of the steps after the first (static)."""
+
+    per: int
+    live: Callable
+    padded: object  # the TE tensor of the skipped products' sums
+
+
+def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None = None, windows: Windows | None = None):
     """sums [M, planes, Cp] int32 of M rows (te.extern over `layout` and the words), channel blocks on
     both cores where the multiply-adds pay a launch (parallel_costs.PARALLEL_MIN_MACS). Default:
     the rows of grouped codes te_groups made ([M, K/4, 4]). Else `quad(buf, row, qs)`: the 4 codes
     (a vector load from the layout's buffer) row `row` multiplies with word q, its index in the
     nested loops of extents `steps` (row-major; their product is K/4): a conv's windows read in
-    place (packed_windows)."""
+    place (packed_windows), with `windows` the products of padding taps skipped."""
     from tvm import te, tirx
 
     cb, kq, planes = (int(v) for v in w.words.shape)
     steps = steps or (kq,)
-    parallel = planes * rows * cb * CHANNELS * kq * GROUP >= PARALLEL_MIN_MACS
+    macs = planes * rows * cb * CHANNELS * kq * GROUP
+    if windows is not None:  # the share of (position, tap) products computed
+        taps = list(itertools.product(*(range(e) for e in steps[1:])))
+        macs = macs * sum(windows.live(p, t) for p in range(windows.per) for t in taps) // (windows.per * len(taps))
+    parallel = macs >= PARALLEL_MIN_MACS
     quad = quad or (lambda buf, row, qs: tirx.BufferLoad(buf, [row, qs[0], tirx.Ramp(0, 1, GROUP)]))
-    return te.extern([(rows, planes, cb * CHANNELS)], [layout, w.words],
-                     lambda ins, outs: _body(ins[0], ins[1], outs[0], cls, parallel, rows, quad, steps),
+    ins = [layout, w.words] + ([windows.padded] if windows else [])
+    return te.extern([(rows, planes, cb * CHANNELS)], ins,
+                     lambda ins, outs: _body(ins, outs[0], cls, parallel, rows, quad, steps, windows),
                      dtype=["int32"], name="bit_sums", attrs=roles.attrs(roles.ACCUMULATOR))
 
 
-def _tile(cb: int, rows: int, planes: int, pieces: int, budget: int) -> tuple[int, int]:
+def _tile(cb: int, rows: int, planes: int, pieces: int, budget: int, per: int = 0) -> tuple[int, int]:
     """(channel blocks, rows) of a register tile: each expanded word serves the tile's rows (up to
     MAX_TILE_ROWS, preferred), each input group its channel blocks; the accumulators (rows x blocks
-    x planes x pieces vectors) within `budget` registers."""
-    for tr in sorted({min(rows, MAX_TILE_ROWS), 2, 1}, reverse=True):
+    x planes x pieces vectors) within `budget` registers. `per` > 0: the rows are one image's
+    positions, `per` of them (Windows: a row's position is then its place in the tile)."""
+    for tr in ([per] if per else sorted({min(rows, MAX_TILE_ROWS), 2, 1}, reverse=True)):
         for rc in (4, 2, 1):
-            if tr <= rows and cb % rc == 0 and tr * rc * planes * pieces <= budget:
+            if tr <= rows and cb % rc == 0 and (tr * rc * planes * pieces <= budget or rc == 1 and per):
                 return rc, tr
     return 1, 1
 
 
-def _body(layout, words, out, cls, parallel, m_rows, quad, steps):
+def _body(ins, out, cls, parallel, m_rows, quad, steps, windows):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
     from .bit_dot_steps import step_for
 
+    layout, words = ins[:2]
     step = step_for(cls, str(layout.dtype))
     cb, planes = int(words.shape[0]), int(words.shape[2])
     binary = planes == len(BINARY_PLANES)
     lanes, pieces = step.lanes, CHANNELS // step.lanes
-    rc, tr = _tile(cb, m_rows, planes, pieces, cls.vector_registers // 2)
+    rc, tr = _tile(cb, m_rows, planes, pieces, cls.vector_registers // 2, windows.per if windows else 0)
     bits = CHANNELS * GROUP // pieces
     zero = tirx.Broadcast(tirx.const(0, "int32"), lanes)
     vectors = [(r, p, s) for r in range(rc) for p in range(planes) for s in range(pieces)]
@@ -169,28 +190,40 @@ def _body(layout, words, out, cls, parallel, m_rows, quad, steps):
         signs = tirx.Cast(f"int8x{bits}", tirx.reinterpret(f"int1x{bits}", piece))
         return signs | tirx.Broadcast(tirx.const(1, "int8"), bits) if binary else signs
 
+    def products(acc, cbo, first, qs, live_rows):  # word q of every vector, times each live row's codes
+        q = qs[0]
+        for v, e in zip(qs[1:], steps[1:]):
+            q = q * e + v
+        quads = {i: quad(layout, first + i, qs) for i in live_rows}
+        for r, p, s in vectors:
+            word = tirx.BufferLoad(words, [cbo * rc + r, q, p])
+            piece = word if pieces == 1 else tirx.Cast(f"uint{bits}", word >> tirx.const(s * bits, "uint64"))
+            signs = expand(piece)
+            for i in live_rows:  # one expansion, a dot product a row
+                T.buffer_store(acc, step.dot(tirx.BufferLoad(acc, [at(i, r, p, s)]), quads[i], signs), [at(i, r, p, s)])
+
     def tile(cbo, first, rows):  # rows first .. first + rows - 1 against channel blocks cbo * rc ..
         acc = T.alloc_buffer((rows * rc * planes * CHANNELS,), "int32", scope="global")  # on the stack
         for i in range(rows):
             for v in vectors:
                 T.buffer_store(acc, zero, [at(i, *v)])
-        with T.grid(*steps) as qs:
-            qs = [qs] if isinstance(qs, tirx.Var) else list(qs)
-            q = qs[0]
-            for v, e in zip(qs[1:], steps[1:]):
-                q = q * e + v
-            quads = [quad(layout, first + i, qs) for i in range(rows)]
-            for r, p, s in vectors:
-                word = tirx.BufferLoad(words, [cbo * rc + r, q, p])
-                piece = word if pieces == 1 else tirx.Cast(f"uint{bits}", word >> tirx.const(s * bits, "uint64"))
-                signs = expand(piece)
-                for i in range(rows):  # one expansion, `rows` dot products
-                    T.buffer_store(acc, step.dot(tirx.BufferLoad(acc, [at(i, r, p, s)]), quads[i], signs), [at(i, r, p, s)])
+        if windows is None:
+            with T.grid(*steps) as qs:
+                products(acc, cbo, first, [qs] if isinstance(qs, tirx.Var) else list(qs), range(rows))
+        else:  # the taps unrolled, each with the rows (positions) whose window it reads inside
+            for tap in itertools.product(*(range(e) for e in steps[1:])):
+                live_rows = [i for i in range(rows) if windows.live(i % windows.per, tap)]
+                if live_rows:
+                    with T.serial(0, steps[0]) as q0:
+                        products(acc, cbo, first, [q0, *tap], live_rows)
         for i in range(rows):
             for r, p, s in vectors:
                 c = tirx.Ramp((cbo * rc + r) * CHANNELS + s * lanes, 1, lanes)
                 total = tirx.BufferLoad(acc, [at(i, r, p, s)])  # (ternary: negated, its weights were -1/0)
-                T.buffer_store(out, total if binary else zero - total, [first + i, p, c])
+                total = total if binary else zero - total
+                if windows is not None:
+                    total = total + tirx.BufferLoad(ins[2], [i % windows.per, p, c])
+                T.buffer_store(out, total, [first + i, p, c])
 
     whole, rest = divmod(m_rows, tr)
     with IRBuilder() as ib:
