@@ -16,7 +16,7 @@ CASES = [  # (Ci, H, W, K, stride (vertical), pad, input type, operand type)
     (3, 12, 12, 5, 1, 0, "uint8", "uint8"),
     (3, 9, 11, 5, 1, 2, "uint8", "int8"),
     (1, 8, 8, 5, 1, 2, "int8", "uint8"),
-    (2, 11, 7, 3, 2, 1, "uint8", "int16"),
+    (3, 11, 7, 3, 2, 1, "uint8", "int16"),
     (1, 10, 9, 4, 3, 1, "uint8", "uint8"),
 ]
 
@@ -59,7 +59,8 @@ def test_same_values_as_te_flat_of_the_folded_input(case):
 
 def test_taken_only_where_it_saves_dot_products():
     """Folded where a tenth of the steps or more go (3 channels in groups of 4 over a 5x5
-    kernel, one channel); kept for convs strided across, channels that fill their groups, and
+    kernel, one channel); kept for convs strided across, channels that fill their groups (even
+    where the border columns alone would save a tenth: ResNet's 16x16 32-channel convs), and
     ResNet's 3x3 RGB conv with 4-byte groups (9 steps either way); the fold's weights unfold to
     the layer's."""
     from tvm_deepchip.primitives.conv_layout import ConvGeometry
@@ -70,7 +71,8 @@ def test_taken_only_where_it_saves_dot_products():
     assert column_fold.folded(geo(3, 5), 4).ci == 15 and column_fold.folded(geo(3, 5), 4).kw == 1
     assert column_fold.folded(geo(3, 3, pad=1, hw=32), 2) is not None  # 2-code groups: 5 steps a row, not 6
     assert column_fold.folded(geo(1, 5), 4) is not None
-    for g, group in ((geo(3, 5, stride=2), 4), (geo(8, 3), 4), (geo(3, 3, pad=1, hw=32), 4)):
+    for g, group in ((geo(3, 5, stride=2), 4), (geo(8, 3), 4), (geo(32, 3, pad=1, hw=16), 4), (geo(48, 3, pad=1, hw=18), 2),
+                     (geo(3, 3, pad=1, hw=32), 4)):
         assert column_fold.folded(g, group) is None, (g, group)
     w = np.random.default_rng(0).integers(-128, 128, (16, 3, 5, 4))
     g = ConvGeometry.of((1, 3, 9, 9), w.shape, (1, 1), (0, 0, 0, 0))
