@@ -237,3 +237,18 @@ def dense_suite(fmt: str, kind: str):
         check(layer, (1, 256), fmt, rng, knobs="sampled", seed=seed, cls=cls)
 
     return test_bit_exact, test_saturated_input, test_tuned_schedule_bit_exact
+
+
+def assert_same_layout(x, mine, ref, rng, operand: str) -> None:
+    """Two TE layouts of the input placeholder x (a kernel's copy and te_flat's reference) hold
+    the same codes: random codes and the type's largest everywhere, built unscheduled."""
+    from tvm import s_tir, te
+
+    lib = tvm.tirx.build(s_tir.Schedule(te.create_prim_func([x, mine, ref])).mod, target=tvm.target.Target({"kind": "llvm"}))
+    dev, info, shape = tvm.cpu(), np.iinfo(str(x.dtype)), [int(s) for s in x.shape]
+    for qx in (rng.integers(info.min, info.max + 1, shape), np.full(shape, info.max)):
+        outs = [tvm.runtime.empty([int(s) for s in t.shape], operand, dev) for t in (mine, ref)]
+        lib["main"](tvm.runtime.tensor(qx.astype(str(x.dtype)), dev), *outs)
+        a, b = (o.numpy() for o in outs)
+        assert a.shape == b.shape and len(np.unique(b)) > 1
+        np.testing.assert_array_equal(a, b)

@@ -5,9 +5,8 @@ batch 2 and each operand type; the fold is taken only where it saves dot product
 weights unfold to the layer's. (The int8 convs that read it: tests/test_int8_conv2d.py.)"""
 import numpy as np
 import pytest
-import tvm
-from primitive_cases import make_layer
-from tvm import s_tir, te, tirx
+from primitive_cases import assert_same_layout, make_layer
+from tvm import te, tirx
 
 from tvm_deepchip.primitives import column_fold, conv_layout
 from tvm_deepchip.primitives.conv_layout import te_flat
@@ -47,14 +46,7 @@ def test_same_values_as_te_flat_of_the_folded_input(case):
     x = te.placeholder((2, ci, h, w), in_dtype, name="x")
     mine = column_fold.te_layout(x, geo, layer.in_zero_point, group, operand)
     ref = te_flat(_folded_input(x, geo, layer.in_zero_point), fold, layer.in_zero_point, name="ref", group=group, dtype=operand)
-    lib = tvm.tirx.build(s_tir.Schedule(te.create_prim_func([x, mine, ref])).mod, target=tvm.target.Target({"kind": "llvm"}))
-    dev, info = tvm.cpu(), np.iinfo(in_dtype)
-    for qx in (rng.integers(info.min, info.max + 1, (2, ci, h, w)), np.full((2, ci, h, w), info.max)):
-        outs = [tvm.runtime.empty([int(s) for s in t.shape], operand, dev) for t in (mine, ref)]
-        lib["main"](tvm.runtime.tensor(qx.astype(in_dtype), dev), *outs)
-        a, b = (o.numpy() for o in outs)
-        assert a.shape == b.shape and len(np.unique(b)) > 1
-        np.testing.assert_array_equal(a, b)
+    assert_same_layout(x, mine, ref, rng, operand)
 
 
 def test_taken_only_where_it_saves_dot_products():

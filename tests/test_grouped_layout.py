@@ -4,9 +4,8 @@ operand's shift), over channel counts that are not multiples of the group, paddi
 each operand type; and the int8 conv uses it only where it applies (stride 1, channel groups)."""
 import numpy as np
 import pytest
-import tvm
-from primitive_cases import make_layer
-from tvm import s_tir, te
+from primitive_cases import assert_same_layout, make_layer
+from tvm import te
 
 from tvm_deepchip.primitives import conv_layout, grouped_layout
 from tvm_deepchip.primitives.conv_layout import te_flat
@@ -32,14 +31,7 @@ def test_same_values_as_te_flat(case):
     x = te.placeholder((2, ci, h, w), in_dtype, name="x")
     mine = grouped_layout.te_grouped(x, geo, layer.in_zero_point, group, operand)
     ref = te_flat(x, geo, layer.in_zero_point, name="ref", group=group, dtype=operand)
-    lib = tvm.tirx.build(s_tir.Schedule(te.create_prim_func([x, mine, ref])).mod, target=tvm.target.Target({"kind": "llvm"}))
-    dev, info = tvm.cpu(), np.iinfo(in_dtype)
-    for qx in (rng.integers(info.min, info.max + 1, (2, ci, h, w)), np.full((2, ci, h, w), info.max)):
-        outs = [tvm.runtime.empty([int(s) for s in t.shape], operand, dev) for t in (mine, ref)]
-        lib["main"](tvm.runtime.tensor(qx.astype(in_dtype), dev), *outs)
-        a, b = (o.numpy() for o in outs)
-        assert a.shape == b.shape and len(np.unique(b)) > 1
-        np.testing.assert_array_equal(a, b)
+    assert_same_layout(x, mine, ref, rng, operand)
 
 
 def test_only_stride_one_channel_groups():

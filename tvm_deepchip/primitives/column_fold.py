@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import grouped_layout, roles
-from .conv_layout import ConvGeometry, _ceil, code_shift
+from .conv_layout import ConvGeometry, _ceil
 
 MAX_FOLDED_WORK = 0.9  # fold only where it leaves at most this share of the dot-product steps
 
@@ -77,12 +77,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
 
     g = fold.grouped(group)
     top, left, wo = geo.pad[0], geo.pad[1], fold.w
-    shift = code_shift(str(x.dtype), dtype)
-
-    def code(v):  # an input code in the operand's type
-        return (v.astype("int32") + shift).astype(dtype) if shift else v.astype(dtype)
-
-    pad_code, zero = code(tirx.const(zp, str(x.dtype))), tirx.const(0, dtype)
+    code, pad_code, zero = grouped_layout.operand_codes(str(x.dtype), dtype, zp)
 
     def fill(buf, start, count: int, value):
         if count > 0:

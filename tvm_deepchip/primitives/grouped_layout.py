@@ -52,12 +52,7 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
 
     g = geo.grouped(group)
     top, left, w = geo.pad[0], geo.pad[1], geo.w
-    shift = code_shift(str(x.dtype), dtype)
-
-    def code(v):  # an input code in the operand's type
-        return (v.astype("int32") + shift).astype(dtype) if shift else v.astype(dtype)
-
-    pad_code, zero = code(tirx.const(zp, str(x.dtype))), tirx.const(0, dtype)
+    code, pad_code, zero = operand_codes(str(x.dtype), dtype, zp)
     size = geo.n * g.flat_len * group
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
@@ -90,6 +85,19 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                             padding(0, g.wq)
             zero_tail(flat, n, g, group, dtype)
     return ib.get()
+
+
+def operand_codes(x_dtype: str, dtype: str, zp: int):
+    """(code(v): an input code of type x_dtype in the operand's type `dtype`, the padding's code,
+    zero): the values the layout copies write (te_flat's)."""
+    from tvm import tirx
+
+    shift = code_shift(x_dtype, dtype)
+
+    def code(v):
+        return (v.astype("int32") + shift).astype(dtype) if shift else v.astype(dtype)
+
+    return code, code(tirx.const(zp, x_dtype)), tirx.const(0, dtype)
 
 
 def zero_tail(flat, n, g: ConvGeometry, group: int, dtype: str) -> None:
