@@ -10,8 +10,8 @@ row too. A conv (Ci, KH, KW) of stride 1 across is the conv (Ci*KW, KH, 1) over
 (vertical padding and stride stay the layout's): the Ci*KW codes of a kernel row fill whole
 steps, and only valid columns are computed. SVHN ConvNet's conv1 (3 channels, 5x5 over 40x40):
 25 steps over 1440 flat positions become 20 over 1296, 72% of the dot products; a grayscale
-5x5 (the digits model's conv1 on 8x8, padding 2): 125 steps over 96 positions become 10 over
-64. A conv is folded where that saves at least a tenth (`folded`).
+5x5 (the digits model's conv1 on 8x8, padding 2): 25 steps of one byte in 4 over 96 positions
+become 10 over 64. A conv is folded where that saves at least a tenth (`folded`).
 
 The layout is written directly (te_layout: te_flat's grouped layout of x', never x' itself):
 per group of `group` folded channels and input row, each folded channel's row is a contiguous
