@@ -112,8 +112,9 @@ def _packed_pays(layer, taps: int, cls) -> bool:
 def default_int8(layer, in_shape, cls=None) -> Format:
     """Format.BITS for an int8 layer of binary weights (BWN) that the bit form runs (a dense layer,
     a conv of few positions: primitives.formats_for) where a word of bits becomes a vector of
-    +-1 bytes in one instruction after its kmovq (AVX-512's mask registers: vpblendmb); else Format.INT8. Measured
-    on an AMD EPYC znver5, AVX-512 VNNI build, 2 threads, BWN SVHN ConvNet: conv6 (25 positions)
+    +-1 bytes in one instruction after its kmovq (AVX-512's mask registers: vpblendmb); else
+    Format.INT8. Measured on an AMD EPYC znver5, AVX-512 VNNI build, 2 threads, BWN SVHN
+    ConvNet: conv6 (25 positions)
     6.3 us against the int8 form's 10.2, conv5 (49) 10.2 / 11.4, conv4 6.4 / 6.6, conv7 (one
     position, 1.6 MB of int8 weights) 4.0 / 4.1 alone and the whole model 0.90x the int8 form's
     time with conv6 and conv7 in bits (0.94x with conv7 alone: its 200 KB stay in cache where

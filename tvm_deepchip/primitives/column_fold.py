@@ -84,8 +84,8 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             with T.vectorized(0, count) as i:
                 T.buffer_store(buf, value, [start + i])
 
-    def row(n, gi: int, y):
-        """The folded channels gi*group .. of input row y, interleaved into positions."""
+    def row(rows, n, gi: int, y):
+        """The folded channels gi*group .. of input row y into `rows`, one after another."""
         for j in range(group):  # folded channel s: input channel c shifted by kx
             s = gi * group + j
             if s >= fold.ci:
@@ -110,7 +110,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                     y = yq * geo.sh + py - top
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
-                            row(n, gi, y)
+                            row(rows, n, gi, y)
                             with T.vectorized(0, wo * group) as lane:  # interleaved: position-major
                                 T.buffer_store(flat, rows[(lane % group) * wo + lane // group], [base + lane])
                         with T.Else():

@@ -78,12 +78,16 @@ def _live(geo: ConvGeometry, p: int, tap: tuple) -> bool:
     return ky < geo.kh and kx < geo.kw and 0 <= y < geo.h and 0 <= x < geo.w
 
 
+def _taps(geo: ConvGeometry) -> list:
+    """Every (kyr, kxr, kyq, kxq): the loops of bit_dot's steps after the channel group."""
+    return list(itertools.product(range(geo.sh), range(geo.sw), range(geo.khq), range(geo.kwq)))
+
+
 def _skips(geo: ConvGeometry) -> bool:
     """Products are skipped where a window reads padding and the positions fit one register tile
     (a row's position is then static: bit_dot.Windows)."""
     per = geo.ho * geo.wo
-    taps = itertools.product(range(geo.sh), range(geo.sw), range(geo.khq), range(geo.kwq))
-    return per <= bit_dot.MAX_TILE_ROWS and not all(_live(geo, p, t) for t in taps for p in range(per))
+    return per <= bit_dot.MAX_TILE_ROWS and not all(_live(geo, p, t) for t in _taps(geo) for p in range(per))
 
 
 def pack(layer, geo: ConvGeometry, operand: str, planes: tuple = bit_dot.PLANES) -> bit_dot.BitWords:
@@ -97,7 +101,7 @@ def pack(layer, geo: ConvGeometry, operand: str, planes: tuple = bit_dot.PLANES)
     cp = int(w.words.shape[0]) * bit_dot.CHANNELS
     padded = np.zeros((geo.ho * geo.wo, len(planes), cp), np.int32)
     for p in range(geo.ho * geo.wo):
-        for tap in itertools.product(range(geo.sh), range(geo.sw), range(geo.khq), range(geo.kwq)):
+        for tap in _taps(geo):
             if not _live(geo, p, tap):
                 codes = k[:, :, tap[0], tap[1], tap[2], tap[3]]  # Co, Ci
                 for i, sign in enumerate(planes):
