@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 
-from . import onnx_io, output_paths, signature, targets, tuning_db
+from . import onnx_io, output_paths, parallel_launch, signature, targets, tuning_db
 from .compile_report import CompileReport
 from .formats import DEFAULT_TERNARY
 from .layer_plan import LayerPlan
@@ -34,15 +34,12 @@ class Compiled:
     input_shapes: dict
 
     def export(self, path: str | os.PathLike) -> Path:
-        """Write the shared library (cross-compiled for ARM presets), atomically."""
-        from tvm.support import cc
-
+        """Write the shared library (cross-compiled for ARM presets), atomically, with our
+        parallel launcher linked in (parallel_launch)."""
         path = Path(path)
-        fcompile = None
-        if self.preset.cross_compiler:
-            fcompile = cc.cross_compiler(targets.check_cross_compiler(self.preset))
+        cross = targets.check_cross_compiler(self.preset) if self.preset.cross_compiler else None
         with output_paths.atomic_file(path) as tmp:
-            self.executable.export_library(str(tmp), fcompile=fcompile)
+            parallel_launch.export(self.executable, tmp, cross)
         return path
 
 

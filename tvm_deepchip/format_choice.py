@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import primitives, targets
+from . import parallel_launch, primitives, targets
 from .compiler import layer_key, lower
 from .formats import KERNEL_FORMATS
 from .tuning_db import FORMATS
@@ -33,13 +33,14 @@ def layer_module(layer, in_shape, fmt, target):
 
 
 def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5, best=False) -> float:
-    """Median microseconds of one layer in `fmt` on this machine (x86 presets); `best`: the
-    fastest of the `repeat` means instead (what the kernel takes when nothing else runs)."""
+    """Median microseconds of one layer in `fmt` on this machine (x86 presets), on the parallel
+    launcher a compiled model runs on (parallel_launch); `best`: the fastest of the `repeat`
+    means instead (what the kernel takes when nothing else runs)."""
     import tvm
 
     target = targets.tvm_target(preset)
     mod, lowered = layer_module(layer, in_shape, fmt, target)
-    lib = tvm.tirx.build(mod, target=target)
+    lib = parallel_launch.load(tvm.tirx.build(mod, target=target))
     dev = tvm.cpu()
     rng = np.random.default_rng(0)
     info = np.iinfo(lowered.in_dtype)  # the kernel's input: 8-bit codes, or packed bits (XNOR)

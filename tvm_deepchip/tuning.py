@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from . import onnx_io, output_paths, targets
+from . import onnx_io, output_paths, parallel_launch, targets
 from .compiler import LayerChoices, lower
 from .errors import DeviceError, InputError
 from .formats import DEFAULT_TERNARY
@@ -24,18 +24,18 @@ from .formats import DEFAULT_TERNARY
 log = logging.getLogger(__name__)
 
 
-def _export_func(compiler: str) -> str:
-    """Name of the builder's export for a preset's cross compiler (registered by _register)."""
-    return f"deepchip.ms.export.{compiler}"
+def _export_func(compiler: str | None) -> str:
+    """Name of the builder's export for a preset's cross compiler, or this machine's (None)
+    (registered by _register_build)."""
+    return f"deepchip.ms.export.{compiler or 'native'}"
 
 
-def _cross_export(compiler: str):
+def _export(compiler: str | None):
     def export(mod) -> str:
-        """Builder export for a device without a compiler: a cross-compiled .so."""
-        from tvm.support import cc
-
+        """Builder export: a .so (cross-compiled for a device without a compiler) with our
+        parallel launcher, so candidates are measured on the launcher the model runs on."""
         path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
-        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+        parallel_launch.export(mod, path, compiler)
         return path
 
     return export
@@ -60,8 +60,8 @@ def _register_build():
     rules (a candidate arrives scheduled): the builder starts new workers every round."""
     import tvm
 
-    for compiler in targets.CROSS_COMPILERS:  # builder workers know no preset: register them all
-        tvm.register_global_func(_export_func(compiler), _cross_export(compiler), override=True)
+    for compiler in (None, *targets.CROSS_COMPILERS):  # builder workers know no preset: register them all
+        tvm.register_global_func(_export_func(compiler), _export(compiler), override=True)
     tvm.register_global_func(BUILD_FUNC, _build, override=True)
 
 
@@ -327,7 +327,7 @@ def tune(
         callback, state = progress_callback(names)
         builder = ms.builder.LocalBuilder(
             f_build=BUILD_FUNC,
-            f_export=_export_func(preset.cross_compiler) if preset.cross_compiler else None,
+            f_export=_export_func(preset.cross_compiler),
             initializer=_register_build,
             timeout_sec=max(timeout, 120),  # a loaded 2-core machine builds slowly; not a failure
         )
