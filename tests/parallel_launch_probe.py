@@ -48,7 +48,7 @@ def main():
         build().export_library(args.library)
     else:
         parallel_launch.export(build(), args.library)
-    f = tvm.runtime.load_module(args.library)["main"]
+    kernel = {"main": tvm.runtime.load_module(args.library)["main"]}
     rng = np.random.default_rng(0)
     x_np = rng.integers(-1000, 1000, size=(ROWS, COLS), dtype=np.int32)
     want = x_np * 3 + np.arange(ROWS, dtype=np.int32)[:, None]
@@ -59,7 +59,7 @@ def main():
         ok = True
         for _ in range(times):
             y.copyfrom(np.zeros_like(x_np))
-            f(x, y)
+            kernel["main"](x, y)
             ok &= bool((y.numpy() == want).all())
         return ok
 

@@ -20,10 +20,12 @@
  *
  * Threads: TVM_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process may run on, read
  * at the first launch. Workers ("deepchip-pool") start at the first launch, spin for SPIN_NS
- * after each job, then sleep on a futex. A launch from inside a task, while another thread's
- * launch is running, or with one thread, runs its tasks one after another on the calling
- * thread (tasks that wait at a barrier need one thread each, as in TVM's pool). After fork()
- * the child starts its own workers (the parent's are not in it).
+ * after each job, then sleep on a futex; they return and are joined before the library is
+ * unloaded (its code is theirs). A launch from inside a task, while another thread's launch is
+ * running, or with one thread, runs its tasks one after another on the calling thread (tasks
+ * that wait at a barrier need one thread each, as in TVM's pool). After fork() the child starts
+ * its own workers. Each library has its own workers: a process running two libraries in turns
+ * has one's workers spinning for up to SPIN_NS while the other runs (a short spin for that).
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -45,7 +47,7 @@ typedef struct {
 typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv* penv, void* cdata);
 
 #define MAX_THREADS 64
-#define SPIN_NS 1000000L /* how long an idle worker spins before it sleeps */
+#define SPIN_NS 200000L /* how long an idle worker spins before it sleeps */
 #define LINE 64
 #define THREAD_NAME "deepchip-pool"
 
@@ -83,7 +85,8 @@ static struct {
 
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int threads; /* 0: workers not started in this process */
-static _Thread_local int in_task;
+static _Atomic int quit;    /* workers return (the library is being unloaded) */
+static pthread_t workers[MAX_THREADS];
 static unsigned first_job; /* pool.job when the workers were started: each waits for the next */
 
 static int count_threads(void) {
@@ -100,7 +103,6 @@ static int count_threads(void) {
 static void* worker(void* arg) {
   int id = (int)(intptr_t)arg;
   unsigned seen = first_job; /* not pool.job now: a launch may have bumped it before this ran */
-  in_task = 1; /* a launch from a worker's task runs serially */
   for (;;) {
     long since = now_ns();
     unsigned spins = 0;
@@ -114,6 +116,7 @@ static void* worker(void* arg) {
       }
     }
     seen = atomic_load_explicit(&pool.job, memory_order_acquire);
+    if (atomic_load(&quit)) return NULL;
     if (id < pool.num_task) {
       TVMParallelGroupEnv env = {&pool, pool.num_task};
       int rc = pool.flambda(id, &env, pool.cdata);
@@ -121,7 +124,6 @@ static void* worker(void* arg) {
     }
     atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
   }
-  return NULL;
 }
 
 static void forget_workers(void) { /* in a fork()ed child: none of the parent's threads are in it */
@@ -129,6 +131,19 @@ static void forget_workers(void) { /* in a fork()ed child: none of the parent's 
   atomic_store(&pool.busy, 0);
   atomic_store(&pool.sleepers, 0);
   pthread_mutex_init(&start_lock, NULL);
+}
+
+/* Before the library is unmapped (dlclose, exit): the workers run its code, so they return and
+ * are joined first. (TVM 0.27 keeps a loaded library mapped until exit; another loader may not.) */
+__attribute__((destructor)) static void stop_workers(void) {
+  int n = atomic_load(&threads);
+  if (n <= 1) return;
+  atomic_store(&quit, 1);
+  atomic_fetch_add(&pool.job, 1);
+  futex(&pool.job, FUTEX_WAKE_PRIVATE, INT_MAX);
+  for (int i = 1; i < n; ++i) pthread_join(workers[i], NULL);
+  atomic_store(&threads, 0);
+  atomic_store(&quit, 0);
 }
 
 static int start(void) {
@@ -140,13 +155,11 @@ static int start(void) {
     n = count_threads();
     first_job = atomic_load(&pool.job);
     for (int i = 1; i < n; ++i) {
-      pthread_t t;
-      if (pthread_create(&t, NULL, worker, (void*)(intptr_t)i) != 0) {
+      if (pthread_create(&workers[i], NULL, worker, (void*)(intptr_t)i) != 0) {
         n = i; /* fewer workers than asked: run on those that started */
         break;
       }
-      pthread_setname_np(t, THREAD_NAME); /* what `top -H` and /proc/<pid>/task/<tid>/comm show */
-      pthread_detach(t);
+      pthread_setname_np(workers[i], THREAD_NAME); /* what `top -H` and /proc/<pid>/task/<tid>/comm show */
     }
     atomic_store(&threads, n);
   }
@@ -155,25 +168,20 @@ static int start(void) {
 }
 
 static int run_serially(FTVMParallelLambda flambda, void* cdata, int num_task) {
-  int n = num_task > 0 ? num_task : 1, was = in_task;
+  int n = num_task > 0 ? num_task : 1;
   TVMParallelGroupEnv env = {NULL, n};
-  in_task = 1;
   for (int task = 0; task < n; ++task) {
     int rc = flambda(task, &env, cdata);
-    if (rc != 0) {
-      in_task = was;
-      return rc;
-    }
+    if (rc != 0) return rc;
   }
-  in_task = was;
   return 0;
 }
 
 static int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
-  int n = atomic_load_explicit(&threads, memory_order_acquire);
-  if (in_task) return run_serially(flambda, cdata, num_task);
+  int n = atomic_load_explicit(&threads, memory_order_acquire), idle = 0;
   if (n == 0) n = start();
-  int tasks = num_task > 0 ? num_task : n, idle = 0;
+  int tasks = num_task > 0 ? num_task : n;
+  /* busy: another thread's launch, or this one's from inside a task (nested) */
   if (n == 1 || tasks > n || !atomic_compare_exchange_strong(&pool.busy, &idle, 1))
     return run_serially(flambda, cdata, num_task);
   pool.flambda = flambda;
@@ -184,9 +192,7 @@ static int launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
   atomic_fetch_add(&pool.job, 1); /* seq_cst, then the sleepers read: a worker going to sleep sees the bump */
   if (atomic_load(&pool.sleepers) > 0) futex(&pool.job, FUTEX_WAKE_PRIVATE, INT_MAX);
   TVMParallelGroupEnv env = {&pool, tasks};
-  in_task = 1;
   int rc = flambda(0, &env, cdata);
-  in_task = 0;
   while (atomic_load_explicit(&pool.pending, memory_order_acquire) != 0) relax();
   int failed = atomic_load(&pool.failed);
   atomic_store_explicit(&pool.busy, 0, memory_order_release);
