@@ -57,6 +57,15 @@ def peaks(cls: str) -> dict:
     return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
 
 
+def core_round_trip() -> float | None:
+    """Nanoseconds a cache line takes between two cores and back, now (scripts/peak/core_round_trip.c):
+    on a VM it moves with the host's placement of the vCPUs, and so do models of many small
+    parallel layers."""
+    exe = Path(tempfile.mkdtemp()) / "core_round_trip"
+    subprocess.run(["gcc", "-O2", "-pthread", str(ROOT / "scripts/peak/core_round_trip.c"), "-o", str(exe)], check=True)
+    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)["core_round_trip_ns"]
+
+
 def per_layer(qmodel, compiled, input_shapes, runs) -> dict:
     """Per-layer times (us) of our kernels: each layer's primitive built alone with the same
     schedule and format, timed with TVM's time evaluator (TVM 0.27's Relax VM has no profiler),
@@ -292,6 +301,8 @@ def main(argv=None):
     log(f"machine: {run['machine']}")
     run["peaks"] = {cls: peaks(cls) for cls in classes}
     log(f"peaks: {run['peaks']}")
+    run["round_trip_ns"] = [core_round_trip()]
+    log(f"core-to-core round trip: {run['round_trip_ns'][0]} ns")
     larq_python = None
     if "xnor" in args.schemes:
         larq_python, why = bench_larq.available()
@@ -304,6 +315,8 @@ def main(argv=None):
                 for c in bench_models.cases(args.models, args.sparsity, args.schemes)]
     finally:
         peers.close()
+    run["round_trip_ns"].append(core_round_trip())
+    log(f"core-to-core round trip: {run['round_trip_ns'][-1]} ns")
     out = Path(args.out)
     store = out.with_suffix(".json")
     sections = stored_sections(store)

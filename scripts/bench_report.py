@@ -176,6 +176,11 @@ def _section(cls: str, sec: dict) -> list[str]:
                   + (f"; XNOR-popcount (binary layers) {pk['xnor_bits_per_s'] / 1e9:.0f} G binary MACs/s"
                      if pk.get("xnor_bits_per_s") else "")
                   + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
+    if sec.get("round_trip_ns") and None not in sec["round_trip_ns"]:
+        lines += ["Core-to-core round trip (scripts/peak/core_round_trip.c: a cache line between the two cores "
+                  "and back) at the run's start and end: " + " / ".join(f"{v:.0f}" for v in sec["round_trip_ns"])
+                  + " ns. On a VM it moves with the host's placement of the vCPUs, and the time of models of many "
+                  "small parallel layers moves with it.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
     base = next((r["baseline_format"] for r in sec["rows"] if r.get("baseline_format")), None)
     extra = (f" | with {base} layers ms | vs {base} | vs {base}, paired blocks | vs {base}, one process "

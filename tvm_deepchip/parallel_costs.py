@@ -1,7 +1,14 @@
-"""When a loop is worth TVM's thread pool: the measured thresholds every schedule (schedules/) and
+"""When a loop is worth a second core: the measured thresholds every schedule (schedules/) and
 the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by."""
 
-# When a loop is worth TVM's thread pool (a launch costs a few microseconds on these machines).
+# When a loop is worth a parallel region. Most figures below were measured on TVM's thread pool
+# (0.6-2 us a region on these machines); our libraries now run their regions on our own launcher
+# (parallel_launch.py: 0.12-0.14 us an empty region on a 2-core znver5). Re-measured there (AMD
+# EPYC znver5, AVX-512 VNNI build, whole models, the fastest of 4-6 processes each): every
+# threshold at 0.5 / 0.25 / 0.1 of its value, ResNet-44 100-106 / 102-104 / 117-120 us against
+# 100-105 at 1; the popcount thresholds at 0.3 and 0.1, SVHN ConvNet BNN 23.3 / 23.3 us against
+# 24.3 and ResNet-44 BNN 83-84 against 82 (within the noise): the second core's cost is now
+# the cores exchanging the layer's data, not the launch, and the thresholds stay.
 # Measured with a pool of 2 threads on a 2-core znver5 (tvm_deepchip/threads.py: TVM's default
 # pool there had 1 thread, which is what the older figures below were measured with):
 # - PARALLEL_MIN_LANES, vector adds of the sparse/packed convs (rows and accumulators, in lanes):

@@ -1,4 +1,9 @@
-"""How many threads TVM's runtime runs our kernels on: one per physical core this process may use.
+"""How many threads our kernels run on: one per physical core this process may use.
+
+The libraries we export run their parallel loops on our own launcher (parallel_launch.py), which
+reads TVM_NUM_THREADS (else OMP_NUM_THREADS, else the CPUs the process may use) at its first
+launch; kernels built and run in this process without export (TVM's time evaluator on a built
+module, tuning) run on TVM's pool, which the rest of this note is about.
 
 TVM sizes its thread pool once, when the first parallel kernel runs, from TVM_NUM_THREADS (or
 OMP_NUM_THREADS), else from half the logical CPUs on x86 ("ignore hyper-threading",

@@ -3,13 +3,12 @@
  * for tasks 0..n-1 on n threads, the caller running task 0, and return when all have).
  *
  * Why not TVM's thread pool: its workers and the launching thread wait for each other in
- * sched_yield loops, a system call per iteration. On the 2-core VMs we measure on, a parallel
- * region cost 0.6 us in a calm phase (an empty two-task region) and a whole ResNet-44 (45
- * regions) ran 119 us calm and 360-386 us in phases where the host made sched_yield slow,
- * against 159 us on one thread. Waiting here is a spin on one cache line with the CPU's pause
- * hint: the same ResNet-44 library ran 101 us in that slow phase. Why not libgomp: the same
- * library through `#pragma omp parallel` ran 118-125 us (its fork/join), and it would add a
- * runtime library to every device. (scripts/parallel_launch_bench.py measures the three.)
+ * sched_yield loops, a system call per iteration. On the 2-core znver5 VM we measure on, an empty
+ * two-task region took 0.57-0.62 us on TVM's pool and 0.12-0.14 us here, a whole ResNet-44
+ * (AVX-512 build, 45 regions) 226 us against 202 (scripts/parallel_launch_bench.py, which writes
+ * docs/parallel_launch.md). Why not libgomp: the same ResNet-44 through `#pragma omp parallel`
+ * ran 118-125 us where this launcher ran 101-107 (a one-off probe), and it would add a runtime
+ * library to every device.
  *
  * How it is wired: TVM's code generator calls parallel regions through the pointer
  * __TVMBackendParallelLaunch, a weak symbol of the library that TVM's loader fills in after
