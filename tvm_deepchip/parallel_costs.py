@@ -3,7 +3,7 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 
 # When a loop is worth a parallel region. Most figures below were measured on TVM's thread pool
 # (0.6-2 us a region on these machines); our libraries now run their regions on our own launcher
-# (parallel_launch.py: 0.12-0.14 us an empty region on a 2-core znver5). Re-measured there (AMD
+# (parallel_launch.py: 0.11-0.12 us an empty region on a 2-core znver5). Re-measured there (AMD
 # EPYC znver5, AVX-512 VNNI build, whole models, the fastest of 4-6 processes each): every
 # threshold at 0.5 / 0.25 / 0.1 of its value, ResNet-44 100-106 / 102-104 / 117-120 us against
 # 100-105 at 1; the popcount thresholds at 0.3 and 0.1, SVHN ConvNet BNN 23.3 / 23.3 us against

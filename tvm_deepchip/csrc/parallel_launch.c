@@ -4,9 +4,9 @@
  *
  * Why not TVM's thread pool: its workers and the launching thread wait for each other in
  * sched_yield loops, a system call per iteration. On the 2-core znver5 VM we measure on, an empty
- * two-task region took 0.57-0.62 us on TVM's pool and 0.12-0.14 us here, a whole ResNet-44
- * (AVX-512 build, 45 regions) 226 us against 202 (scripts/parallel_launch_bench.py, which writes
- * docs/parallel_launch.md). Why not libgomp: the same ResNet-44 through `#pragma omp parallel`
+ * two-task region took 0.57-1.55 us on TVM's pool and 0.11-0.12 us here, a whole ResNet-44
+ * (AVX-512 build, 45 regions) 119 us against 100 (the fastest sessions of two runs of
+ * scripts/parallel_launch_bench.py, which writes docs/parallel_launch.md). Why not libgomp: the same ResNet-44 through `#pragma omp parallel`
  * ran 118-125 us where this launcher ran 101-107 (a one-off probe), and it would add a runtime
  * library to every device.
  *
