@@ -148,7 +148,19 @@ def lce_note(row) -> str | None:
             + (f"; also {'; '.join(deviations)}" if deviations else "") + ".")
 
 
-def _section(cls: str, sec: dict) -> list[str]:
+def newer_build(key: str, sections: dict) -> str | None:
+    """A note for a section another section has since re-measured with a newer build of the same ISA
+    class (on another machine): its kernels are older than the ones that run now."""
+    sec, built = sections[key], sections[key].get("class", key)
+    newer = [(s["date"], k) for k, s in sections.items() if k != key and s.get("class", k) == built and s["date"] > sec["date"]]
+    if not newer:
+        return None
+    date, other = max(newer)
+    return (f"measured on {sec['date']} with the kernels of then; the `{other}` section ({date}) times a newer "
+            f"{built} build (on another machine)")
+
+
+def _section(cls: str, sec: dict, stale: str | None = None) -> list[str]:
     m, pk = sec["machine"], sec.get("peaks", {})
     cores = sec.get("threads", 2)
     built = sec.get("class", cls)  # the section's key may also name the host (bench.section_key)
@@ -161,8 +173,9 @@ def _section(cls: str, sec: dict) -> list[str]:
                 "counts (a runtime's speed differs between process instances; BENCHMARKS.json keeps every "
                 "session's median)" if sec.get("sessions", 1) > 1 else "")
              + ". Random weights, except the digits model (trained, its own zeros).", ""]
-    if sec.get("note"):
-        lines += [f"Note: {sec['note']}.", ""]
+    for note in (sec.get("note"), stale):
+        if note:
+            lines += [f"Note: {note}.", ""]
     if pk.get("ldadd16_per_s"):
         lines += [f"Rooflines (scripts/peak/peaks.c, built for this class, one core): int8 dot product "
                   f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']})"
@@ -279,7 +292,7 @@ def write_report(sections: dict, out: Path) -> None:
              "Produced by `scripts/bench.py` (one section per x86 ISA class; each section measured on the machine "
              f"it names, its peers measured in the same run). Targets: the issues' ({'; '.join(targets)}).", ""]
     for cls in sorted(sections):
-        lines += _section(cls, sections[cls])
+        lines += _section(cls, sections[cls], newer_build(cls, sections))
     out.write_text("\n".join(lines) + "\n")
     _plot(sections, out.with_name("bench.png"))
 

@@ -73,7 +73,7 @@ def speed_section(bench) -> list[str]:
     if not bench:
         return []
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_report import CLASS_TITLES, peer_ms
+    from bench_report import CLASS_TITLES, newer_build, peer_ms
 
     lines = ["### Speed (batch 1, x86, one table per ISA class)", ""]
     for cls, sec in sorted(bench["sections"].items()):
@@ -81,7 +81,8 @@ def speed_section(bench) -> list[str]:
         lines += [
             f"**{cls}** ({CLASS_TITLES.get(built, built)}): `{sec['command']}` on {sec['date']}, {m['cpu']} "
             f"(`{m['llvm_cpu']}`), {sec['threads']} threads, peers measured in the same run; details, spread and "
-            "per-layer times against the roofline in BENCHMARKS.md." + (f" Note: {sec['note']}." if sec.get("note") else ""),
+            "per-layer times against the roofline in BENCHMARKS.md."
+            + "".join(f" Note: {note}." for note in (sec.get("note"), newer_build(cls, bench["sections"])) if note),
             "",
             "| model | zeros | onnxruntime FP32 ms | best int8 peer ms | tvm-deepchip ms | vs FP32 | vs best int8 |",
             "| --- | --- | --- | --- | --- | --- | --- |",

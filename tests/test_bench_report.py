@@ -187,3 +187,18 @@ def test_larq_peer_is_skipped_with_a_reason_without_its_venv(tmp_path):
     assert bench_larq.available({"DEEPCHIP_LARQ_PYTHON": str(exe)}) == (str(exe), "")
     err = "2026 E cuda_dnn.cc: Unable to register\nTraceback (most recent call last):\n  File x\nValueError: no keras"
     assert bench_larq.first_lines(err).startswith("ValueError: no keras | Traceback")
+
+
+def test_a_section_re_measured_by_a_newer_build_of_its_class_says_so(tmp_path):
+    old = {**_section([_row("svhn_convnet", 0.9, 0.4, 1, 0.5, 0.5)]), "class": "x86-avx2", "date": "2026-12-02 08:38 UTC"}
+    new = {**_section([_row("svhn_convnet", 0.9, 0.1, 1, 0.5, 0.5)]), "class": "x86-avx2", "date": "2026-12-05 14:55 UTC"}
+    other = {**_section([_row("svhn_convnet", 0.9, 0.05, 1, 0.5, 0.5)]), "class": "x86-avx512-vnni",
+             "date": "2026-12-06 10:00 UTC"}
+    sections = {"x86-avx2": old, "x86-avx2 on x86-avx512-vnni": new, "x86-avx512-vnni": other}
+    note = bench_report.newer_build("x86-avx2", sections)
+    assert note is not None and "`x86-avx2 on x86-avx512-vnni`" in note and "2026-12-05 14:55 UTC" in note
+    assert bench_report.newer_build("x86-avx2 on x86-avx512-vnni", sections) is None  # the newest of its class
+    assert bench_report.newer_build("x86-avx512-vnni", sections) is None  # no other build of its class
+    out = tmp_path / "BENCHMARKS.md"
+    bench_report.write_report(sections, out)
+    assert out.read_text().count("times a newer x86-avx2 build") == 1
