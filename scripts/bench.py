@@ -50,20 +50,23 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _peak_program(name: str, *flags: str) -> dict:
+    """Build scripts/peak/<name>.c with `flags` and run it: the JSON object it prints."""
+    exe = Path(tempfile.mkdtemp()) / name
+    subprocess.run(["gcc", "-O2", *flags, str(ROOT / "scripts/peak" / f"{name}.c"), "-o", str(exe)], check=True)
+    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+
+
 def peaks(cls: str) -> dict:
     """This core's peaks for the instructions of ISA class `cls` (scripts/peak/peaks.c)."""
-    exe = Path(tempfile.mkdtemp()) / f"peaks-{cls}"
-    subprocess.run(["gcc", "-O2", *MARCH[cls], str(ROOT / "scripts/peak/peaks.c"), "-o", str(exe)], check=True)
-    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+    return _peak_program("peaks", *MARCH[cls])
 
 
 def core_round_trip() -> float | None:
     """Nanoseconds a cache line takes between two cores and back, now (scripts/peak/core_round_trip.c):
     on a VM it moves with the host's placement of the vCPUs, and so do models of many small
     parallel layers."""
-    exe = Path(tempfile.mkdtemp()) / "core_round_trip"
-    subprocess.run(["gcc", "-O2", "-pthread", str(ROOT / "scripts/peak/core_round_trip.c"), "-o", str(exe)], check=True)
-    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)["core_round_trip_ns"]
+    return _peak_program("core_round_trip", "-pthread")["core_round_trip_ns"]
 
 
 def per_layer(qmodel, compiled, input_shapes, runs) -> dict:

@@ -101,15 +101,13 @@ def _run_local(lowered, lib, qx):
 
 
 def _run_remote(cls, lowered, lib, inputs: list, timeout: float = 120.0):
-    from tvm.support import cc
-
-    from tvm_deepchip import remote
+    from tvm_deepchip import parallel_launch, remote
 
     pre = preset(cls)
     targets.check_cross_compiler(pre)
     with tempfile.TemporaryDirectory(prefix="deepchip-isa-") as tmp:
         so = Path(tmp) / f"{lowered.primitive}.so"
-        lib.export_library(str(so), fcompile=cc.cross_compiler(pre.cross_compiler))
+        parallel_launch.export(lib, so, pre.cross_compiler)  # as a deployed library: our launcher linked in
         dev_session = remote.connect(rpc=RPC, timeout=timeout)
         try:
             sess = dev_session.session

@@ -50,15 +50,12 @@ def chain_matmul(n: int = 1024):
 
 def export(mod, target: dict, path: str | Path) -> Path:
     import tvm
-    from tvm.support import cc
 
-    from tvm_deepchip import targets
+    from tvm_deepchip import parallel_launch, targets
 
     ex = tvm.compile(mod, target=tvm.target.Target(target))
-    if target["mtriple"].startswith("aarch64"):
-        ex.export_library(str(path), fcompile=cc.cross_compiler(targets.get_preset("aarch64").cross_compiler))
-    else:
-        ex.export_library(str(path))
+    cross = targets.get_preset("aarch64").cross_compiler if target["mtriple"].startswith("aarch64") else None
+    parallel_launch.export(ex, path, cross)  # as a deployed library: our launcher linked in
     return Path(path)
 
 

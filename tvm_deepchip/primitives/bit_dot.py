@@ -31,7 +31,6 @@ a tensor intrinsic cannot match a step whose weights are the bits of a word.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -122,13 +121,20 @@ def te_groups(x, w: BitWords):
 @dataclass(frozen=True)
 class Windows:
     """The rows of a windowed product (packed_windows): each image's `per` positions, in order.
-    Products of (position p, tap) where not live(p, tap) are skipped (taps reading only padding);
-    their sums, the same for every image, come in `padded` [per, planes, Cp] int32 and are added
-    to the stored sums. `tap`: the indices of the steps after the first (static)."""
+    `taps`: every index of the steps after the first (static), in the steps' order. Products of
+    (position p, tap) where not live(p, tap) are skipped (taps reading only padding); their sums,
+    the same for every image, come in `padded` [per, planes, Cp] int32 and are added to the
+    stored sums."""
 
     per: int
+    taps: tuple
     live: Callable
     padded: object  # the TE tensor of the skipped products' sums
+
+    def computed(self, macs: int) -> int:
+        """Of `macs` multiply-adds over every (position, tap), those of the live pairs."""
+        live = sum(self.live(p, t) for p in range(self.per) for t in self.taps)
+        return macs * live // (self.per * len(self.taps))
 
 
 def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None = None, windows: Windows | None = None):
@@ -143,9 +149,8 @@ def te_sums(layout, w: BitWords, cls, rows: int, quad=None, steps: tuple | None 
     cb, kq, planes = (int(v) for v in w.words.shape)
     steps = steps or (kq,)
     macs = planes * rows * cb * CHANNELS * kq * GROUP
-    if windows is not None:  # the share of (position, tap) products computed
-        taps = list(itertools.product(*(range(e) for e in steps[1:])))
-        macs = macs * sum(windows.live(p, t) for p in range(windows.per) for t in taps) // (windows.per * len(taps))
+    if windows is not None:
+        macs = windows.computed(macs)
     parallel = macs >= PARALLEL_MIN_MACS
     quad = quad or (lambda buf, row, qs: tirx.BufferLoad(buf, [row, qs[0], tirx.Ramp(0, 1, GROUP)]))
     ins = [layout, w.words] + ([windows.padded] if windows else [])
@@ -211,7 +216,7 @@ def _body(ins, out, cls, parallel, m_rows, quad, steps, windows):
             with T.grid(*steps) as qs:
                 products(acc, cbo, first, [qs] if isinstance(qs, tirx.Var) else list(qs), range(rows))
         else:  # the taps unrolled, each with the rows (positions) whose window it reads inside
-            for tap in itertools.product(*(range(e) for e in steps[1:])):
+            for tap in windows.taps:
                 live_rows = [i for i in range(rows) if windows.live(i % windows.per, tap)]
                 if live_rows:
                     with T.serial(0, steps[0]) as q0:

@@ -124,7 +124,7 @@ def compute(x, w: bit_dot.BitWords, consts, site: Site, rule: str = ternary_dens
         at = g.base(p // geo.wo, p % geo.wo) + g.tap_offset(*qs)
         return tirx.BufferLoad(buf, [n, at, tirx.Ramp(0, 1, GROUP)])
 
-    windows = bit_dot.Windows(per, lambda p, tap: _live(geo, p, tap), w.padded) if isinstance(w, PaddedWords) else None
+    windows = bit_dot.Windows(per, tuple(_taps(geo)), lambda p, tap: _live(geo, p, tap), w.padded) if isinstance(w, PaddedWords) else None
     sums = bit_dot.te_sums(xf, w, site.isa, geo.n * per, quad, (g.ci, g.sh, g.sw, g.khq, g.kwq), windows)
     y = ternary_dense_packed.te_epilogue(sums, consts, site.epi, geo.co, rule)
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n * per + oy * geo.wo + ox, c], name="crop")
