@@ -82,9 +82,11 @@ def test_steps_cover_the_positions_in_few_walks():
 
 
 @pytest.mark.parametrize("cls", all_classes())
-def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls):
+def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls, monkeypatch):
     """An 8x8 output, pad 1: 80 flat positions (8 rows of 10), 128 in the flat buffer (whole
-    blocks); the walk takes the 80 rounded up to whole vectors of its accumulators."""
+    blocks); the whole-output walk (no task split) takes the 80 rounded up to whole vectors of
+    its accumulators."""
+    monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 10**9)
     rng = np.random.default_rng(19)
     layer = _layer(rng, (16, 16, 3, 3), 0.9, pad=1)
     geo = ternary_conv2d_delta.conv_layout.geometry(layer, (1, 16, 8, 8))
@@ -104,6 +106,8 @@ def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls):
     ((12, 40, 3, 3), (1, 40, 8, 8), 1, 1, "uint8"),  # 360 taps a channel: lists past int16's bound
     ((16, 16, 3, 3), (1, 16, 9, 9), 1, 1, "uint8"),  # 9 rows: tasks of 5 and 4
     ((8, 8, 5, 5), (2, 8, 9, 11), 0, 1, "int8"),  # a 5x7 output (SVHN ConvNet's conv6 form), batch 2
+    ((16, 8, 3, 3), (1, 8, 16, 16), 1, 2, "uint8"),  # stride 2 (ResNet-44's layer2.0.conv1 form): 4 phase planes
+    ((8, 6, 5, 5), (2, 6, 11, 13), 2, 2, "int8"),  # stride 2, 5x5, odd sizes: phases of unequal pixel columns
 ])
 def test_row_split_is_bit_exact(cls, shape, in_shape, pad, stride, in_dtype, monkeypatch):
     """Split by output rows (delta_rows: each task copies its rows and the halo, walks, writes
@@ -154,13 +158,13 @@ def test_small_maps_split_by_channels_large_ones_by_rows(monkeypatch):
         assert tasks.by_channels is by_channels, (co, hw)
 
 
-def test_row_split_needs_stride_one_and_a_row_for_every_task(monkeypatch):
-    """Strided (phase-plane) layouts and a one-row output keep the whole-output walk; an odd
-    height splits, the last task a row shorter."""
+def test_row_split_needs_a_row_for_every_task(monkeypatch):
+    """A one-row output keeps the whole-output walk; an odd height splits, the last task a row
+    shorter; a strided conv splits its output rows (each task copies their phase rows)."""
     monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 0)
     monkeypatch.setattr(ternary_conv2d_delta, "CHANNEL_SPLIT_SHARE", 0.0)
     rng = np.random.default_rng(29)
-    for shape, in_shape, pad, stride, rows in [((8, 8, 3, 3), (1, 8, 16, 16), 1, 2, None),
+    for shape, in_shape, pad, stride, rows in [((8, 8, 3, 3), (1, 8, 16, 16), 1, 2, 4),
                                                ((8, 8, 3, 3), (1, 8, 3, 12), 0, 1, None),
                                                ((8, 8, 3, 3), (1, 8, 9, 9), 1, 1, 5)]:
         layer = make_layer(rng, "conv2d", "ternary", shape, pad=pad, stride=stride)

@@ -46,7 +46,11 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   one process on an AMD EPYC znver4 (2 cores, a noisy VM): ResNet-44 (layers of 250-300 K lane
 #   adds) AVX-512 build 0.276 -> 0.244 and 0.308 -> 0.305 ms (medians of 25 x 100 runs), AVX2
 #   build 0.347 -> 0.299; SVHN ConvNet (conv2/3, 1 M) 0.145 -> 0.134, AVX2 0.290 -> 0.253; LeNet's
-#   conv2 (123 K) lost: 15.6 -> 16.2 us.
+#   conv2 (123 K) lost: 15.6 -> 16.2 us. On our launcher, with strided convs split by rows too
+#   (AMD EPYC znver5, both builds in one process taking turns, 3 x 200 pairs, medians): the
+#   threshold at 10 K instead of 200 K (ResNet-44's stride-2 convs, 125 K, and projection
+#   shortcuts, 13 K; LeNet's conv2) ResNet-44 0.956-0.961x the time (AVX-512 VNNI build), 0.965-
+#   0.975x (AVX2 build); LeNet 0.943-0.947x, 0.940-0.954x.
 # - CHANNEL_SPLIT_SHARE, the same tasks split by channel blocks instead (each copies the whole
 #   image) where a task's share of the lists over the whole output costs under this share of the
 #   rows' walk (a vector add per entry and vector of positions, about one op per entry to decode):
@@ -62,7 +66,7 @@ PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see above)
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of one position split by channel blocks
-PARALLEL_MIN_ROW_LANES = 200_000  # delta convs split by output rows (delta_rows): lane adds
+PARALLEL_MIN_ROW_LANES = 10_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)
 PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores

@@ -34,7 +34,7 @@ from .delta_lists import CHANNEL_BLOCK
 
 @dataclass(frozen=True)
 class TaskSplit:
-    """How a stride-1 flat conv splits into `parts` tasks, each building `geo`'s layout (one
+    """How a flat conv splits into `parts` tasks, each building `geo`'s layout (one
     image) for its rows: of up to `rows` output rows each, or (`by_channels`) of all rows and
     a share of the channel blocks each."""
 
@@ -96,28 +96,56 @@ def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add=None):
         walk_channels(xf, task * rs.span, store, done, rs.blocks_of(task))
 
 
+def _pairs(T, x, g: ConvGeometry):
+    """x's codes as uint16 pairs of neighbouring pixels, where a strided layout reads every
+    second pixel of a row (a stride-2 phase plane, a 1x1 stride-2 conv's pixels): one contiguous
+    vector load and a truncation (vpmovwb, xtn) a phase row, where LLVM scalarized the stride-2
+    byte loads (one pinsrb a code: ResNet-44's layer2.0.conv1 copy). None otherwise."""
+    n, c, h, w = (int(v) for v in x.shape)
+    if g.sw * g.step != 2 or w % 2 or x.dtype not in ("int8", "uint8"):
+        return None
+    return T.decl_buffer((n * c * h * w // 2,), "uint16", data=x.data)
+
+
+def _code(x, pairs, n, c, y, q, s: int, o: int):
+    """The code of pixel s * q + o of row y (x's rows): from the pair holding it, where `pairs`
+    is a buffer (s == 2; the even pixel is the low byte, little-endian x86 and aarch64)."""
+    if pairs is None:
+        return x[n, c, y, s * q + o]
+    pair = ((n * x.shape[1] + c) * x.shape[2] + y) * (x.shape[3] // 2) + q + o // 2
+    return (pairs[pair] >> (8 * (o % 2))).astype(x.dtype)
+
+
 def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
-    """The padded rows task `task` reads, in every plane, and the zero tail under its positions
-    (escape entries read it). Rows of the other tasks are left as they are: only the positions
-    past the task's last row (the vector rounding) read them, and those outputs are dropped."""
+    """The padded rows task `task` reads, in every phase plane, and the zero tail under its
+    positions (escape entries read it). Rows of the other tasks are left as they are: only the
+    positions past the task's last row (the vector rounding) read them, and those outputs are
+    dropped. A strided conv's task reads its output rows and a halo of khq - 1 rows of each
+    phase plane (conv_layout: phase (py, px) holds the pixels (y*sh + py, x*sw + px))."""
     from tvm import tirx
 
     g, zp = rs.geo, tirx.const(rs.zp, rs.dtype)
     top, left = g.pad[0], g.pad[1]
-    halo = g.hq - g.ho  # kh - 1: a stride-1 conv's padded rows beyond its outputs
-    with T.serial(0, g.planes) as c:
-        with T.serial(0, rs.rows_of(task) + halo) as r:
-            yy = rs.first_row(task) + r  # padded row
-            y = yy - top
-            row = c * g.plane + yy * g.wq
-            with T.If(tirx.all(y >= 0, y < g.h)):
-                with T.Then():  # the row's codes (contiguous loads), then its padding columns
-                    with T.vectorized(0, g.w) as xx:
-                        T.buffer_store(xf, x[n, c, y * g.step, xx * g.step].astype(rs.dtype), [0, row + left + xx])
-                    for col in [*range(left), *range(left + g.w, g.wq)]:
-                        T.buffer_store(xf, zp, [0, row + col])
-                with T.Else():
-                    with T.vectorized(0, g.wq) as xx:
-                        T.buffer_store(xf, zp, [0, row + xx])
+    halo = g.hq - g.ho  # the phase rows beyond the outputs: khq - 1, or more where the padding rounds up
+    pairs = _pairs(T, x, g)
+    with T.serial(0, g.ci) as c:
+        for py in range(g.sh):
+            for px in range(g.sw):
+                # the phase columns that hold pixels: [lo, hi) (the stride-1 plane's [left, left + w))
+                lo, hi = max(0, -(-(left - px) // g.sw)), min(g.wq, -(-(g.w + left - px) // g.sw))
+                with T.serial(0, rs.rows_of(task) + halo) as r:
+                    yy = rs.first_row(task) + r  # phase row
+                    y = yy * g.sh + py - top
+                    row = ((c * g.sh + py) * g.sw + px) * g.plane + yy * g.wq
+                    with T.If(tirx.all(y >= 0, y < g.h)):
+                        with T.Then():  # the row's codes, then its padding columns
+                            with T.vectorized(0, hi - lo) as q:
+                                code = _code(x, pairs, n, c, y * g.step, lo + q, g.sw * g.step, (px - left) * g.step)
+                                T.buffer_store(xf, code.astype(rs.dtype), [0, row + lo + q])
+                            for col in [*range(lo), *range(hi, g.wq)]:
+                                T.buffer_store(xf, zp, [0, row + col])
+                        with T.Else():
+                            with T.vectorized(0, g.wq) as xx:
+                                T.buffer_store(xf, zp, [0, row + xx])
     with T.vectorized(0, rs.positions) as p:
         T.buffer_store(xf, tirx.const(0, rs.dtype), [0, g.image + task * rs.span + p])
