@@ -180,8 +180,10 @@ def _abs_counts(layer: QuantLayer) -> tuple[np.ndarray, np.ndarray]:
     return (s > 0).sum(1), (s < 0).sum(1)
 
 
-def fit(layer: QuantLayer) -> Epilogue:
-    """Epilogue constants of a layer (from its float parameters, once, at compile time)."""
+def fit(layer: QuantLayer, code_max: int | None = None) -> Epilogue:
+    """Epilogue constants of a layer (from its float parameters, once, at compile time).
+    `code_max`: the largest |input code| (default the input type's, 255 or 128): the
+    accumulators' bounds, which decide the int32 form's pieces (XNOR layers: codes +-1)."""
     co = layer.out_channels
     s_x, zp_x = float(layer.in_scale), int(layer.in_zero_point)
     if layer.weight_kind == "ternary":
@@ -205,7 +207,7 @@ def fit(layer: QuantLayer) -> Epilogue:
     ratios = s_x * np.concatenate([wp] + ([wn] if wn is not None else [])) / s_y
     top = float(ratios.max()) if ratios.size and ratios.max() > 0 else 1.0
     shift = int(min(MAX_SHIFT, MULT_BITS - 1 - np.floor(np.log2(top))))
-    in_max = 255 if layer.in_dtype == "uint8" else 128
+    in_max = code_max if code_max is not None else 255 if layer.in_dtype == "uint8" else 128
     acc_p_max, acc_n_max = (in_max * n for n in _abs_counts(layer))
     real = (s_x * wp / s_y, None if wn is None else s_x * wn / s_y, b / s_y, zp_y)  # M, B before scaling
     while True:

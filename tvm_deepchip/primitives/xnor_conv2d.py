@@ -42,13 +42,15 @@ def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
 
 def epilogue(layer, operand: str = "uint8"):
     """Bits where the next layer is XNOR, else the int8 layer's requantization of a[c] * acc
-    (codes +-1 of scale a[c] on an input of scale 1: an int8 layer on int8 codes, exactly)."""
+    (codes +-1 of scale a[c] on an input of scale 1: an int8 layer on int8 codes, exactly, whose
+    accumulators are bounded by the taps: the one-piece int32 form, one vector multiply per 16
+    outputs where the 128x wider int8 bound took two pieces, four)."""
     if isinstance(layer.out, OutBinary):
         cp = padded(layer.out_channels)
         taps = int(np.abs(layer.codes[0]).sum())
         t = binary_bits.thresholds(layer.w_scale, layer.bias, layer.out.tau, layer.act_lo, layer.act_hi, taps)
         return BitsEpilogue(np.concatenate([t, np.full(cp - len(t), taps + 1, np.int32)]))
-    return requantize.fit(replace(layer, weight_kind="int8", in_dtype="int8", in_scale=1.0, in_zero_point=0))
+    return requantize.fit(replace(layer, weight_kind="int8", in_dtype="int8", in_scale=1.0, in_zero_point=0), code_max=1)
 
 
 def compute(x, weights: XnorWeights, consts, site: Site):
