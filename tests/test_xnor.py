@@ -134,6 +134,25 @@ def test_thresholds_match_the_float_comparison_exactly():
     assert t[4] == taps + 1 and t[5] == -taps  # tau above the clip: never; below it: always
 
 
+def test_codes_epilogue_bounds_the_accumulators_by_the_taps():
+    """An XNOR layer's accumulator is within +-taps (codes +-1): its requantization is the
+    one-piece int32 form (the int8 codes' bound, 128x wider, took two pieces), and the numpy
+    epilogue of the extreme accumulators stays the float formula's rounding."""
+    from tvm_deepchip.primitives import requantize, xnor_conv2d
+
+    rng = np.random.default_rng(41)
+    layer = binary_layer(rng, "conv2d", (32, 16, 3, 3), pad=1, out="int8")
+    epi = xnor_conv2d.epilogue(layer)
+    taps = 16 * 9
+    assert epi.split_form() == (1, 0)
+    assert max(int(np.max(a)) for a in epi.acc_max) == taps
+    acc = np.arange(-taps, taps + 1, dtype=np.int64)[:, None] * np.ones((1, 32), np.int64)
+    got = requantize.np_apply(epi, acc, None, channel_axis=1)
+    want = np.clip(np.floor(acc * layer.w_scale.astype(np.float64) / layer.out.scale + layer.bias / layer.out.scale
+                            + 0.5), 0 if layer.act_lo == 0 else -128, 127)
+    assert np.abs(got.astype(np.int64) - want).max() <= 1
+
+
 @pytest.mark.parametrize("op, shape", [("conv2d", (1, 40, 6, 6)), ("dense", (2, 100))])
 def test_prim_func_roles_and_packed_io(op, shape):
     wshape = (24, 40, 3, 3) if op == "conv2d" else (24, 100)
