@@ -15,6 +15,15 @@ CLASS_TITLES = {"x86-avx2": "AVX2 (no AVX-512, no VNNI: AMD Zen 1-3, Intel clien
                 "x86-avx512": "AVX-512BW without VNNI", "x86-avx512-vnni": "AVX-512 with VNNI"}
 
 
+def _settled(sec) -> str:
+    """What the round trip was before each model's turns (scripts/bench.py's settle), if recorded."""
+    ns = [r["round_trip_ns"] for r in sec["rows"] if r.get("round_trip_ns") is not None]
+    if not ns or "steady_ns" not in sec:
+        return ""
+    return (f"; before each model's turns, after waiting up to {sec['settle_s']:.0f} s for it to fall under "
+            f"{sec['steady_ns']:.0f} ns: {min(ns):.0f}-{max(ns):.0f} ns")
+
+
 def targets_of(row) -> list[tuple[str, str, float]]:
     """(peer key or "best_int8", description, factor) the issue's targets set for this row."""
     if row.get("scheme") == "xnor":  # binary networks (issue 14)
@@ -192,8 +201,8 @@ def _section(cls: str, sec: dict, stale: str | None = None) -> list[str]:
     if sec.get("round_trip_ns") and None not in sec["round_trip_ns"]:
         lines += ["Core-to-core round trip (scripts/peak/core_round_trip.c: a cache line between the two cores "
                   "and back) at the run's start and end: " + " / ".join(f"{v:.0f}" for v in sec["round_trip_ns"])
-                  + " ns. On a VM it moves with the host's placement of the vCPUs, and the time of models of many "
-                  "small parallel layers moves with it.", ""]
+                  + " ns" + _settled(sec) + ". On a VM it moves with the host's placement of the vCPUs, and "
+                  "the time of models of many small parallel layers moves with it.", ""]
     peers = [k for k in PEERS if any(k in r["peers"] for r in sec["rows"])]
     base = next((r["baseline_format"] for r in sec["rows"] if r.get("baseline_format")), None)
     extra = (f" | with {base} layers ms | vs {base} | vs {base}, paired blocks | vs {base}, one process "
