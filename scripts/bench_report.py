@@ -16,12 +16,13 @@ CLASS_TITLES = {"x86-avx2": "AVX2 (no AVX-512, no VNNI: AMD Zen 1-3, Intel clien
 
 
 def _settled(sec) -> str:
-    """What the round trip was before each model's turns (scripts/bench.py's settle), if recorded."""
-    ns = [r["round_trip_ns"] for r in sec["rows"] if r.get("round_trip_ns") is not None]
+    """What the round trip was around each model's turns (scripts/bench.py's settle), if recorded."""
+    ns = [v for r in sec["rows"] for v in r.get("round_trip_ns") or () if v is not None]
     if not ns or "steady_ns" not in sec:
         return ""
-    return (f"; before each model's turns, after waiting up to {sec['settle_s']:.0f} s for it to fall under "
-            f"{sec['steady_ns']:.0f} ns: {min(ns):.0f}-{max(ns):.0f} ns")
+    return (f"; before and after each model's turns (each waits up to {sec['settle_s']:.0f} s for it to fall "
+            f"under {sec['steady_ns']:.0f} ns, and a model whose turns end above it is measured again, "
+            f"{sec.get('retries', 0)} times at most): {min(ns):.0f}-{max(ns):.0f} ns")
 
 
 def targets_of(row) -> list[tuple[str, str, float]]:
