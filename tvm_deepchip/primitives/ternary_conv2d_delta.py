@@ -98,11 +98,11 @@ def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple
 
 def task_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: int = 0,
                taps: str | None = None) -> TaskSplit | None:
-    """The split of a flat conv (strided ones over their phase planes) into ROW_PARTS tasks (delta_rows), where it has the work
-    for it: by whole output rows, or by channel blocks where a task's share of the lists over the
-    whole output costs less than the rows' (a vector add per entry and vector of positions, about
-    one op per entry to decode); None: one task (or the channel split of the shared layout, for
-    the largest)."""
+    """The split of a flat conv (a strided one over its phase planes) into ROW_PARTS tasks
+    (delta_rows), where it has the work for it: by whole output rows, or by channel blocks where
+    a task's share of the lists over the whole output costs less than the rows' (a vector add per
+    entry and vector of positions, about one op per entry to decode); None: one task (or the
+    channel split of the shared layout, for the largest)."""
     if not geo.flat or geo.ho < ROW_PARTS:
         return None
     if not PARALLEL_MIN_ROW_LANES <= w.entries * geo.ho * geo.wq * geo.n < PARALLEL_MIN_LANES:
