@@ -149,7 +149,7 @@ def test_codes_epilogue_bounds_the_accumulators_by_the_taps():
     acc = np.arange(-taps, taps + 1, dtype=np.int64)[:, None] * np.ones((1, 32), np.int64)
     got = requantize.np_apply(epi, acc, None, channel_axis=1)
     want = np.clip(np.floor(acc * layer.w_scale.astype(np.float64) / layer.out.scale + layer.bias / layer.out.scale
-                            + 0.5), 0 if layer.act_lo == 0 else -128, 127)
+                            + 0.5), -128, 127)  # int8 codes, zero point 0, no activation
     assert np.abs(got.astype(np.int64) - want).max() <= 1
 
 
