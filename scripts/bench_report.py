@@ -20,8 +20,9 @@ def _settled(sec) -> str:
     ns = [v for r in sec["rows"] for v in r.get("round_trip_ns") or () if v is not None]
     if not ns or "steady_ns" not in sec:
         return ""
+    spread = f" or {sec['steady_spread']}x the run's lowest" if sec.get("steady_spread") else ""
     return (f"; before and after each model's turns (each waits up to {sec['settle_s']:.0f} s for it to fall "
-            f"under {sec['steady_ns']:.0f} ns, and a model whose turns end above it is measured again, "
+            f"under {sec['steady_ns']:.0f} ns{spread}, and a model whose turns end above it is measured again, "
             f"{sec.get('retries', 0)} times at most): {min(ns):.0f}-{max(ns):.0f} ns")
 
 
