@@ -20,6 +20,7 @@ measured on other machines, are kept) and bench.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -50,10 +51,18 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _peak_program(name: str, *flags: str) -> dict:
-    """Build scripts/peak/<name>.c with `flags` and run it: the JSON object it prints."""
+@functools.lru_cache(maxsize=None)
+def _peak_executable(name: str, *flags: str) -> Path:
+    """scripts/peak/<name>.c built with `flags`, once a run (settle runs the round trip before and
+    after every model, and every 15 s while it waits)."""
     exe = Path(tempfile.mkdtemp()) / name
     subprocess.run(["gcc", "-O2", *flags, str(ROOT / "scripts/peak" / f"{name}.c"), "-o", str(exe)], check=True)
+    return exe
+
+
+def _peak_program(name: str, *flags: str) -> dict:
+    """Run scripts/peak/<name>.c built with `flags`: the JSON object it prints."""
+    exe = _peak_executable(name, *flags)
     return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
 
 
