@@ -18,11 +18,11 @@
  * the C++ runtime, TVM's RPC server on a device) runs this launcher with no step of its own.
  *
  * Threads: TVM_NUM_THREADS, else OMP_NUM_THREADS, at most the CPUs this process may run on (all
- * of them when neither is set), read at the first launch. Workers ("deepchip-pool") start at the first launch, spin for SPIN_NS
- * after each job, then sleep on a futex; they return and are joined before the library is
- * unloaded (its code is theirs). A launch from inside a task, while another thread's launch is
- * running, or with one thread, runs its tasks one after another on the calling thread (tasks
- * that wait at a barrier need one thread each, as in TVM's pool). After fork() the child starts
+ * of them when neither is set), read at the first launch. Workers ("deepchip-pool") start at the
+ * first launch, spin for SPIN_NS after each job, then sleep on a futex; they return and are
+ * joined before the library is unloaded (its code is theirs). A launch from inside a task, while
+ * another thread's launch is running, or with one thread, runs its tasks one after another on the
+ * calling thread (tasks that wait at a barrier need one thread each, as in TVM's pool). After fork() the child starts
  * its own workers. Each library has its own workers: a process running two libraries in turns
  * has one's workers spinning for up to SPIN_NS while the other runs (a short spin for that).
  */
