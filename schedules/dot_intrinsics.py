@@ -18,6 +18,16 @@ from __future__ import annotations
 import enum
 
 
+# intrinsic name -> vector instructions a multiply-accumulate takes (schedules' work estimates)
+_OPS_PER_MAC: dict = {}
+
+
+def ops_per_mac(name: str) -> float:
+    """Vector instructions per multiply-accumulate of registered intrinsic `name`: its LLVM call,
+    the widening call and the add to C where it has them, over the lanes x group products."""
+    return _OPS_PER_MAC[name]
+
+
 class Shape(enum.Enum):
     POSITIONS = "positions"
     CHANNELS = "channels"
@@ -95,6 +105,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
             )
 
     TensorIntrin.register(name, desc, impl, override=True)
+    _OPS_PER_MAC[name] = (1 + (not accumulates) + (widen is not None)) / (lanes * group)
 
 
 def finish_tile(sch, init, tile: list, lane, intrin, lanes: int) -> None:

@@ -13,10 +13,17 @@ from tvm_deepchip.primitives import roles
 
 from .common import (PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work,
                      split_grouped_flat)
-from .dot_intrinsics import finish_tile
+from .dot_intrinsics import finish_tile, ops_per_mac
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
-PARALLEL_MIN_DOT_STEPS = 40_000  # (16 positions x 4 channels) steps
+# Parallel above this many vector instructions of dot products (dot_intrinsics.ops_per_mac: one
+# vpdpbusd or sdot a 16- or 4-lane step; vpmaddwd and its add, 2 a step of 8 lanes x 2 channels on
+# AVX2). Measured: SVHN's conv1 on AVX-512 VNNI (110K vpdpbusd) 50 -> 38 us on two cores, 9K of
+# them lose 30%, and 5K instead of 40K gained no model there (ResNet-44's conv1, 6.9K: 0.994-
+# 0.997x); on AVX2 (AMD EPYC znver1, whole models in one process taking turns) LeNet's conv1 (29K
+# instructions) and ResNet-44's (55K), serial when this counted AVX2's 8 instructions a 64-MAC
+# step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
+PARALLEL_MIN_DOT_OPS = 20_000
 
 
 def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
@@ -34,10 +41,9 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     po, pv, pl = sch.split(p, [None, rp, POSITIONS_PER_STEP])
     sch.reorder(n, co, po, ci, pv, pl)
     outer = sch.fuse(n, co, po)
-    # parallel above ~20 us of one core's work (measured: SVHN's conv1, 110K vpdpbusd, 50 -> 38 us
-    # on two cores; 9K of them lose 30%); a step is 4 sdot, or ~8 vector ops without either
-    steps = _work(sch, [acc]) // (POSITIONS_PER_STEP * 4) * (POSITIONS_PER_STEP // intrin[1] if intrin else 8)
-    if steps >= PARALLEL_MIN_DOT_STEPS:
+    # without an intrinsic, a 64-MAC step is ~8 vector ops (4 products, their widening and adds)
+    ops = _work(sch, [acc]) * (ops_per_mac(intrin[0]) if intrin else 8 / 64)
+    if ops >= PARALLEL_MIN_DOT_OPS:
         sch.parallel(outer)
     sch.compute_at(acc, outer)
     _finish_flat4(sch, acc)
