@@ -32,7 +32,9 @@ FLAT_BLOCK = 64  # flat output length is rounded up to this: whole vectors for a
 # that holds them. AMD EPYC znver1 (AVX2; its 256-bit loads are two 128-bit ones), the trained
 # digits model (2x2 and 4x4 maps: 8 and 24 flat positions, sparse layers), one process taking
 # turns: 91 us with (16, 32), 72.5 with 8 added, 70 with 8 and 24; its layers in the delta format
-# 99.6 / 99.5 us (unchanged)
+# 99.6 / 99.5 us (unchanged). Multiples of 8 int16 lanes (128 bits: NEON's register, and the
+# unit of Zen 1's vector pipes) cost one operation each there; on 256-bit pipes 8 lanes cost what
+# 16 did and 24 what 32 did; a 512-bit machine that runs a zmm as one operation pays two for 24
 SMALL_FLAT_BLOCKS = (8, 16, 24, 32)
 
 
