@@ -168,3 +168,30 @@ def test_few_input_channels_fold_kernel_columns(cls):
         for got, ref in zip(outs or [], refs):
             np.testing.assert_array_equal(got, ref)
 
+
+
+def test_dot_instructions_decide_the_split_over_cores():
+    """The int8 conv runs on two cores by the vector instructions its dot products take: AVX2's
+    vpmaddwd covers 16 multiply-adds and needs an add after it, VNNI's vpdpbusd covers 64 and
+    accumulates. ResNet-44's first layer (0.44 M MACs) is two cores' work on AVX2 (55 K
+    instructions) and not with VNNI (7 K); a layer a tenth its size is one core's on both."""
+    import tvm
+
+    from tir_loops import loops
+    from tvm_deepchip import primitives
+    from tvm_deepchip.schedules import dot_intrinsics, schedule_func
+    from tvm_deepchip.schedules.x86 import pmaddubsw, pmaddwd, vnni
+
+    assert dot_intrinsics.ops_per_mac(vnni.NAME) == 1 / 64
+    assert dot_intrinsics.ops_per_mac(pmaddwd.NAMES[32]) == 2 / 16
+    assert dot_intrinsics.ops_per_mac(pmaddubsw.NAMES[32]) == 3 / 32
+    rng = np.random.default_rng(0)
+    for (co, ci, hw), parallel in (((16, 3, 32), {"x86-avx2": True, "x86-avx512-vnni": False}),
+                                   ((16, 3, 10), {"x86-avx2": False, "x86-avx512-vnni": False})):
+        layer = make_layer(rng, "conv2d", "int8", (co, ci, 3, 3), pad=1)
+        for name, expected in parallel.items():
+            cls = isa.get(name)
+            lowered = primitives.lower_layer(layer, (1, ci, hw, hw), "int8", cls)
+            func = schedule_func(primitives.prim_func(lowered), targets.tvm_target(targets.get_preset(name)))
+            kinds = {lp.kind for lp in loops(func.body)}
+            assert (tvm.tirx.ForKind.PARALLEL in kinds) == expected, (name, co, ci, hw)

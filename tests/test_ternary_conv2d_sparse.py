@@ -55,3 +55,17 @@ def test_flat_image_holds_the_classes_tap_type(name):
     stored = str(sch.get(layout[0]).writes[0].source.dtype)
     assert stored == (cls.sparse_taps or layer.in_dtype)
     assert (stored == "int16") == (name == "x86-avx2")
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_small_maps_take_the_shortest_vector(cls):
+    """2x2 and 4x4 outputs (the digits model's last convs) are 8 and 24 flat positions: one vector
+    of 8 int16 lanes and one of 24 (not 16 and 32), bit-exact on every class."""
+    from tvm_deepchip.primitives import conv_layout
+
+    rng = np.random.default_rng(4)
+    for hw, flat in ((2, 8), (4, 24)):
+        geo = conv_layout.ConvGeometry.of((1, 24, hw, hw), (32, 24, 3, 3), (1, 1), (1, 1, 1, 1))
+        assert geo.flat and geo.out_flat == flat
+        layer = make_layer(rng, "conv2d", "ternary", (32, 24, 3, 3), pad=1, sparsity=0.9)
+        check(layer, (1, 24, hw, hw), "sparse", rng, cls=cls)
