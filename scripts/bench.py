@@ -104,9 +104,8 @@ def settle(limit_s: float, steady_ns: float, seen: list) -> float | None:
     after its turns are in its row, and a phase that does not pass is measured as it is."""
     start = time.monotonic()
     ns = round_trip_seen(seen)
-    while ns is not None and ns > steady_bound(steady_ns, seen) and time.monotonic() - start < limit_s:
-        log(f"core-to-core round trip {ns:.0f} ns, over {steady_bound(steady_ns, seen):.0f}: waiting for the host "
-            "to settle")
+    while ns is not None and ns > (bound := steady_bound(steady_ns, seen)) and time.monotonic() - start < limit_s:
+        log(f"core-to-core round trip {ns:.0f} ns, over {bound:.0f}: waiting for the host to settle")
         time.sleep(15)
         ns = round_trip_seen(seen)
     return ns

@@ -169,7 +169,6 @@ def test_few_input_channels_fold_kernel_columns(cls):
             np.testing.assert_array_equal(got, ref)
 
 
-
 def test_dot_instructions_decide_the_split_over_cores():
     """The int8 conv runs on two cores by the vector instructions its dot products take: AVX2's
     vpmaddwd covers 16 multiply-adds and needs an add after it, VNNI's vpdpbusd covers 64 and

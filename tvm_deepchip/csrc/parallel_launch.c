@@ -22,9 +22,10 @@
  * first launch, spin for SPIN_NS after each job, then sleep on a futex; they return and are
  * joined before the library is unloaded (its code is theirs). A launch from inside a task, while
  * another thread's launch is running, or with one thread, runs its tasks one after another on the
- * calling thread (tasks that wait at a barrier need one thread each, as in TVM's pool). After fork() the child starts
- * its own workers. Each library has its own workers: a process running two libraries in turns
- * has one's workers spinning for up to SPIN_NS while the other runs (a short spin for that).
+ * calling thread (tasks that wait at a barrier need one thread each, as in TVM's pool). After
+ * fork() the child starts its own workers. Each library has its own workers: a process running
+ * two libraries in turns has one's workers spinning for up to SPIN_NS while the other runs (a
+ * short spin for that).
  */
 #define _GNU_SOURCE
 #include <limits.h>
