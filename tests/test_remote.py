@@ -169,17 +169,37 @@ def _session_children(pgid: int) -> list[int]:
     return [p for p in qemu.group_members(pgid) if p != pgid]
 
 
-@needs_rpc
-@pytest.mark.qemu
-@pytest.mark.parametrize("fault", ["kill", "stop"])
-def test_server_fault_mid_run(fault, tmp_path):
-    """A server killed (or frozen) in the middle of a run: DeviceError within the timeout, nothing left."""
+FAULTS = ("kill", "stop")
+
+
+@pytest.fixture(scope="module")
+def fault_servers(tmp_path_factory):
+    """One QEMU RPC server per fault, started together (their start-ups overlap: importing TVM
+    under emulation is most of a test's time), and the slow model they run."""
     from tvm_deepchip import qemu
 
     mod, x = chain_matmul(1024)
-    so = export(mod, AARCH64, tmp_path / "slow.so")
-    port = free_port()
-    rec = qemu.up(port=port, n=1)[0]
+    so = export(mod, AARCH64, tmp_path_factory.mktemp("fault") / "slow.so")
+    recs = qemu.up(port=free_port(), n=len(FAULTS))
+    try:
+        yield dict(zip(FAULTS, recs)), so, x
+    finally:
+        running = [r["pid"] for r in qemu.status()]
+        for rec in recs:
+            if rec["pid"] in running:  # a test stopped its own; a skipped or failed one may not have
+                qemu.stop(rec)
+
+
+@needs_rpc
+@pytest.mark.qemu
+@pytest.mark.parametrize("fault", FAULTS)
+def test_server_fault_mid_run(fault, fault_servers):
+    """A server killed (or frozen) in the middle of a run: DeviceError within the timeout, nothing left."""
+    from tvm_deepchip import qemu
+
+    servers, so, x = fault_servers
+    rec = servers[fault]
+    port = rec["port"]
     timeout = 12.0
     box = {}
 
@@ -211,6 +231,7 @@ def test_server_fault_mid_run(fault, tmp_path):
     finally:
         qemu.stop(rec)
     assert qemu.group_members(rec["pid"]) == []  # nothing of that server's process group is left
+    assert rec["pid"] not in [r["pid"] for r in qemu.status()]
     assert rec["pid"] not in [r["pid"] for r in qemu.status()]
 
 

@@ -182,8 +182,9 @@ def test_search_space_is_built_under_the_task_target():
     from tvm_deepchip import primitives
     from tvm_deepchip.schedules import search_space
 
-    from tvm_deepchip import isa
+    from tvm_deepchip import cpu_intrinsics, isa
 
+    cpu_intrinsics.register()  # as tuning does: the TuneContext would import TVM's GPU intrinsics too
     tgt = tvm.target.Target(isa.CLASSES["x86-avx512-vnni"].target)
     rng = np.random.default_rng(0)
     layer = pc.make_layer(rng, "conv2d", "int8", (32, 8, 3, 3), pad=1)

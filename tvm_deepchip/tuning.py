@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from . import onnx_io, output_paths, parallel_launch, targets
+from . import cpu_intrinsics, onnx_io, output_paths, parallel_launch, targets
 from .compiler import LayerChoices, lower
 from .errors import DeviceError, InputError
 from .formats import DEFAULT_TERNARY
@@ -306,6 +306,7 @@ def tune(
         probe_device(tracker, key)
     work_dir.mkdir(parents=True, exist_ok=True)
     _register()
+    cpu_intrinsics.register()  # before MetaSchedule's first TuneContext imports all of TVM's
     measured = {}
     if choose_formats and not preset.cross_compiler:
         from .format_choice import choose_formats as measure
