@@ -18,10 +18,11 @@ import tvm
 from tvm import relax
 
 import tvm_deepchip
-from tvm_deepchip import models, oracle
+from tvm_deepchip import oracle
+
+from reference_quantized import SPARSITY, quantized
 
 RPC = os.environ.get("DEEPCHIP_RPC")
-SPARSITY = 0.9
 
 
 def last_layer_step(model: onnx.ModelProto) -> np.ndarray:
@@ -37,11 +38,9 @@ def last_layer_step(model: onnx.ModelProto) -> np.ndarray:
 @pytest.fixture(scope="module", params=["svhn_convnet", "resnet44", "alexnet"])
 def network(request, tmp_path_factory):
     name = request.param
-    fm = models.MODELS[name](batch=1, seed=0)
-    shape = [d.dim_value for d in fm.graph.input[0].type.tensor_type.shape.dim]
+    _, q, report, shape = quantized(name)
     rng = np.random.default_rng(0)
-    calib = rng.random([2] + shape[1:], dtype=np.float32)
-    q, report = tvm_deepchip.quantize(fm, sparsity=SPARSITY, calib=calib)
+    rng.random([2] + shape[1:], dtype=np.float32)  # the calibration images (reference_quantized)
     xs = rng.random([3] + shape[1:], dtype=np.float32)[:, None]  # 3 inputs of batch 1
     return name, q, report, xs, tmp_path_factory.mktemp(name)
 
