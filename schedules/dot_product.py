@@ -24,6 +24,18 @@ POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pa
 # instructions) and ResNet-44's (55K), serial when this counted AVX2's 8 instructions a 64-MAC
 # step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
 PARALLEL_MIN_DOT_OPS = 20_000
+# The AVX2 class splits from 5 K: where its 256-bit instructions run as two 128-bit halves (Zen 1,
+# whose cores have no other class) an instruction takes twice a VNNI one's time, and a layer of
+# 5-20 K of them 2.5-10 us. Measured (AMD EPYC znver1, the digits model whose conv1 (1 -> 48
+# channels, 8x8) takes 9.6 K, whole model in one process, both builds taking turns, 10 x 200
+# runs): 0.959x the time (blocks 0.943-0.962), and 0.973x (0.949-0.980) in a second run. The
+# other ternary bench models have none there (LeNet's conv1 35 K, ResNet-44's 61 K, SVHN's 645 K).
+PARALLEL_MIN_DOT_OPS_BY_CLASS = {"x86-avx2": 5_000}
+
+
+def parallel_min_dot_ops(cls) -> int:
+    """The dot-product instructions from which a layer of ISA class `cls` runs on two cores."""
+    return PARALLEL_MIN_DOT_OPS_BY_CLASS.get(cls.name, PARALLEL_MIN_DOT_OPS)
 
 
 def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
@@ -43,7 +55,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     outer = sch.fuse(n, co, po)
     # without an intrinsic, a 64-MAC step is ~8 vector ops (4 products, their widening and adds)
     ops = _work(sch, [acc]) * (ops_per_mac(intrin[0]) if intrin else 8 / 64)
-    if ops >= PARALLEL_MIN_DOT_OPS:
+    if ops >= parallel_min_dot_ops(cls):
         sch.parallel(outer)
     sch.compute_at(acc, outer)
     _finish_flat4(sch, acc)
