@@ -25,8 +25,8 @@ POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pa
 # step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
 PARALLEL_MIN_DOT_OPS = 20_000
 # The AVX2 class splits from 5 K: where its 256-bit instructions run as two 128-bit halves (Zen 1,
-# whose cores have no other class) an instruction takes twice a VNNI one's time, and a layer of
-# 5-20 K of them 2.5-10 us. Measured (AMD EPYC znver1, the digits model whose conv1 (1 -> 48
+# an AVX2-only CPU) one takes 0.78 ns (the digits model's conv1, 9.6 K of them: 7.5 us on one
+# core), a vpdpbusd 0.45 ns on a znver5 (SVHN's conv1 above: 110 K, 50 us). Measured (AMD EPYC znver1, the digits model whose conv1 (1 -> 48
 # channels, 8x8) takes 9.6 K, whole model in one process, both builds taking turns, 10 x 200
 # runs): 0.959x the time (blocks 0.943-0.962), and 0.973x (0.949-0.980) in a second run. The
 # other ternary bench models have none there (LeNet's conv1 35 K, ResNet-44's 61 K, SVHN's 645 K).

@@ -209,3 +209,28 @@ def test_committed_log_opens_in_a_fresh_process():
             f"db = tuning_db.open_database(Path({str(path)!r}), isa.get('x86-avx512-vnni')); "
             "sys.exit(0 if db is not None and len(db) else 1)")
     assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0
+
+
+def test_cpu_intrinsics_register_without_the_gpu_ones():
+    """cpu_intrinsics.register: after it, the import MetaSchedule's TuneContext does finds the
+    package (no __init__ run: CUDA's intrinsics, 97 s on a Zen 1, not parsed) and TVM's x86 and
+    ARM intrinsics are registered. A fresh process: this one may hold the whole package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from tvm_deepchip import cpu_intrinsics\n"
+        "cpu_intrinsics.register()\n"
+        "t = time.monotonic()\n"
+        "import tvm.s_tir.tensor_intrin\n"
+        "assert time.monotonic() - t < 1.0\n"
+        "from tvm.s_tir import TensorIntrin\n"
+        "TensorIntrin.get('dot_16x4_vnni')\n"
+        "import tvm.s_tir.tensor_intrin.arm_cpu as arm\n"
+        "TensorIntrin.get(arm.ARM_DOT_4x4_i8_SDOT_INTRIN)\n"
+        "assert 'tvm.s_tir.tensor_intrin.cuda' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
