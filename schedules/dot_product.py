@@ -30,7 +30,10 @@ PARALLEL_MIN_DOT_OPS = 20_000
 # znver1, the digits model (its conv1: 1 -> 48 channels, 8x8), whole model in one process, both
 # builds taking turns, 10 x 200 runs): 0.959x the time (blocks 0.943-0.962), and 0.973x (0.949-
 # 0.980) in a second run. The other ternary bench models have no AVX2 layer of 5-20 K (LeNet's
-# conv1 35 K, ResNet-44's 61 K, SVHN ConvNet's 645 K).
+# conv1 35 K, ResNet-44's 61 K, SVHN ConvNet's 645 K). The int8 dense (dense_dot) splits by the
+# same count, where it split from 1 M multiply-adds: AVX2 znver1, the same A/B, the MLP (its
+# 784 -> 512 layer, 50 K instructions) 0.815x the time (blocks 0.810-0.821), the digits model (its
+# conv7 in the dot form, 12 K) 0.954x / 0.977x / 0.956x in three runs (~68 -> ~65 us).
 PARALLEL_MIN_DOT_OPS_BY_CLASS = {"x86-avx2": 5_000}
 
 

@@ -18,7 +18,9 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   of 1.2-2 M lanes gain 0-25% or lose by class (SVHN conv2 1.6 M: AVX-512 43 -> 32 us, AVX2
 #   54 -> 57), ResNet-44's (0.3-0.7 M) lose 3-8 us each (the cores exchange the layer's input
 #   and output through the caches);
-# - PARALLEL_MIN_MACS, the int8 dense's multiply-adds: AlexNet's last layer (4.1 M) 67 -> 36 us;
+# - PARALLEL_MIN_MACS, the bit-plane dot's multiply-adds (primitives/bit_dot): AlexNet's last
+#   layer (4.1 M, as an int8 dense) 67 -> 36 us. (The int8 conv and dense decide by the vector
+#   instructions of their dot products instead: schedules/dot_product.PARALLEL_MIN_DOT_OPS.)
 # - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
 #   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
 # - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own elementwise ops: not yet
