@@ -12,9 +12,9 @@ from __future__ import annotations
 from tvm_deepchip.primitives import roles
 from tvm_deepchip.primitives.int8_dense import CHANNELS_PER_STEP  # (it pads channels to whole steps)
 
-from .common import _accumulators, _divisors, _extent, _finish_crop, _work
-from .dot_intrinsics import finish_tile, ops_per_mac
-from .dot_product import parallel_min_dot_ops
+from .common import _accumulators, _divisors, _extent, _finish_crop
+from .dot_intrinsics import finish_tile
+from .dot_product import worth_two_cores
 
 
 def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
@@ -34,9 +34,7 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     rc = knobs.choice(sch, rc_cands, max(fits))
     co, cr, ci = sch.split(c, [None, rc, CHANNELS_PER_STEP])
     outer = sch.fuse(n, co)
-    # on two cores by the vector instructions of its dot products, as the int8 conv (dot_product)
-    ops = _work(sch, [acc]) * (ops_per_mac(intrin[0]) if intrin else 8 / 64)
-    if ops >= parallel_min_dot_ops(cls):
+    if worth_two_cores(sch, acc, intrin, cls):
         sch.parallel(outer)
     sch.compute_at(acc, outer)
     _register_tile(sch, acc, intrin, _extent(sch, cr) * planes)  # (rc may be a sampled decision)

@@ -42,6 +42,14 @@ def parallel_min_dot_ops(cls) -> int:
     return PARALLEL_MIN_DOT_OPS_BY_CLASS.get(cls.name, PARALLEL_MIN_DOT_OPS)
 
 
+def worth_two_cores(sch, acc, intrin, cls) -> bool:
+    """Whether accumulator `acc`'s dot products (through tensor intrinsic `intrin`, or None) are
+    enough vector instructions for two cores (the int8 conv and the int8 dense alike). Without
+    an intrinsic a 64-MAC step is ~8 vector ops (4 products, their widening and adds)."""
+    ops = _work(sch, [acc]) * (ops_per_mac(intrin[0]) if intrin else 8 / 64)
+    return ops >= parallel_min_dot_ops(cls)
+
+
 def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has;
     `cls`: the target's isa.IsaClass (register file and width size the default tile)."""
@@ -57,9 +65,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     po, pv, pl = sch.split(p, [None, rp, POSITIONS_PER_STEP])
     sch.reorder(n, co, po, ci, pv, pl)
     outer = sch.fuse(n, co, po)
-    # without an intrinsic, a 64-MAC step is ~8 vector ops (4 products, their widening and adds)
-    ops = _work(sch, [acc]) * (ops_per_mac(intrin[0]) if intrin else 8 / 64)
-    if ops >= parallel_min_dot_ops(cls):
+    if worth_two_cores(sch, acc, intrin, cls):
         sch.parallel(outer)
     sch.compute_at(acc, outer)
     _finish_flat4(sch, acc)

@@ -87,6 +87,14 @@ def _sampled(func, seed, tgt):
     return schedule_in(sch, tgt, Sampled()).mod["main"]
 
 
+def split_over_cores(layer, in_shape, fmt, class_name: str) -> bool:
+    """Whether the default schedule of `layer` for ISA class `class_name` runs it on two cores."""
+    from tir_loops import runs_on_cores
+
+    lowered = primitives.lower_layer(layer, in_shape, fmt, isa.get(class_name))
+    return runs_on_cores(schedule_func(primitives.prim_func(lowered), targets.tvm_target(targets.get_preset(class_name))))
+
+
 def run(lowered, lib, qx):
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(qx, dev)] + [tvm.runtime.tensor(c, dev) for c in lowered.consts]

@@ -67,6 +67,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """A port p with p .. p + n - 1 all free now (qemu.up takes consecutive ports)."""
+    import socket
+
+    for _ in range(50):
+        p = free_port()
+        try:
+            for q in range(p + 1, p + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
 class HostRPC:
     """A TVM RPC tracker and/or server started on this machine (x86), stopped by close().
     For tests of the device plumbing that must not depend on the QEMU device."""

@@ -176,11 +176,8 @@ def test_dot_instructions_decide_the_split_over_cores():
     instructions) and not with VNNI (7 K); a layer a tenth its size (the digits model's conv1)
     still is on AVX2, whose class splits from 5 K (dot_product.PARALLEL_MIN_DOT_OPS_BY_CLASS);
     one a thirtieth its size is one core's on both."""
-    import tvm
-
-    from tir_loops import loops
-    from tvm_deepchip import primitives
-    from tvm_deepchip.schedules import dot_intrinsics, schedule_func
+    from primitive_cases import split_over_cores
+    from tvm_deepchip.schedules import dot_intrinsics
     from tvm_deepchip.schedules.x86 import pmaddubsw, pmaddwd, vnni
 
     assert dot_intrinsics.ops_per_mac(vnni.NAME) == 1 / 64
@@ -192,8 +189,4 @@ def test_dot_instructions_decide_the_split_over_cores():
                                    ((16, 3, 5), {"x86-avx2": False, "x86-avx512-vnni": False})):
         layer = make_layer(rng, "conv2d", "int8", (co, ci, 3, 3), pad=1)
         for name, expected in parallel.items():
-            cls = isa.get(name)
-            lowered = primitives.lower_layer(layer, (1, ci, hw, hw), "int8", cls)
-            func = schedule_func(primitives.prim_func(lowered), targets.tvm_target(targets.get_preset(name)))
-            kinds = {lp.kind for lp in loops(func.body)}
-            assert (tvm.tirx.ForKind.PARALLEL in kinds) == expected, (name, co, ci, hw)
+            assert split_over_cores(layer, (1, ci, hw, hw), "int8", name) == expected, (name, co, ci, hw)

@@ -10,20 +10,12 @@ def test_dot_instructions_decide_the_split_over_cores():
     MACs) is two cores' work on AVX2 (50 K instructions) and not with VNNI (6 K); one of 128 -> 64
     is one core's on both."""
     import numpy as np
-    import tvm
 
-    from primitive_cases import make_layer
-    from tir_loops import loops
-    from tvm_deepchip import isa, primitives, targets
-    from tvm_deepchip.schedules import schedule_func
+    from primitive_cases import make_layer, split_over_cores
 
     rng = np.random.default_rng(0)
     for (co, ci), parallel in (((512, 784), {"x86-avx2": True, "x86-avx512-vnni": False}),
                                ((64, 128), {"x86-avx2": False, "x86-avx512-vnni": False})):
         layer = make_layer(rng, "dense", "int8", (co, ci))
         for name, expected in parallel.items():
-            cls = isa.get(name)
-            lowered = primitives.lower_layer(layer, (1, ci), "int8", cls)
-            func = schedule_func(primitives.prim_func(lowered), targets.tvm_target(targets.get_preset(name)))
-            kinds = {lp.kind for lp in loops(func.body)}
-            assert (tvm.tirx.ForKind.PARALLEL in kinds) == expected, (name, co, ci)
+            assert split_over_cores(layer, (1, ci), "int8", name) == expected, (name, co, ci)

@@ -16,7 +16,7 @@ import pytest
 from tvm_deepchip import remote
 from tvm_deepchip.errors import DeviceError, InputError
 
-from rpc_models import AARCH64, X86, chain_matmul, export, free_port, matmul_relu
+from rpc_models import AARCH64, X86, chain_matmul, export, free_port, free_ports, matmul_relu
 
 RPC = os.environ.get("DEEPCHIP_RPC")
 TRACKER = os.environ.get("DEEPCHIP_TRACKER")
@@ -172,22 +172,6 @@ def _session_children(pgid: int) -> list[int]:
 FAULTS = ("kill", "stop")
 
 
-def _free_ports(n: int) -> int:
-    """A port p with p .. p + n - 1 all free now (qemu.up takes consecutive ports)."""
-    import socket
-
-    for _ in range(50):
-        p = free_port()
-        try:
-            for q in range(p + 1, p + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", q))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError(f"no {n} consecutive free ports found")
-
-
 @pytest.fixture(scope="module")
 def fault_servers(tmp_path_factory):
     """One QEMU RPC server per fault, started together (their start-ups overlap: importing TVM
@@ -196,7 +180,7 @@ def fault_servers(tmp_path_factory):
 
     mod, x = chain_matmul(1024)
     so = export(mod, AARCH64, tmp_path_factory.mktemp("fault") / "slow.so")
-    recs = qemu.up(port=_free_ports(len(FAULTS)), n=len(FAULTS))
+    recs = qemu.up(port=free_ports(len(FAULTS)), n=len(FAULTS))
     try:
         yield dict(zip(FAULTS, recs)), so, x
     finally:

@@ -6,7 +6,7 @@ import tvm
 from tvm import te, tirx
 
 from primitive_cases import target
-from tir_loops import loops
+from tir_loops import loops, runs_on_cores
 from tvm_deepchip.schedules.tvm_ops import schedule_tvm_op
 
 SCALE = 0.0039215558208525181  # SVHN's input scale
@@ -66,8 +66,7 @@ def test_pools_split_channels_over_cores_where_the_window_work_pays(shape, windo
     func, out_shape = _max_pool(shape, window, stride)
     assert (int(np.prod(out_shape)) * window * window >= PARALLEL_MIN_WINDOW_TAPS) == parallel
     scheduled = schedule_tvm_op(func)
-    kinds = [lp.kind for lp in loops(scheduled.body)]
-    assert (tvm.tirx.ForKind.PARALLEL in kinds) == parallel
+    assert runs_on_cores(scheduled) == parallel
     x = np.random.default_rng(3).integers(0, 256, size=shape, dtype=np.uint8)
     got, want = (_run(f, x, "uint8", out_shape) for f in (scheduled, func))
     np.testing.assert_array_equal(got, want)

@@ -11,3 +11,8 @@ def loops(stmt) -> list:
             if isinstance(c, tvm.tirx.Stmt):
                 found += loops(c)
     return found
+
+
+def runs_on_cores(func) -> bool:
+    """Whether a scheduled PrimFunc holds a parallel loop."""
+    return tvm.tirx.ForKind.PARALLEL in {lp.kind for lp in loops(func.body)}
