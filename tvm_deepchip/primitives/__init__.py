@@ -26,6 +26,7 @@ from . import (
     int8_add,
     int8_conv2d,
     int8_dense,
+    requantize_pairs,
     ternary_conv2d_delta,
     ternary_conv2d_dot,
     ternary_conv2d_packed,
@@ -139,7 +140,10 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     geo = prim.geometry(layer, in_shape)
     operand = dot_operand(cls, layer.codes)
     weights = prim.pack(layer, geo, operand)
-    site = Site(geo, prim.epilogue(layer, operand), int(layer.in_zero_point), cls)
+    epi = prim.epilogue(layer, operand)
+    if prim.int16_pairs and requantize_pairs.for_class(cls) and prim.int16_pairs(geo, weights, layer.in_dtype):
+        epi = epi.in_pairs()
+    site = Site(geo, epi, int(layer.in_zero_point), cls)
     ec = site.epi.consts()
     n = len(weights.arrays())
     io = prim.packed_io(geo, site.epi) if prim.packed_io else (in_shape, layer.in_dtype, geo.out_shape())

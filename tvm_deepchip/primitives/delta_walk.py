@@ -74,6 +74,7 @@ class Walk:
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
     tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
     tasks: object = None  # delta_rows.TaskSplit: a task per block of rows or channels (x is then the NCHW input)
+    pairs: object = None  # requantize_pairs.PairMadd: the epilogue multiplies int16 accumulator pairs (spatial)
 
     @property
     def pointwise(self) -> bool:
@@ -110,12 +111,16 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
+    from . import requantize_pairs
     from .requantize import te_value
 
     stream, starts, x, *consts = ins
     other = consts.pop(0) if finish.residual is not None else None
     n_img, co = (int(v) for v in walk.lead)
-    value = lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n)  # noqa: E731
+    value = _Value(lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n))
+    if walk.pairs is not None and walk.acc == I16 and requantize_pairs.usable(walk.pairs, finish.epi):
+        value = _Value(value.one, walk.pairs, lambda c, a_p, a_n: requantize_pairs.te_group(
+            walk.pairs, finish.epi, consts, c, a_p, a_n))
     with IRBuilder() as ib:
         with T.serial(0, n_img) as n:
             if walk.tasks is not None:  # a task per block of rows or channels, each with its own layout copy
@@ -163,7 +168,7 @@ def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, d
                             _either(T, escapes, lambda e, s=sign, cn=cnt: _decode(T, stream, ptr, cn, tables[s], run, last, walk, e))
                         T.buffer_store(ptr, ptr[0] + cnt[0], [0])
                     if walk.pointwise:
-                        store(c, [0] * len(walk.space), value(c, sums[0][0], sums[1][0]))
+                        store(c, [0] * len(walk.space), value.one(c, sums[0][0], sums[1][0]))
                     else:
                         _add_taps(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store)
                     if done is not None:
@@ -320,8 +325,26 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
             add_range(part, taps, ch * size, tirx.min(cnt[0], ch * size + size))
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
+    if value.pairs is not None and lanes % value.pairs.group == 0:  # explicit vectors, a group at a time
+        size, half = value.pairs.group, value.pairs.int16_lanes
+        for group in range(lanes // size):
+            sums = [[tirx.BufferLoad(acc, [tirx.Ramp(group * size + h * half, 1, half)]) for h in range(2)] for acc in accs]
+            *lead, first = walk.out_index(outer, lane0 + group * size)  # positions run along the last index
+            store(c, (*lead, tirx.Ramp(first, 1, size)), value.in_pairs(c, *sums))
+        return
     with T.vectorized(0, lanes) as v:
-        store(c, walk.out_index(outer, lane0 + v), value(c, accs[0][v], accs[1][v]))
+        store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][v], accs[1][v]))
+
+
+@dataclass(frozen=True)
+class _Value:
+    """The epilogue of a channel's two sums: `one(c, a_p, a_n)` per lane (expressions), or, with
+    `pairs` (requantize_pairs.PairMadd), `in_pairs(c, acc_p, acc_n)` over a group of its outputs
+    (two int16 vectors of each list's sums)."""
+
+    one: Callable
+    pairs: object = None
+    in_pairs: Callable | None = None
 
 
 class _nest:

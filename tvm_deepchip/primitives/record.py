@@ -84,6 +84,9 @@ class Primitive:
     # (x, weights, consts, site, other, add consts) -> the output plus `other`, requantized
     # (int8_add), where the kernel does the add itself; None: int8_add's stage after compute's
     compute_add: Callable | None = None
+    # (geo, weights, input dtype) -> whether the kernel's epilogue takes int16 accumulator pairs
+    # (requantize_pairs), where the ISA multiplies them in one instruction; None: never
+    int16_pairs: Callable | None = None
 
     @property
     def rule(self) -> str:

@@ -37,7 +37,7 @@ some targets, not on others) cannot change the result, and x86 and aarch64 build
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +48,7 @@ MULT_BITS = 31  # M < 2^31: M * acc (acc < 2^24 for K < 65536) stays inside int6
 EXACT_BITS = 52  # |every term| < 2^52: exact in float64 (53-bit mantissa), with a bit to spare
 INT32_LIMIT = 2**31  # the split int32 form: every partial sum's magnitude below this
 MAX_PIECES = 3  # the int32 form splits each integer into at most this many pieces
+PAIR_BITS = 15  # the pair form's low pieces: in [0, 2^15), int16 as they are and negated
 # The one-piece int32 form: fit() lowers the shift (so M has fewer bits, ~16-18 on ResNet-44 and the
 # SVHN ConvNet) until every partial sum fits int32, if the multipliers' rounding then moves no
 # output by more than this many output codes at the accumulators' bounds (a requantized value
@@ -79,12 +80,23 @@ class Epilogue:
     acc_nonneg: bool = False  # integer form: acc_p, acc_n are sums of codes >= 0 (ternary, uint8 input)
     acc_offset: np.ndarray | None = None  # float form: int [Co] taken off acc_p first (shifted codes)
     acc_offset_n: np.ndarray | None = None  # float form: the same for acc_n (ternary dot form)
+    # integer form: the kernel multiplies (acc_p, acc_n) pairs of int16 by (M_p, -M_n) pieces of
+    # int16 in one instruction (requantize_pairs.py), so the int32 form's pieces must fit int16
+    pairs: bool = False
 
     def _integers(self) -> list[np.ndarray]:
         return [self.mult_p] + ([self.mult_n] if self.mult_n is not None else []) + [self.bias]
 
     def _offsets(self) -> tuple:
         return self.acc_offset, self.acc_offset_n
+
+    def sum_fits_int32(self) -> bool:
+        """Whether M_p*acc_p - M_n*acc_n + B and its partial sums stay inside int32 over the
+        accumulators' bounds (the one-piece int32 form)."""
+        if not self.integer or self.acc_max is None:
+            return False
+        accs = [np.asarray(a, np.int64) for a in self.acc_max][: 2 if self.mult_n is not None else 1]
+        return _largest_sum(self.mult_p, self.mult_n, self.bias, *accs, nonneg=self.acc_nonneg) < INT32_LIMIT
 
     def split_form(self) -> tuple[int, int] | None:
         """(pieces k, bits L) of the int32 form, the fewest pieces whose partial sums all stay
@@ -93,10 +105,12 @@ class Epilogue:
             return None
         accs = [np.asarray(a, np.int64) for a in self.acc_max][: 2 if self.mult_n is not None else 1]
         mults = [m for m in (self.mult_p, self.mult_n) if m is not None]
-        if _largest_sum(self.mult_p, self.mult_n, self.bias, *accs, nonneg=self.acc_nonneg) < INT32_LIMIT:
+        if self.sum_fits_int32() and (not self.pairs or all(_fits_int16(m) for m in mults)):
             return 1, 0
         for k in range(2, MAX_PIECES + 1):
-            for bits in range(1, min(self.shift // (k - 1), 30) + 1):
+            for bits in range(1, min(self.shift // (k - 1), PAIR_BITS if self.pairs else 30) + 1):
+                if self.pairs and not all(_fits_int16(pieces(m, bits, k)[-1]) for m in mults):
+                    continue
                 carry = 0
                 for i in range(k):
                     y = sum(a * np.abs(pieces(m, bits, k)[i]) for a, m in zip(accs, mults))
@@ -108,6 +122,12 @@ class Epilogue:
                     return k, bits
         return None
 
+    def in_pairs(self) -> "Epilogue":
+        """This epilogue for a kernel that multiplies int16 accumulator pairs (requantize_pairs):
+        the same integers, pieces that fit int16; itself where there are none."""
+        paired = replace(self, pairs=True)
+        return paired if self.integer and self.mult_n is not None and paired.split_form() is not None else self
+
     def consts(self) -> list[np.ndarray]:
         """What the kernel reads: for the int32 form the k pieces of each integer (M_p, [M_n,] B),
         low to high, else float64 copies of the (exactly representable) integers."""
@@ -117,6 +137,11 @@ class Epilogue:
         if form is None:
             return [a.astype(np.float64) for a in self._integers()]
         return [p.astype(np.int32) for a in self._integers() for p in pieces(a, form[1], form[0])]
+
+
+def _fits_int16(a: np.ndarray) -> bool:
+    """Every value and its negation within int16 (a multiplier piece of the pair form)."""
+    return bool(np.abs(a).max(initial=0) < 2**15)
 
 
 def _largest_sum(mult_p, mult_n, bias, acc_p_max, acc_n_max=None, nonneg=False) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from ..formats import Format
 from ..parallel_costs import (CHANNEL_SPLIT_SHARE, PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES, PARALLEL_MIN_ROW_LANES,
                               ROW_PARTS)
-from . import conv_layout, int8_add, requantize
+from . import conv_layout, int8_add, requantize, requantize_pairs
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import CHANNEL_BLOCK, DeltaLists, np_signed_sums
 from .delta_rows import TaskSplit
@@ -128,6 +128,7 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, t
     if _linear(geo):  # over te_slotted's copy of the image: pads and hops read its zero slots
         return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, lambda k: k, 0)
     zero = geo.image  # the layout's zero tail: zero from every output position's base
+    pairs = requantize_pairs.for_class(isa) if acc == "int16" else None
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     vector = isa.vector_bytes * 8 // int(acc[3:])
@@ -136,15 +137,20 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, t
         lanes, tail = steps(tasks.positions, vector, isa.vector_registers)
         return Walk(lead, (geo.ho, geo.wo), (tasks.positions // lanes,), lanes, acc, False, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk,
-                    tasks=tasks)
+                    tasks=tasks, pairs=pairs)
     if geo.flat:  # the positions the crop reads in whole vectors, not out_flat's whole blocks
         # (an 8x8 output's 80 flat positions: 3 zmm of int16 a tap, not 4)
         walked = min(geo.out_flat, -(-walked_positions(geo) // vector) * vector)
         lanes, tail = steps(walked, vector, isa.vector_registers)
         return Walk(lead, out, (walked // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
-                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk)
+                    base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk, pairs=pairs)
     return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
-                base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk)
+                base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk, pairs=pairs)
+
+
+def int16_pairs(geo: ConvGeometry, w: DeltaLists, in_dtype: str) -> bool:
+    """Whether the walk's accumulators are int16 (its epilogue can take them in pairs)."""
+    return not _linear(geo) and acc_dtype(in_dtype, w.longest) == "int16"
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
@@ -182,4 +188,4 @@ def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
 
 
 PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference,
-                      compute_add=compute_add)
+                      compute_add=compute_add, int16_pairs=int16_pairs)
