@@ -325,12 +325,13 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
             add_range(part, taps, ch * size, tirx.min(cnt[0], ch * size + size))
             with T.vectorized(0, lanes) as v:
                 T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
-    if value.pairs is not None and lanes % value.pairs.group == 0:  # explicit vectors, a group at a time
-        size, half = value.pairs.group, value.pairs.int16_lanes
-        for group in range(lanes // size):
-            sums = [[tirx.BufferLoad(acc, [tirx.Ramp(group * size + h * half, 1, half)]) for h in range(2)] for acc in accs]
-            *lead, first = walk.out_index(outer, lane0 + group * size)  # positions run along the last index
-            store(c, (*lead, tirx.Ramp(first, 1, size)), value.in_pairs(c, *sums))
+    if value.pairs is not None and lanes % value.pairs.int16_lanes == 0:  # explicit vectors, two at a time
+        width = value.pairs.int16_lanes
+        for at in range(0, lanes, 2 * width):  # (the last alone where the step has an odd number)
+            ramps = [tirx.Ramp(v, 1, width) for v in range(at, min(at + 2 * width, lanes), width)]
+            sums = [[tirx.BufferLoad(acc, [r]) for r in ramps] for acc in accs]
+            *lead, first = walk.out_index(outer, lane0 + at)  # positions run along the last index
+            store(c, (*lead, tirx.Ramp(first, 1, width * len(ramps))), value.in_pairs(c, *sums))
         return
     with T.vectorized(0, lanes) as v:
         store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][v], accs[1][v]))

@@ -8,9 +8,9 @@ requantize's int32 form evaluates, for each piece i of the multipliers,
 as two 32-bit multiplies per output, then clamps and narrows. x86 has no cheap 32-bit multiply
 (an AMD EPYC znver1 issues a 256-bit vpmulld every 1.6 ns, vpmaddwd every 0.8, vpaddd every 0.28:
 eight independent chains each, one core), and LLVM narrows int32 to 8 bits through min, max and
-three shuffles. With 15% of their taps non-zero, ResNet-44's 3x3 layers spent about as long in
-that epilogue as in their tap adds (perf, AVX2 build on that core). Where the accumulators are int16 and
-every multiplier piece fits int16 (Epilogue.pairs), a group of 2 vectors of outputs takes:
+three shuffles. With a tenth of their weights non-zero, ResNet-44's 3x3 layers spent nearly as
+long in that epilogue as in their tap adds (perf, AVX2 build on that core). Where the accumulators are int16 and
+every multiplier piece fits int16 (Epilogue.pairs), a group of two vectors of outputs (or one) takes:
 
 - acc_p and acc_n interleaved within each 128-bit lane (vpunpcklwd / vpunpckhwd: lanes 0-3 and
   4-7 of each 128-bit block);
@@ -40,11 +40,6 @@ class PairMadd:
     madd: str  # (int16 x n, int16 x n) -> int32 x n/2: adjacent products summed
     pack16: str  # (int32 x n/2, int32 x n/2) -> int16 x n, saturating, per 128-bit lane
     pack8: dict  # output dtype -> (int16 x n, int16 x n) -> 8-bit x 2n, saturating, per 128-bit lane
-
-    @property
-    def group(self) -> int:
-        """Outputs per group (two vectors of accumulators, one vector of 8-bit outputs)."""
-        return 2 * self.int16_lanes
 
 
 _X86 = {
@@ -102,8 +97,8 @@ def _requantized(pm: PairMadd, epi: Epilogue, consts, c, pair):
 
 
 def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
-    """The 8-bit outputs (pm.group lanes, in order) of channel c's accumulators: acc_p, acc_n
-    each two int16 x pm.int16_lanes vectors (TIR expressions; consts: the epilogue's buffers)."""
+    """The 8-bit outputs (in order) of channel c's accumulators: acc_p, acc_n each one or two
+    int16 x pm.int16_lanes vectors (TIR expressions; consts: the epilogue's buffers)."""
     from tvm import tirx
 
     n = pm.int16_lanes
@@ -117,8 +112,8 @@ def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
         if epi.hi < info[1]:
             v = tirx.min(v, tirx.Broadcast(tirx.const(epi.hi, "int16"), n))
         halves.append(v)
-    packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], *halves)
+    packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], halves[0], halves[-1])
     # each 128-bit block holds 8 outputs of the first vector then 8 of the second: qwords in order
     blocks = n // BLOCK
-    qwords = [2 * j for j in range(blocks)] + [2 * j + 1 for j in range(blocks)]
+    qwords = [2 * j for j in range(blocks)] + [2 * j + 1 for j in range(blocks) if len(halves) == 2]
     return tirx.Shuffle([packed], [q * 8 + b for q in qwords for b in range(8)])
