@@ -3,9 +3,9 @@ the epilogue on them.
 
 TE has no loop-carried state, and a walk keeps two (where the stream is read, the current tap k),
 so this builds the TIR of the accumulation directly, as one te.extern stage after the kernel's TE
-layout. The requantizing epilogue (requantize.te_value) runs inside it, on the accumulators
-while they are in registers: one parallel region per layer, and no accumulator written to memory
-and read back by a second pass on one core (the digits model's convs: 0.69-0.76x -> 0.76-0.86x the
+layout. The requantizing epilogue (requantize.te_value; on x86, int16 accumulators in pairs:
+requantize_pairs) runs inside it, on the accumulators while they are in registers: one parallel
+region per layer, and no accumulator written to memory and read back by a second pass on one core (the digits model's convs: 0.69-0.76x -> 0.76-0.86x the
 index rows per layer, two threads). The loop nest is therefore also its schedule: the vector
 width and the split over cores come in as parameters (the primitive derives them from the ISA
 class and the thresholds every schedule uses, parallel_costs.py).
@@ -341,7 +341,7 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
 class _Value:
     """The epilogue of a channel's two sums: `one(c, a_p, a_n)` per lane (expressions), or, with
     `pairs` (requantize_pairs.PairMadd), `in_pairs(c, acc_p, acc_n)` over a group of its outputs
-    (two int16 vectors of each list's sums)."""
+    (one or two int16 vectors of each list's sums)."""
 
     one: Callable
     pairs: object = None

@@ -22,8 +22,10 @@ every multiplier piece fits int16 (Epilogue.pairs), a group of two vectors of ou
   the clamp in int16 where the layer's range is narrower than its type, and vpackuswb / vpacksswb
   (saturating to the output type is the clamp to it) and one qword permute.
 The integers are requantize's and the saturations are the clamp, so every output is the same
-(the numpy reference is requantize's formula). ARM builds keep the generic form (NEON multiplies
-int16 by int16 into int32 in one instruction).
+(the numpy reference is requantize's formula). Measured (AMD EPYC znver1, AVX2 builds of whole
+models in one process, taking turns, 10 x 200 runs): ResNet-44 0.935x and 0.944x the time of the
+generic epilogue (blocks 0.906-0.967, 0.937-0.953), SVHN ConvNet 0.944x; not measured on AVX-512.
+ARM builds keep the generic form (NEON multiplies int16 by int16 into int32 in one instruction).
 """
 from __future__ import annotations
 
