@@ -99,3 +99,27 @@ def test_delta_kernel_in_pairs_bit_exact(cls, full_precision, out, act, monkeypa
 def test_arm_classes_keep_the_generic_epilogue(name, monkeypatch):
     cls = isa.get(name)
     assert requantize_pairs.for_class(cls) is None and not _pair_groups(cls, _layer(5), monkeypatch)
+
+
+def _in_lanes(a, b, lo, hi, per):
+    """x86's packs within each 128-bit lane: `per` saturated elements of a, then `per` of b."""
+    return np.concatenate([np.clip(v[j:j + per], lo, hi) for j in range(0, len(a), per) for v in (a, b)])
+
+
+@pytest.mark.parametrize("name", isa.X86_CLASSES)
+@pytest.mark.parametrize("vectors", [1, 2])
+def test_lane_order_through_a_model_of_the_instructions(name, vectors):
+    """te_group's interleave and output order, through numpy models of vpunpck*wd (its Shuffle
+    indices), vpmaddwd, vpackssdw and vpackuswb as the manuals define them (per 128-bit lane),
+    give every output in its place at each class's width: the check of the AVX-512 order on a
+    machine without AVX-512 (on AVX2 the kernel tests above run the same order natively)."""
+    pm, rng = requantize_pairs.for_class(isa.get(name)), np.random.default_rng(vectors)
+    n, (m_p, m_n, b, shift) = pm.int16_lanes, (1000, 700, 12345, 4)
+    acc_p, acc_n = rng.integers(0, 4000, (2, vectors, n))
+    halves = []
+    for p, q in zip(acc_p, acc_n):
+        madd = [np.concatenate([p, q])[requantize_pairs._interleave(n, high)].reshape(-1, 2) @ [m_p, -m_n]
+                for high in (False, True)]
+        halves.append(_in_lanes(*[(v + b) >> shift for v in madd], -2**15, 2**15 - 1, 4))
+    got = _in_lanes(halves[0], halves[-1], 0, 255, 8)[requantize_pairs._in_order(n, vectors)]
+    np.testing.assert_array_equal(got, np.clip((acc_p.reshape(-1) * m_p - acc_n.reshape(-1) * m_n + b) >> shift, 0, 255))

@@ -115,7 +115,12 @@ def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
             v = tirx.min(v, tirx.Broadcast(tirx.const(epi.hi, "int16"), n))
         halves.append(v)
     packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], halves[0], halves[-1])
-    # each 128-bit block holds 8 outputs of the first vector then 8 of the second: qwords in order
+    return tirx.Shuffle([packed], _in_order(n, len(halves)))
+
+
+def _in_order(n: int, vectors: int) -> list[int]:
+    """The bytes of the 8-bit pack of `vectors` (1 or 2) int16 x n vectors, in output order: each
+    128-bit block holds 8 outputs of the first vector, then 8 of the second (or of the first again)."""
     blocks = n // BLOCK
-    qwords = [2 * j for j in range(blocks)] + [2 * j + 1 for j in range(blocks) if len(halves) == 2]
-    return tirx.Shuffle([packed], [q * 8 + b for q in qwords for b in range(8)])
+    qwords = [2 * j for j in range(blocks)] + [2 * j + 1 for j in range(blocks) if vectors == 2]
+    return [q * 8 + b for q in qwords for b in range(8)]
