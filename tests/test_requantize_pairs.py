@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from primitive_cases import check, make_layer
+from test_requantize import split_apply
 
 from tvm_deepchip import isa, primitives
 from tvm_deepchip.primitives import requantize, requantize_pairs
@@ -17,7 +18,10 @@ SHAPE, IN_SHAPE = (16, 16, 3, 3), (1, 16, 11, 11)
 
 def pair_apply(epi, acc_p, acc_n, axis):
     """The pair form step by step in int64: each vpmaddwd's value, the pieces recombined (one
-    sum) or carried, asserting that every value the kernel holds stays inside int32."""
+    sum) or carried (requantize's pieces form, test_requantize.split_apply), asserting that every
+    value the kernel holds stays inside int32."""
+    if not epi.sum_fits_int32():
+        return split_apply(epi, acc_p, acc_n, axis)
     (k, bits), shape = epi.split_form(), [1] * acc_p.ndim
     shape[axis] = -1
     c = [a.astype(np.int64).reshape(shape) for a in epi.consts()]
@@ -27,17 +31,10 @@ def pair_apply(epi, acc_p, acc_n, axis):
         return v
 
     terms = [inside(acc_p * c[i] - acc_n * c[k + i]) for i in range(k)]  # products: 15 x 16 bits
-    if epi.sum_fits_int32():
-        y, b = terms[-1], c[-1]
-        for i in range(k - 2, -1, -1):
-            y, b = inside((y << bits) + terms[i]), inside((b << bits) + c[2 * k + i])
-        y = inside(y + b) >> epi.shift
-    else:
-        y = inside(terms[0] + c[2 * k])
-        for i in range(1, k):
-            y = inside(inside(terms[i] + c[2 * k + i]) + (y >> bits))
-        y = y >> (epi.shift - (k - 1) * bits)
-    return np.clip(y, epi.lo, epi.hi).astype(epi.out_dtype)
+    y, b = terms[-1], c[-1]
+    for i in range(k - 2, -1, -1):
+        y, b = inside((y << bits) + terms[i]), inside((b << bits) + c[2 * k + i])
+    return np.clip(inside(y + b) >> epi.shift, epi.lo, epi.hi).astype(epi.out_dtype)
 
 
 def _layer(seed, out="uint8", act="relu"):

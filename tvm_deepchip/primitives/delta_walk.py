@@ -5,10 +5,11 @@ TE has no loop-carried state, and a walk keeps two (where the stream is read, th
 so this builds the TIR of the accumulation directly, as one te.extern stage after the kernel's TE
 layout. The requantizing epilogue (requantize.te_value; on x86, int16 accumulators in pairs:
 requantize_pairs) runs inside it, on the accumulators while they are in registers: one parallel
-region per layer, and no accumulator written to memory and read back by a second pass on one core (the digits model's convs: 0.69-0.76x -> 0.76-0.86x the
-index rows per layer, two threads). The loop nest is therefore also its schedule: the vector
-width and the split over cores come in as parameters (the primitive derives them from the ISA
-class and the thresholds every schedule uses, parallel_costs.py).
+region per layer, and no accumulator written to memory and read back by a second pass on one
+core (the digits model's convs: 0.69-0.76x -> 0.76-0.86x the index rows per layer, two threads).
+The loop nest is therefore also its schedule: the vector width and the split over cores come in
+as parameters (the primitive derives them from the ISA class and the thresholds every schedule
+uses, parallel_costs.py).
 
 Two forms:
 - pointwise (dense layers, convs with one output position): per list, one scalar gather-add

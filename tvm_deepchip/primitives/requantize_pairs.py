@@ -9,8 +9,9 @@ as two 32-bit multiplies per output, then clamps and narrows. x86 has no cheap 3
 (an AMD EPYC znver1 issues a 256-bit vpmulld every 1.6 ns, vpmaddwd every 0.8, vpaddd every 0.28:
 eight independent chains each, one core), and LLVM narrows int32 to 8 bits through min, max and
 three shuffles. With a tenth of their weights non-zero, ResNet-44's 3x3 layers spent nearly as
-long in that epilogue as in their tap adds (perf, AVX2 build on that core). Where the accumulators are int16 and
-every multiplier piece fits int16 (Epilogue.pairs), a group of two vectors of outputs (or one) takes:
+long in that epilogue as in their tap adds (perf, AVX2 build on that core). Where the accumulators
+are int16 and every multiplier piece fits int16 (Epilogue.pairs), a group of two vectors of
+outputs (or one) takes:
 
 - acc_p and acc_n interleaved within each 128-bit lane (vpunpcklwd / vpunpckhwd: lanes 0-3 and
   4-7 of each 128-bit block);
@@ -30,6 +31,8 @@ ARM builds keep the generic form (NEON multiplies int16 by int16 into int32 in o
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from .requantize import Epilogue
 
@@ -71,11 +74,12 @@ def _interleave(n: int, high: bool) -> list[int]:
     return [j * BLOCK + (half if high else 0) + i // 2 + (i % 2) * n for j in range(n // BLOCK) for i in range(BLOCK)]
 
 
-def _requantized(pm: PairMadd, epi: Epilogue, consts, c, pair):
-    """int32 x n/2: (M_p * acc_p - M_n * acc_n + B) >> shift of interleaved (acc_p, acc_n) pairs."""
+def _requantized(pm: PairMadd, epi: Epilogue, form: tuple, one_sum: bool, consts, c, pair):
+    """int32 x n/2: (M_p * acc_p - M_n * acc_n + B) >> shift of interleaved (acc_p, acc_n) pairs;
+    form: epi's (pieces, bits); one_sum: whether its one-piece sum fits int32."""
     from tvm import tirx
 
-    k, bits = epi.split_form()
+    k, bits = form
     n = pm.int16_lanes // 2
     vec = lambda v: tirx.Broadcast(v, n)  # noqa: E731
     terms = []
@@ -84,7 +88,7 @@ def _requantized(pm: PairMadd, epi: Epilogue, consts, c, pair):
         coef = tirx.reinterpret(f"int16x{pm.int16_lanes}", vec(word))
         terms.append(tirx.call_llvm_pure_intrin(f"int32x{n}", pm.madd, pair, coef))
     bias = [consts[2 * k + i][c] for i in range(k)]
-    if epi.sum_fits_int32():  # one int32 sum: the pieces recombined high to low (each partial
+    if one_sum:  # one int32 sum: the pieces recombined high to low (each partial
         # value is M_p * acc_p - M_n * acc_n of the top pieces, inside the sum's bounds), then B
         y, b = terms[-1], bias[-1]
         for term, piece in zip(terms[-2::-1], bias[-2::-1]):
@@ -104,14 +108,16 @@ def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
     from tvm import tirx
 
     n = pm.int16_lanes
-    info = {"uint8": (0, 255), "int8": (-128, 127)}[epi.out_dtype]
+    info = np.iinfo(epi.out_dtype)
+    form, one_sum = epi.split_form(), epi.sum_fits_int32()  # (a search over the constants: once a group)
     halves = []
     for a_p, a_n in zip(acc_p, acc_n):
-        lo, hi = (_requantized(pm, epi, consts, c, tirx.Shuffle([a_p, a_n], _interleave(n, h))) for h in (False, True))
+        lo, hi = (_requantized(pm, epi, form, one_sum, consts, c, tirx.Shuffle([a_p, a_n], _interleave(n, h)))
+                  for h in (False, True))
         v = tirx.call_llvm_pure_intrin(f"int16x{n}", pm.pack16, lo, hi)  # outputs in order again
-        if epi.lo > info[0]:
+        if epi.lo > info.min:
             v = tirx.max(v, tirx.Broadcast(tirx.const(epi.lo, "int16"), n))
-        if epi.hi < info[1]:
+        if epi.hi < info.max:
             v = tirx.min(v, tirx.Broadcast(tirx.const(epi.hi, "int16"), n))
         halves.append(v)
     packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], halves[0], halves[-1])
