@@ -92,6 +92,11 @@ def test_export_and_load_with_plain_tvm(tmp_path):
     np.testing.assert_array_equal(vm_run(lib, x), vm_run(compiled.executable, x))
     # the VM's main is machine code in the library (compiler.VM_EXEC_MODE), not bytecode
     assert lib.imports[0].implements_function("__vmtir__main", query_imports=True)
+    # the kernels' argument checks are left out (compiler.BUILD_CONFIG); main's check of the input stays
+    vm = relax.VirtualMachine(lib, tvm.cpu())
+    for shape, dtype, says in (((1, 3, 12, 11), "float32", "11 vs. 12"), ((1, 3, 12, 12), "float64", "dtype")):
+        with pytest.raises((RuntimeError, ValueError), match=says):
+            vm["main"](tvm.runtime.tensor(np.zeros(shape, dtype)))
 
 
 def test_report_counts_compression():

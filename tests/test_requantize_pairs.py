@@ -115,8 +115,8 @@ def test_lane_order_through_a_model_of_the_instructions(name, vectors):
     acc_p, acc_n = rng.integers(0, 4000, (2, vectors, n))
     halves = []
     for p, q in zip(acc_p, acc_n):
-        madd = [np.concatenate([p, q])[requantize_pairs._interleave(n, high)].reshape(-1, 2) @ [m_p, -m_n]
+        madd = [np.concatenate([p, q])[requantize_pairs.in_lane_interleave(n, high)].reshape(-1, 2) @ [m_p, -m_n]
                 for high in (False, True)]
         halves.append(_in_lanes(*[(v + b) >> shift for v in madd], -2**15, 2**15 - 1, 4))
-    got = _in_lanes(halves[0], halves[-1], 0, 255, 8)[requantize_pairs._in_order(n, vectors)]
+    got = _in_lanes(halves[0], halves[-1], 0, 255, 8)[requantize_pairs.in_order(n, vectors)]
     np.testing.assert_array_equal(got, np.clip((acc_p.reshape(-1) * m_p - acc_n.reshape(-1) * m_n + b) >> shift, 0, 255))

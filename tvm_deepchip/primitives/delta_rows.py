@@ -68,14 +68,23 @@ class TaskSplit:
         return task * blocks // self.parts, (task + 1) * blocks // self.parts
 
 
-def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add=None):
+@dataclass(frozen=True)
+class Residual:
+    """A residual connection added to the conv's codes as they are written: the other branch's
+    codes (its rows are read by the task that writes them), the add's constants, and the x86
+    pair instructions (requantize_pairs.PairMadd) where the class has them (int8_add_pairs)."""
+
+    other: object  # [N, Co, Ho, Wo] 8-bit buffer
+    consts: object  # int8_add.AddConsts
+    pairs: object = None
+
+
+def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add: Residual | None = None):
     """The tasks over image n of x [N, Ci, H, W], the epilogue writing `dtype`: each calls
     walk_channels(layout, base, store, done, blocks) with its layout buffer, its first flat
     position, the store of a channel's flat outputs, `done(c)`, which writes channel c's valid
-    columns of its rows to `out`, and its channel blocks [first, end): plus `other`'s
-    codes, requantized (int8_add), where `add` = (other, AddConsts) (a residual connection:
-    the other branch's rows are read by the task that writes them)."""
-    from . import int8_add
+    columns of its rows to `out` (plus `add`'s codes, requantized), and its channel blocks
+    [first, end)."""
 
     with T.parallel(0, rs.parts) as task:
         xf = T.alloc_buffer((1, rs.geo.flat_len), rs.dtype, scope="global")
@@ -87,13 +96,33 @@ def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add=None):
 
         def done(c):
             with T.serial(0, rs.rows_of(task)) as r:
-                with T.vectorized(0, rs.geo.wo) as ox:
-                    y, oy = flat_out[r * rs.geo.wq + ox], rs.first_row(task) + r
-                    if add is not None:
-                        y = int8_add.value(y, add[0][n, c, oy, ox], add[1])
-                    T.buffer_store(out, y, [n, c, oy, ox])
+                _write_row(T, out, flat_out, n, c, r, rs.first_row(task) + r, rs.geo, add)
 
         walk_channels(xf, task * rs.span, store, done, rs.blocks_of(task))
+
+
+def _write_row(T, out, flat_out, n, c, r, oy, g: ConvGeometry, add: Residual | None):
+    """Output row oy of channel c: the valid columns of the flat outputs' row r, plus the residual
+    branch's codes, requantized: in int16 pairs (int8_add_pairs) where the row is whole vectors
+    of its int16 lanes, else int8_add's int32 form."""
+    from tvm import tirx
+
+    from . import int8_add, int8_add_pairs
+
+    pm = None if add is None else add.pairs
+    if pm is not None and g.wo % pm.int16_lanes == 0 and int8_add_pairs.usable(add.consts):
+        width = pm.int16_lanes
+        for at in range(0, g.wo, width):
+            cols = tirx.Ramp(at, 1, width)
+            y = tirx.BufferLoad(flat_out, [tirx.Ramp(r * g.wq + at, 1, width)])
+            v = int8_add_pairs.te_vector(pm, add.consts, y, tirx.BufferLoad(add.other, [n, c, oy, cols]))
+            T.buffer_store(out, v, [n, c, oy, cols])
+        return
+    with T.vectorized(0, g.wo) as ox:
+        y = flat_out[r * g.wq + ox]
+        if add is not None:
+            y = int8_add.value(y, add.other[n, c, oy, ox], add.consts)
+        T.buffer_store(out, y, [n, c, oy, ox])
 
 
 def _pairs(T, x, g: ConvGeometry):

@@ -75,7 +75,7 @@ class Walk:
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
     tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
     tasks: object = None  # delta_rows.TaskSplit: a task per block of rows or channels (x is then the NCHW input)
-    pairs: object = None  # requantize_pairs.PairMadd: the epilogue multiplies int16 accumulator pairs (spatial)
+    pairs: object = None  # requantize_pairs.PairMadd (x86): int16 accumulators' epilogue and residual adds in pairs
 
     @property
     def pointwise(self) -> bool:
@@ -127,7 +127,7 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
             if walk.tasks is not None:  # a task per block of rows or channels, each with its own layout copy
                 from . import delta_rows
 
-                add = None if other is None else (other, finish.residual[1])
+                add = None if other is None else delta_rows.Residual(other, finish.residual[1], walk.pairs)
                 delta_rows.split(T, x, out, n, walk.tasks, finish.epi.out_dtype, lambda xf, base, store, done, blocks: _channels(
                     T, stream, starts, xf, 0, co, w, walk, value, T.serial, base, store, done, blocks), add)
             else:

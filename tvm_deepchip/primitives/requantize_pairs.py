@@ -68,7 +68,7 @@ def usable(pm: PairMadd, epi: Epilogue) -> bool:
             and epi.split_form() is not None)
 
 
-def _interleave(n: int, high: bool) -> list[int]:
+def in_lane_interleave(n: int, high: bool) -> list[int]:
     """Shuffle indices over [a (n lanes), b (n lanes)]: vpunpck{l,h}wd, per 128-bit block."""
     half = BLOCK // 2
     return [j * BLOCK + (half if high else 0) + i // 2 + (i % 2) * n for j in range(n // BLOCK) for i in range(BLOCK)]
@@ -112,7 +112,7 @@ def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
     form, one_sum = epi.split_form(), epi.sum_fits_int32()  # (a search over the constants: once a group)
     halves = []
     for a_p, a_n in zip(acc_p, acc_n):
-        lo, hi = (_requantized(pm, epi, form, one_sum, consts, c, tirx.Shuffle([a_p, a_n], _interleave(n, h)))
+        lo, hi = (_requantized(pm, epi, form, one_sum, consts, c, tirx.Shuffle([a_p, a_n], in_lane_interleave(n, h)))
                   for h in (False, True))
         v = tirx.call_llvm_pure_intrin(f"int16x{n}", pm.pack16, lo, hi)  # outputs in order again
         if epi.lo > info.min:
@@ -121,10 +121,10 @@ def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
             v = tirx.min(v, tirx.Broadcast(tirx.const(epi.hi, "int16"), n))
         halves.append(v)
     packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], halves[0], halves[-1])
-    return tirx.Shuffle([packed], _in_order(n, len(halves)))
+    return tirx.Shuffle([packed], in_order(n, len(halves)))
 
 
-def _in_order(n: int, vectors: int) -> list[int]:
+def in_order(n: int, vectors: int) -> list[int]:
     """The bytes of the 8-bit pack of `vectors` (1 or 2) int16 x n vectors, in output order: each
     128-bit block holds 8 outputs of the first vector, then 8 of the second (or of the first again)."""
     blocks = n // BLOCK

@@ -128,7 +128,7 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, t
     if _linear(geo):  # over te_slotted's copy of the image: pads and hops read its zero slots
         return Walk(lead, out, (), 1, acc, w.entries * geo.n >= PARALLEL_MIN_GATHERS, lambda k: k, 0)
     zero = geo.image  # the layout's zero tail: zero from every output position's base
-    pairs = requantize_pairs.for_class(isa) if acc == "int16" else None
+    pairs = requantize_pairs.for_class(isa)  # the epilogue takes them where acc is int16
     chunk = int16_taps(in_dtype) if acc == "int32" else 0  # int16 partial sums of the taps
     parallel = w.entries * int(np.prod(out)) * geo.n >= PARALLEL_MIN_LANES  # vector lanes added
     vector = isa.vector_bytes * 8 // int(acc[3:])
