@@ -110,14 +110,16 @@ def _vectors_taken(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("cls", [pytest.param(isa.get(n), id=n) for n in isa.X86_CLASSES])
-@pytest.mark.parametrize("width", [32, 24], ids=["whole vectors", "int32 form"])
+@pytest.mark.parametrize("width", [32, 16, 24], ids=["32 columns", "16 columns", "int32 form"])
 def test_fused_residual_add_bit_exact(cls, width, monkeypatch):
     """The delta conv's tasks add the other branch to the rows they write: in pairs where a row
-    is whole int16 vectors (32 columns: one or two a row), in int32 where it is not (24), and
-    bit-exact against the conv's reference then int8_add's, random and saturated codes."""
+    is whole int16 vectors (32 columns: one zmm or two ymm; 16: one ymm on every x86 class), in
+    int32 where it is not (24), and bit-exact against the conv's reference then int8_add's,
+    random and saturated codes."""
     taken = _vectors_taken(monkeypatch)
     layer, lowered, add, lib = _fused(cls, width, 4)
-    assert bool(taken) == (width % requantize_pairs.for_class(cls).int16_lanes == 0)
+    lanes = {32: min(32, requantize_pairs.for_class(cls).int16_lanes), 16: 16, 24: None}[width]
+    assert set(taken) == ({lanes} if lanes else set())
     rng = np.random.default_rng(5)
     other = random_input(rng, "uint8", lowered.out_shape)
     inputs = [random_input(rng, "uint8", lowered.in_shape), random_input(rng, "uint8", lowered.in_shape, True)]

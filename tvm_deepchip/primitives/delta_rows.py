@@ -104,13 +104,13 @@ def split(T, x, out, n, rs: TaskSplit, dtype: str, walk_channels, add: Residual 
 def _write_row(T, out, flat_out, n, c, r, oy, g: ConvGeometry, add: Residual | None):
     """Output row oy of channel c: the valid columns of the flat outputs' row r, plus the residual
     branch's codes, requantized: in int16 pairs (int8_add_pairs) where the row is whole vectors
-    of its int16 lanes, else int8_add's int32 form."""
+    of x86 int16 lanes, else int8_add's int32 form."""
     from tvm import tirx
 
     from . import int8_add, int8_add_pairs
 
-    pm = None if add is None else add.pairs
-    if pm is not None and g.wo % pm.int16_lanes == 0 and int8_add_pairs.usable(add.consts):
+    pm = None if add is None else int8_add_pairs.for_row(add.pairs, g.wo)
+    if pm is not None and int8_add_pairs.usable(add.consts):
         width = pm.int16_lanes
         for at in range(0, g.wo, width):
             cols = tirx.Ramp(at, 1, width)

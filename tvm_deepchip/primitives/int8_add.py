@@ -19,7 +19,8 @@ ReLU/Clip fold into lo/hi: round is monotone, so clamping after rounding equals 
 The compute is elementwise, so TVM's elementwise default schedule (schedules/tvm_ops.py:
 inlined, fused, vectorized) runs it: 1.5 us for the same sums. Where one branch is a conv kernel's
 output read by nothing else, the add is a last stage of that kernel instead (passes/integer_add.py;
-its block's role RESIDUAL: the conv's schedule inlines the crop into it).
+its block's role RESIDUAL: the conv's schedule inlines the crop into it); the delta convs' tasks
+add it to the rows they write, on x86 in int16 pairs (int8_add_pairs.py: the same integers).
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .int8_add import AddConsts
+from . import requantize_pairs
 from .requantize_pairs import PairMadd, in_lane_interleave, in_order
 
 PIECE_BITS = 15
@@ -45,6 +46,14 @@ def usable(c: AddConsts) -> bool:
     """Whether the add's multipliers split in int16 pieces (they do: fit() keeps them under
     2^31 / 255) and its output is 8-bit."""
     return c.out_dtype in ("uint8", "int8") and all(_fits(m) for p in piece_pairs(c) for m in p)
+
+
+def for_row(pm: PairMadd | None, columns: int) -> PairMadd | None:
+    """The widest of pm's forms (requantize_pairs.narrower) whose int16 lanes divide a row of
+    `columns` outputs: ResNet-44's 16-wide rows take AVX2's on an AVX-512 machine. None: none do
+    (or pm is None: not x86)."""
+    forms = [] if pm is None else requantize_pairs.narrower(pm)
+    return next((f for f in forms if columns % f.int16_lanes == 0), None)
 
 
 def np_value(qa: np.ndarray, qb: np.ndarray, c: AddConsts) -> np.ndarray:

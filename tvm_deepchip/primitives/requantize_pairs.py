@@ -56,6 +56,11 @@ _X86 = {
 BLOCK = 8  # int16 lanes of a 128-bit block: x86's unpacks and packs work within each
 
 
+def narrower(pm: PairMadd) -> list[PairMadd]:
+    """pm and the narrower x86 forms (every x86 class has AVX2's), widest first."""
+    return [_X86[b] for b in sorted(_X86, reverse=True) if _X86[b].int16_lanes <= pm.int16_lanes]
+
+
 def for_class(cls) -> PairMadd | None:
     """The pair epilogue's instructions for ISA class `cls` (every x86 class), None elsewhere."""
     return _X86.get(cls.vector_bytes) if cls.is_x86 else None
