@@ -16,13 +16,15 @@ partial value is a sum the int32 form's bound already holds: M_hi * 2^PIECE_BITS
 shift, + z_y in int32, vpackssdw (its saturation lies outside every 8-bit range, so the clamp
 after it is the same), the clamp in int16 where the range is narrower than the type, and the
 saturating pack to 8 bits. Same integers as int8_add.reference, so every output is the same.
+Measured there (per-launch times of the whole model, medians of 3000 runs, two builds run one
+after the other): those layers 15.4 -> 14.0 us, against 11.4-11.7 for the same layers without an add.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .int8_add import AddConsts
 from . import requantize_pairs
+from .int8_add import AddConsts
 from .requantize_pairs import PairMadd, in_lane_interleave, in_order
 
 PIECE_BITS = 15
