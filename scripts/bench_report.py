@@ -266,14 +266,24 @@ def _targets(sec) -> list[str]:
         "physical reach for these layer forms on this CPU.", ""]
 
 
+def _layer_stat(stat) -> str:
+    """How bench.per_layer took each layer's time: "best" (older runs: the fastest of 15 repeats
+    in a row), or {"fastest": n, "rounds": k} (the fastest of n repeats in k rounds over the
+    model's layers)."""
+    if stat == "best":
+        return ", the fastest of 15 repeats"
+    if isinstance(stat, dict):
+        return f", the fastest of {stat['fastest']} repeats taken in {stat['rounds']} rounds over the model's layers"
+    return ""
+
+
 def _layers(r, pk, cores) -> list[str]:
     tuned = sum(1 for v in r["schedules"].values() if v == "tuned")
     lines = [f"### {_label(r)}: per layer", "",
              f"Schedules: {tuned} tuned, {len(r['schedules']) - tuned} hand-written defaults (tuning log: "
              f"{_log_name(r['tuning_log'])}). Largest logit difference from onnxruntime on the same quantized "
              f"model: {r.get('max_abs_diff_vs_ort', float('nan')):.2g}. Each kernel built alone with the same "
-             "schedule and timed (TVM's time evaluator" + (", the fastest of 15 repeats" if r.get("layer_stat") == "best" else "")
-             + ").", "",
+             "schedule and timed (TVM's time evaluator" + _layer_stat(r.get("layer_stat")) + ").", "",
              "| layer | kind | us | work | roofline us | x roofline |", "| --- | --- | --- | --- | --- | --- |"]
     info = {row["layer"]: row for row in r["report"]}
     total = 0.0

@@ -32,10 +32,10 @@ def layer_module(layer, in_shape, fmt, target):
     return apply_default_schedules(mod, target), lowered
 
 
-def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5, best=False) -> float:
-    """Median microseconds of one layer in `fmt` on this machine (x86 presets), on the parallel
-    launcher a compiled model runs on (parallel_launch); `best`: the fastest of the `repeat`
-    means instead (what the kernel takes when nothing else runs)."""
+def layer_timer(layer, in_shape, fmt, preset):
+    """One layer in `fmt` built for this machine (x86 presets), on the parallel launcher a
+    compiled model runs on (parallel_launch), with random inputs: `timer(number, repeat)` ->
+    the `repeat` means of `number` runs each, in microseconds."""
     import tvm
 
     target = targets.tvm_target(preset)
@@ -47,9 +47,14 @@ def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5, best=False) ->
     args = [tvm.runtime.tensor(rng.integers(info.min, info.max + 1, size=lowered.in_shape).astype(lowered.in_dtype), dev)]
     args += [tvm.runtime.tensor(c, dev) for c in lowered.consts]
     args.append(tvm.runtime.empty(list(lowered.out_shape), lowered.out_dtype, dev))
-    timer = lib.time_evaluator("main", dev, number=number, repeat=repeat)
-    results = timer(*args).results
-    return float(min(results) if best else np.median(results)) * 1e6
+    return lambda number, repeat: [1e6 * t for t in lib.time_evaluator("main", dev, number=number, repeat=repeat)(*args).results]
+
+
+def time_layer(layer, in_shape, fmt, preset, number=20, repeat=5, best=False) -> float:
+    """Median microseconds of one layer in `fmt` on this machine (layer_timer); `best`: the
+    fastest of the `repeat` means instead (what the kernel takes when nothing else runs)."""
+    results = layer_timer(layer, in_shape, fmt, preset)(number, repeat)
+    return float(min(results) if best else np.median(results))
 
 
 def choose_formats(model, target, out_dir: Path, candidates=KERNEL_FORMATS, input_shapes=None) -> dict:
