@@ -25,7 +25,7 @@ import numpy as np
 
 from . import requantize_pairs
 from .int8_add import AddConsts
-from .requantize_pairs import PairMadd, in_lane_interleave, in_order
+from .requantize_pairs import PairMadd, in_lane_interleave, pair_madd, to_codes
 
 PIECE_BITS = 15
 _INT16 = np.iinfo(np.int16)
@@ -83,8 +83,7 @@ def te_vector(pm: PairMadd, c: AddConsts, qa, qb):
     from tvm import tirx
 
     n = pm.int16_lanes
-    half = n // 2
-    i32 = lambda v: tirx.Broadcast(tirx.const(v, "int32"), half)  # noqa: E731
+    i32 = lambda v: tirx.Broadcast(tirx.const(v, "int32"), n // 2)  # noqa: E731
     diff = [q.astype(f"int16x{n}") - tirx.Broadcast(tirx.const(z, "int16"), n)
             for q, z in ((qa, c.zero_a), (qb, c.zero_b))]
     halves = []
@@ -92,16 +91,7 @@ def te_vector(pm: PairMadd, c: AddConsts, qa, qb):
         pair = tirx.Shuffle(diff, in_lane_interleave(n, high))
         t = None
         for ma, mb in reversed(piece_pairs(c)):  # lane 2j: a's piece, lane 2j+1: b's
-            coef = tirx.reinterpret(f"int16x{n}", i32((ma & 0xFFFF) | (mb << 16)))
-            term = tirx.call_llvm_pure_intrin(f"int32x{half}", pm.madd, pair, coef)
+            term = pair_madd(pm, pair, tirx.const((ma & 0xFFFF) | (mb << 16), "int32"))
             t = term if t is None else tirx.shift_left(t, i32(PIECE_BITS)) + term
-        t = tirx.shift_right(t + i32(1 << (c.shift - 1)), i32(c.shift)) + i32(c.zero_y)
-        halves.append(t)
-    v = tirx.call_llvm_pure_intrin(f"int16x{n}", pm.pack16, *halves)  # outputs in order again
-    info = np.iinfo(c.out_dtype)
-    if c.lo > info.min:
-        v = tirx.max(v, tirx.Broadcast(tirx.const(c.lo, "int16"), n))
-    if c.hi < info.max:
-        v = tirx.min(v, tirx.Broadcast(tirx.const(c.hi, "int16"), n))
-    packed = tirx.call_llvm_pure_intrin(f"{c.out_dtype}x{2 * n}", pm.pack8[c.out_dtype], v, v)
-    return tirx.Shuffle([packed], in_order(n, 1))
+        halves.append(tirx.shift_right(t + i32(1 << (c.shift - 1)), i32(c.shift)) + i32(c.zero_y))
+    return to_codes(pm, [halves], c.lo, c.hi, c.out_dtype)

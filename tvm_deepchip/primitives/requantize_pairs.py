@@ -87,11 +87,8 @@ def _requantized(pm: PairMadd, epi: Epilogue, form: tuple, one_sum: bool, consts
     k, bits = form
     n = pm.int16_lanes // 2
     vec = lambda v: tirx.Broadcast(v, n)  # noqa: E731
-    terms = []
-    for i in range(k):  # int16 lane 2j: M_pi, lane 2j+1: -M_ni (the halves of one int32, little-endian)
-        word = (consts[i][c] & 0xFFFF) | ((0 - consts[k + i][c]) << 16)
-        coef = tirx.reinterpret(f"int16x{pm.int16_lanes}", vec(word))
-        terms.append(tirx.call_llvm_pure_intrin(f"int32x{n}", pm.madd, pair, coef))
+    # int16 lane 2j: M_pi, lane 2j+1: -M_ni
+    terms = [pair_madd(pm, pair, (consts[i][c] & 0xFFFF) | ((0 - consts[k + i][c]) << 16)) for i in range(k)]
     bias = [consts[2 * k + i][c] for i in range(k)]
     if one_sum:  # one int32 sum: the pieces recombined high to low (each partial
         # value is M_p * acc_p - M_n * acc_n of the top pieces, inside the sum's bounds), then B
@@ -107,26 +104,48 @@ def _requantized(pm: PairMadd, epi: Epilogue, form: tuple, one_sum: bool, consts
     return tirx.shift_right(y, vec(tirx.const(epi.shift - (k - 1) * bits, "int32")))
 
 
+def pair_madd(pm: PairMadd, pair, word):
+    """vpmaddwd of interleaved int16 pairs against one pair of coefficients broadcast: the int32
+    `word` holds them as its halves (lane 2j its low half, lane 2j+1 its high, little-endian).
+    int32 x pm.int16_lanes / 2."""
+    from tvm import tirx
+
+    n = pm.int16_lanes
+    coef = tirx.reinterpret(f"int16x{n}", tirx.Broadcast(word, n // 2))
+    return tirx.call_llvm_pure_intrin(f"int32x{n // 2}", pm.madd, pair, coef)
+
+
+def to_codes(pm: PairMadd, vectors: list, lo: int, hi: int, out_dtype: str):
+    """The 8-bit outputs, in order, of one or two vectors of int32 outputs, each given as the two
+    halves of the in-lane interleave (in_lane_interleave's low, high): vpackssdw (which undoes the
+    interleave), the clamp to [lo, hi] in int16 where it is narrower than out_dtype, the
+    saturating pack (the clamp to the type) and one qword permute."""
+    from tvm import tirx
+
+    n = pm.int16_lanes
+    info = np.iinfo(out_dtype)
+    v16 = []
+    for low, high in vectors:
+        v = tirx.call_llvm_pure_intrin(f"int16x{n}", pm.pack16, low, high)  # outputs in order again
+        if lo > info.min:
+            v = tirx.max(v, tirx.Broadcast(tirx.const(lo, "int16"), n))
+        if hi < info.max:
+            v = tirx.min(v, tirx.Broadcast(tirx.const(hi, "int16"), n))
+        v16.append(v)
+    packed = tirx.call_llvm_pure_intrin(f"{out_dtype}x{2 * n}", pm.pack8[out_dtype], v16[0], v16[-1])
+    return tirx.Shuffle([packed], in_order(n, len(v16)))
+
+
 def te_group(pm: PairMadd, epi: Epilogue, consts, c, acc_p: list, acc_n: list):
     """The 8-bit outputs (in order) of channel c's accumulators: acc_p, acc_n each one or two
     int16 x pm.int16_lanes vectors (TIR expressions; consts: the epilogue's buffers)."""
     from tvm import tirx
 
     n = pm.int16_lanes
-    info = np.iinfo(epi.out_dtype)
     form, one_sum = epi.split_form(), epi.sum_fits_int32()  # (a search over the constants: once a group)
-    halves = []
-    for a_p, a_n in zip(acc_p, acc_n):
-        lo, hi = (_requantized(pm, epi, form, one_sum, consts, c, tirx.Shuffle([a_p, a_n], in_lane_interleave(n, h)))
-                  for h in (False, True))
-        v = tirx.call_llvm_pure_intrin(f"int16x{n}", pm.pack16, lo, hi)  # outputs in order again
-        if epi.lo > info.min:
-            v = tirx.max(v, tirx.Broadcast(tirx.const(epi.lo, "int16"), n))
-        if epi.hi < info.max:
-            v = tirx.min(v, tirx.Broadcast(tirx.const(epi.hi, "int16"), n))
-        halves.append(v)
-    packed = tirx.call_llvm_pure_intrin(f"{epi.out_dtype}x{2 * n}", pm.pack8[epi.out_dtype], halves[0], halves[-1])
-    return tirx.Shuffle([packed], in_order(n, len(halves)))
+    vectors = [[_requantized(pm, epi, form, one_sum, consts, c, tirx.Shuffle([a_p, a_n], in_lane_interleave(n, h)))
+                for h in (False, True)] for a_p, a_n in zip(acc_p, acc_n)]
+    return to_codes(pm, vectors, epi.lo, epi.hi, epi.out_dtype)
 
 
 def in_order(n: int, vectors: int) -> list[int]:
