@@ -21,6 +21,7 @@ from tvm_deepchip.parallel_costs import (  # noqa: F401 - re-exported to the sch
     PARALLEL_MIN_GATHERS,
     PARALLEL_MIN_LANES,
     PARALLEL_MIN_MACS,
+    PARALLEL_MIN_PART_LANES,
     PARALLEL_MIN_WORK,
     SCALAR_COST,
 )
@@ -168,6 +169,29 @@ def _tile_chunks(sch, epilogue, accs, rows, knobs, isa):
         sch.vectorize(sch.get_loops(copy)[-1])
 
 
+def _tile_parts(sch, epilogue, accs, rows, parts: int, knobs, isa):
+    """Sparse convs on tiny maps on two cores: the channels cut into `parts` blocks (the outer
+    loop, parallel), each block's row sums (sparse_rows' channel parts: a slice of rows of its own)
+    computed by the core that gathers them, so the layer is one parallel region."""
+    n, c, *space = sch.get_loops(epilogue)
+    h, _ = sch.split(c, [parts, None])
+    outer, lane = _split_positions(sch, space, _acc_lanes(sch, accs, isa), knobs)
+    nh = sch.fuse(n, h)
+    sch.parallel(nh)
+    depth = len(sch.get_loops(epilogue)) - 1
+    for acc in accs:
+        sch.compute_at(acc, outer)
+        _vectorize_accumulator(sch, acc, depth, False, True)
+    sch.vectorize(lane)
+    for r in rows:
+        copy = sch.cache_write(r, 0, "local")
+        sch.compute_at(copy, nh)
+        sch.compute_at(r, sch.get_loops(copy)[-2])  # copy: [nh, row, lane]
+        # r: [nh, row, lane, j] (no j loop where the rows hold one tap)
+        _vectorize_accumulator(sch, r, len(sch.get_loops(copy)) - 1, False, False)
+        sch.vectorize(sch.get_loops(copy)[-1])
+
+
 def schedule_spatial(sch, epilogue, knobs, isa: IsaClass, share_input: bool = False):
     """Convolutions: vectorize over consecutive output positions (flat p, or ox), one vector
     add per tap. With `share_input` (int8, packed: every channel reads the same inputs) a
@@ -180,8 +204,11 @@ def schedule_spatial(sch, epilogue, knobs, isa: IsaClass, share_input: bool = Fa
     if all(_extent(sch, lp) == 1 for lp in space):
         return _schedule_pointwise(sch, epilogue, accs, knobs)
     rows = _rows_of(sch, accs)
+    parts = max(int(sch.get(a).annotations.get(roles.PARTS_KEY, 1)) for a in accs)
     if rows and _work(sch, rows + accs) >= PARALLEL_MIN_LANES and _chunks(sch, epilogue, accs, isa) >= 2:
         _tile_chunks(sch, epilogue, accs, rows, knobs, isa)
+    elif rows and parts > 1 and _work(sch, rows) >= PARALLEL_MIN_PART_LANES:
+        _tile_parts(sch, epilogue, accs, rows, parts, knobs, isa)
     else:
         _tile(sch, epilogue, accs, knobs, isa, share_input)
         for r in rows:

@@ -6,6 +6,7 @@ import tvm
 
 from primitive_cases import all_classes, check, conv_suite, make_layer, target
 from tir_loops import loops as _loops
+from tir_loops import stored
 from tvm_deepchip import primitives
 from tvm_deepchip.schedules import schedule_func
 
@@ -69,3 +70,49 @@ def test_small_maps_take_the_shortest_vector(cls):
         assert geo.flat and geo.out_flat == flat
         layer = make_layer(rng, "conv2d", "ternary", (32, 24, 3, 3), pad=1, sparsity=0.9)
         check(layer, (1, 24, hw, hw), "sparse", rng, cls=cls)
+
+
+def test_channel_parts_keep_each_parts_rows_apart():
+    """pack_rows with parts: a channel's rows (and its table's padding, an all-pad row) lie in its
+    part's slice of rows; the sums every channel gathers are those of the one-part packing."""
+    from tvm_deepchip.primitives import sparse_rows
+
+    rng = np.random.default_rng(7)
+    lists = [np.sort(rng.choice(500, size=rng.integers(0, 60), replace=False)) for _ in range(12)]
+    pad = 999
+    rows1, map1 = sparse_rows.pack_rows(lists, pad)
+    rows, table = sparse_rows.pack_rows(lists, pad, parts=3)
+    part_rows = rows.shape[0] // 3
+    assert rows.shape[0] == 3 * part_rows and rows.shape[1] == rows1.shape[1]
+    for c, lst in enumerate(lists):
+        first = (c // 4) * part_rows
+        assert ((table[c] >= first) & (table[c] < first + part_rows)).all()
+        assert (rows[first + part_rows - 1] == pad).all()  # the part's zero row
+        got = rows[table[c]].reshape(-1)
+        assert sorted(got[got != pad].tolist()) == sorted(lst.tolist()) == sorted(
+            v for v in rows1[map1[c]].reshape(-1).tolist() if v != pad)
+    with pytest.raises(ValueError, match="12 channels do not cut into 5 equal parts"):
+        sparse_rows.pack_rows(lists, pad, parts=5)
+
+
+@pytest.mark.parametrize("co, parts", [(64, 2), (65, 1)])
+def test_small_maps_split_channel_parts_over_cores(co, parts):
+    """A conv whose output is one short vector (a 2x2 map) cuts an even number of channels into
+    two parts: one parallel loop over them (22 K row-sum lanes: above PARALLEL_MIN_PART_LANES),
+    each part's row sums inside it (no other parallel loop); odd channel counts keep one part
+    (one core). Bit-exact either way (every class: the
+    suite above and test_small_maps_take_the_shortest_vector)."""
+    from tvm_deepchip.primitives import conv_layout, ternary_conv2d_sparse
+
+    rng = np.random.default_rng(9)
+    layer = make_layer(rng, "conv2d", "ternary", (co, 32, 3, 3), pad=1, sparsity=0.9)
+    assert ternary_conv2d_sparse.channel_parts(conv_layout.geometry(layer, (1, 32, 2, 2))) == parts
+    lowered = primitives.lower_layer(layer, (1, 32, 2, 2), "sparse")
+    func = schedule_func(primitives.prim_func(lowered), target())
+    parallel = [lp for lp in _loops(func.body) if lp.kind == tvm.tirx.ForKind.PARALLEL]
+    if parts == 1:
+        assert parallel == []
+    else:
+        assert len(parallel) == 1 and int(parallel[0].extent) == parts
+        assert {"rows_p", "rows_n", "epilogue"} <= stored(parallel[0].body)
+    check(layer, (1, 32, 2, 2), "sparse", rng)

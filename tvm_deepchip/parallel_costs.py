@@ -59,6 +59,13 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   AMD EPYC znver4, fastest of 9 x 100 runs, SVHN ConvNet's 7x7 and 5x5 convs 43.3 -> 25.7 us
 #   (AVX-512 build; they walked a whole vector of rows a task, or one core), 52.0 -> 35.8 (AVX2);
 #   ResNet-44's 8x8 layer3.0.conv2 5.1 -> 4.1 us; its 16x16 and 32x32 layers stay split by rows.
+# - PARALLEL_MIN_PART_LANES, sparse convs whose output is one short vector (2x2 and 4x4 maps: no
+#   positions to split) cut into two channel parts, each core summing its part's rows
+#   (sparse_rows.pack_rows, schedules/common._tile_parts): AMD EPYC znver1 (AVX2), one layer alone,
+#   the two forms taking turns (20 x 300 runs, medians), 3x3 convs at 90% zeros: 24 -> 32 channels
+#   on a 2x2 map (9 K row-sum lanes) 1.03x the one-core time, on 4x4 (28 K) 0.84x, 32 -> 64 on
+#   2x2 (22 K) 0.78x, 48 -> 64 on 4x4 (98 K) 0.70x, 64 -> 128 on 2x2 (82 K) 0.67x; the trained
+#   digits model's conv2-6 0.97 / 0.71 / 0.75 / 0.7-1.2 (noisy) / 0.69x, the whole model 0.81x.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
@@ -72,4 +79,5 @@ PARALLEL_MIN_ROW_LANES = 10_000  # delta convs split by output rows (delta_rows)
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)
 PARALLEL_MIN_POSITIONS = 8  # ... and output positions for both cores
+PARALLEL_MIN_PART_LANES = 16_000  # sparse convs on tiny maps split by channel parts: row-sum lane adds
 SCALAR_COST = 32

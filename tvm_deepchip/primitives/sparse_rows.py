@@ -9,6 +9,13 @@ adds up its own rows through a small table (`rowmap[c, t]`, padded with the all-
     row_sum[r, p] = sum_j x[p + rows[r, j]]          acc[c, p] = sum_t row_sum[rowmap[c, t], p]
 
 L is chosen to minimize the adds of both steps (plus a per-row overhead).
+
+Channel parts: the channels may be cut into `parts` equal blocks whose rows are stored apart, each
+block's rows (and its own all-zero row, which its table's padding points at) in one slice of R_p
+rows, padded with zero rows to the same R_p. A core that computes one block of channels then
+computes exactly that slice of row sums, which the schedule can see from the indices alone
+(te_gather_rows clamps a block's rows to its slice): the convs on tiny maps run as one parallel
+region, each core summing and gathering its own rows (schedules/common._tile_parts).
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import numpy as np
 
 from . import roles
 from .conv_layout import acc_dtype
-from .record import Weights
+from .record import Weights, scalar
 
 ROW_OVERHEAD = 4  # loop and store cost of one row, in adds
 
@@ -38,30 +45,33 @@ def choose_row_length(counts: np.ndarray) -> int:
         length *= 2
 
 
-def pack_rows(lists: list, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """lists: per output channel an int array of offsets. -> (rows [R + 1, L] whose last row is
-    all `pad`, rowmap int32 [Co, T]). Offsets are stored as uint16 where they fit (most layers):
-    half the bytes the kernel streams, at no cost (loads widen for free)."""
+def pack_rows(lists: list, pad: int, parts: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """lists: per output channel an int array of offsets. -> (rows [parts * R_p, L], rowmap int32
+    [Co, T]): the channels cut into `parts` equal blocks, each block's rows in its own slice of
+    R_p rows that ends with all-`pad` rows (at least one: the block's table padding points at its
+    last). One part: the rows, then one all-`pad` row. Offsets are stored as uint16 where they fit
+    (most layers): half the bytes the kernel streams, at no cost (loads widen for free)."""
+    if len(lists) % parts:
+        raise ValueError(f"{len(lists)} channels do not cut into {parts} equal parts")
     counts = np.array([len(x) for x in lists])
     length = choose_row_length(counts)
-    rows, rowmap = [], []
-    for lst in lists:
-        ids = []
-        for start in range(0, len(lst), length):
-            chunk = np.full(length, pad, np.int64)
-            part = lst[start : start + length]
-            chunk[: len(part)] = part
-            ids.append(len(rows))
-            rows.append(chunk)
-        rowmap.append(ids)
-    zero = len(rows)
-    rows.append(np.full(length, pad, np.int64))
-    t = max(1, max(len(ids) for ids in rowmap))
-    table = np.full((len(lists), t), zero, np.int32)
-    for c, ids in enumerate(rowmap):
-        table[c, : len(ids)] = ids
+    block = len(lists) // parts
+    chunks = [[np.asarray(lst[start : start + length]) for start in range(0, len(lst), length)] for lst in lists]
+    per_part = [sum(len(chunks[c]) for c in range(h * block, (h + 1) * block)) for h in range(parts)]
+    part_rows = max(per_part) + 1
+    rows = np.full((parts * part_rows, length), pad, np.int64)
+    t = max(1, max(len(ch) for ch in chunks))
+    table = np.empty((len(lists), t), np.int32)
+    for h in range(parts):
+        nxt = h * part_rows
+        for c in range(h * block, (h + 1) * block):
+            table[c, :] = (h + 1) * part_rows - 1  # the part's last row: all pad
+            for k, chunk in enumerate(chunks[c]):
+                rows[nxt, : len(chunk)] = chunk
+                table[c, k] = nxt
+                nxt += 1
     dtype = np.uint16 if pad < 2**16 else np.int32
-    return np.asarray(rows, dtype), table
+    return rows.astype(dtype), table
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,14 +82,15 @@ class SignedRows(Weights):
     map_p: object
     rows_n: object
     map_n: object
+    parts: int = scalar(1)  # channel blocks whose rows are stored apart (pack_rows)
 
     @classmethod
-    def of(cls, signs: np.ndarray, taps_of, pad: int) -> "SignedRows":
+    def of(cls, signs: np.ndarray, taps_of, pad: int, parts: int = 1) -> "SignedRows":
         """`taps_of(channel_signs, value)`: the offsets of one channel's taps of that value."""
         tables = []
         for value in (1, -1):
-            tables += pack_rows([taps_of(s, value) for s in signs], pad)
-        return cls(*tables)
+            tables += pack_rows([taps_of(s, value) for s in signs], pad, parts)
+        return cls(*tables, parts=parts)
 
     def nbytes(self) -> int:
         """What the sparse kernels read at run time (weight_sizes: the one count of this form)."""
@@ -109,18 +120,22 @@ def te_row_sums(read, rows, shape, acc: str, name: str):
                       name=name, attrs=roles.attrs(roles.ROW_SUMS))
 
 
-def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str):
-    """acc[n, c, *pos] = sum_t row_sum[n, rowmap[c, t], *pos] (TE)."""
+def te_gather_rows(row_sum, rowmap, shape, acc: str, name: str, parts: int = 1):
+    """acc[n, c, *pos] = sum_t row_sum[n, rowmap[c, t], *pos] (TE). With channel parts, the
+    block carries their count (roles.PARTS_KEY) for the schedule."""
     from tvm import te, tirx
 
     t = te.reduce_axis((0, int(rowmap.shape[1])), name=f"t_{name}")
-    last = int(row_sum.shape[1]) - 1
+    part_rows = int(row_sum.shape[1]) // parts
+    block = int(rowmap.shape[0]) // parts
 
-    def row(c, t):  # clamped (a no-op on valid tables) so that loop analysis bounds the rows read
-        return tirx.max(tirx.min(rowmap[c, t], last), 0)
+    def row(c, t):  # clamped to the channel's part (a no-op on valid tables) so that loop
+        first = (c // block) * part_rows if parts > 1 else 0  # analysis bounds the rows read
+        return tirx.max(tirx.min(rowmap[c, t], first + part_rows - 1), first)
 
+    more = {roles.PARTS_KEY: parts} if parts > 1 else {}
     return te.compute(shape, lambda n, c, *pos: te.sum(row_sum[(n, row(c, t), *pos)].astype(acc), axis=t),
-                      name=name, attrs=roles.attrs(roles.ACCUMULATOR))
+                      name=name, attrs=roles.attrs(roles.ACCUMULATOR, **more))
 
 
 def te_signed_sums(read, w: SignedRows, lead: tuple, space: tuple, in_dtype: str):
@@ -132,6 +147,6 @@ def te_signed_sums(read, w: SignedRows, lead: tuple, space: tuple, in_dtype: str
         length = int(rows.shape[1])
         row_sum = te_row_sums(read, rows, (n, int(rows.shape[0]), *space), acc_dtype(in_dtype, length), f"rows_{sign}")
         wide = acc_dtype(in_dtype, length * int(rowmap.shape[1]))
-        return te_gather_rows(row_sum, rowmap, (n, co, *space), wide, f"acc_{sign}")
+        return te_gather_rows(row_sum, rowmap, (n, co, *space), wide, f"acc_{sign}", w.parts)
 
     return accumulate(w.rows_p, w.map_p, "p"), accumulate(w.rows_n, w.map_n, "n")

@@ -24,10 +24,21 @@ STEM = "ternary_conv2d_sparse"
 RULE = rule_of(STEM)
 
 
+# A conv whose output is one short vector (conv_layout.SMALL_FLAT_BLOCKS: 2x2 and 4x4 maps) has
+# too few positions to split over cores, so its channels are cut into this many parts instead,
+# each part's rows stored apart (sparse_rows.pack_rows) for one core to sum and gather.
+SMALL_OUTPUT_PARTS = 2
+
+
+def channel_parts(geo: ConvGeometry) -> int:
+    small = geo.flat and geo.out_flat < conv_layout.FLAT_BLOCK
+    return SMALL_OUTPUT_PARTS if small and geo.co % SMALL_OUTPUT_PARTS == 0 else 1
+
+
 def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     """Balanced rows of flat tap offsets (conv_layout), padded with the zero tail's offset."""
     taps = geo.tap_offsets().reshape(-1)
-    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image)
+    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo))
 
 
 def compute(x, w: SignedRows, consts, site: Site):
