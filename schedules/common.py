@@ -83,6 +83,11 @@ def _vectorize_accumulator(sch, acc, depth: int, blocked: bool, to_local: bool =
     spatial_loops, reds = loops[depth : depth + spatial], loops[depth + spatial :]
     if reds:
         sch.reorder(*reds, *spatial_loops)
+        words = int(sch.get(acc).annotations.get(roles.WORDS_KEY, 1))
+        if words > 1:  # rows in words of `words` offsets (sparse_rows.in_words): one load, unrolled
+            outer, inner = sch.split(reds[0], [None, words])
+            sch.unroll(inner)
+            reds = [outer, *reds[1:]]
     sch.vectorize(spatial_loops[-1])
     if blocked:
         sch.unroll(spatial_loops[0])

@@ -38,7 +38,8 @@ def channel_parts(geo: ConvGeometry) -> int:
 def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     """Balanced rows of flat tap offsets (conv_layout), padded with the zero tail's offset."""
     taps = geo.tap_offsets().reshape(-1)
-    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo))
+    vectors = int(np.prod(space(geo))) > 1  # the row sums of one output position stay one tap a load
+    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo), vectors)
 
 
 def compute(x, w: SignedRows, consts, site: Site):
@@ -67,7 +68,7 @@ def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
     base = geo.base(oy, ox).reshape(-1)  # [Ho*Wo]
 
     def sums(rows, rowmap):  # [N, Co, Ho*Wo]
-        row_sum = xf[:, base[None, :, None] + rows[:, None, :]].sum(-1)  # N, R, P
+        row_sum = xf[:, base[None, :, None] + sparse_rows.np_offsets(rows)[:, None, :]].sum(-1)  # N, R, P
         return row_sum[:, rowmap, :].sum(2)
 
     y = requantize.np_apply(site.epi, sums(w.rows_p, w.map_p), sums(w.rows_n, w.map_n), channel_axis=1)

@@ -42,7 +42,7 @@ def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
     xz = np_zero_tail(qx).astype(np.int64)
 
     def sums(rows, rowmap):
-        return xz[:, rows].sum(-1)[:, rowmap].sum(-1)
+        return xz[:, sparse_rows.np_offsets(rows)].sum(-1)[:, rowmap].sum(-1)
 
     return requantize.np_apply(site.epi, sums(w.rows_p, w.map_p), sums(w.rows_n, w.map_n), channel_axis=1)
 
