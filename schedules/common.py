@@ -246,7 +246,8 @@ def _scalar_sums(sch, blocks, knobs):
             fused = sch.fuse(*loops[:-1])
             if _work(sch, [b]) >= PARALLEL_MIN_GATHERS:
                 sch.parallel(fused)
-        unroll = knobs.choice(sch, [1, 4, 8], 4)
+        words = int(sch.get(b).annotations.get(roles.WORDS_KEY, 1))  # unrolled whole words
+        unroll = knobs.choice(sch, [4, 8] if words > 1 else [1, 4, 8], 4)
         _, ri = sch.split(sch.get_loops(b)[-1], [None, unroll])
         sch.unroll(ri)
 

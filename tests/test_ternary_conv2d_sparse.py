@@ -118,26 +118,27 @@ def test_small_maps_split_channel_parts_over_cores(co, parts):
     check(layer, (1, 32, 2, 2), "sparse", rng)
 
 
-def test_rows_of_vector_convs_are_stored_four_offsets_a_word():
-    """A conv whose row sums are vectors of positions stores its uint16 offsets four to a uint64
-    word (one load a four taps, sparse_rows.in_words): the same bytes, the same offsets in order;
-    the kernels read them bit-exact (the suites above). A conv of one output position keeps one
-    offset a load (its scalar sums are unrolled by a tuning knob, not by the word)."""
+def test_rows_are_stored_four_offsets_a_word():
+    """The sparse kernels store their uint16 offsets four to a uint64 word (one load a four taps,
+    sparse_rows.in_words), rows padded to a multiple of four: the same offsets in order, the
+    bytes of those rows; a dense layer's rows too. The kernels read them bit-exact (the suites
+    above, tests/test_ternary_dense_sparse.py)."""
     from types import SimpleNamespace
 
-    from tvm_deepchip.primitives import conv_layout, sparse_rows, ternary_conv2d_sparse
+    from tvm_deepchip.primitives import conv_layout, sparse_rows, ternary_conv2d_sparse, ternary_dense_sparse
 
     rng = np.random.default_rng(11)
     codes = rng.choice([-1, 0, 1], size=(16, 24, 3, 3), p=[0.05, 0.9, 0.05]).astype(np.int8)
-    geo = conv_layout.ConvGeometry.of((1, 24, 2, 2), codes.shape, (1, 1), (1, 1, 1, 1))
-    rows = ternary_conv2d_sparse.pack(SimpleNamespace(codes=codes), geo)
-    taps = geo.tap_offsets().reshape(-1)
-    for value, stored in ((1, rows.rows_p), (-1, rows.rows_n)):
-        lists = [taps[c.reshape(-1) == value] for c in codes]
-        plain, _ = sparse_rows.pack_rows(lists, geo.image, rows.parts, sparse_rows.OFFSETS_PER_WORD)
-        assert stored.dtype == np.uint64 and stored.nbytes == plain.nbytes
-        assert plain.shape[1] % 4 == 0 and plain.shape[1] >= sparse_rows.choose_row_length(np.array([len(x) for x in lists]))
-        assert np.array_equal(sparse_rows.np_offsets(stored), plain)
-        assert sparse_rows.row_length(stored) == plain.shape[1]
-    one = conv_layout.ConvGeometry.of((1, 24, 3, 3), codes.shape, (1, 1), (0, 0, 0, 0))
-    assert ternary_conv2d_sparse.pack(SimpleNamespace(codes=codes), one).rows_p.dtype == np.uint16
+    for hw, pad in ((2, 1), (3, 0)):  # a 2x2 map (two channel parts), one output position
+        geo = conv_layout.ConvGeometry.of((1, 24, hw, hw), codes.shape, (1, 1), (pad,) * 4)
+        rows = ternary_conv2d_sparse.pack(SimpleNamespace(codes=codes), geo)
+        taps = geo.tap_offsets().reshape(-1)
+        for value, stored in ((1, rows.rows_p), (-1, rows.rows_n)):
+            lists = [taps[c.reshape(-1) == value] for c in codes]
+            plain, _ = sparse_rows.pack_rows(lists, geo.image, rows.parts, sparse_rows.OFFSETS_PER_WORD)
+            assert stored.dtype == np.uint64 and stored.nbytes == plain.nbytes
+            assert plain.shape[1] % 4 == 0 and plain.shape[1] >= sparse_rows.choose_row_length(np.array([len(x) for x in lists]))
+            assert np.array_equal(sparse_rows.np_offsets(stored), plain)
+            assert sparse_rows.row_length(stored) == plain.shape[1]
+    dense = ternary_dense_sparse.pack_signs(codes.reshape(16, -1))
+    assert dense.rows_p.dtype == dense.rows_n.dtype == np.uint64

@@ -28,11 +28,12 @@ def signs(shape, sparsity, seed=0):
 
 
 def rows_by_hand(s2: np.ndarray, offset_bytes: int) -> int:
-    """Balanced rows of one length L for both signs (plus the all-pad row), int32 row tables."""
+    """Balanced rows of one length L (a multiple of the four offsets a stored word holds) for
+    both signs (plus the all-pad row), int32 row tables."""
     total = 0
     for sign in (1, -1):
         counts = (s2 == sign).sum(1)
-        length = sparse_rows.choose_row_length(counts)
+        length = -(-sparse_rows.choose_row_length(counts) // 4) * 4
         per_channel = np.ceil(counts / length).astype(int)
         total += (per_channel.sum() + 1) * length * offset_bytes + len(counts) * max(1, per_channel.max()) * 4
     return int(total)
