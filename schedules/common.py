@@ -160,17 +160,29 @@ def _tile_chunks(sch, epilogue, accs, rows, knobs, isa):
     outer, lane = _split_positions(sch, space, _acc_lanes(sch, accs, isa), knobs)
     sch.reorder(outer, n, c, lane)
     sch.parallel(outer)
+    _accumulators_at(sch, epilogue, accs, c, lane)
+    _rows_under(sch, rows, outer)
+
+
+def _accumulators_at(sch, epilogue, accs, loop, lane) -> None:
+    """The accumulators computed under `loop` of the epilogue, in registers, vectorized along
+    its `lane` loop (the epilogue's innermost) as the epilogue is."""
     depth = len(sch.get_loops(epilogue)) - 1
     for acc in accs:
-        sch.compute_at(acc, c)
+        sch.compute_at(acc, loop)
         _vectorize_accumulator(sch, acc, depth, False, True)
     sch.vectorize(lane)
+
+
+def _rows_under(sch, rows, loop) -> None:
+    """Each row-sum block computed under `loop` (the rows its consumers there read), summed in
+    registers, one vector of positions a row, then stored."""
     for r in rows:
         copy = sch.cache_write(r, 0, "local")
-        sch.compute_at(copy, outer)
-        cl = sch.get_loops(copy)
-        sch.compute_at(r, cl[-2])  # copy: [outer, row, lane]
-        _vectorize_accumulator(sch, r, len(sch.get_loops(r)) - 2, False, False)  # [..., lane, j]
+        sch.compute_at(copy, loop)
+        sch.compute_at(r, sch.get_loops(copy)[-2])  # copy: [..., row, lane]
+        # r: [..., row, lane, j] (no j loop where the rows hold one tap)
+        _vectorize_accumulator(sch, r, len(sch.get_loops(copy)) - 1, False, False)
         sch.vectorize(sch.get_loops(copy)[-1])
 
 
@@ -183,18 +195,8 @@ def _tile_parts(sch, epilogue, accs, rows, parts: int, knobs, isa):
     outer, lane = _split_positions(sch, space, _acc_lanes(sch, accs, isa), knobs)
     nh = sch.fuse(n, h)
     sch.parallel(nh)
-    depth = len(sch.get_loops(epilogue)) - 1
-    for acc in accs:
-        sch.compute_at(acc, outer)
-        _vectorize_accumulator(sch, acc, depth, False, True)
-    sch.vectorize(lane)
-    for r in rows:
-        copy = sch.cache_write(r, 0, "local")
-        sch.compute_at(copy, nh)
-        sch.compute_at(r, sch.get_loops(copy)[-2])  # copy: [nh, row, lane]
-        # r: [nh, row, lane, j] (no j loop where the rows hold one tap)
-        _vectorize_accumulator(sch, r, len(sch.get_loops(copy)) - 1, False, False)
-        sch.vectorize(sch.get_loops(copy)[-1])
+    _accumulators_at(sch, epilogue, accs, outer, lane)
+    _rows_under(sch, rows, nh)
 
 
 def schedule_spatial(sch, epilogue, knobs, isa: IsaClass, share_input: bool = False):
