@@ -100,7 +100,7 @@ def test_prim_func_declares_the_roles_the_schedules_look_up(op, fmt):  # (XNOR's
 def test_index_tables_get_valid_dummies():
     lowered = primitives.lower_layer(_layer(), (1, 5, 9, 7), "sparse")
     tables = lowered.consts[:4]  # rows and row tables of both signs; the epilogue's constants follow
-    assert all(str(t.dtype) in ("uint16", "int32") for t in tables)
+    assert {str(t.dtype) for t in tables} == {"uint64", "int32"}  # rows in words of four uint16 offsets
     for t in tables:
         dummy = primitives.valid_dummy(t.shape, str(t.dtype))
         assert dummy.shape == t.shape and dummy.dtype == t.dtype and not dummy.any()
