@@ -50,8 +50,9 @@ def pack_rows(lists: list, pad: int, parts: int = 1, multiple: int = 1) -> tuple
     [Co, T]): the channels cut into `parts` equal blocks, each block's rows in its own slice of
     R_p rows that ends with all-`pad` rows (at least one: the block's table padding points at its
     last). One part: the rows, then one all-`pad` row. Rows hold a multiple of `multiple`
-    offsets (in_words' four: a short list's rows take the rest as padding). Offsets are stored as uint16 where they fit
-    (most layers): half the bytes the kernel streams, at no cost (loads widen for free)."""
+    offsets (in_words' four: a short list's rows take the rest as padding). Offsets are stored
+    as uint16 where they fit (most layers): half the bytes the kernel streams, at no cost (loads
+    widen for free)."""
     if len(lists) % parts:
         raise ValueError(f"{len(lists)} channels do not cut into {parts} equal parts")
     counts = np.array([len(x) for x in lists])
