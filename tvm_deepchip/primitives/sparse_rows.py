@@ -87,13 +87,13 @@ class SignedRows(Weights):
     parts: int = scalar(1)  # channel blocks whose rows are stored apart (pack_rows)
 
     @classmethod
-    def of(cls, signs: np.ndarray, taps_of, pad: int, parts: int = 1, words: bool = False) -> "SignedRows":
-        """`taps_of(channel_signs, value)`: the offsets of one channel's taps of that value; with
-        `words`, rows stored in uint64 words where they can be (in_words)."""
+    def of(cls, signs: np.ndarray, taps_of, pad: int, parts: int = 1) -> "SignedRows":
+        """`taps_of(channel_signs, value)`: the offsets of one channel's taps of that value. Rows
+        hold a multiple of four offsets, stored in uint64 words where they fit uint16 (in_words)."""
         tables = []
         for value in (1, -1):
-            rows, table = pack_rows([taps_of(s, value) for s in signs], pad, parts, OFFSETS_PER_WORD if words else 1)
-            tables += [in_words(rows) if words else rows, table]
+            rows, table = pack_rows([taps_of(s, value) for s in signs], pad, parts, OFFSETS_PER_WORD)
+            tables += [in_words(rows), table]
         return cls(*tables, parts=parts)
 
     def nbytes(self) -> int:

@@ -38,7 +38,7 @@ def channel_parts(geo: ConvGeometry) -> int:
 def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     """Balanced rows of flat tap offsets (conv_layout), padded with the zero tail's offset."""
     taps = geo.tap_offsets().reshape(-1)
-    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo), words=True)
+    return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo))
 
 
 def compute(x, w: SignedRows, consts, site: Site):

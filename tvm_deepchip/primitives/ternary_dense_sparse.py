@@ -20,7 +20,7 @@ RULE = rule_of(STEM)
 
 def pack_signs(signs: np.ndarray) -> SignedRows:
     """Balanced rows of input indices (sparse_rows), padded with K: the zero after the input."""
-    return SignedRows.of(signs, lambda s, value: np.flatnonzero(s == value), signs.shape[1], words=True)
+    return SignedRows.of(signs, lambda s, value: np.flatnonzero(s == value), signs.shape[1])
 
 
 def pack(layer, shape=None, operand=None) -> SignedRows:
