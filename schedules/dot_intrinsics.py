@@ -123,3 +123,45 @@ def finish_tile(sch, init, tile: list, lane, intrin, lanes: int) -> None:
             sch.unroll(rep)
         sch.tensorize(lane, name)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def register_pair_sums(name: str, lanes: int, llvm_intrinsic: str, a_vector: str) -> None:
+    """Register intrinsic `name` (Shape.POSITIONS): `lanes` positions x 4 uint8 codes against one
+    broadcast group of 4 int8 weights, each position's two product pairs summed into its two
+    int16 lanes of C (primitives/pair_sums), one call of `llvm_intrinsic` (x86's vpmaddubsw)
+    added to C. Exact while the pair sums fit int16 (pair_sums.chunk_groups sees to it)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    c_vector = f"int16x{lanes * 2}"
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((lanes, 2), "int16", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes, 0:2], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes, 0:2])
+            for i, h, j in T.grid(lanes, 2, 2):
+                with T.sblock("update"):
+                    vi, vh, vj = T.axis.remap("SSR", [i, h, j])
+                    C[vi, vh] = C[vi, vh] + T.Cast("int16", A[vi, vh * 2 + vj]) * T.Cast("int16", B[vh * 2 + vj])
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((lanes, 2), "int16", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes, 0:2], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes, 0:2])
+            a = T.reinterpret(A.vload([0, 0], dtype=f"uint8x{lanes * 4}"), dtype=a_vector)
+            b = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes), dtype=a_vector)
+            C[0, T.ramp(T.int32(0), 1, lanes * 2)] = C.vload([0, 0], dtype=c_vector) + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic), a, b, dtype=c_vector)
+
+    TensorIntrin.register(name, desc, impl, override=True)
+    _OPS_PER_MAC[name] = 2 / (lanes * 4)

@@ -50,11 +50,15 @@ def worth_two_cores(sch, acc, intrin, cls) -> bool:
     return ops >= parallel_min_dot_ops(cls)
 
 
-def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
+def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
     """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has;
-    `cls`: the target's isa.IsaClass (register file and width size the default tile)."""
+    `cls`: the target's isa.IsaClass (register file and width size the default tile);
+    `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where the kernel
+    has them."""
     (acc,) = _accumulators(sch, epilogue)
-    intrin = intrinsics.get(_operand_dtype(sch, acc))
+    pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)
+    products = pairs[0] if pairs else acc  # the block of the dot products
+    intrin = pair_intrinsic if pairs else intrinsics.get(_operand_dtype(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [8, 6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
@@ -65,11 +69,14 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     po, pv, pl = sch.split(p, [None, rp, POSITIONS_PER_STEP])
     sch.reorder(n, co, po, ci, pv, pl)
     outer = sch.fuse(n, co, po)
-    if worth_two_cores(sch, acc, intrin, cls):
+    if worth_two_cores(sch, products, intrin, cls):
         sch.parallel(outer)
     sch.compute_at(acc, outer)
-    _finish_flat4(sch, acc)
-    _register_tile(sch, acc, intrin, [_extent(sch, ci), _extent(sch, pv)])
+    _finish_flat4(sch, products)
+    if pairs:
+        _pair_tile(sch, acc, pairs[0], intrin, [_extent(sch, ci), _extent(sch, pv)])
+    else:
+        _register_tile(sch, acc, intrin, [_extent(sch, ci), _extent(sch, pv)])
     sch.vectorize(sch.fuse(pv, pl))
     _finish_crop(sch, epilogue)
     return sch
@@ -145,6 +152,36 @@ def _register_tile(sch, acc, intrin, tile_extents):
         sch.reorder(*taps, *tile, lane, j)
     init = sch.decompose_reduction(acc, sch.get_loops(acc)[1])  # zero the tile before the taps
     finish_tile(sch, init, tile, lane, intrin, POSITIONS_PER_STEP)
+
+
+def _pair_tile(sch, acc, pairs, intrin, tile_extents):
+    """The register tile of int16 pair sums (primitives/pair_sums). acc's loops after compute_at,
+    [outer], c, p, k, h (loops of extent 1 are gone) -> k, c, p // 16, h, lane: each chunk k's
+    pair sums computed under k (taps..., c, p // 16, lane, h, j: the intrinsic's (lane, h, j)),
+    then widened into acc along the lanes."""
+    rc, rp = tile_extents
+    chunks = int(sch.get(pairs).writes[0].source.shape[2])
+    outer, *rest = sch.get_loops(acc)
+    c = [rest.pop(0)] if rc > 1 else []
+    p = rest.pop(0)
+    k = [rest.pop(0)] if chunks > 1 else []
+    (h,) = rest
+    pv, lane = sch.split(p, [rp, POSITIONS_PER_STEP]) if rp > 1 else (None, p)
+    tile = c + ([pv] if pv is not None else [])
+    sch.reorder(*k, *tile, h, lane)
+    sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
+    sch.unroll(h)
+    init = sch.decompose_reduction(acc, (k + tile + [h])[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    for lp in tile:
+        sch.unroll(lp)
+    sch.compute_at(pairs, k[0] if k else outer)
+    pc, pp, ph, *taps, j = sch.get_loops(pairs)[1 + len(k):] if rc > 1 else [None, *sch.get_loops(pairs)[1 + len(k):]]
+    ppv, plane = sch.split(pp, [rp, POSITIONS_PER_STEP]) if rp > 1 else (None, pp)
+    ptile = [lp for lp in (pc, ppv) if lp is not None]
+    sch.reorder(*taps, *ptile, plane, ph, j)
+    pinit = sch.decompose_reduction(pairs, (taps + ptile + [plane])[0])
+    finish_tile(sch, pinit, ptile, plane, intrin, POSITIONS_PER_STEP)
 
 
 def _finish_flat4(sch, acc):

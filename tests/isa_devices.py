@@ -27,7 +27,9 @@ RPC = os.environ.get("DEEPCHIP_RPC")
 X86_ORDER = isa.X86_CLASSES  # each class includes the ones before it: avx2 < avx512 < avx512-vnni
 # instructions a CPU of the class lacks (absent from its builds), and each int8 dot-product form
 FORBIDDEN = {"x86-avx2": ("zmm", "vpdpbusd"), "x86-avx512": ("vpdpbusd",), "aarch64-neon": ("sdot",)}
-DOT_INSTRUCTION = {"vnni": "vpdpbusd", "sdot": "sdot", "pmaddwd": "vpmaddwd"}
+DOT_INSTRUCTION = {"vnni": ("vpdpbusd",), "sdot": ("sdot",),
+                   # int16 pairs, uint8 codes of 7-bit weights (+ vpmaddwd), or their int16 pair sums
+                   "pmaddwd": ("vpmaddwd", "vpmaddubsw")}
 
 
 def in_ci() -> bool:
@@ -62,8 +64,8 @@ def check_assembly(cls: isa.IsaClass, lib, primitive: str, wide: bool = False) -
         assert insn not in asm, f"{cls.name} build of {primitive} holds {insn!r}: illegal on that CPU"
     bit_dot = ("ternary_dense_packed", "bwn_dense", "bwn_conv2d")
     if cls.dot and primitive in ("int8_conv2d", "int8_dense") + bit_dot:
-        insn = DOT_INSTRUCTION[cls.dot]
-        assert insn in asm, f"{cls.name} build of {primitive} does not use {insn!r}"
+        insns = DOT_INSTRUCTION[cls.dot]
+        assert any(i in asm for i in insns), f"{cls.name} build of {primitive} uses none of {insns}"
     if primitive in bit_dot and cls.mask_registers:  # bit_dot: bits to -1/0 bytes, or to -1/+1 (a masked blend)
         insn = "vpmovm2b" if primitive == "ternary_dense_packed" else "vpblendmb"
         assert insn in asm, f"{cls.name} build of {primitive} does not expand its bits with {insn}"

@@ -49,6 +49,12 @@ class IsaClass:
         return self.arch == "x86_64"
 
     @property
+    def pair_sums(self) -> bool:
+        """x86 without VNNI: binary and ternary weights' vpmaddubsw pair sums accumulate in int16
+        (primitives/pair_sums), one multiply a step instead of two."""
+        return self.dot == "pmaddwd"
+
+    @property
     def mask_registers(self) -> bool:
         """AVX-512's k registers: a 64-bit word of weight bits becomes 64 bytes of -1/0 in two
         instructions (kmovq, vpmovm2b), where AVX2 and NEON take 4-5 per 32 or 16 (bit_dot)."""

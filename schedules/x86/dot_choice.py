@@ -17,3 +17,11 @@ def intrinsics(cls, shape: Shape) -> dict:
         lanes = cls.vector_bytes // 4
         return {"int16": (wide[cls.vector_bytes], lanes), "uint8": (narrow[cls.vector_bytes], lanes)}
     return {}
+
+
+def pair_intrinsic(cls) -> tuple | None:
+    """(tensor intrinsic, positions it covers) of the int16 pair sums (primitives/pair_sums) on an
+    x86 ISA class whose kernels use them (IsaClass.pair_sums), else None."""
+    if not cls.pair_sums:
+        return None
+    return pmaddubsw.PAIR_NAMES[cls.vector_bytes], cls.vector_bytes // 4

@@ -8,10 +8,10 @@ from tvm_deepchip.primitives import int8_conv2d
 from .. import register
 from ..dot_intrinsics import Shape
 from ..dot_product import schedule_dot
-from .dot_choice import intrinsics
+from .dot_choice import intrinsics, pair_intrinsic
 
 
 @register("cpu", int8_conv2d.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
-    return schedule_dot(sch, block, knobs, intrinsics(cls, Shape.POSITIONS), cls)
+    return schedule_dot(sch, block, knobs, intrinsics(cls, Shape.POSITIONS), cls, pair_intrinsic(cls))

@@ -12,7 +12,7 @@ vector ops per 32 products instead of 4. AVX2: 8 lanes a ymm; AVX-512BW: 16 a zm
 import, under exported names, in both shapes (NAMES: lanes are output positions, int8_conv2d;
 CHANNEL_NAMES: output channels, int8_dense).
 """
-from ..dot_intrinsics import Shape, register
+from ..dot_intrinsics import Shape, register, register_pair_sums
 
 NAMES = {32: "deepchip_pmaddubsw_8x4_positions_avx2", 64: "deepchip_pmaddubsw_16x4_positions_avx512"}
 CHANNEL_NAMES = {32: "deepchip_pmaddubsw_8x4_channels_avx2", 64: "deepchip_pmaddubsw_16x4_channels_avx512"}
@@ -24,3 +24,9 @@ for _bytes, (_madd, _widen) in _LLVM.items():
     for _shape, _names in ((Shape.POSITIONS, NAMES), (Shape.CHANNELS, CHANNEL_NAMES)):
         register(_names[_bytes], _shape, _lanes, "uint8", _madd, f"int8x{_bytes}", f"int8x{_bytes}",
                  group=4, accumulates=False, widen=_widen)
+
+# Binary and ternary weights: the pair sums accumulate in int16 (primitives/pair_sums), vpmaddubsw
+# + vpaddw a step.
+PAIR_NAMES = {32: "deepchip_pmaddubsw_8x4_pairs_avx2", 64: "deepchip_pmaddubsw_16x4_pairs_avx512"}
+for _bytes, (_madd, _) in _LLVM.items():
+    register_pair_sums(PAIR_NAMES[_bytes], _bytes // 4, _madd, f"int8x{_bytes}")

@@ -31,7 +31,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..formats import Format
-from . import column_fold, conv_layout, grouped_layout, int8_dense, requantize, roles
+from . import column_fold, conv_layout, grouped_layout, int8_dense, pair_sums, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps
 from .dense_layout import DenseShape
 from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
@@ -86,7 +86,7 @@ def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
     if covers_input(geo):
         return int8_dense.block_weights(layer.codes.reshape(geo.co, -1), operand)
-    return Int8Weights(pack_weights(layer.codes, geo, operand), operand)
+    return Int8Weights(pack_weights(layer.codes, geo, operand), operand, int(np.abs(layer.codes.astype(np.int16)).max(initial=0)))
 
 
 def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:
@@ -125,15 +125,27 @@ def compute(x, weights: Int8Weights, consts, site: Site):
         xf, geo = column_fold.te_layout(x, geo, zp, group, operand), fold
     else:
         xf = grouped_layout.te_layout(x, geo, zp, group, operand)
-    taps, offset = te_dense_taps(geo.grouped(group), "acc")
-    j = te.reduce_axis((0, group), name="j_acc")
     shape = (geo.n, geo.co, positions(geo))
-    acc = te.compute(shape, lambda n, c, p: te.sum(
-        xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]),
-        name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
+    chunk = _pair_chunk(site, weights, geo.grouped(group))
+    if chunk is not None:
+        acc = pair_sums.te_conv_acc(xf, w, geo.grouped(group), shape[2], chunk)
+    else:
+        taps, offset = te_dense_taps(geo.grouped(group), "acc")
+        j = te.reduce_axis((0, group), name="j_acc")
+        acc = te.compute(shape, lambda n, c, p: te.sum(
+            xf[n, p + offset, j].astype("int32") * w[(c, *taps, j)].astype("int32"), axis=[*taps, j]),
+            name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
     f = requantize.te_apply(epi, acc, None, consts, index_channel=lambda idx: idx[1])
     y = te.compute(shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c, oy * geo.wq + ox], name="crop")
+
+
+def _pair_chunk(site: Site, weights: Int8Weights, geo: ConvGeometry) -> int | None:
+    """Channel groups a chunk of int16 pair sums takes (primitives/pair_sums), where the target's
+    narrow dot product is x86's vpmaddubsw (IsaClass.pair_sums) and the weights allow it; else None."""
+    if not site.isa.pair_sums or weights.operand != "uint8":
+        return None
+    return pair_sums.chunk_groups(geo.ci, geo.sh * geo.sw * geo.khq * geo.kwq, weights.max_weight)
 
 
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:

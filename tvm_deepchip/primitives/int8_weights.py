@@ -26,6 +26,7 @@ def check_bound(in_dtype: str, w: np.ndarray, name: str) -> None:
 class Int8Weights(Weights):
     w: object  # int8 (int16 for int16 operands) in the primitive's layout
     operand: str = scalar("uint8")  # the type the dot products read the input codes in
+    max_weight: int = scalar(127)  # the largest weight magnitude (1: binary or ternary codes, pair_sums)
 
 
 # int16 codes are multiplied in channel pairs (x86's vpmaddwd: two int16 products summed into

@@ -14,6 +14,7 @@ WORDS_KEY = "deepchip_words"  # on ROW_SUMS: offsets a uint64 word of its rows h
 PARTS_KEY = "deepchip_parts"  # on an ACCUMULATOR of sparse rows: its channel parts (sparse_rows.pack_rows)
 
 ACCUMULATOR = "accumulator"  # a reduction the epilogue reads: acc_p / acc_n, or an int8 layer's acc
+PAIR_SUMS = "pair_sums"  # int16 sums of product pairs an int8 accumulator widens a chunk at a time (pair_sums)
 ROW_SUMS = "row_sums"  # sparse_rows' sums over index rows, which the accumulators gather
 EPILOGUE = "epilogue"  # the requantizing output block; it carries the schedule_rule
 LAYOUT = "layout"  # the input copied into the kernel's layout (conv_layout.te_flat, dense_layout.te_slotted)
