@@ -62,7 +62,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [8, 6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
-    rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls)
+    rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls, bool(pairs))
     rc = knobs.choice(sch, rc_cands, rc_default)
     rp = knobs.choice(sch, rp_cands, rp_default)
     co, ci = sch.split(c, [None, rc])
@@ -92,7 +92,10 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
 # counts the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us. aarch64 keeps half (QEMU only: not
 # re-measured).
 ACC_SHARE_X86, ACC_SHARE_ARM = 3 / 8, 1 / 2
-ACC_SHARE_WIDE_FALLBACK = 1 / 2  # 32-register x86 (AVX-512) where 3/8 gives only a quarter or less
+ACC_SHARE_WIDE_FALLBACK = 1 / 2
+# int16 pair sums (primitives/pair_sums) on AVX2: half. AMD EPYC znver1, SVHN ConvNet BWN's conv3
+# (64 -> 64, 18x18) 283 us at 2x1 (3/8), 273 at 4x1, 279 at 8x1; its conv6 (7x7 -> 5x5) 132 / 126 / 138.
+ACC_SHARE_PAIRS = 1 / 2  # 32-register x86 (AVX-512) where 3/8 gives only a quarter or less
 
 
 def _largest_tile(rc_cands, rp_cands, per_vector: int, registers: float) -> tuple[int, int]:
@@ -102,13 +105,15 @@ def _largest_tile(rc_cands, rp_cands, per_vector: int, registers: float) -> tupl
     return max(fits, key=lambda t: (t[0] * t[1], -(t[0] + t[1])), default=(rc_cands[-1], rp_cands[-1]))
 
 
-def _default_tile(rc_cands, rp_cands, cls) -> tuple[int, int]:
+def _default_tile(rc_cands, rp_cands, cls, pairs: bool = False) -> tuple[int, int]:
     """The register tile (Rc channels x Rp vectors of 16 positions) whose int32 accumulators take
     at most ACC_SHARE_X86 (ACC_SHARE_ARM) of the vector registers, the rest holding the inputs of
     the taps LLVM interleaves and the weight broadcasts; on 32-register x86, half where that
     share's best tile would take a quarter or less."""
     per_vector = POSITIONS_PER_STEP * 4 // cls.vector_bytes  # registers holding 16 int32 accumulators
     regs = cls.vector_registers
+    if pairs:  # only the int16 pair sums (as many registers) are live across the taps
+        return _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_PAIRS)
     if not cls.is_x86:
         return _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_ARM)
     rc, rp = _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_X86)
