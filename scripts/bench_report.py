@@ -106,9 +106,10 @@ def _prod(xs) -> int:
 
 
 def layer_work(info: dict) -> tuple[str, float]:
-    """("int8" | "narrow" | "add" | "gather" | "xnor", operations) of one layer row: multiply-accumulates
+    """("int8" | "narrow" | "pairs" | "add" | "gather" | "xnor", operations) of one layer row: multiply-accumulates
     of an int8 layer ("narrow": its dot products read uint8 codes, which without VNNI means the
-    7-bit-weight form, vpmaddubsw), or the adds of a ternary one (one per non-zero weight and output position): vector
+    7-bit-weight form, vpmaddubsw; "pairs": weights of 1 whose pair sums accumulate in int16,
+    primitives/pair_sums), or the adds of a ternary one (one per non-zero weight and output position): vector
     adds over output positions, or, where the output has one position (dense layers, 1x1-output
     convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap)."""
     shape, oshape = info.get("shape", []), info.get("out_shape", [])
@@ -119,6 +120,7 @@ def layer_work(info: dict) -> tuple[str, float]:
     if info.get("format") == "xnor":
         return "xnor", float(macs)  # binary multiply-accumulates: one bit of a popcounted XOR each
     dot = "narrow" if info.get("dot_operand") == "uint8" else "int8"  # uint8 codes: VNNI's, or vpmaddubsw's (7-bit weights)
+    dot = "pairs" if info.get("pair_sums") else dot  # weights of 1: vpmaddubsw's pairs summed in int16
     one_position = positions == 1
     windows = info.get("format") == "packed" and positions <= packed_windows.MAX_POSITIONS  # dense, packed_windows
     if info.get("kind") == "ternary" and (info.get("format") == "dot" or windows):
@@ -129,11 +131,11 @@ def layer_work(info: dict) -> tuple[str, float]:
     return dot, float(macs)
 
 
-RATE_OF = {"int8": "dot_macs_per_s", "narrow": "narrow_dot_macs_per_s", "add": "ldadd16_per_s",
+RATE_OF = {"int8": "dot_macs_per_s", "narrow": "narrow_dot_macs_per_s", "pairs": "pair_dot_macs_per_s", "add": "ldadd16_per_s",
            "gather": "gather_per_s", "xnor": "xnor_bits_per_s"}  # peaks.c's fields
-UNIT_OF = {"int8": "MACs", "narrow": "MACs", "add": "adds", "gather": "gather-adds", "xnor": "binary MACs"}
+UNIT_OF = {"int8": "MACs", "narrow": "MACs", "pairs": "MACs", "add": "adds", "gather": "gather-adds", "xnor": "binary MACs"}
 # sections measured before a peak existed: the rate that stood for it
-OLDER_RATE = {"narrow": RATE_OF["int8"], "gather": RATE_OF["add"]}
+OLDER_RATE = {"narrow": RATE_OF["int8"], "pairs": RATE_OF["narrow"], "gather": RATE_OF["add"]}
 
 
 def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
@@ -192,6 +194,8 @@ def _section(cls: str, sec: dict, stale: str | None = None) -> list[str]:
                   f"{pk['dot_macs_per_s'] / 1e9:.0f} G multiply-accumulates/s ({pk['dot_kind']})"
                   + (f", layers of 7-bit weights {pk['narrow_dot_macs_per_s'] / 1e9:.0f} G/s ({pk['narrow_dot_kind']})"
                      if pk.get("narrow_dot_kind") and pk["narrow_dot_kind"] != pk["dot_kind"] else "")
+                  + (f", binary and ternary weights {pk['pair_dot_macs_per_s'] / 1e9:.0f} G/s ({pk['pair_dot_kind']})"
+                     if pk.get("pair_dot_kind") and pk["pair_dot_kind"] != pk["dot_kind"] else "")
                   + "; int16 vector "
                   f"adds with a loaded operand {pk['ldadd16_per_s'] / 1e9:.0f} G/s (registers only "
                   f"{pk['add16_per_s'] / 1e9:.0f} G/s); fp32 FMA {pk['fma_per_s'] / 1e9:.0f} G/s"

@@ -74,6 +74,18 @@ def test_layers_of_7_bit_weights_meet_the_narrow_dot_roofline():
     assert bench_report.roofline_us(bwn, PEAKS, 2) == pytest.approx(1e6 * macs / 160e9)
 
 
+def test_pair_sum_layers_meet_the_pair_dot_roofline():
+    """A layer whose pairs accumulate in int16 (binary weights without VNNI: primitives/pair_sums)
+    is held to that form's peak; a section measured before that peak, to the narrow one."""
+    bwn = {"layer": "conv2", "kind": "int8", "format": "int8", "dot_operand": "uint8", "pair_sums": True,
+           "shape": [64, 48, 3, 3], "out_shape": [1, 64, 18, 18]}
+    macs = 64 * 48 * 9 * 18 * 18
+    assert bench_report.layer_work(bwn) == ("pairs", macs)
+    peaks = {**PEAKS, "narrow_dot_macs_per_s": 120e9}
+    assert bench_report.roofline_us(bwn, peaks, 2) == pytest.approx(1e6 * macs / 240e9)
+    assert bench_report.roofline_us(bwn, {**peaks, "pair_dot_macs_per_s": 200e9}, 2) == pytest.approx(1e6 * macs / 400e9)
+
+
 def test_targets_per_model_family_and_best_int8_peer():
     net = _row("svhn_convnet", 0.9, 0.1, ort_fp32=0.6, ort_int8=0.3, ov_int8=0.2)
     assert [t[2] for t in bench_report.targets_of(net)] == [5.0, 1.5]

@@ -104,6 +104,7 @@ class LayerRecord:
             "format_from": lo.source.value,
             "primitive": lo.primitive,
             **({"dot_operand": lo.kernel.dot_operand} if lo.kernel.dot_operand else {}),
+            **({"pair_sums": True} if lo.kernel.pair_sums else {}),
             "shape": list(layer.codes.shape),
             "out_shape": list(lo.out_shape),
             "sparsity": float(np.mean(layer.codes == 0)) if layer.weight_kind == "ternary" else None,

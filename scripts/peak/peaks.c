@@ -112,6 +112,17 @@ static double narrow_dot_instr(void) {
 #endif
 }
 
+/* Binary and ternary weights (tvm_deepchip/primitives/pair_sums): vpmaddubsw's int16 pair sums
+ * added straight into int16 accumulators (vpaddw), 6 chains twice: 12 vpmaddubsw a step */
+static double pair_dot_instr(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+    return dot_instr();
+#else
+#define PAIRADD(k, a) "vpaddw " R(a) ", " R(k) ", " R(k) "\n\t"
+    TIMED(EACH6(UBSW) EACH6(PAIRADD) EACH6(UBSW) EACH6(PAIRADD), "r"(buf));
+#endif
+}
+
 /* The XNOR-popcount step of the binary kernels: XOR with a loaded (L1) weight vector, popcount,
  * accumulate. With AVX-512 VPOPCNTDQ: vpxord + vpopcntd + vpaddd on 32-bit lanes. Without it (AVX2,
  * AVX-512 before Ice Lake): the nibble lookup (vpshufb on the low and high nibbles of each byte)
@@ -153,19 +164,23 @@ int main(void) {
     const double macs = 64;
     const char *narrow_kind = kind;
     const double narrow_macs = macs;
+    const char *pair_kind = kind;
 #else
     const char *kind = VBYTES == 64 ? "vpmaddwd+vpaddd zmm (int16 pairs)" : "vpmaddwd+vpaddd ymm (int16 pairs)";
     const double macs = VBYTES / 2;
     const char *narrow_kind = VBYTES == 64 ? "vpmaddubsw+vpmaddwd+vpaddd zmm (7-bit weights)"
                                            : "vpmaddubsw+vpmaddwd+vpaddd ymm (7-bit weights)";
     const double narrow_macs = VBYTES;
+    const char *pair_kind = VBYTES == 64 ? "vpmaddubsw+vpaddw zmm (weights of 1, int16 pair sums)"
+                                         : "vpmaddubsw+vpaddw ymm (weights of 1, int16 pair sums)";
 #endif
     for (int i = 0; i < 8192; i++) buf[i] = (int16_t)((i * 2654435761u >> 7) & 16383);  /* byte offsets < 16 KB */
     /* best of 3 */
-    double dot = 0, narrow = 0, add = 0, ldadd = 0, fma = 0, gather = 0, xnor = 0, v;
+    double dot = 0, narrow = 0, pair = 0, add = 0, ldadd = 0, fma = 0, gather = 0, xnor = 0, v;
     for (int r = 0; r < 3; r++) {
         if ((v = dot_instr()) > dot) dot = v;
         if ((v = narrow_dot_instr()) > narrow) narrow = v;
+        if ((v = pair_dot_instr()) > pair) pair = v;
         if ((v = add16_instr()) > add) add = v;
         if ((v = ldadd16_instr()) > ldadd) ldadd = v;
         if ((v = fma_instr()) > fma) fma = v;
@@ -173,9 +188,9 @@ int main(void) {
         if ((v = xnor_instr()) > xnor) xnor = v;
     }
     printf("{\"dot_kind\": \"%s\", \"vector_bytes\": %d, \"dot_macs_per_s\": %.4g, \"narrow_dot_kind\": \"%s\", "
-           "\"narrow_dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
+           "\"narrow_dot_macs_per_s\": %.4g, \"pair_dot_kind\": \"%s\", \"pair_dot_macs_per_s\": %.4g, \"add16_per_s\": %.4g, "
            "\"ldadd16_per_s\": %.4g, \"fma_per_s\": %.4g, \"gather_per_s\": %.4g, \"xnor_bits_per_s\": %.4g}\n",
-           kind, VBYTES, dot * macs, narrow_kind, narrow * narrow_macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4,
+           kind, VBYTES, dot * macs, narrow_kind, narrow * narrow_macs, pair_kind, pair * narrow_macs, add * VBYTES / 2, ldadd * VBYTES / 2, fma * VBYTES / 4,
            gather, xnor * VBYTES * 8);
     return 0;
 }

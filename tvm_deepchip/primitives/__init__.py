@@ -82,6 +82,7 @@ class LoweredLayer:
     layer_out_shape: tuple = ()  # the layer's output, NCHW or [N, Co] (an XNOR kernel writes it bit-packed)
     te_add: Callable | None = None  # te_add(x, other, add_consts, *consts): the output plus `other` (int8_add)
     dot_operand: str | None = None  # the type its dot products read input codes in (int8 dot forms only)
+    pair_sums: bool = False  # its dot products sum product pairs in int16 (primitives/pair_sums)
 
 
 def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Format, ...]:
@@ -167,6 +168,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         layer_out_shape=tuple(int(s) for s in geo.out_shape()),
         te_add=te_add,
         dot_operand=getattr(weights, "operand", None),  # the dot-product forms (Int8Weights, bit_dot.BitWords)
+        pair_sums=bool(prim.pair_sums and prim.pair_sums(site, weights)),
     )
 
 

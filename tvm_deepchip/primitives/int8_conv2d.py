@@ -148,6 +148,15 @@ def _pair_chunk(site: Site, weights: Int8Weights, geo: ConvGeometry) -> int | No
     return pair_sums.chunk_groups(geo.ci, geo.sh * geo.sw * geo.khq * geo.kwq, weights.max_weight)
 
 
+def pair_sums_used(site: Site, weights: Int8Weights) -> bool:
+    """Whether `compute` sums the layer's product pairs in int16 (the geometry it reduces over:
+    kernel columns folded where column_fold folds them; a conv covering its input is a dense product)."""
+    geo, group = site.geo, group_of(weights.operand)
+    if covers_input(geo):
+        return False
+    return _pair_chunk(site, weights, (column_fold.folded(geo, group) or geo).grouped(group)) is not None
+
+
 def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
     if covers_input(geo):
@@ -160,4 +169,5 @@ def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
 
 
 
-PRIMITIVE = Primitive("conv2d", Format.INT8, STEM, "int8", conv_layout.geometry, pack, compute, reference, epilogue)
+PRIMITIVE = Primitive("conv2d", Format.INT8, STEM, "int8", conv_layout.geometry, pack, compute, reference, epilogue,
+                      pair_sums=pair_sums_used)

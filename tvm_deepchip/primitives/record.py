@@ -87,6 +87,9 @@ class Primitive:
     # (geo, weights, input dtype) -> whether the kernel's epilogue takes int16 accumulator pairs
     # (requantize_pairs), where the ISA multiplies them in one instruction; None: never
     int16_pairs: Callable | None = None
+    # (site, weights) -> whether its dot products sum product pairs in int16 (primitives/pair_sums);
+    # None: never
+    pair_sums: Callable | None = None
 
     @property
     def rule(self) -> str:
