@@ -149,6 +149,7 @@ def register_pair_sums(name: str, lanes: int, llvm_intrinsic: str, a_vector: str
                     vi, vh, vj = T.axis.remap("SSR", [i, h, j])
                     C[vi, vh] = C[vi, vh] + T.Cast("int16", A[vi, vh * 2 + vj]) * T.Cast("int16", B[vh * 2 + vj])
 
+    # (the signature again: TVMScript parses each prim_func from its own source)
     @T.prim_func(s_tir=True)
     def impl(
         A: T.Buffer((lanes, 4), "uint8", offset_factor=1),

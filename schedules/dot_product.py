@@ -92,10 +92,11 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
 # counts the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us. aarch64 keeps half (QEMU only: not
 # re-measured).
 ACC_SHARE_X86, ACC_SHARE_ARM = 3 / 8, 1 / 2
-ACC_SHARE_WIDE_FALLBACK = 1 / 2
-# int16 pair sums (primitives/pair_sums) on AVX2: half. AMD EPYC znver1, SVHN ConvNet BWN's conv3
-# (64 -> 64, 18x18) 283 us at 2x1 (3/8), 273 at 4x1, 279 at 8x1; its conv6 (7x7 -> 5x5) 132 / 126 / 138.
-ACC_SHARE_PAIRS = 1 / 2  # 32-register x86 (AVX-512) where 3/8 gives only a quarter or less
+ACC_SHARE_WIDE_FALLBACK = 1 / 2  # 32-register x86 (AVX-512) where 3/8 gives only a quarter or less
+# int16 pair sums (primitives/pair_sums): half. AMD EPYC znver1, AVX2 build, SVHN ConvNet BWN's conv3
+# (64 -> 64, 18x18) 283 us at 2x1 (3/8), 273 at 4x1, 279 at 8x1; its conv6 (7x7 -> 5x5) 132 / 126 / 138
+# (AVX-512BW without VNNI: not measured, no such machine).
+ACC_SHARE_PAIRS = 1 / 2
 
 
 def _largest_tile(rc_cands, rp_cands, per_vector: int, registers: float) -> tuple[int, int]:
@@ -181,7 +182,8 @@ def _pair_tile(sch, acc, pairs, intrin, tile_extents):
     for lp in tile:
         sch.unroll(lp)
     sch.compute_at(pairs, k[0] if k else outer)
-    pc, pp, ph, *taps, j = sch.get_loops(pairs)[1 + len(k):] if rc > 1 else [None, *sch.get_loops(pairs)[1 + len(k):]]
+    inner = sch.get_loops(pairs)[1 + len(k):]  # c (where rc > 1), p, h, then the reduction's
+    pc, pp, ph, *taps, j = inner if rc > 1 else [None, *inner]
     ppv, plane = sch.split(pp, [rp, POSITIONS_PER_STEP]) if rp > 1 else (None, pp)
     ptile = [lp for lp in (pc, ppv) if lp is not None]
     sch.reorder(*taps, *ptile, plane, ph, j)
