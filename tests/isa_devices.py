@@ -65,7 +65,7 @@ def check_assembly(cls: isa.IsaClass, lib, primitive: str, wide: bool = False) -
     bit_dot = ("ternary_dense_packed", "bwn_dense", "bwn_conv2d")
     if cls.dot and primitive in ("int8_conv2d", "int8_dense") + bit_dot:
         insns = DOT_INSTRUCTION[cls.dot]
-        assert any(i in asm for i in insns), f"{cls.name} build of {primitive} uses none of {insns}"
+        assert any(i in asm for i in insns), f"{cls.name} build of {primitive} does not use {' or '.join(map(repr, insns))}"
     if primitive in bit_dot and cls.mask_registers:  # bit_dot: bits to -1/0 bytes, or to -1/+1 (a masked blend)
         insn = "vpmovm2b" if primitive == "ternary_dense_packed" else "vpblendmb"
         assert insn in asm, f"{cls.name} build of {primitive} does not expand its bits with {insn}"
