@@ -17,14 +17,17 @@ from .dot_intrinsics import finish_tile
 from .dot_product import worth_two_cores
 
 
-def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
+def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
     """`intrinsics`: operand dtype -> (tensor intrinsic of the channels shape, lanes it covers)
-    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile).
-    The accumulator may hold several planes per output channel (ternary_dense_dot: two, the
-    planes of each block of 16 channels adjacent): the tile then spans them all."""
+    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile);
+    `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where the kernel
+    has them. The accumulator may hold several planes per output channel (ternary_dense_dot:
+    two, the planes of each block of 16 channels adjacent): the tile then spans them all."""
     (acc,) = _accumulators(sch, epilogue)
-    (layout,) = roles.having(sch, sch.get_producers(acc), roles.LAYOUT)
-    intrin = intrinsics.get(str(sch.get(layout).writes[0].source.dtype))
+    pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)
+    products = pairs[0] if pairs else acc  # the block of the dot products
+    (layout,) = roles.having(sch, sch.get_producers(products), roles.LAYOUT)
+    intrin = pair_intrinsic if pairs else intrinsics.get(str(sch.get(layout).writes[0].source.dtype))
     n, c = sch.get_loops(epilogue)
     planes = _extent(sch, sch.get_loops(acc)[1]) // _extent(sch, c)
     blocks = _extent(sch, c) // CHANNELS_PER_STEP
@@ -34,10 +37,13 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls):
     rc = knobs.choice(sch, rc_cands, max(fits))
     co, cr, ci = sch.split(c, [None, rc, CHANNELS_PER_STEP])
     outer = sch.fuse(n, co)
-    if worth_two_cores(sch, acc, intrin, cls):
+    if worth_two_cores(sch, products, intrin, cls):
         sch.parallel(outer)
     sch.compute_at(acc, outer)
-    _register_tile(sch, acc, intrin, _extent(sch, cr) * planes)  # (rc may be a sampled decision)
+    if pairs:
+        _pair_tile(sch, acc, pairs[0], intrin, _extent(sch, cr) * planes)
+    else:
+        _register_tile(sch, acc, intrin, _extent(sch, cr) * planes)  # (rc may be a sampled decision)
     sch.vectorize(ci)
     _finish_layout(sch, layout)
     _finish_crop(sch, epilogue)
@@ -59,6 +65,39 @@ def _register_tile(sch, acc, intrin, rc: int):
         sch.reorder(q, *tile, lane, j)
     init = sch.decompose_reduction(acc, q)  # zero the tile before the steps
     finish_tile(sch, init, tile, lane, intrin, CHANNELS_PER_STEP)
+
+
+def _pair_tile(sch, acc, pairs, intrin, rc: int):
+    """The int16 pair sums (primitives/pair_sums): acc's loops after compute_at, [outer], c
+    (rc x 16), k, h (k gone where one chunk) -> k, [block], h, lane; each chunk's pair sums
+    computed under k (b, [block], lane, h, j: the intrinsic's (lane, h, j)), then widened into
+    acc along the lanes."""
+    chunks = int(sch.get(pairs).writes[0].source.shape[1])  # [N, chunk, channel, pair]
+    outer, c, *rest = sch.get_loops(acc)
+    k = [rest.pop(0)] if chunks > 1 else []
+    (h,) = rest
+    tile, lane = _blocks(sch, c, rc)
+    sch.reorder(*k, *tile, h, lane)
+    sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
+    sch.unroll(h)
+    init = sch.decompose_reduction(acc, (k + tile + [h])[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    for lp in tile:
+        sch.unroll(lp)
+    sch.compute_at(pairs, k[0] if k else outer)
+    pc, ph, *groups, j = sch.get_loops(pairs)[1 + len(k):]  # c, h, then b (where over 1) and j
+    ptile, plane = _blocks(sch, pc, rc)
+    sch.reorder(*groups, *ptile, plane, ph, j)
+    pinit = sch.decompose_reduction(pairs, (groups + ptile + [plane])[0])
+    finish_tile(sch, pinit, ptile, plane, intrin, CHANNELS_PER_STEP)
+
+
+def _blocks(sch, c, rc: int) -> tuple[list, object]:
+    """Loop `c` over rc blocks of 16 channels: ([the block loop] where rc > 1, the lane loop)."""
+    if rc == 1:
+        return [], c
+    block, lane = sch.split(c, [rc, CHANNELS_PER_STEP])
+    return [block], lane
 
 
 def _finish_layout(sch, layout):

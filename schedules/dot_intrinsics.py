@@ -125,44 +125,60 @@ def finish_tile(sch, init, tile: list, lane, intrin, lanes: int) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def register_pair_sums(name: str, lanes: int, llvm_intrinsic: str, a_vector: str) -> None:
-    """Register intrinsic `name` (Shape.POSITIONS): `lanes` positions x 4 uint8 codes against one
-    broadcast group of 4 int8 weights, each position's two product pairs summed into its two
-    int16 lanes of C (primitives/pair_sums), one call of `llvm_intrinsic` (x86's vpmaddubsw)
-    added to C. Exact while the pair sums fit int16 (pair_sums.chunk_groups sees to it)."""
+def register_pair_sums(name: str, shape: Shape, lanes: int, llvm_intrinsic: str, a_vector: str) -> None:
+    """Register intrinsic `name`: the int16 pair sums (primitives/pair_sums) of one step in
+    `shape`, each lane's two product pairs (of 4 uint8 codes against 4 int8 weights, one side
+    broadcast) summed into its two int16 lanes of C by one call of `llvm_intrinsic` (x86's
+    vpmaddubsw, unsigned codes first), added to C. Exact while the pair sums fit int16
+    (pair_sums.chunk_groups sees to it)."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     c_vector = f"int16x{lanes * 2}"
+    a_shape, b_shape = ((lanes, 4), (4,)) if shape is Shape.POSITIONS else ((4,), (lanes, 4))
+
+    def a_of(A, i, k):
+        return A[i, k] if shape is Shape.POSITIONS else A[k]
+
+    def b_of(B, i, k):
+        return B[k] if shape is Shape.POSITIONS else B[i, k]
+
+    def region(buf, dims):
+        return buf[tuple(slice(0, d) for d in dims)]
+
+    def vector(buf, dims, dtype):
+        """All of `buf` as one vector of bytes; a one-group operand broadcast to every 32-bit lane."""
+        if len(dims) == 2:
+            return T.reinterpret(buf.vload([0, 0], dtype=f"{dtype}x{lanes * 4}"), dtype=a_vector)
+        return T.reinterpret(T.broadcast(T.reinterpret(buf.vload([0], f"{dtype}x4"), dtype="int32"), lanes), dtype=a_vector)
 
     @T.prim_func(s_tir=True)
     def desc(
-        A: T.Buffer((lanes, 4), "uint8", offset_factor=1),
-        B: T.Buffer((4,), "int8", offset_factor=1),
+        A: T.Buffer(a_shape, "uint8", offset_factor=1),
+        B: T.Buffer(b_shape, "int8", offset_factor=1),
         C: T.Buffer((lanes, 2), "int16", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes, 0:2], A[0:lanes, 0:4], B[0:4])
+            T.reads(C[0:lanes, 0:2], region(A, a_shape), region(B, b_shape))
             T.writes(C[0:lanes, 0:2])
             for i, h, j in T.grid(lanes, 2, 2):
                 with T.sblock("update"):
                     vi, vh, vj = T.axis.remap("SSR", [i, h, j])
-                    C[vi, vh] = C[vi, vh] + T.Cast("int16", A[vi, vh * 2 + vj]) * T.Cast("int16", B[vh * 2 + vj])
+                    C[vi, vh] = C[vi, vh] + T.Cast("int16", a_of(A, vi, vh * 2 + vj)) * T.Cast("int16", b_of(B, vi, vh * 2 + vj))
 
     # (the signature again: TVMScript parses each prim_func from its own source)
     @T.prim_func(s_tir=True)
     def impl(
-        A: T.Buffer((lanes, 4), "uint8", offset_factor=1),
-        B: T.Buffer((4,), "int8", offset_factor=1),
+        A: T.Buffer(a_shape, "uint8", offset_factor=1),
+        B: T.Buffer(b_shape, "int8", offset_factor=1),
         C: T.Buffer((lanes, 2), "int16", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes, 0:2], A[0:lanes, 0:4], B[0:4])
+            T.reads(C[0:lanes, 0:2], region(A, a_shape), region(B, b_shape))
             T.writes(C[0:lanes, 0:2])
-            a = T.reinterpret(A.vload([0, 0], dtype=f"uint8x{lanes * 4}"), dtype=a_vector)
-            b = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes), dtype=a_vector)
             C[0, T.ramp(T.int32(0), 1, lanes * 2)] = C.vload([0, 0], dtype=c_vector) + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(llvm_intrinsic), a, b, dtype=c_vector)
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic), vector(A, a_shape, "uint8"), vector(B, b_shape, "int8"),
+                dtype=c_vector)
 
     TensorIntrin.register(name, desc, impl, override=True)
     _OPS_PER_MAC[name] = 2 / (lanes * 4)

@@ -1,8 +1,9 @@
-"""int16 pair sums (primitives/pair_sums): on x86 without VNNI the int8 convs of binary and
-ternary weights add vpmaddubsw's product pairs into int16 lanes, widened to int32 once a chunk of
-at most 64 steps. Bit-exact against the numpy reference on every ISA class at the int16 bound
-itself (a chunk of 63 and of 64 steps, every pair 2 * 255 on saturated inputs), for ternary
-codes and batch 2; only the classes that have the form build it, and only for weights of 1."""
+"""int16 pair sums (primitives/pair_sums): on x86 without VNNI the int8 convs and dense layers of
+binary and ternary weights (and the ternary dot forms' 0/1 planes) add vpmaddubsw's product pairs
+into int16 lanes, widened to int32 once a chunk of at most 64 steps. Bit-exact against the numpy
+reference on every ISA class at the int16 bound itself (chunks of 63 and 64 steps, every pair
+2 * 255 on saturated inputs), for ternary codes and batch 2; only the classes that have the form
+build it, and only for weights of 1."""
 import numpy as np
 import pytest
 from primitive_cases import all_classes, check, make_layer, per_class
@@ -31,43 +32,58 @@ def _at_bound(layer):
     return layer
 
 
-CASES = {  # weights, input shape, padding: two chunks each (one chunk of all would overflow int16)
-    "63-steps": ((16, 56, 3, 3), (1, 56, 9, 9), 1),  # 14 groups of 4 channels x 9 taps: chunks of 7
-    "64-steps": ((8, 8, 8, 8), (1, 8, 10, 10), 0),  # 2 groups x 64 taps: chunks of 1
+CASES = {  # op, weights, input shape, padding: two chunks each (one chunk of all would overflow int16)
+    "63-steps": ("conv2d", (16, 56, 3, 3), (1, 56, 9, 9), 1),  # 14 groups of 4 channels x 9 taps: chunks of 7
+    "64-steps": ("conv2d", (8, 8, 8, 8), (1, 8, 10, 10), 0),  # 2 groups x 64 taps: chunks of 1
+    "dense": ("dense", (40, 512), (2, 512), 0),  # 128 groups, one step each: chunks of 64
+    "covering-conv": ("conv2d", (24, 32, 4, 4), (1, 32, 4, 4), 0),  # one position: the dense kernel
 }
 
 
-@pytest.mark.parametrize("cls, case", per_class(list(CASES), ["63-steps"]))
+@pytest.mark.parametrize("cls, case", per_class(list(CASES), ["63-steps", "dense"]))
 def test_pair_sums_at_the_int16_bound_bit_exact(cls, case):
-    wshape, shape, pad = CASES[case]
+    op, wshape, shape, pad = CASES[case]
     rng = np.random.default_rng(11)
-    layer = _at_bound(make_layer(rng, "conv2d", "bwn", wshape, pad=pad, out=None))
+    layer = _at_bound(make_layer(rng, op, "bwn", wshape, pad=pad, out=None))
     for saturated in (True, False):
         check(layer, shape, "int8", rng, saturated=saturated, cls=cls)
 
 
 @pytest.mark.parametrize("cls", all_classes())
 def test_ternary_codes_batch_bit_exact(cls):
-    """Codes -1 / 0 / +1 (an int8 layer of ternary codes), 8-bit output, batch 2."""
+    """Codes -1 / 0 / +1 (an int8 layer of ternary codes), 8-bit output, batch 2; and the ternary
+    dot forms (two 0/1 planes through the dense kernel), dense and a conv covering its input."""
     rng = np.random.default_rng(12)
     layer = make_layer(rng, "conv2d", "bwn", (24, 12, 3, 3), pad=1)
     layer.codes = rng.choice(np.array([-1, 0, 1], np.int8), size=layer.codes.shape)
     check(layer, (2, 12, 9, 9), "int8", rng, cls=cls)
+    check(make_layer(rng, "dense", "ternary", (300, 520)), (2, 520), "dot", rng, cls=cls)
+    check(make_layer(rng, "conv2d", "ternary", (64, 16, 3, 3)), (1, 16, 3, 3), "dot", rng, saturated=True, cls=cls)
 
 
-def _has_pair_sums(layer, shape, cls) -> bool:
+def _has_pair_sums(layer, shape, cls, fmt="int8") -> bool:
+    """Whether the layer's kernel has an int16 pair-sum block, and the lowered layer says so."""
     import tvm
 
-    sch = tvm.s_tir.Schedule(primitives.prim_func(primitives.lower_layer(layer, shape, "int8", cls)))
-    return bool(roles.having(sch, sch.get_producers(sch.get_sblock("acc")), roles.PAIR_SUMS))
+    lowered = primitives.lower_layer(layer, shape, fmt, cls)
+    sch = tvm.s_tir.Schedule(primitives.prim_func(lowered))
+    found = bool(roles.having(sch, sch.get_producers(sch.get_sblock("acc")), roles.PAIR_SUMS))
+    assert found == lowered.pair_sums
+    return found
 
 
 @pytest.mark.parametrize("cls", all_classes())
-def test_pair_sums_only_where_the_class_has_them(cls):
+@pytest.mark.parametrize("op, kind, fmt, wshape, shape", [
+    ("conv2d", "bwn", "int8", (16, 8, 3, 3), (1, 8, 10, 10)),
+    ("dense", "bwn", "int8", (16, 64), (1, 64)),
+    ("dense", "ternary", "dot", (16, 64), (1, 64)),
+])
+def test_pair_sums_only_where_the_class_has_them(cls, op, kind, fmt, wshape, shape):
     """The vpmaddwd classes (no VNNI) sum binary weights' pairs in int16; VNNI's vpdpbusd and ARM's
-    dot products keep their int32 steps; a weight of 2 keeps the int32 form everywhere."""
+    dot products keep their int32 steps; an int8 layer with a weight of 2 keeps the int32 form."""
     rng = np.random.default_rng(13)
-    layer = make_layer(rng, "conv2d", "bwn", (16, 8, 3, 3), pad=1)
-    assert _has_pair_sums(layer, (1, 8, 10, 10), cls) == cls.pair_sums == (cls.dot == "pmaddwd")
-    layer.codes[3, 0, 0, 0] = 2
-    assert not _has_pair_sums(layer, (1, 8, 10, 10), cls)
+    layer = make_layer(rng, op, kind, wshape, pad=1 if op == "conv2d" else 0)
+    assert _has_pair_sums(layer, shape, cls, fmt) == cls.pair_sums == (cls.dot == "pmaddwd")
+    if kind == "bwn":
+        layer.codes.reshape(-1)[3] = 2
+        assert not _has_pair_sums(layer, shape, cls, fmt)

@@ -19,9 +19,10 @@ def intrinsics(cls, shape: Shape) -> dict:
     return {}
 
 
-def pair_intrinsic(cls) -> tuple | None:
-    """(tensor intrinsic, positions it covers) of the int16 pair sums (primitives/pair_sums) on an
-    x86 ISA class whose kernels use them (IsaClass.pair_sums), else None."""
+def pair_intrinsic(cls, shape: Shape) -> tuple | None:
+    """(tensor intrinsic of `shape`, lanes it covers) of the int16 pair sums (primitives/pair_sums)
+    on an x86 ISA class whose kernels use them (IsaClass.pair_sums), else None."""
     if not cls.pair_sums:
         return None
-    return pmaddubsw.PAIR_NAMES[cls.vector_bytes], cls.vector_bytes // 4
+    names = pmaddubsw.PAIR_NAMES if shape is Shape.POSITIONS else pmaddubsw.PAIR_CHANNEL_NAMES
+    return names[cls.vector_bytes], cls.vector_bytes // 4

@@ -14,4 +14,4 @@ from .dot_choice import intrinsics, pair_intrinsic
 @register("cpu", int8_conv2d.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
-    return schedule_dot(sch, block, knobs, intrinsics(cls, Shape.POSITIONS), cls, pair_intrinsic(cls))
+    return schedule_dot(sch, block, knobs, intrinsics(cls, Shape.POSITIONS), cls, pair_intrinsic(cls, Shape.POSITIONS))

@@ -8,7 +8,7 @@ from tvm_deepchip.primitives import int8_dense, ternary_conv2d_dot, ternary_dens
 from .. import register
 from ..dense_dot import schedule_dense_dot
 from ..dot_intrinsics import Shape
-from .dot_choice import intrinsics
+from .dot_choice import intrinsics, pair_intrinsic
 
 
 @register("cpu", ternary_conv2d_dot.RULE)
@@ -16,4 +16,4 @@ from .dot_choice import intrinsics
 @register("cpu", int8_dense.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
-    return schedule_dense_dot(sch, block, knobs, intrinsics(cls, Shape.CHANNELS), cls)
+    return schedule_dense_dot(sch, block, knobs, intrinsics(cls, Shape.CHANNELS), cls, pair_intrinsic(cls, Shape.CHANNELS))

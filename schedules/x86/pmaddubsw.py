@@ -28,5 +28,7 @@ for _bytes, (_madd, _widen) in _LLVM.items():
 # Binary and ternary weights: the pair sums accumulate in int16 (primitives/pair_sums), vpmaddubsw
 # + vpaddw a step.
 PAIR_NAMES = {32: "deepchip_pmaddubsw_8x4_pairs_avx2", 64: "deepchip_pmaddubsw_16x4_pairs_avx512"}
+PAIR_CHANNEL_NAMES = {32: "deepchip_pmaddubsw_8x4_channel_pairs_avx2", 64: "deepchip_pmaddubsw_16x4_channel_pairs_avx512"}
 for _bytes, (_madd, _) in _LLVM.items():
-    register_pair_sums(PAIR_NAMES[_bytes], _bytes // 4, _madd, f"int8x{_bytes}")
+    for _shape, _names in ((Shape.POSITIONS, PAIR_NAMES), (Shape.CHANNELS, PAIR_CHANNEL_NAMES)):
+        register_pair_sums(_names[_bytes], _shape, _bytes // 4, _madd, f"int8x{_bytes}")

@@ -153,7 +153,7 @@ def pair_sums_used(site: Site, weights: Int8Weights) -> bool:
     kernel columns folded where column_fold folds them; a conv covering its input is a dense product)."""
     geo, group = site.geo, group_of(weights.operand)
     if covers_input(geo):
-        return False
+        return int8_dense.pair_sums_used(site, weights)
     return _pair_chunk(site, weights, (column_fold.folded(geo, group) or geo).grouped(group)) is not None
 
 

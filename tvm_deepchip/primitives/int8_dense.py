@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import dense_layout, requantize, roles
+from . import dense_layout, pair_sums, requantize, roles
 from .conv_layout import _ceil, code_shift
 from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
 from .record import Primitive, Site, rule_of
@@ -40,7 +40,7 @@ def block_weights(w: np.ndarray, operand: str) -> Int8Weights:
     wp = np.zeros((cp, kp), np.int16 if operand == WIDE_OPERAND else np.int8)
     wp[:co, :k] = w
     blocked = wp.reshape(cp // CHANNELS_PER_STEP, CHANNELS_PER_STEP, kp // group, group).transpose(0, 2, 1, 3)
-    return Int8Weights(np.ascontiguousarray(blocked), operand)
+    return Int8Weights(np.ascontiguousarray(blocked), operand, int(np.abs(w.astype(np.int16)).max(initial=0)))
 
 
 def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
@@ -49,10 +49,19 @@ def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
     return wt.transpose(0, 2, 1, 3).reshape(cb * lanes, kg * group)[:co, :k]
 
 
-def te_accumulate(x, weights: Int8Weights, k: int, read=None):
+def pair_chunk(site: Site, weights: Int8Weights) -> int | None:
+    """Input groups a chunk of int16 pair sums takes (primitives/pair_sums), where the target's
+    narrow dot product is x86's vpmaddubsw (IsaClass.pair_sums) and the weights allow it; else None."""
+    if not site.isa.pair_sums or weights.operand != "uint8":
+        return None
+    return pair_sums.chunk_groups(int(weights.w.shape[1]), 1, weights.max_weight)
+
+
+def te_accumulate(x, weights: Int8Weights, k: int, read=None, chunk: int | None = None):
     """acc[n, c] = sum over the K input codes (shifted into the operand type) times weights
     (TE), over all the padded channels of `weights` (its layout: `block_weights`). `read(i, t)`:
-    input code t of image i (default x[i, t]; a conv over its whole input reads its NCHW image)."""
+    input code t of image i (default x[i, t]; a conv over its whole input reads its NCHW image);
+    `chunk`: through int16 pair sums of that many groups (pair_chunk)."""
     from tvm import te, tirx
 
     w, operand = weights.w, weights.operand
@@ -64,6 +73,8 @@ def te_accumulate(x, weights: Int8Weights, k: int, read=None):
     xg = te.compute((n, kg, group), lambda i, q, j: (
         read(i, tirx.min(q * group + j, k - 1)).astype("int16") + shift).astype(operand),
         name="xgroups", attrs=roles.attrs(roles.LAYOUT))
+    if chunk is not None:
+        return pair_sums.te_dense_acc(xg, w, chunk)
     q = te.reduce_axis((0, kg), name="q_acc")
     j = te.reduce_axis((0, group), name="j_acc")
     return te.compute((n, cb * lanes), lambda i, c: te.sum(
@@ -85,7 +96,7 @@ def te_padded(x, weights: Int8Weights, consts, site: Site, read=None):
     from tvm import te, tirx
 
     geo = site.geo
-    acc = te_accumulate(x, weights, geo.k, read)
+    acc = te_accumulate(x, weights, geo.k, read, pair_chunk(site, weights))
     shape = tuple(int(s) for s in acc.shape)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: tirx.min(idx[1], last))
@@ -100,4 +111,9 @@ def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
     return requantize.np_apply(site.epi, acc, None, channel_axis=1)
 
 
-PRIMITIVE = Primitive("dense", Format.INT8, STEM, "int8", dense_layout.geometry, pack, compute, reference, epilogue)
+def pair_sums_used(site: Site, weights: Int8Weights) -> bool:
+    return pair_chunk(site, weights) is not None
+
+
+PRIMITIVE = Primitive("dense", Format.INT8, STEM, "int8", dense_layout.geometry, pack, compute, reference, epilogue,
+                      pair_sums=pair_sums_used)

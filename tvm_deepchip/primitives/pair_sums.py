@@ -17,7 +17,9 @@ chunk's int16 sums kept apart by pair (lane h of a step sums channels 2h and 2h+
                            x[n, p + offset(k*B + b, tap), 2h + j] * w[c, k*B + b, tap, 2h + j]   (int16)
     acc[n, c, p]         = sum over k, h of pairs[n, c, k, p, h]                                (int32)
 
-Same integers as the int32 form (every partial sum is exact), so the same reference.
+Same integers as the int32 form (every partial sum is exact), so the same reference. The dense
+form (int8_dense's steps over 16 output channels, one broadcast group of 4 codes) is the same
+with the channels in the lanes and one step a group (`te_dense_acc`).
 """
 from __future__ import annotations
 
@@ -62,4 +64,24 @@ def te_conv_acc(xf, w, geo, positions: int, chunk: int):
     k = te.reduce_axis((0, shape[2]), name="k_acc")
     h = te.reduce_axis((0, shape[4]), name="h_acc")
     return te.compute(shape[:2] + (positions,), lambda n, c, p: te.sum(pairs[n, c, k, p, h].astype("int32"), axis=[k, h]),
+                      name="acc", attrs=roles.attrs(roles.ACCUMULATOR))
+
+
+def te_dense_acc(xg, w, chunk: int):
+    """The int32 accumulator [N, Cb*16] of int8_dense's dot products over the grouped input codes
+    `xg` [N, K/4, 4] and weights `w` [Cb, K/4, 16, 4], through int16 pair sums of `chunk` groups
+    (stored [N, chunk, channel, pair])."""
+    from tvm import te
+
+    cb, kg, lanes, group = (int(s) for s in w.shape)
+    b = te.reduce_axis((0, chunk), name="b_pairs")
+    j = te.reduce_axis((0, PAIR), name="j_pairs")
+    # [N, chunk, channel, pair]: the lanes of a step (channels, pairs) innermost, as the intrinsic's
+    shape = (int(xg.shape[0]), kg // chunk, cb * lanes, group // PAIR)
+    pairs = te.compute(shape, lambda n, k, c, h: te.sum(
+        xg[n, k * chunk + b, h * PAIR + j].astype("int16") * w[c // lanes, k * chunk + b, c % lanes, h * PAIR + j].astype("int16"),
+        axis=[b, j]), name="pairs", attrs=roles.attrs(roles.PAIR_SUMS))
+    k = te.reduce_axis((0, shape[1]), name="k_acc")
+    h = te.reduce_axis((0, shape[3]), name="h_acc")
+    return te.compute((shape[0], shape[2]), lambda n, c: te.sum(pairs[n, k, c, h].astype("int32"), axis=[k, h]),
                       name="acc", attrs=roles.attrs(roles.ACCUMULATOR))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..formats import Format
-from . import conv_layout, ternary_dense_dot
+from . import conv_layout, int8_dense, ternary_dense_dot
 from .int8_conv2d import as_dense, covers_input, image_read
 from .int8_weights import Int8Weights, epilogue
 from .record import Primitive, Site, rule_of
@@ -51,4 +51,5 @@ def reference(qx, weights: Int8Weights, site: Site):
     return ternary_dense_dot.reference(qx.reshape(geo.n, -1), weights, as_dense(site)).reshape(geo.out_shape())
 
 
-PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue)
+PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue,
+                      pair_sums=int8_dense.pair_sums_used)

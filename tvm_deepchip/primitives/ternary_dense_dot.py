@@ -66,7 +66,7 @@ def te_padded(x, weights: Int8Weights, consts, site: Site, read=None, rule: str 
     from tvm import te, tirx
 
     geo = site.geo
-    acc = int8_dense.te_accumulate(x, weights, geo.k, read)
+    acc = int8_dense.te_accumulate(x, weights, geo.k, read, int8_dense.pair_chunk(site, weights))
     shape = (geo.n, int(acc.shape[1]) // 2)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, _plane(acc, 0), _plane(acc, 1), consts,
@@ -87,4 +87,5 @@ def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
     return requantize.np_apply(site.epi, acc(0)[:, : geo.co], acc(1)[:, : geo.co], channel_axis=1)
 
 
-PRIMITIVE = Primitive("dense", Format.DOT, STEM, "ternary", dense_layout.geometry, pack, compute, reference, epilogue)
+PRIMITIVE = Primitive("dense", Format.DOT, STEM, "ternary", dense_layout.geometry, pack, compute, reference, epilogue,
+                      pair_sums=int8_dense.pair_sums_used)
