@@ -13,7 +13,7 @@ from tvm_deepchip.primitives import roles
 from tvm_deepchip.primitives.int8_dense import CHANNELS_PER_STEP  # (it pads channels to whole steps)
 
 from .common import _accumulators, _divisors, _extent, _finish_crop
-from .dot_intrinsics import finish_tile
+from .dot_intrinsics import finish_pairs, finish_tile, widen_chunks
 from .dot_product import worth_two_cores
 
 
@@ -77,19 +77,10 @@ def _pair_tile(sch, acc, pairs, intrin, rc: int):
     k = [rest.pop(0)] if chunks > 1 else []
     (h,) = rest
     tile, lane = _blocks(sch, c, rc)
-    sch.reorder(*k, *tile, h, lane)
-    sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
-    sch.unroll(h)
-    init = sch.decompose_reduction(acc, (k + tile + [h])[0])
-    sch.vectorize(sch.get_loops(init)[-1])
-    for lp in tile:
-        sch.unroll(lp)
-    sch.compute_at(pairs, k[0] if k else outer)
+    widen_chunks(sch, acc, pairs, outer, k, tile, h, lane)
     pc, ph, *groups, j = sch.get_loops(pairs)[1 + len(k):]  # c, h, then b (where over 1) and j
     ptile, plane = _blocks(sch, pc, rc)
-    sch.reorder(*groups, *ptile, plane, ph, j)
-    pinit = sch.decompose_reduction(pairs, (groups + ptile + [plane])[0])
-    finish_tile(sch, pinit, ptile, plane, intrin, CHANNELS_PER_STEP)
+    finish_pairs(sch, pairs, groups, ptile, plane, ph, j, intrin, CHANNELS_PER_STEP)
 
 
 def _blocks(sch, c, rc: int) -> tuple[list, object]:

@@ -125,6 +125,28 @@ def finish_tile(sch, init, tile: list, lane, intrin, lanes: int) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
+def widen_chunks(sch, acc, pairs, outer, k: list, tile: list, h, lane) -> None:
+    """The int32 accumulator of int16 pair sums (primitives/pair_sums): its loops ordered (chunk
+    k where more than one, the register tile's, pair h, lane), the lanes vectorized, the rest
+    unrolled, zeroed before the chunks; then the pair sums computed under k (else under `outer`)."""
+    sch.reorder(*k, *tile, h, lane)
+    sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
+    sch.unroll(h)
+    init = sch.decompose_reduction(acc, (k + tile + [h])[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    for lp in tile:
+        sch.unroll(lp)
+    sch.compute_at(pairs, k[0] if k else outer)
+
+
+def finish_pairs(sch, pairs, steps: list, tile: list, lane, h, j, intrin, lanes: int) -> None:
+    """The pair sums' register tile: (steps..., tile..., lane, h, j), zeroed before the steps, the
+    (lane, h, j) loops tensorized with `intrin` (finish_tile)."""
+    sch.reorder(*steps, *tile, lane, h, j)
+    init = sch.decompose_reduction(pairs, (steps + tile + [lane])[0])
+    finish_tile(sch, init, tile, lane, intrin, lanes)
+
+
 def register_pair_sums(name: str, shape: Shape, lanes: int, llvm_intrinsic: str, a_vector: str) -> None:
     """Register intrinsic `name`: the int16 pair sums (primitives/pair_sums) of one step in
     `shape`, each lane's two product pairs (of 4 uint8 codes against 4 int8 weights, one side

@@ -13,7 +13,7 @@ from tvm_deepchip.primitives import roles
 
 from .common import (PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work,
                      split_grouped_flat)
-from .dot_intrinsics import finish_tile, ops_per_mac
+from .dot_intrinsics import finish_pairs, finish_tile, ops_per_mac, widen_chunks
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
 # Parallel above this many vector instructions of dot products (dot_intrinsics.ops_per_mac: one
@@ -173,22 +173,12 @@ def _pair_tile(sch, acc, pairs, intrin, tile_extents):
     k = [rest.pop(0)] if chunks > 1 else []
     (h,) = rest
     pv, lane = sch.split(p, [rp, POSITIONS_PER_STEP]) if rp > 1 else (None, p)
-    tile = c + ([pv] if pv is not None else [])
-    sch.reorder(*k, *tile, h, lane)
-    sch.vectorize(lane)  # (before the init is split off: vectorize needs one writer)
-    sch.unroll(h)
-    init = sch.decompose_reduction(acc, (k + tile + [h])[0])
-    sch.vectorize(sch.get_loops(init)[-1])
-    for lp in tile:
-        sch.unroll(lp)
-    sch.compute_at(pairs, k[0] if k else outer)
+    widen_chunks(sch, acc, pairs, outer, k, c + ([pv] if pv is not None else []), h, lane)
     inner = sch.get_loops(pairs)[1 + len(k):]  # c (where rc > 1), p, h, then the reduction's
     pc, pp, ph, *taps, j = inner if rc > 1 else [None, *inner]
     ppv, plane = sch.split(pp, [rp, POSITIONS_PER_STEP]) if rp > 1 else (None, pp)
     ptile = [lp for lp in (pc, ppv) if lp is not None]
-    sch.reorder(*taps, *ptile, plane, ph, j)
-    pinit = sch.decompose_reduction(pairs, (taps + ptile + [plane])[0])
-    finish_tile(sch, pinit, ptile, plane, intrin, POSITIONS_PER_STEP)
+    finish_pairs(sch, pairs, taps, ptile, plane, ph, j, intrin, POSITIONS_PER_STEP)
 
 
 def _finish_flat4(sch, acc):
