@@ -34,7 +34,7 @@ from ..formats import Format
 from . import column_fold, conv_layout, grouped_layout, int8_dense, pair_sums, requantize, roles
 from .conv_layout import ConvGeometry, _ceil, code_shift, np_windows, te_dense_taps
 from .dense_layout import DenseShape
-from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
+from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of, max_weight
 from .record import Primitive, Site, rule_of
 
 STEM = "int8_conv2d"
@@ -86,7 +86,7 @@ def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:
     check_bound(layer.in_dtype if operand == WIDE_OPERAND else operand, layer.codes, layer.name)
     if covers_input(geo):
         return int8_dense.block_weights(layer.codes.reshape(geo.co, -1), operand)
-    return Int8Weights(pack_weights(layer.codes, geo, operand), operand, int(np.abs(layer.codes.astype(np.int16)).max(initial=0)))
+    return Int8Weights(pack_weights(layer.codes, geo, operand), operand, max_weight(layer.codes))
 
 
 def pack_weights(w: np.ndarray, geo: ConvGeometry, operand: str = "uint8") -> np.ndarray:
@@ -141,11 +141,9 @@ def compute(x, weights: Int8Weights, consts, site: Site):
 
 
 def _pair_chunk(site: Site, weights: Int8Weights, geo: ConvGeometry) -> int | None:
-    """Channel groups a chunk of int16 pair sums takes (primitives/pair_sums), where the target's
-    narrow dot product is x86's vpmaddubsw (IsaClass.pair_sums) and the weights allow it; else None."""
-    if not site.isa.pair_sums or weights.operand != "uint8":
-        return None
-    return pair_sums.chunk_groups(geo.ci, geo.sh * geo.sw * geo.khq * geo.kwq, weights.max_weight)
+    """Channel groups a chunk of int16 pair sums takes over grouped geometry `geo`, or None
+    (pair_sums.chunk_of)."""
+    return pair_sums.chunk_of(site.isa, weights.operand, weights.max_weight, geo.ci, geo.sh * geo.sw * geo.khq * geo.kwq)
 
 
 def pair_sums_used(site: Site, weights: Int8Weights) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from ..formats import Format
 from . import dense_layout, pair_sums, requantize, roles
 from .conv_layout import _ceil, code_shift
-from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of
+from .int8_weights import WIDE_OPERAND, Int8Weights, check_bound, epilogue, group_of, max_weight
 from .record import Primitive, Site, rule_of
 
 STEM = "int8_dense"
@@ -40,7 +40,7 @@ def block_weights(w: np.ndarray, operand: str) -> Int8Weights:
     wp = np.zeros((cp, kp), np.int16 if operand == WIDE_OPERAND else np.int8)
     wp[:co, :k] = w
     blocked = wp.reshape(cp // CHANNELS_PER_STEP, CHANNELS_PER_STEP, kp // group, group).transpose(0, 2, 1, 3)
-    return Int8Weights(np.ascontiguousarray(blocked), operand, int(np.abs(w.astype(np.int16)).max(initial=0)))
+    return Int8Weights(np.ascontiguousarray(blocked), operand, max_weight(w))
 
 
 def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
@@ -50,11 +50,8 @@ def unpack(wt: np.ndarray, co: int, k: int) -> np.ndarray:
 
 
 def pair_chunk(site: Site, weights: Int8Weights) -> int | None:
-    """Input groups a chunk of int16 pair sums takes (primitives/pair_sums), where the target's
-    narrow dot product is x86's vpmaddubsw (IsaClass.pair_sums) and the weights allow it; else None."""
-    if not site.isa.pair_sums or weights.operand != "uint8":
-        return None
-    return pair_sums.chunk_groups(int(weights.w.shape[1]), 1, weights.max_weight)
+    """Input groups (one step each) a chunk of int16 pair sums takes, or None (pair_sums.chunk_of)."""
+    return pair_sums.chunk_of(site.isa, weights.operand, weights.max_weight, int(weights.w.shape[1]), 1)
 
 
 def te_accumulate(x, weights: Int8Weights, k: int, read=None, chunk: int | None = None):

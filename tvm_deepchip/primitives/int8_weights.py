@@ -40,11 +40,16 @@ WIDE_OPERAND, WIDE_GROUP = "int16", 2
 NARROW_WEIGHT_MAX = 64
 
 
+def max_weight(codes: np.ndarray) -> int:
+    """The largest weight magnitude of `codes` (0 for none)."""
+    return int(np.abs(codes.astype(np.int16)).max(initial=0))
+
+
 def dot_operand(cls, codes: np.ndarray) -> str:
     """The type a layer's dot products read input codes in on ISA class `cls`: the class's own,
     except on x86 without VNNI, where weights of at most 7 bits (binary and ternary codes among
     them) take uint8 codes through vpmaddubsw + vpmaddwd instead of int16 pairs through vpmaddwd."""
-    if cls.dot == "pmaddwd" and codes.size and int(np.abs(codes.astype(np.int16)).max()) <= NARROW_WEIGHT_MAX:
+    if cls.dot == "pmaddwd" and codes.size and max_weight(codes) <= NARROW_WEIGHT_MAX:
         return "uint8"
     return cls.int8_operand
 

@@ -32,6 +32,14 @@ MAX_WEIGHT = 1  # binary and ternary codes: the form's reason to exist
 MAX_PAIR_STEPS = INT16_MAX // (PAIR * MAX_CODE * MAX_WEIGHT)  # 64
 
 
+def chunk_of(isa, operand: str, max_weight: int, groups: int, steps_per_group: int) -> int | None:
+    """chunk_groups for a kernel built for ISA class `isa` whose dot products read `operand`
+    codes: None unless the class's narrow dot product is vpmaddubsw on uint8 codes (IsaClass.pair_sums)."""
+    if not isa.pair_sums or operand != "uint8":
+        return None
+    return chunk_groups(groups, steps_per_group, max_weight)
+
+
 def chunk_groups(groups: int, steps_per_group: int, max_weight: int) -> int | None:
     """Channel groups a chunk takes: the largest divisor of `groups` whose steps (each group
     `steps_per_group` taps) fit MAX_PAIR_STEPS; None where the form does not apply (weights over
