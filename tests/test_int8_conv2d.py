@@ -146,22 +146,25 @@ def test_positions_round_up_to_whole_register_tiles():
 
 @pytest.mark.parametrize("cls", all_classes())
 def test_few_input_channels_fold_kernel_columns(cls):
-    """An RGB first layer (SVHN ConvNet's conv1: 3 channels, 5x5, no padding; and a padded one)
-    folds its kernel columns into channels (primitives/column_fold): the weights hold Ci*KW
-    folded channels in groups and one column, and the kernel is bit-exact on every class,
-    saturated codes, batch 2 and the padded border included."""
+    """An RGB first layer (SVHN ConvNet's conv1: 3 channels, 5x5, no padding; a padded one; and
+    AlexNet's form, 11x11 strided by 4 across and down, and a padded 5x5 strided by 2) folds its
+    kernel columns into channels (primitives/column_fold): the weights hold Ci*KW folded channels
+    in groups and one column (strided: one horizontal phase), and the kernel is bit-exact on every
+    class, saturated codes, batch 2 and the padded border included."""
     from tvm_deepchip.primitives import column_fold, conv_layout, int8_weights
 
     rng = np.random.default_rng(21)
     group = int8_weights.group_of(cls.int8_operand)
-    for w_shape, x_shape, pad in (((24, 3, 5, 5), (1, 3, 20, 20), 0), ((8, 3, 5, 5), (2, 3, 11, 9), 2)):
-        layer = make_layer(rng, "conv2d", "int8", w_shape, pad=pad)
+    for w_shape, x_shape, pad, stride in (((24, 3, 5, 5), (1, 3, 20, 20), 0, 1), ((8, 3, 5, 5), (2, 3, 11, 9), 2, 1),
+                                          ((16, 3, 11, 11), (1, 3, 35, 35), 0, 4), ((8, 3, 5, 5), (2, 3, 13, 12), 2, 2)):
+        layer = replace(make_layer(rng, "conv2d", "int8", w_shape, pad=pad), strides=(stride, stride))
         geo = conv_layout.geometry(layer, x_shape)
         assert column_fold.folded(geo, group) is not None
         lowered, lib = build(layer, x_shape, "int8", cls=cls, tgt=targets.tvm_target(isa_devices.preset(cls)))
         isa_devices.check_assembly(cls, lib, lowered.primitive)
-        wt = lowered.consts[0]
-        assert wt.shape[1] == -(-3 * 5 // group) and wt.shape[-3:] == (5, 1, group)  # 15 folded channels, 1 column
+        wt, k = lowered.consts[0], w_shape[-1]
+        # Ci*KW folded channels in groups, one horizontal phase and column, the rows in vertical phases
+        assert wt.shape[1] == -(-3 * k // group) and wt.shape[2:] == (stride, 1, -(-k // stride), 1, group)
         inputs = [random_input(rng, "uint8", x_shape), random_input(rng, "uint8", x_shape, saturated=True)]
         refs = [lowered.reference(qx) for qx in inputs]
         outs = isa_devices.run(cls, lowered, lib, inputs)

@@ -3,15 +3,18 @@
 A dot-product step of int8_conv2d multiplies `group` input channels of one tap (4 bytes for
 vpdpbusd / sdot, 2 int16 codes for vpmaddwd). An RGB first layer has 3 channels: a quarter of
 every step multiplies padding, and the flat layout computes the Wq - Wo border columns of every
-row too. A conv (Ci, KH, KW) of stride 1 across is the conv (Ci*KW, KH, 1) over
+row too. A conv (Ci, KH, KW) of stride sw across is the conv (Ci*KW, KH, 1) of stride 1 across over
 
-    x'[kx*Ci + c, y, ox] = xpad[c, y, ox + kx]        (ox < Wo: a row im2col of the kernel's columns)
+    x'[kx*Ci + c, y, ox] = xpad[c, y, ox * sw + kx]        (ox < Wo: a row im2col of the kernel's columns)
 
 (vertical padding and stride stay the layout's): the Ci*KW codes of a kernel row fill whole
 steps, and only valid columns are computed. SVHN ConvNet's conv1 (3 channels, 5x5 over 40x40):
 25 steps over 1440 flat positions become 20 over 1296, 72% of the dot products; a grayscale
 5x5 (the digits model's conv1 on 8x8, padding 2): 25 steps of one byte in 4 over 96 positions
-become 10 over 64. A conv is folded where that saves at least a tenth (`folded`).
+become 10 over 64. Strided across, the fold also drops the horizontal phase planes and the
+kernel columns padded to a multiple of the stride: AlexNet's conv1 (3 channels, 11x11, stride 4,
+int16 pairs on AVX2) takes 17 pairs a kernel row over 55 columns instead of 2 pairs x 4 phases x 3
+phase columns over 57, 68% of the steps. A conv is folded where that saves at least a tenth (`folded`).
 
 The layout is written directly (te_layout: te_flat's grouped layout of x', never x' itself):
 per group of `group` folded channels and input row, each folded channel's row is a contiguous
@@ -32,17 +35,19 @@ MAX_FOLDED_WORK = 0.9  # fold only where it leaves at most this share of the dot
 
 
 def folded(geo: ConvGeometry, group: int) -> ConvGeometry | None:
-    """The geometry of the folded conv (Ci*KW channels, KW = 1, no horizontal padding, the
-    vertical stride kept), or None where the layer is not folded: strided across, one column,
-    channels that fill their groups, or too little saved (one input channel always saves: 1 of
-    4 bytes a step). Channels that fill their groups would save only the border columns, and
-    lost: AMD EPYC znver5, AVX-512 VNNI, 2 threads, ResNet-44 BWN's 32-channel 16x16 convs 9.6
-    -> 14.7 us, SVHN ConvNet BWN's 48- and 64-channel 18x18 convs 15.5 / 21.5 -> 21.3 / 28.3."""
-    if group < 2 or geo.kw < 2 or geo.ci % group == 0 or (geo.sw, geo.step) != (1, 1):
+    """The geometry of the folded conv (Ci*KW channels, KW = 1, stride 1 across, no horizontal
+    padding, the vertical stride kept), or None where the layer is not folded: subsampled input
+    (`step`), one column, channels that fill their groups, or too little saved (one input channel
+    always saves: 1 of 4 bytes a step). Channels that fill their groups would save only the
+    border columns, and lost: AMD EPYC znver5, AVX-512 VNNI, 2 threads, ResNet-44 BWN's
+    32-channel 16x16 convs 9.6 -> 14.7 us, SVHN ConvNet BWN's 48- and 64-channel 18x18 convs
+    15.5 / 21.5 -> 21.3 / 28.3."""
+    if group < 2 or geo.kw < 2 or geo.ci % group == 0 or geo.step != 1:
         return None
     top, _, bottom, _ = geo.pad
-    fold = replace(geo, ci=geo.ci * geo.kw, w=geo.wo, kw=1, pad=(top, 0, bottom, 0))
-    work = geo.ho * geo.wq * _ceil(geo.ci, group) * geo.kw  # dot-product steps a kernel row, both forms
+    fold = replace(geo, ci=geo.ci * geo.kw, w=geo.wo, kw=1, sw=1, pad=(top, 0, bottom, 0))
+    # dot-product steps a kernel row, both forms (unfolded: every horizontal phase plane's columns)
+    work = geo.ho * geo.wq * _ceil(geo.ci, group) * geo.sw * geo.kwq
     work_folded = fold.ho * fold.wq * _ceil(fold.ci, group)
     return fold if work_folded <= MAX_FOLDED_WORK * work else None
 
@@ -92,10 +97,12 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                 fill(rows, j * wo, wo, zero)
                 continue
             kx, c = divmod(s, geo.ci)
-            lo, hi = max(0, left - kx), min(wo, geo.w + left - kx)
+            # the columns ox whose pixel ox * sw + kx - left lies in the row: [lo, hi)
+            lo = min(wo, max(0, _ceil(left - kx, geo.sw)))
+            hi = max(lo, min(wo, _ceil(geo.w + left - kx, geo.sw)))
             fill(rows, j * wo, lo, pad_code)
             with T.vectorized(0, hi - lo) as i:
-                T.buffer_store(rows, code(x[n, c, y, lo + kx - left + i]), [j * wo + lo + i])
+                T.buffer_store(rows, code(x[n, c, y, (lo + i) * geo.sw + kx - left]), [j * wo + lo + i])
             fill(rows, j * wo + hi, wo - hi, pad_code)
 
     with IRBuilder() as ib:

@@ -15,9 +15,12 @@ layout (int8 q -> q + 128, uint8 q -> q - 128) and the epilogue's bias takes shi
 back out, exactly. Then the shared fixed-point epilogue, one multiplier per channel.
 
 A layer with few input channels (an RGB image; one channel, a grayscale image: LeNet's, the
-digits model's conv1) would leave a quarter (three quarters) of every step padding. Where it is
-not strided across (sw = 1), its kernel columns are folded into channels (primitives/column_fold):
-a step takes 4 (2) codes of neighbouring kernel columns and channels of one row.
+digits model's conv1) would leave a quarter (three quarters) of every step padding. Its kernel
+columns are folded into channels (primitives/column_fold): a step takes 4 (2) codes of
+neighbouring kernel columns and channels of one row, and a conv strided across (AlexNet's conv1)
+loses its horizontal phases. Measured on AlexNet (AMD EPYC znver1, AVX2 build, whole model, 2
+threads, in turns, 10 x 200 runs): conv1 alone 3.94 -> 2.77 ms, the model 8.68 -> 7.48 ms, the
+same outputs.
 
 A conv whose kernel covers its whole unpadded input (one output position: SVHN ConvNet's conv7,
 5x5 over 5x5) would compute 16 flat positions for 1. It is a dense product instead
