@@ -18,8 +18,8 @@ from .dot_product import worth_two_cores
 
 
 def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
-    """`intrinsics`: operand dtype -> (tensor intrinsic of the channels shape, lanes it covers)
-    the target has; `cls`: the target's isa.IsaClass (its registers size the default tile);
+    """`intrinsics`: operand dtype, or (operand dtype, weight dtype) where the weights' type
+    decides, -> (tensor intrinsic of the channels shape, lanes it covers) the target has; `cls`: the target's isa.IsaClass (its registers size the default tile);
     `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where the kernel
     has them. The accumulator may hold several planes per output channel (ternary_dense_dot:
     two, the planes of each block of 16 channels adjacent): the tile then spans them all."""
@@ -27,7 +27,8 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrins
     pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)
     products = pairs[0] if pairs else acc  # the block of the dot products
     (layout,) = roles.having(sch, sch.get_producers(products), roles.LAYOUT)
-    intrin = pair_intrinsic if pairs else intrinsics.get(str(sch.get(layout).writes[0].source.dtype))
+    operand = str(sch.get(layout).writes[0].source.dtype)
+    intrin = pair_intrinsic if pairs else intrinsics.get((operand, _weight_dtype(sch, acc)), intrinsics.get(operand))
     n, c = sch.get_loops(epilogue)
     planes = _extent(sch, sch.get_loops(acc)[1]) // _extent(sch, c)
     blocks = _extent(sch, c) // CHANNELS_PER_STEP
@@ -48,6 +49,12 @@ def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrins
     _finish_layout(sch, layout)
     _finish_crop(sch, epilogue)
     return sch
+
+
+def _weight_dtype(sch, acc) -> str:
+    """The type of the weights acc reads (the [Co/16, K/G, 16, G] buffer of its reads)."""
+    (w,) = [r.source for r in sch.get(acc).reads if len(r.source.shape) == 4]
+    return str(w.dtype)
 
 
 def _register_tile(sch, acc, intrin, rc: int):

@@ -9,7 +9,9 @@ shapes that differ only in which operand is broadcast:
                       A: one group of input codes, broadcast, B: lanes x group consecutive weights
 
 A holds the input codes (`operand`: uint8 for vpdpbusd and vpmaddubsw, whose first multiplicand
-is unsigned; int16 for vpmaddwd; int8 for sdot), B the weights (int16 next to int16 codes, else int8).
+is unsigned; int16 for vpmaddwd; int8 for sdot), B the weights: int8, except next to int16 codes,
+where they are int16 (a broadcast weight pair) or int8 widened by the load (vpmovsxbw: a dense
+layer's weights, read once each, take half the memory traffic).
 Each ISA's file registers its instruction in the shapes its schedules use, under exported names;
 `finish_tile` applies one to the lanes of a register tile (the int8 conv's and dense's schedules).
 """
@@ -34,17 +36,21 @@ class Shape(enum.Enum):
 
 
 def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: str, a_vector: str,
-             b_vector: str, group: int = 4, accumulates: bool = True, widen: str | None = None) -> None:
+             b_vector: str, group: int = 4, accumulates: bool = True, widen: str | None = None,
+             int8_weights: bool = False) -> None:
     """Register intrinsic `name`: one call of `llvm_intrinsic` on A as `a_vector` and B as
     `b_vector` (x86's vpdpbusd and ARM's sdot take C and accumulate (`accumulates`); x86's
     vpmaddwd returns the products' sums, which are added to C). With `widen` (x86's vpmaddubsw,
     which sums product pairs into int16 lanes), the call's int16 pair sums go through `widen`
-    against ones (vpmaddwd: adjacent pairs summed into int32 lanes) before the add to C."""
+    against ones (vpmaddwd: adjacent pairs summed into int32 lanes) before the add to C.
+    `int8_weights`: next to int16 codes in the channels shape, B is int8, sign-extended to
+    `b_vector` as it is loaded."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
-    w_type = operand if operand == "int16" else "int8"
-    assert group * (16 if w_type == "int16" else 8) == 32, "a step's group fills one 32-bit lane"
+    w_type = "int16" if operand == "int16" and not int8_weights else "int8"
+    assert group * (16 if operand == "int16" else 8) == 32, "a step's group fills one 32-bit lane"
+    assert not int8_weights or (operand == "int16" and shape is Shape.CHANNELS), "int8 weights widen a channels step's B"
     c_vector = f"int32x{lanes}"
     a_shape, b_shape = ((lanes, group), (group,)) if shape is Shape.POSITIONS else ((group,), (lanes, group))
 
@@ -60,7 +66,10 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
     def vector(buf, dims, dtype, out_type):
         """All of `buf` as one vector; a one-group operand is broadcast to every 32-bit lane."""
         if len(dims) == 2:
-            return T.reinterpret(buf.vload([0, 0], dtype=f"{dtype}x{lanes * group}"), dtype=out_type)
+            v = buf.vload([0, 0], dtype=f"{dtype}x{lanes * group}")
+            if int8_weights and dtype == w_type:  # int8 weights sign-extended to the int16 lanes
+                return T.Cast(out_type, v)
+            return T.reinterpret(v, dtype=out_type)
         one = T.reinterpret(buf.vload([0], f"{dtype}x{group}"), dtype="int32")
         return T.reinterpret(T.broadcast(one, lanes), dtype=out_type)
 

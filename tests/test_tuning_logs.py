@@ -45,6 +45,19 @@ def test_committed_logs_have_one_class_each():
     assert set(tuning_db.record_classes(HASWELL / RECORDS)) == {"x86-avx2"}
 
 
+@pytest.mark.parametrize("log_dir, cls", [(ZNVER4, "x86-avx512-vnni"), (ARM, "aarch64-dotprod"), (HASWELL, "x86-avx2")])
+def test_committed_log_opens_whole_for_its_class(caplog, log_dir, cls):
+    """Every record of a committed log parses against the tensor intrinsics this code registers:
+    a record naming an intrinsic that is gone, or one whose description no longer matches the
+    record's workload, makes MetaSchedule reject the whole log, and the builds would silently run
+    every layer on its default schedule."""
+    rows = [line for line in (log_dir / RECORDS).read_text().splitlines() if line.strip()]
+    with caplog.at_level(logging.WARNING, logger="tvm_deepchip.tuning_db"):
+        db = tuning_db.open_database(log_dir, isa.get(cls))
+    assert db is not None, caplog.text
+    assert len(db) == len(rows) and not caplog.text
+
+
 @pytest.mark.parametrize("cls, expect", [("x86-avx512-vnni", ZNVER4), ("aarch64-dotprod", ARM),
                                          ("x86-avx2", HASWELL), ("x86-avx512", None), ("aarch64-neon", None)])
 def test_auto_finds_the_committed_log_of_the_class(cls, expect):

@@ -7,7 +7,9 @@ acc[n, c] = sum_k x[n, k] * w[c, k], one step of which is
 one group of G input codes broadcast against 16 x G consecutive weights: the channels shape of
 the ISA's dot-product instruction (schedules/dot_intrinsics.py: VNNI `vpdpbusd` on uint8 codes,
 G = 4; `vpmaddwd` on int16 codes, G = 2; ARM `sdot` on int8 codes, G = 4). Weights are stored
-[Co/16, K/G, 16, G] (channels and K padded with zero weights); input codes of the other 8-bit
+[Co/16, K/G, 16, G] in int8 (channels and K padded with zero weights; next to `vpmaddwd`'s int16
+codes, int16 where they fit the caches, else int8 sign-extended as they are loaded: weight_dtype);
+input codes of the other 8-bit
 type are shifted by 128 into the operand and the epilogue takes shift * sum(w) back out
 (int8_weights.epilogue). The padded channels are computed and cropped.
 """
@@ -24,6 +26,13 @@ from .record import Primitive, Site, rule_of
 STEM = "int8_dense"
 RULE = rule_of(STEM)
 CHANNELS_PER_STEP = 16  # output channels per dot-product step (one 512-bit vector of int32)
+# Next to int16 codes, weights of at least this many bytes as int16 are stored as int8 instead
+# (vpmaddwd steps sign-extend them as they load them). Measured on an AMD EPYC znver1 (AVX2
+# build, 2 threads, each layer alone, fastest of 15 x 200 runs): AlexNet's fc3 (1000 x 4096,
+# 8.2 MB as int16: read from memory each image) 239 -> 157 us; the MLP's fc1 (512 x 784, 0.8 MB:
+# half of it per core, in its L2) 11.4 -> 14.2 us, where the extra widening costs more than the
+# bytes save.
+INT8_STORAGE_MIN_BYTES = 2 << 20
 
 
 def pack(layer, shape=None, operand: str = "uint8") -> Int8Weights:
@@ -32,12 +41,22 @@ def pack(layer, shape=None, operand: str = "uint8") -> Int8Weights:
     return block_weights(layer.codes, operand)
 
 
+def weight_dtype(operand: str, count: int) -> str:
+    """The type `count` weights are stored in for dot products over `operand` codes: int8, except
+    next to int16 codes (x86 vpmaddwd), where weights that fit the caches stay int16 and only
+    larger ones are int8, sign-extended as they are loaded (INT8_STORAGE_MIN_BYTES)."""
+    if operand != WIDE_OPERAND:
+        return "int8"
+    return "int8" if 2 * count >= INT8_STORAGE_MIN_BYTES else "int16"
+
+
 def block_weights(w: np.ndarray, operand: str) -> Int8Weights:
-    """Weights [Co, K] in the dot-product layout [Co/16, K/G, 16, G] (zero padded)."""
+    """Weights [Co, K] in the dot-product layout [Co/16, K/G, 16, G] (zero padded), in
+    weight_dtype's type."""
     group = group_of(operand)
     co, k = w.shape
     cp, kp = _ceil(co, CHANNELS_PER_STEP) * CHANNELS_PER_STEP, _ceil(k, group) * group
-    wp = np.zeros((cp, kp), np.int16 if operand == WIDE_OPERAND else np.int8)
+    wp = np.zeros((cp, kp), weight_dtype(operand, cp * kp))
     wp[:co, :k] = w
     blocked = wp.reshape(cp // CHANNELS_PER_STEP, CHANNELS_PER_STEP, kp // group, group).transpose(0, 2, 1, 3)
     return Int8Weights(np.ascontiguousarray(blocked), operand, max_weight(w))
