@@ -20,8 +20,8 @@ from .dot_product import worth_two_cores
 def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
     """`intrinsics`: operand dtype, or (operand dtype, weight dtype) where the weights' type
     decides, -> (tensor intrinsic of the channels shape, lanes it covers) the target has; `cls`:
-    the target's isa.IsaClass (its registers size the default tile); `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where the kernel
-    has them. The accumulator may hold several planes per output channel (ternary_dense_dot:
+    the target's isa.IsaClass (its registers size the default tile); `pair_intrinsic`: the same
+    of the int16 pair sums (primitives/pair_sums), where the kernel has them. The accumulator may hold several planes per output channel (ternary_dense_dot:
     two, the planes of each block of 16 channels adjacent): the tile then spans them all."""
     (acc,) = _accumulators(sch, epilogue)
     pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)

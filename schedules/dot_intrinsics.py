@@ -63,13 +63,12 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
     def region(buf, dims):
         return buf[tuple(slice(0, d) for d in dims)]
 
-    def vector(buf, dims, dtype, out_type):
-        """All of `buf` as one vector; a one-group operand is broadcast to every 32-bit lane."""
+    def vector(buf, dims, dtype, out_type, sign_extend=False):
+        """All of `buf` as one vector (`sign_extend`: its lanes widened to out_type's, else its
+        bits reinterpreted); a one-group operand is broadcast to every 32-bit lane."""
         if len(dims) == 2:
             v = buf.vload([0, 0], dtype=f"{dtype}x{lanes * group}")
-            if int8_weights and dtype == w_type:  # int8 weights sign-extended to the int16 lanes
-                return T.Cast(out_type, v)
-            return T.reinterpret(v, dtype=out_type)
+            return T.Cast(out_type, v) if sign_extend else T.reinterpret(v, dtype=out_type)
         one = T.reinterpret(buf.vload([0], f"{dtype}x{group}"), dtype="int32")
         return T.reinterpret(T.broadcast(one, lanes), dtype=out_type)
 
@@ -110,7 +109,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
             C[T.ramp(T.int32(0), 1, lanes)] = call(
                 C.vload([0], dtype=c_vector),
                 vector(A, a_shape, operand, a_vector),
-                vector(B, b_shape, w_type, b_vector),
+                vector(B, b_shape, w_type, b_vector, sign_extend=int8_weights),
             )
 
     TensorIntrin.register(name, desc, impl, override=True)
