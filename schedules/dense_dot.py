@@ -18,17 +18,18 @@ from .dot_product import worth_two_cores
 
 
 def schedule_dense_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
-    """`intrinsics`: operand dtype, or (operand dtype, weight dtype) where the weights' type
-    decides, -> (tensor intrinsic of the channels shape, lanes it covers) the target has; `cls`:
-    the target's isa.IsaClass (its registers size the default tile); `pair_intrinsic`: the same
-    of the int16 pair sums (primitives/pair_sums), where the kernel has them. The accumulator may hold several planes per output channel (ternary_dense_dot:
-    two, the planes of each block of 16 channels adjacent): the tile then spans them all."""
+    """`intrinsics`: (operand dtype, weight dtype) -> (tensor intrinsic of the channels shape,
+    lanes it covers) the target has; `cls`: the target's isa.IsaClass (its registers size the
+    default tile); `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where
+    the kernel has them. The accumulator may hold several planes per output channel
+    (ternary_dense_dot: two, the planes of each block of 16 channels adjacent): the tile then
+    spans them all."""
     (acc,) = _accumulators(sch, epilogue)
     pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)
     products = pairs[0] if pairs else acc  # the block of the dot products
     (layout,) = roles.having(sch, sch.get_producers(products), roles.LAYOUT)
     operand = str(sch.get(layout).writes[0].source.dtype)
-    intrin = pair_intrinsic if pairs else intrinsics.get((operand, _weight_dtype(sch, acc)), intrinsics.get(operand))
+    intrin = pair_intrinsic if pairs else intrinsics.get((operand, _weight_dtype(sch, acc)))
     n, c = sch.get_loops(epilogue)
     planes = _extent(sch, sch.get_loops(acc)[1]) // _extent(sch, c)
     blocks = _extent(sch, c) // CHANNELS_PER_STEP

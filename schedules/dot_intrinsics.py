@@ -37,20 +37,22 @@ class Shape(enum.Enum):
 
 def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: str, a_vector: str,
              b_vector: str, group: int = 4, accumulates: bool = True, widen: str | None = None,
-             int8_weights: bool = False) -> None:
+             weight: str = "int8") -> None:
     """Register intrinsic `name`: one call of `llvm_intrinsic` on A as `a_vector` and B as
     `b_vector` (x86's vpdpbusd and ARM's sdot take C and accumulate (`accumulates`); x86's
     vpmaddwd returns the products' sums, which are added to C). With `widen` (x86's vpmaddubsw,
     which sums product pairs into int16 lanes), the call's int16 pair sums go through `widen`
     against ones (vpmaddwd: adjacent pairs summed into int32 lanes) before the add to C.
-    `int8_weights`: next to int16 codes in the channels shape, B is int8, sign-extended to
-    `b_vector` as it is loaded."""
+    `weight`: B's type in memory, int8 or, next to int16 codes (x86's vpmaddwd), int16; int8
+    weights next to int16 codes (the channels shape only) are sign-extended to `b_vector` as they
+    are loaded."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
-    w_type = "int16" if operand == "int16" and not int8_weights else "int8"
     assert group * (16 if operand == "int16" else 8) == 32, "a step's group fills one 32-bit lane"
-    assert not int8_weights or (operand == "int16" and shape is Shape.CHANNELS), "int8 weights widen a channels step's B"
+    assert weight == "int8" or operand == "int16", "int16 weights only next to int16 codes"
+    sign_extend = operand == "int16" and weight == "int8"
+    assert not sign_extend or shape is Shape.CHANNELS, "int8 weights widen a channels step's B"
     c_vector = f"int32x{lanes}"
     a_shape, b_shape = ((lanes, group), (group,)) if shape is Shape.POSITIONS else ((group,), (lanes, group))
 
@@ -85,7 +87,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
     @T.prim_func(s_tir=True)
     def desc(
         A: T.Buffer(a_shape, operand, offset_factor=1),
-        B: T.Buffer(b_shape, w_type, offset_factor=1),
+        B: T.Buffer(b_shape, weight, offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
@@ -100,7 +102,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
     @T.prim_func(s_tir=True)
     def impl(
         A: T.Buffer(a_shape, operand, offset_factor=1),
-        B: T.Buffer(b_shape, w_type, offset_factor=1),
+        B: T.Buffer(b_shape, weight, offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
@@ -109,7 +111,7 @@ def register(name: str, shape: Shape, lanes: int, operand: str, llvm_intrinsic: 
             C[T.ramp(T.int32(0), 1, lanes)] = call(
                 C.vload([0], dtype=c_vector),
                 vector(A, a_shape, operand, a_vector),
-                vector(B, b_shape, w_type, b_vector, sign_extend=int8_weights),
+                vector(B, b_shape, weight, b_vector, sign_extend=sign_extend),
             )
 
     TensorIntrin.register(name, desc, impl, override=True)

@@ -51,14 +51,14 @@ def worth_two_cores(sch, acc, intrin, cls) -> bool:
 
 
 def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=None):
-    """`intrinsics`: operand dtype -> (tensor intrinsic, positions it covers) the target has;
-    `cls`: the target's isa.IsaClass (register file and width size the default tile);
+    """`intrinsics`: (operand dtype, weight dtype) -> (tensor intrinsic, positions it covers) the
+    target has; `cls`: the target's isa.IsaClass (register file and width size the default tile);
     `pair_intrinsic`: the same of the int16 pair sums (primitives/pair_sums), where the kernel
     has them."""
     (acc,) = _accumulators(sch, epilogue)
     pairs = roles.having(sch, sch.get_producers(acc), roles.PAIR_SUMS)
     products = pairs[0] if pairs else acc  # the block of the dot products
-    intrin = pair_intrinsic if pairs else intrinsics.get(_operand_dtype(sch, acc))
+    intrin = pair_intrinsic if pairs else intrinsics.get(_dot_dtypes(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [8, 6, 4, 3, 2])
     rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
@@ -130,12 +130,12 @@ def _layout_block(sch, acc):
     return prod
 
 
-def _operand_dtype(sch, acc) -> str:
-    """The input codes' type in the grouped flat layout (the dot product's operand): of the
-    buffers acc reads, the [N, L, group] one (the others: its own, and the weights, of 7 axes)."""
+def _dot_dtypes(sch, acc) -> tuple[str, str]:
+    """(the input codes' type, the weights' type) of the dot product: of the buffers acc reads
+    other than its own, the grouped flat layout [N, L, group] and the weights (7 axes)."""
     own = sch.get(acc).writes[0].source
-    (layout,) = [r.source for r in sch.get(acc).reads if not r.source.same_as(own) and len(r.source.shape) == 3]
-    return str(layout.dtype)
+    read = {len(r.source.shape): str(r.source.dtype) for r in sch.get(acc).reads if not r.source.same_as(own)}
+    return read[3], read[7]
 
 
 def _register_tile(sch, acc, intrin, tile_extents):

@@ -12,5 +12,5 @@ from . import sdot
 @register("arm_cpu", int8_conv2d.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
-    intrinsics = {"int8": (sdot.NAME, 4)} if cls.dot == "sdot" else {}
+    intrinsics = {("int8", "int8"): (sdot.NAME, 4)} if cls.dot == "sdot" else {}
     return schedule_dot(sch, block, knobs, intrinsics, cls)

@@ -15,5 +15,5 @@ from . import sdot
 @register("arm_cpu", int8_dense.RULE)
 def schedule(sch, block, knobs):
     cls = isa.current()
-    intrinsics = {"int8": (sdot.CHANNELS_NAME, 4)} if cls.dot == "sdot" else {}
+    intrinsics = {("int8", "int8"): (sdot.CHANNELS_NAME, 4)} if cls.dot == "sdot" else {}
     return schedule_dense_dot(sch, block, knobs, intrinsics, cls)

@@ -8,16 +8,16 @@ from . import pmaddubsw, pmaddwd, vnni
 
 
 def intrinsics(cls, shape: Shape) -> dict:
-    """operand dtype -> (tensor intrinsic of `shape`, lanes it covers) for an x86 ISA class; where
-    one operand comes with weights of two types, (operand dtype, weight dtype) -> the one for those
-    weights (int16 codes against int8-stored dense weights: pmaddwd.CHANNEL_NAMES)."""
+    """(operand dtype, weight dtype) -> (tensor intrinsic of `shape`, lanes it covers) for an x86
+    ISA class: the codes' type and the weights' type in memory select it (int16 codes meet int16
+    weights, or, in a dense layer too large for the caches, int8 ones: pmaddwd.CHANNEL_NAMES)."""
     if cls.dot == "vnni":
-        return {"uint8": (vnni.NAME if shape is Shape.POSITIONS else vnni.CHANNELS_NAME, 16)}
+        return {("uint8", "int8"): (vnni.NAME if shape is Shape.POSITIONS else vnni.CHANNELS_NAME, 16)}
     if cls.dot == "pmaddwd":
         wide = pmaddwd.NAMES if shape is Shape.POSITIONS else pmaddwd.INT16_CHANNEL_NAMES
         narrow = pmaddubsw.NAMES if shape is Shape.POSITIONS else pmaddubsw.CHANNEL_NAMES
         lanes = cls.vector_bytes // 4
-        found = {"int16": (wide[cls.vector_bytes], lanes), "uint8": (narrow[cls.vector_bytes], lanes)}
+        found = {("int16", "int16"): (wide[cls.vector_bytes], lanes), ("uint8", "int8"): (narrow[cls.vector_bytes], lanes)}
         if shape is Shape.CHANNELS:
             found["int16", "int8"] = (pmaddwd.CHANNEL_NAMES[cls.vector_bytes], lanes)
         return found

@@ -19,7 +19,7 @@ _LLVM = {32: "llvm.x86.avx2.pmadd.wd", 64: "llvm.x86.avx512.pmaddw.d.512"}
 
 for _bytes, _llvm in _LLVM.items():
     _lanes = _bytes // 4
-    for _shape, _names, _int8_weights in ((Shape.POSITIONS, NAMES, False), (Shape.CHANNELS, CHANNEL_NAMES, True),
-                                          (Shape.CHANNELS, INT16_CHANNEL_NAMES, False)):
+    for _shape, _names, _weight in ((Shape.POSITIONS, NAMES, "int16"), (Shape.CHANNELS, CHANNEL_NAMES, "int8"),
+                                    (Shape.CHANNELS, INT16_CHANNEL_NAMES, "int16")):
         register(_names[_bytes], _shape, _lanes, "int16", _llvm, f"int16x{_lanes * 2}", f"int16x{_lanes * 2}",
-                 group=2, accumulates=False, int8_weights=_int8_weights)
+                 group=2, accumulates=False, weight=_weight)
