@@ -1,7 +1,7 @@
 """primitives/grouped_layout: the int8 conv's grouped flat layout copied by rows with an
 interleave holds exactly te_flat's values (padding codes, channels past Ci, the zero tail, the
-operand's shift), over channel counts that are not multiples of the group, paddings, batch 2 and
-each operand type; and the int8 conv uses it only where it applies (stride 1, channel groups)."""
+operand's shift), over channel counts that are not multiples of the group, paddings, row widths
+of whole chunks, of a chunk and a rest, and of one position, batch 2 and each operand type; and the int8 conv uses it only where it applies (stride 1, channel groups)."""
 import numpy as np
 import pytest
 from primitive_cases import assert_same_layout, make_layer
@@ -17,6 +17,9 @@ CASES = [  # (Ci, H, W, pad, input type, operand type)
     (5, 9, 7, 2, "int8", "uint8"),
     (8, 5, 5, 1, "uint8", "int16"),
     (1, 6, 6, 1, "int8", "int8"),
+    (16, 4, 32, 1, "uint8", "uint8"),  # whole chunks of 16 positions only (ResNet-44's layer1)
+    (4, 3, 17, 1, "uint8", "int16"),  # a chunk and a one-position rest
+    (3, 4, 1, 1, "int8", "uint8"),  # one position a row
 ]
 
 

@@ -4,11 +4,18 @@ conv_layout.te_flat(group=4) defines the layout: per group of 4 channels a padde
 positions, each position the 4 channels' codes side by side, a dot-product operand. As a TE
 compute vectorized over (position, channel) each lane of a vector reads another channel's plane,
 which LLVM compiles to a byte load and an insert per lane. Here, per group and row, the 4
-channels' rows are read as 4 contiguous vectors into a small stack buffer and stored interleaved
-as one vector (LLVM builds the interleave from shuffles). Measured on an AMD EPYC znver4, one
-thread, each copy alone: SVHN ConvNet's 18x18 layouts (24-30 KB) 5.4 / 7.1 -> 0.49 / 0.64 us, its
-7x7 ones 5.0 -> 3.0 us (short rows); the BWN SVHN ConvNet whole, both forms in one process, 0.179
--> 0.169 ms (AVX-512 build) and 0.336 -> 0.309 ms (AVX2), the same outputs. The borders (only
+channels' rows are read 16 positions at a time as 4 vectors and stored as one explicit shuffle of
+them (the interleave). Measured on an AMD EPYC znver4, one thread, each copy alone: SVHN ConvNet's
+18x18 layouts (24-30 KB) 5.4 / 7.1 -> 0.49 / 0.64 us, its 7x7 ones 5.0 -> 3.0 us (short rows);
+the BWN SVHN ConvNet whole, both forms in one process, 0.179 -> 0.169 ms (AVX-512 build) and 0.336
+-> 0.309 ms (AVX2), the same outputs. (That first row copy went through a stack buffer of the 4
+rows, read back by a per-lane index: LLVM built the interleave from shuffles of constant tables on
+18-wide rows, but from a byte load and insert per lane, stalled on the stores it read, on the
+32-wide rows of ResNet-44: the BWN ResNet-44's layer1 convs (16 -> 16 channels, 32x32) spent ~70%
+of their time in the serial layout copy. With the explicit shuffle (AMD EPYC znver4, AVX-512 VNNI
+build, both forms in one process, 30 turns): layer1.0.conv1 18.8 -> 13.5 us, layer2.1.conv1 13.4
+-> 10.7 us, the whole BWN ResNet-44 0.80x the time (40 turns); SVHN ConvNet's 18-wide conv2 even.)
+The borders (only
 they: a row's interior is written once) and rows outside the image get the zero point's code,
 channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive tests compare the kernels with the numpy
 reference on every ISA class). The loop nest is its own schedule (a te.extern stage), so it
@@ -20,6 +27,7 @@ from . import roles
 from .conv_layout import ConvGeometry, code_shift, te_flat
 
 TAIL_LANES = 64  # zero-tail stores a vector
+INTERLEAVE_POSITIONS = 16
 
 
 def covers(geo: ConvGeometry, group: int) -> bool:
@@ -58,7 +66,6 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
         with T.serial(0, geo.n) as n:
             flat = T.decl_buffer((size,), dtype, data=out.data)  # the output as one vector of codes
             with T.serial(0, g.ci) as gi:
-                rows = T.alloc_buffer((group * w,), dtype, scope="global")  # on the stack (delta_walk._scratch)
                 with T.serial(0, g.hq) as yq:
                     base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
 
@@ -74,17 +81,42 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                         with T.Then():
                             padding(0, left)
                             padding(left + w, g.wq)
-                            for j in range(group):  # each channel's row: one contiguous vector
-                                ch = gi * group + j
-                                with T.vectorized(0, w) as xx:
-                                    value = code(x[n, tirx.min(ch, geo.ci - 1), y, xx])
-                                    T.buffer_store(rows, tirx.Select(ch < geo.ci, value, zero), [j * w + xx])
-                            with T.vectorized(0, w * group) as lane:  # interleaved: position-major
-                                T.buffer_store(flat, rows[(lane % group) * w + lane // group], [base + left * group + lane])
+                            interleave(flat, base + left * group, x, n, gi, y, geo, group, code, zero)
                         with T.Else():
                             padding(0, g.wq)
             zero_tail(flat, n, g, group, dtype)
     return ib.get()
+
+
+def interleave(flat, at, x, n, gi, y, geo: ConvGeometry, group: int, code, zero) -> None:
+    """flat[at + xx * group + j] = code(x[n, gi * group + j, y, xx]) (`zero` past Ci): a group's
+    rows position-major, INTERLEAVE_POSITIONS positions at a time, then the rest: the `group`
+    rows' vectors loaded and shuffled into one (an explicit shuffle: written as a per-lane index
+    into a stack copy of the rows, LLVM loaded and inserted each byte)."""
+    from tvm import tirx
+    from tvm.tirx.script import builder as T
+
+    def chunk(x0, count):
+        if count == 1:  # (no vector of one lane)
+            for j in range(group):
+                ch = gi * group + j
+                T.buffer_store(flat, tirx.Select(ch < geo.ci, code(x[n, tirx.min(ch, geo.ci - 1), y, x0]), zero),
+                               [at + x0 * group + j])
+            return
+        vectors = []
+        for j in range(group):
+            ch = gi * group + j
+            v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], f"{x.dtype}x{count}")
+            vectors.append(tirx.Select(ch < geo.ci, code(v, count), tirx.Broadcast(zero, count)))
+        lanes = [j * count + p for p in range(count) for j in range(group)]
+        T.buffer_store(flat, tirx.Shuffle(vectors, [tirx.const(i, "int32") for i in lanes]),
+                       [tirx.Ramp(at + x0 * group, 1, count * group)])
+
+    w = geo.w
+    with T.serial(0, w // INTERLEAVE_POSITIONS) as c:
+        chunk(c * INTERLEAVE_POSITIONS, INTERLEAVE_POSITIONS)
+    if w % INTERLEAVE_POSITIONS:
+        chunk(w - w % INTERLEAVE_POSITIONS, w % INTERLEAVE_POSITIONS)
 
 
 def operand_codes(x_dtype: str, dtype: str, zp: int):
@@ -94,8 +126,9 @@ def operand_codes(x_dtype: str, dtype: str, zp: int):
 
     shift = code_shift(x_dtype, dtype)
 
-    def code(v):
-        return (v.astype("int32") + shift).astype(dtype) if shift else v.astype(dtype)
+    def code(v, lanes: int = 1):  # (v: a scalar, or a vector of `lanes`)
+        wide, out = (f"int32x{lanes}", f"{dtype}x{lanes}") if lanes > 1 else ("int32", dtype)
+        return (v.astype(wide) + shift).astype(out) if shift else v.astype(out)
 
     return code, code(tirx.const(zp, x_dtype)), tirx.const(0, dtype)
 
