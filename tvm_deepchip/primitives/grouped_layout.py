@@ -15,11 +15,11 @@ rows, read back by a per-lane index: LLVM built the interleave from shuffles of 
 of their time in the serial layout copy. With the explicit shuffle (AMD EPYC znver4, AVX-512 VNNI
 build, both forms in one process, 30 turns): layer1.0.conv1 18.8 -> 13.5 us, layer2.1.conv1 13.4
 -> 10.7 us, the whole BWN ResNet-44 0.80x the time (40 turns); SVHN ConvNet's 18-wide conv2 even.)
-The borders (only
-they: a row's interior is written once) and rows outside the image get the zero point's code,
-channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive tests compare the kernels with the numpy
-reference on every ISA class). The loop nest is its own schedule (a te.extern stage), so it
-carries te_flat's LAYOUT role for the schedules that look for it.
+The borders (only they: a row's interior is written once) and rows outside the image get the zero
+point's code, channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive
+tests compare the kernels with the numpy reference on every ISA class). The loop nest is its own
+schedule (a te.extern stage), so it carries te_flat's LAYOUT role for the schedules that look for
+it.
 """
 from __future__ import annotations
 
