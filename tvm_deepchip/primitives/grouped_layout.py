@@ -81,38 +81,37 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                         with T.Then():
                             padding(0, left)
                             padding(left + w, g.wq)
-                            interleave(flat, base + left * group, x, n, gi, y, geo, group, code, zero)
+                            def load(j, x0, count, gi=gi, y=y):  # channel gi * group + j's codes at x0
+                                ch = gi * group + j
+                                if count == 1:
+                                    return tirx.Select(ch < geo.ci, code(x[n, tirx.min(ch, geo.ci - 1), y, x0]), zero)
+                                v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], f"{x.dtype}x{count}")
+                                return tirx.Select(ch < geo.ci, code(v, count), tirx.Broadcast(zero, count))
+
+                            interleave(flat, base + left * group, w, group, load)
                         with T.Else():
                             padding(0, g.wq)
             zero_tail(flat, n, g, group, dtype)
     return ib.get()
 
 
-def interleave(flat, at, x, n, gi, y, geo: ConvGeometry, group: int, code, zero) -> None:
-    """flat[at + xx * group + j] = code(x[n, gi * group + j, y, xx]) (`zero` past Ci): a group's
-    rows position-major, INTERLEAVE_POSITIONS positions at a time, then the rest: the `group`
-    rows' vectors loaded and shuffled into one (an explicit shuffle: written as a per-lane index
-    into a stack copy of the rows, LLVM loaded and inserted each byte)."""
+def interleave(flat, at, w: int, group: int, load) -> None:
+    """flat[at + xx * group + j] = row j's code at position xx (xx < w, j < group), position-major:
+    INTERLEAVE_POSITIONS positions at a time, then the rest, each an explicit shuffle of the rows'
+    vectors, `load(j, x0, count)` (a vector of `count` codes; one code where count is 1). (Written
+    as a per-lane index into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
     from tvm import tirx
     from tvm.tirx.script import builder as T
 
     def chunk(x0, count):
         if count == 1:  # (no vector of one lane)
             for j in range(group):
-                ch = gi * group + j
-                T.buffer_store(flat, tirx.Select(ch < geo.ci, code(x[n, tirx.min(ch, geo.ci - 1), y, x0]), zero),
-                               [at + x0 * group + j])
+                T.buffer_store(flat, load(j, x0, 1), [at + x0 * group + j])
             return
-        vectors = []
-        for j in range(group):
-            ch = gi * group + j
-            v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], f"{x.dtype}x{count}")
-            vectors.append(tirx.Select(ch < geo.ci, code(v, count), tirx.Broadcast(zero, count)))
         lanes = [j * count + p for p in range(count) for j in range(group)]
-        T.buffer_store(flat, tirx.Shuffle(vectors, [tirx.const(i, "int32") for i in lanes]),
+        T.buffer_store(flat, tirx.Shuffle([load(j, x0, count) for j in range(group)], [tirx.const(i, "int32") for i in lanes]),
                        [tirx.Ramp(at + x0 * group, 1, count * group)])
 
-    w = geo.w
     with T.serial(0, w // INTERLEAVE_POSITIONS) as c:
         chunk(c * INTERLEAVE_POSITIONS, INTERLEAVE_POSITIONS)
     if w % INTERLEAVE_POSITIONS:
