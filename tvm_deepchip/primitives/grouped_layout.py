@@ -11,8 +11,8 @@ the BWN SVHN ConvNet whole, both forms in one process, 0.179 -> 0.169 ms (AVX-51
 -> 0.309 ms (AVX2), the same outputs. (That first row copy went through a stack buffer of the 4
 rows, read back by a per-lane index: LLVM built the interleave from shuffles of constant tables on
 18-wide rows, but from a byte load and insert per lane, stalled on the stores it read, on the
-32-wide rows of ResNet-44: the BWN ResNet-44's layer1 convs (16 -> 16 channels, 32x32) spent ~70%
-of their time in the serial layout copy. With the explicit shuffle (AMD EPYC znver4, AVX-512 VNNI
+32-wide rows of ResNet-44: the BWN ResNet-44's layer1 convs (16 -> 16 channels, 32x32) spent
+more of their samples in the serial layout copy than in their dot products (perf). With the explicit shuffle (AMD EPYC znver4, AVX-512 VNNI
 build, both forms in one process, 30 turns): layer1.0.conv1 18.8 -> 13.5 us, layer2.1.conv1 13.4
 -> 10.7 us, the whole BWN ResNet-44 0.80x the time (40 turns); SVHN ConvNet's 18-wide conv2 even.)
 The borders (only they: a row's interior is written once) and rows outside the image get the zero
@@ -27,7 +27,7 @@ from . import roles
 from .conv_layout import ConvGeometry, code_shift, te_flat
 
 TAIL_LANES = 64  # zero-tail stores a vector
-INTERLEAVE_POSITIONS = 16
+INTERLEAVE_POSITIONS = 16  # positions a shuffle: 64 codes of 4 channels (a 512-bit vector), 32 of 2
 
 
 def covers(geo: ConvGeometry, group: int) -> bool:
