@@ -97,8 +97,8 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
 
 def interleave(flat, at, w: int, group: int, load) -> None:
     """flat[at + xx * group + j] = row j's code at position xx (xx < w, j < group), position-major:
-    INTERLEAVE_POSITIONS positions at a time, then the rest, each an explicit shuffle of the rows'
-    vectors, `load(j, x0, count)` (a vector of `count` codes; one code where count is 1). (Written
+    INTERLEAVE_POSITIONS positions at a time, then the rest, each the rows' vectors zipped into one
+    (zip_vectors), `load(j, x0, count)` (a vector of `count` codes; one code where count is 1). (Written
     as a per-lane index into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
     from tvm import tirx
     from tvm.tirx.script import builder as T
@@ -108,14 +108,29 @@ def interleave(flat, at, w: int, group: int, load) -> None:
             for j in range(group):
                 T.buffer_store(flat, load(j, x0, 1), [at + x0 * group + j])
             return
-        lanes = [j * count + p for p in range(count) for j in range(group)]
-        T.buffer_store(flat, tirx.Shuffle([load(j, x0, count) for j in range(group)], [tirx.const(i, "int32") for i in lanes]),
+        T.buffer_store(flat, zip_vectors([load(j, x0, count) for j in range(group)], count, flat.dtype),
                        [tirx.Ramp(at + x0 * group, 1, count * group)])
 
     with T.serial(0, w // INTERLEAVE_POSITIONS) as c:
         chunk(c * INTERLEAVE_POSITIONS, INTERLEAVE_POSITIONS)
     if w % INTERLEAVE_POSITIONS:
         chunk(w - w % INTERLEAVE_POSITIONS, w % INTERLEAVE_POSITIONS)
+
+
+def zip_vectors(vectors: list, lanes: int, dtype: str):
+    """One vector holding lane p of every vector in turn (out[len(vectors) * p + j] =
+    vectors[j][p]; 2 or 4 vectors of `lanes`), from LLVM's vector.interleave2. (Not TIR's Shuffle,
+    which MetaSchedule's task weighting, EstimateTIRFlops, cannot visit: tuning a model failed.)"""
+    from tvm import tirx
+
+    def interleave2(a, b, n):
+        return tirx.call_llvm_pure_intrin(f"{dtype}x{2 * n}", "llvm.vector.interleave2", a, b)
+
+    if len(vectors) == 2:
+        return interleave2(*vectors, lanes)
+    assert len(vectors) == 4, "channel groups of 2 or 4"
+    v0, v1, v2, v3 = vectors  # (v0 v2 zipped) zipped with (v1 v3): v0[p] v1[p] v2[p] v3[p]
+    return interleave2(interleave2(v0, v2, lanes), interleave2(v1, v3, lanes), 2 * lanes)
 
 
 def operand_codes(x_dtype: str, dtype: str, zp: int):
