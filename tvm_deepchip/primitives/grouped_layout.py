@@ -4,22 +4,21 @@ conv_layout.te_flat(group=4) defines the layout: per group of 4 channels a padde
 positions, each position the 4 channels' codes side by side, a dot-product operand. As a TE compute
 vectorized over (position, channel) each lane of a vector reads another channel's plane, which LLVM
 compiles to a byte load and an insert per lane. Here, per group and row, the 4 channels' rows are
-read 16 positions at a time as 4 vectors and stored as one explicit shuffle of them (the
-interleave). Measured on an AMD EPYC znver4, one thread, each copy alone: SVHN ConvNet's 18x18
-layouts (24-30 KB) 5.4 / 7.1 -> 0.49 / 0.64 us, its 7x7 ones 5.0 -> 3.0 us (short rows); the BWN
-SVHN ConvNet whole, both forms in one process, 0.179 -> 0.169 ms (AVX-512 build) and 0.336 -> 0.309
-ms (AVX2), the same outputs. (That first row copy went through a stack buffer of the 4 rows, read
-back by a per-lane index: LLVM built the interleave from shuffles of constant tables on 18-wide
-rows, but from a byte load and insert per lane, stalled on the stores it read, on the 32-wide rows
-of ResNet-44: the BWN ResNet-44's layer1 convs (16 -> 16 channels, 32x32) spent more of their
-samples in the serial layout copy than in their dot products (perf). With the explicit shuffle (AMD
-EPYC znver4, AVX-512 VNNI build, both forms in one process, 30 turns): layer1.0.conv1 18.8 -> 13.5
-us, layer2.1.conv1 13.4 -> 10.7 us, the whole BWN ResNet-44 0.80x the time (40 turns); SVHN
-ConvNet's 18-wide conv2 even.) The borders (only they: a row's interior is written once) and rows
-outside the image get the zero point's code, channels past Ci zero, the tail zeros: the same values
-as te_flat's (the primitive tests compare the kernels with the numpy reference on every ISA class).
-The loop nest is its own schedule (a te.extern stage), so it carries te_flat's LAYOUT role for the
-schedules that look for it.
+read 16 positions at a time as 4 vectors and zipped into one vector (zip_vectors: the interleave).
+Measured on an AMD EPYC znver4, one thread, each copy alone: SVHN ConvNet's 18x18 layouts (24-30 KB)
+5.4 / 7.1 -> 0.49 / 0.64 us, its 7x7 ones 5.0 -> 3.0 us (short rows); the BWN SVHN ConvNet whole,
+both forms in one process, 0.179 -> 0.169 ms (AVX-512 build) and 0.336 -> 0.309 ms (AVX2), the same
+outputs. (That first row copy went through a stack buffer of the 4 rows, read back by a per-lane
+index: LLVM built the interleave from shuffles of constant tables on 18-wide rows, but from a byte
+load and insert per lane, stalled on the stores it read, on the 32-wide rows of ResNet-44: the BWN
+ResNet-44's layer1 convs (16 -> 16 channels, 32x32) spent more of their samples in the serial layout
+copy than in their dot products (perf). With the zip (AMD EPYC znver4, AVX-512 VNNI build, both
+forms in one process, 30 turns): layer1.0.conv1 18.8 -> 13.5 us, layer2.1.conv1 13.4 -> 10.7 us, the
+whole BWN ResNet-44 0.80x the time (40 turns); SVHN ConvNet's 18-wide conv2 even.) The borders (only
+they: a row's interior is written once) and rows outside the image get the zero point's code,
+channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive tests compare the
+kernels with the numpy reference on every ISA class). The loop nest is its own schedule (a te.extern
+stage), so it carries te_flat's LAYOUT role for the schedules that look for it.
 """
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from . import roles
 from .conv_layout import ConvGeometry, code_shift, te_flat
 
 TAIL_LANES = 64  # zero-tail stores a vector
-INTERLEAVE_POSITIONS = 16  # positions a shuffle: 64 codes of 4 channels (a 512-bit vector), 32 of 2
+INTERLEAVE_POSITIONS = 16  # positions a zip: 64 codes of 4 channels (a 512-bit vector), 32 of 2
 
 
 def covers(geo: ConvGeometry, group: int) -> bool:
