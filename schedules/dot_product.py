@@ -134,8 +134,10 @@ def _dot_dtypes(sch, acc) -> tuple[str, str]:
     """(the input codes' type, the weights' type) of the dot product: of the buffers acc reads
     other than its own, the grouped flat layout [N, L, group] and the weights (7 axes)."""
     own = sch.get(acc).writes[0].source
-    read = {len(r.source.shape): str(r.source.dtype) for r in sch.get(acc).reads if not r.source.same_as(own)}
-    return read[3], read[7]
+    reads = [r.source for r in sch.get(acc).reads if not r.source.same_as(own)]
+    (layout,) = [b for b in reads if len(b.shape) == 3]
+    (weights,) = [b for b in reads if len(b.shape) == 7]
+    return str(layout.dtype), str(weights.dtype)
 
 
 def _register_tile(sch, acc, intrin, tile_extents):

@@ -1,7 +1,8 @@
 """primitives/grouped_layout: the int8 conv's grouped flat layout copied by rows with an
 interleave holds exactly te_flat's values (padding codes, channels past Ci, the zero tail, the
 operand's shift), over channel counts that are not multiples of the group, paddings, row widths
-of whole chunks, of a chunk and a rest, and of one position, batch 2 and each operand type; and the int8 conv uses it only where it applies (stride 1, channel groups)."""
+of whole chunks, of a chunk and a rest, and of one position, batch 2 and each operand type; and
+the int8 conv uses it only where it applies (stride 1, channel groups)."""
 import numpy as np
 import pytest
 from primitive_cases import assert_same_layout, make_layer

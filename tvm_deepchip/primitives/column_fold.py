@@ -118,8 +118,8 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
                             row(rows, n, gi, y)
-                            grouped_layout.interleave(flat, base, wo, group, lambda j, x0, count: rows[j * wo + x0] if count == 1
-                                                      else rows.vload([j * wo + x0], f"{dtype}x{count}"))
+                            grouped_layout.interleave(flat, base, wo, group, lambda j, x0, count: rows.vload(
+                                [j * wo + x0], grouped_layout.typed(dtype, count)))
                         with T.Else():
                             with T.serial(0, wo) as xq:
                                 for j in range(group):

@@ -80,12 +80,10 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                         with T.Then():
                             padding(0, left)
                             padding(left + w, g.wq)
-                            def load(j, x0, count, gi=gi, y=y):  # channel gi * group + j's codes at x0
+                            def load(j, x0, count):  # channel gi * group + j's codes at x0
                                 ch = gi * group + j
-                                if count == 1:
-                                    return tirx.Select(ch < geo.ci, code(x[n, tirx.min(ch, geo.ci - 1), y, x0]), zero)
-                                v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], f"{x.dtype}x{count}")
-                                return tirx.Select(ch < geo.ci, code(v, count), tirx.Broadcast(zero, count))
+                                v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], typed(str(x.dtype), count))
+                                return tirx.Select(ch < geo.ci, code(v), splat(zero, count))
 
                             interleave(flat, base + left * group, w, group, load)
                         with T.Else():
@@ -97,8 +95,8 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
 def interleave(flat, at, w: int, group: int, load) -> None:
     """flat[at + xx * group + j] = row j's code at position xx (xx < w, j < group), position-major:
     INTERLEAVE_POSITIONS positions at a time, then the rest, each the rows' vectors zipped into one
-    (zip_vectors), `load(j, x0, count)` (a vector of `count` codes; one code where count is 1). (Written
-    as a per-lane index into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
+    (zip_vectors), `load(j, x0, count)` (`count` codes, of type typed(dtype, count)). (Written as a
+    per-lane index into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
     from tvm import tirx
     from tvm.tirx.script import builder as T
 
@@ -132,16 +130,29 @@ def zip_vectors(vectors: list, lanes: int, dtype: str):
     return interleave2(interleave2(v0, v2, lanes), interleave2(v1, v3, lanes), 2 * lanes)
 
 
+def typed(dtype: str, lanes: int) -> str:
+    """The type of `lanes` values of `dtype`: the scalar type for one (TVM has no one-lane vector)."""
+    return dtype if lanes == 1 else f"{dtype}x{lanes}"
+
+
+def splat(value, lanes: int):
+    """Scalar `value` as `lanes` of it (itself for one)."""
+    from tvm import tirx
+
+    return value if lanes == 1 else tirx.Broadcast(value, lanes)
+
+
 def operand_codes(x_dtype: str, dtype: str, zp: int):
     """(code(v): an input code of type x_dtype in the operand's type `dtype`, the padding's code,
     zero): the values the layout copies write (te_flat's)."""
+    import tvm
     from tvm import tirx
 
     shift = code_shift(x_dtype, dtype)
 
-    def code(v, lanes: int = 1):  # (v: a scalar, or a vector of `lanes`)
-        wide, out = (f"int32x{lanes}", f"{dtype}x{lanes}") if lanes > 1 else ("int32", dtype)
-        return (v.astype(wide) + shift).astype(out) if shift else v.astype(out)
+    def code(v):  # (v: a scalar or a vector)
+        lanes = tvm.DataType(str(v.ty.dtype)).lanes
+        return (v.astype(typed("int32", lanes)) + shift).astype(typed(dtype, lanes)) if shift else v.astype(typed(dtype, lanes))
 
     return code, code(tirx.const(zp, x_dtype)), tirx.const(0, dtype)
 
