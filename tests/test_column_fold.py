@@ -23,6 +23,8 @@ CASES = [  # (Ci, H, W, K, strides (down, across), pad, input type, operand type
     (3, 27, 27, 11, (4, 4), 0, "uint8", "int16"),  # AlexNet's conv1 form: the last columns' pixels unread
     (3, 13, 14, 5, (2, 3), 2, "uint8", "uint8"),  # padding on both sides of a strided row
     (2, 9, 10, 3, (1, 2), 1, "int8", "int8"),
+    (3, 13, 75, 11, (4, 4), 2, "uint8", "uint8"),  # whole 16-column chunks of strided words, both ways
+    (3, 6, 40, 3, (1, 2), 0, "int8", "int16"),
 ]
 
 

@@ -193,3 +193,29 @@ def test_dot_instructions_decide_the_split_over_cores():
         layer = make_layer(rng, "conv2d", "int8", (co, ci, 3, 3), pad=1)
         for name, expected in parallel.items():
             assert split_over_cores(layer, (1, ci, hw, hw), "int8", name) == expected, (name, co, ci, hw)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_layouts_split_by_rows_over_the_cores(cls):
+    """A layout copy of 8 KB or more, of a conv whose dot products take two cores on every class,
+    is split by rows over the cores (grouped_layout.splits_rows: the folded RGB 5x5 of SVHN
+    ConvNet's conv1 form, a 16 -> 16 3x3 as ResNet-44's, its stride-4 11x11 AlexNet form), and
+    its dot products then split their positions: bit-exact on every class, the batch and the
+    padded border included; ResNet-44's int8 first layer (one core's with VNNI) is not split."""
+    from primitive_cases import check, split_over_cores
+    from tvm_deepchip.primitives import column_fold, conv_layout, grouped_layout, int8_weights
+
+    rng = np.random.default_rng(17)
+    group = int8_weights.group_of(cls.int8_operand)
+    dtype = "int16" if group == 2 else cls.int8_operand
+    for co, ci, k, stride, pad, shape in ((24, 3, 5, 1, 0, (1, 3, 40, 40)), (16, 16, 3, 1, 1, (2, 16, 20, 20)),
+                                          (16, 3, 11, 4, 2, (1, 3, 67, 67))):
+        layer = replace(make_layer(rng, "conv2d", "int8", (co, ci, k, k), pad=pad), strides=(stride, stride))
+        geo = conv_layout.geometry(layer, shape)
+        fold = column_fold.folded(geo, group)
+        assert grouped_layout.splits_rows(geo, (fold or geo).grouped(group), group, dtype), (co, ci, k, shape)
+        assert split_over_cores(layer, shape, "int8", cls.name)
+        check(layer, shape, "int8", rng, cls=cls)
+    resnet_conv1 = make_layer(rng, "conv2d", "int8", (16, 3, 3, 3), pad=1)
+    geo = conv_layout.geometry(resnet_conv1, (1, 3, 32, 32))
+    assert not grouped_layout.splits_rows(geo, geo.grouped(4), 4, "uint8")

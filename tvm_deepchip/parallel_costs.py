@@ -66,6 +66,16 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   on a 2x2 map (9 K row-sum lanes) 1.03x the one-core time, on 4x4 (28 K) 0.84x, 32 -> 64 on
 #   2x2 (22 K) 0.78x, 48 -> 64 on 4x4 (98 K) 0.70x, 64 -> 128 on 2x2 (82 K) 0.67x; the trained
 #   digits model's conv2-6 0.97 / 0.71 / 0.75 / 0.7-1.2 (noisy) / 0.69x, the whole model 0.81x.
+# - PARALLEL_MIN_LAYOUT_BYTES, the int8 convs' grouped layout copies (grouped_layout, column_fold)
+#   split by rows over the cores, each core then computing the positions of its rows (the dot
+#   products read the layout where it was written: one core writing it all, the lines the other
+#   core had read in the last run moved back to it first, ~3x the copy's one-core time). AMD EPYC
+#   znver4, AVX-512 VNNI build, one layer, the two forms taking turns (30 x 50 runs, medians of
+#   the paired ratios): AlexNet's conv1 (489 KB) 0.90x the time, SVHN ConvNet's conv1 (34 KB)
+#   0.93x; the BWN models' 8-bit convs: ResNet-44's layer1 (18 KB) 0.88x, layer2 (10 KB) 0.94x,
+#   SVHN's conv3 (26 KB) 0.93x, conv5 (10 KB) 0.98x, conv2 (19 KB) 1.07x. Only convs whose dot
+#   products take two cores on every class (schedules/dot_product.PARALLEL_MIN_DOT_OPS vpdpbusd):
+#   ResNet-44's int8 conv1 (14 KB) is one core's with VNNI.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
@@ -75,6 +85,8 @@ PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see above)
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of one position split by channel blocks
+PARALLEL_MIN_LAYOUT_BYTES = 8_192  # int8 convs' grouped layouts split by rows (see above),
+PARALLEL_MIN_LAYOUT_MACS = 20_000 * 64  # ... of convs on two cores on every class (VNNI: 64 MACs an instruction)
 PARALLEL_MIN_ROW_LANES = 10_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import grouped_layout, roles
+from . import grouped_layout
 from .conv_layout import ConvGeometry, _ceil
 
 MAX_FOLDED_WORK = 0.9  # fold only where it leaves at most this share of the dot-product steps
@@ -71,11 +71,12 @@ def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str =
 
     fold = folded(geo, group)
     g = fold.grouped(group)
-    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, fold, zp, group, dtype),
-                     dtype=[dtype], name=name, attrs=roles.attrs(roles.LAYOUT))
+    split = grouped_layout.splits_rows(geo, g, group, dtype)
+    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, fold, zp, group, dtype, split),
+                     dtype=[dtype], name=name, attrs=grouped_layout.layout_attrs(split))
 
 
-def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dtype: str):
+def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dtype: str, split: bool):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
@@ -89,41 +90,87 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             with T.vectorized(0, count) as i:
                 T.buffer_store(buf, value, [start + i])
 
+    def span(s: int) -> tuple[int, int, int, int]:
+        """Folded channel s: (its input channel, kernel column, and the columns [lo, hi) whose
+        pixel ox * sw + kx - left lies in the row)."""
+        kx, c = divmod(s, geo.ci)
+        lo = min(wo, max(0, _ceil(left - kx, geo.sw)))
+        return c, kx, lo, max(lo, min(wo, _ceil(geo.w + left - kx, geo.sw)))
+
+    def padded(s: int) -> bool:  # the channel's rows have padding columns
+        return s < fold.ci and span(s)[2:] != (0, wo)
+
     def row(rows, n, gi: int, y):
-        """The folded channels gi*group .. of input row y into `rows`, one after another."""
-        for j in range(group):  # folded channel s: input channel c shifted by kx
+        """The folded channels gi*group .. whose rows have padding columns, row y, into `rows`."""
+        for j in range(group):
+            if padded(s := gi * group + j):
+                c, kx, lo, hi = span(s)
+                fill(rows, j * wo, lo, pad_code)
+                if hi > lo:
+                    at = lo * geo.sw + kx - left
+                    codes = strided_load(x, [n, c, y], at, geo.sw, hi - lo, (at, (hi - 1) * geo.sw + kx - left), geo.w)
+                    T.buffer_store(rows, code(codes), [j * wo + lo if hi - lo == 1 else tirx.Ramp(j * wo + lo, 1, hi - lo)])
+                fill(rows, j * wo + hi, wo - hi, pad_code)
+
+    def loader(rows, n, gi: int, y):
+        """interleave's `load`: a folded channel's codes at columns x0 .. x0 + count of row y, read
+        from x where its row has no padding, else from `rows` (a vector load of a row just stored
+        there waits for the stores: measured, SVHN ConvNet's conv1 layout, see the module doc)."""
+        def load(j, x0, count):
             s = gi * group + j
             if s >= fold.ci:
-                fill(rows, j * wo, wo, zero)
-                continue
-            kx, c = divmod(s, geo.ci)
-            # the columns ox whose pixel ox * sw + kx - left lies in the row: [lo, hi)
-            lo = min(wo, max(0, _ceil(left - kx, geo.sw)))
-            hi = max(lo, min(wo, _ceil(geo.w + left - kx, geo.sw)))
-            fill(rows, j * wo, lo, pad_code)
-            with T.vectorized(0, hi - lo) as i:
-                T.buffer_store(rows, code(x[n, c, y, (lo + i) * geo.sw + kx - left]), [j * wo + lo + i])
-            fill(rows, j * wo + hi, wo - hi, pad_code)
+                return grouped_layout.splat(zero, count)
+            if padded(s):
+                return rows.vload([j * wo + x0], grouped_layout.typed(dtype, count))
+            c, kx, _, _ = span(s)
+            first, last = kx - left, (wo - 1) * geo.sw + kx - left  # the pixels the row reads
+            return code(strided_load(x, [n, c, y], x0 * geo.sw + kx - left, geo.sw, count, (first, last), geo.w))
+        return load
 
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
             flat = T.decl_buffer((geo.n * g.flat_len * group,), dtype, data=out.data)  # the output as one vector
-            rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
-            # (a handful of groups: the folded channels are Ci*KW; vertical phases as conv_layout's,
-            # plane (gi, py) holding padded rows py, py + sh, ...)
-            for gi, py in itertools.product(range(g.ci), range(geo.sh)):
-                with T.serial(0, g.hq) as yq:
+            with grouped_layout.rows(g, split) as yq:
+                rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
+                # (a handful of groups: the folded channels are Ci*KW; vertical phases as conv_layout's,
+                # plane (gi, py) holding padded rows py, py + sh, ...)
+                for gi, py in itertools.product(range(g.ci), range(geo.sh)):
                     base = ((n * g.flat_len) + (gi * geo.sh + py) * g.plane + yq * g.wq) * group
                     y = yq * geo.sh + py - top
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
                             row(rows, n, gi, y)
-                            grouped_layout.interleave(flat, base, wo, group, lambda j, x0, count: rows.vload(
-                                [j * wo + x0], grouped_layout.typed(dtype, count)))
+                            grouped_layout.interleave(flat, base, wo, group, loader(rows, n, gi, y))
                         with T.Else():
                             with T.serial(0, wo) as xq:
                                 for j in range(group):
                                     T.buffer_store(flat, pad_code if gi * group + j < fold.ci else zero,
                                                    [base + xq * group + j])
-            grouped_layout.zero_tail(flat, n, g, group, dtype)
+                grouped_layout.last_rows(yq, g, lambda: grouped_layout.zero_tail(flat, n, g, group, dtype))
     return ib.get()
+
+
+WORD_STRIDES = (2, 4, 8)  # strides read as words of that many bytes, one byte kept (uint16/32/64)
+
+
+def strided_load(x, row: list, at, stride: int, count: int, reads: tuple[int, int], w: int):
+    """x[*row, at + i * stride] for i < count (a vector; a scalar for one). Strided across, the
+    codes are read as `count` words of `stride` bytes and truncated to the byte each starts
+    (ends) with: one load and a narrowing (AVX-512: vpmovdb), where a strided index loads and
+    inserts every byte. A word runs stride - 1 bytes past its code (before it, read ending there),
+    so this needs those bytes inside the row: `reads` (the first and last pixel any chunk of the
+    row reads) tell which way fits; else the per-byte load. Measured: see the module doc."""
+    from tvm import tirx
+
+    if count == 1 or stride == 1:
+        return tirx.BufferLoad(x, [*row, at if count == 1 else tirx.Ramp(at, 1, count)])
+    first, last = reads
+    if stride in WORD_STRIDES and (last + stride <= w or first - stride + 1 >= 0):
+        forward = last + stride <= w
+        start = at if forward else at - stride + 1
+        words = tirx.reinterpret(f"uint{8 * stride}x{count}",
+                                 tirx.BufferLoad(x, [*row, tirx.Ramp(start, 1, count * stride)]))
+        if not forward:  # the code is each word's last byte
+            words = words >> tirx.const(8 * (stride - 1), f"uint{8 * stride}")
+        return tirx.reinterpret(f"{x.dtype}x{count}", words.astype(f"uint8x{count}"))
+    return tirx.BufferLoad(x, [*row, tirx.Ramp(at, stride, count)])

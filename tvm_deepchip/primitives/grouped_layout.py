@@ -22,6 +22,7 @@ stage), so it carries te_flat's LAYOUT role for the schedules that look for it.
 """
 from __future__ import annotations
 
+from ..parallel_costs import PARALLEL_MIN_LAYOUT_BYTES, PARALLEL_MIN_LAYOUT_MACS
 from . import roles
 from .conv_layout import ConvGeometry, code_shift, te_flat
 
@@ -48,11 +49,36 @@ def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str 
     from tvm import te
 
     g = geo.grouped(group)
-    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype),
-                     dtype=[dtype], name=name, attrs=roles.attrs(roles.LAYOUT))
+    split = splits_rows(geo, g, group, dtype)
+    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype, split),
+                     dtype=[dtype], name=name, attrs=layout_attrs(split))
 
 
-def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
+def splits_rows(geo: ConvGeometry, g: ConvGeometry, group: int, dtype: str) -> bool:
+    """Whether the copy of the conv `geo` into grouped geometry `g` splits its rows over the cores:
+    a layout of parallel_costs.PARALLEL_MIN_LAYOUT_BYTES or more, of a conv whose dot products
+    run on two cores on every ISA class (PARALLEL_MIN_LAYOUT_MACS). The dot products then split
+    their positions the same way (schedules/dot_product), so each core reads the rows it wrote."""
+    import tvm
+
+    macs = geo.n * geo.co * geo.ho * geo.wo * geo.ci * geo.kh * geo.kw
+    size = g.n * g.flat_len * group * tvm.DataType(dtype).bits // 8
+    return size >= PARALLEL_MIN_LAYOUT_BYTES and macs >= PARALLEL_MIN_LAYOUT_MACS
+
+
+def layout_attrs(split: bool) -> dict:
+    """The copy's block annotations: its role, and whether it splits its rows (ROWS_SPLIT_KEY)."""
+    return roles.attrs(roles.LAYOUT, **({roles.ROWS_SPLIT_KEY: 1} if split else {}))
+
+
+def rows(g: ConvGeometry, split: bool):
+    """The loop over the padded rows yq of every plane (T.parallel where `split`)."""
+    from tvm.tirx.script import builder as T
+
+    return (T.parallel if split else T.serial)(0, g.hq)
+
+
+def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: bool):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
@@ -64,8 +90,8 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
             flat = T.decl_buffer((size,), dtype, data=out.data)  # the output as one vector of codes
-            with T.serial(0, g.ci) as gi:
-                with T.serial(0, g.hq) as yq:
+            with rows(g, split) as yq:
+                with T.serial(0, g.ci) as gi:
                     base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
 
                     def padding(lo: int, hi: int):  # positions lo .. hi - 1 of the row: the padding code
@@ -88,15 +114,28 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str):
                             interleave(flat, base + left * group, w, group, load)
                         with T.Else():
                             padding(0, g.wq)
-            zero_tail(flat, n, g, group, dtype)
+                last_rows(yq, g, lambda: zero_tail(flat, n, g, group, dtype))
     return ib.get()
+
+
+def last_rows(yq, g: ConvGeometry, body) -> None:
+    """`body()` (the zero tail) in the loop over rows, with the last row: the tail's positions are
+    the core's that writes the last rows."""
+    from tvm.tirx.script import builder as T
+
+    with T.If(yq == g.hq - 1):
+        with T.Then():
+            body()
 
 
 def interleave(flat, at, w: int, group: int, load) -> None:
     """flat[at + xx * group + j] = row j's code at position xx (xx < w, j < group), position-major:
-    INTERLEAVE_POSITIONS positions at a time, then the rest, each the rows' vectors zipped into one
-    (zip_vectors), `load(j, x0, count)` (`count` codes, of type typed(dtype, count)). (Written as a
-    per-lane index into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
+    INTERLEAVE_POSITIONS positions at a time, each the rows' vectors zipped into one (zip_vectors),
+    `load(j, x0, count)` (`count` codes, of type typed(dtype, count)). A rest of a row longer than
+    a chunk is the row's last whole chunk, written again in part: LLVM zips vectors of other
+    lengths (AlexNet's 55-wide rows: 7) a byte at a time (extracts and inserts: the whole layout
+    of its conv1 on an AMD EPYC znver4, one thread, 28.7 -> xx us). (Written as a per-lane index
+    into a stack copy of the rows, LLVM loaded and inserted each byte.)"""
     from tvm import tirx
     from tvm.tirx.script import builder as T
 
@@ -110,8 +149,10 @@ def interleave(flat, at, w: int, group: int, load) -> None:
 
     with T.serial(0, w // INTERLEAVE_POSITIONS) as c:
         chunk(c * INTERLEAVE_POSITIONS, INTERLEAVE_POSITIONS)
-    if w % INTERLEAVE_POSITIONS:
-        chunk(w - w % INTERLEAVE_POSITIONS, w % INTERLEAVE_POSITIONS)
+    if w % INTERLEAVE_POSITIONS and w > INTERLEAVE_POSITIONS:  # the last whole chunk, again in part
+        chunk(w - INTERLEAVE_POSITIONS, INTERLEAVE_POSITIONS)
+    elif w % INTERLEAVE_POSITIONS:
+        chunk(0, w)
 
 
 def zip_vectors(vectors: list, lanes: int, dtype: str):

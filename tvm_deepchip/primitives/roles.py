@@ -11,6 +11,7 @@ from __future__ import annotations
 ROLE_KEY = "deepchip_role"
 SPLIT_KEY = "deepchip_split"  # on a LAYOUT block: the (H, W) extents its flat loop splits into
 WORDS_KEY = "deepchip_words"  # on ROW_SUMS: offsets a uint64 word of its rows holds (sparse_rows.in_words)
+ROWS_SPLIT_KEY = "deepchip_rows_split"  # on a LAYOUT copy: it splits its rows over the cores (grouped_layout)
 PARTS_KEY = "deepchip_parts"  # on an ACCUMULATOR of sparse rows: its channel parts (sparse_rows.pack_rows)
 
 ACCUMULATOR = "accumulator"  # a reduction the epilogue reads: acc_p / acc_n, or an int8 layer's acc
