@@ -19,7 +19,12 @@ phase columns over 57, 68% of the steps. A conv is folded where that saves at le
 The layout is written directly (te_layout: te_flat's grouped layout of x', never x' itself):
 per group of `group` folded channels and input row, each folded channel's row is a contiguous
 slice of an input row between constant-length runs of the padding code, then the group's rows
-are interleaved into positions (as grouped_layout does for channels).
+are interleaved into positions (as grouped_layout does for channels). A folded channel's codes are
+read from x itself where its row has no padding columns (the rows of the others are copied to a
+stack buffer first: a vector load of bytes just stored there waits for the stores), and a row
+strided across is read as words of the stride's bytes narrowed to one (strided_load). Measured on
+an AMD EPYC znver4 (AVX-512 VNNI build, the layout copy alone, one thread): AlexNet's conv1 layout
+(489 KB) 77 -> 29 us, SVHN ConvNet's (34 KB) 0.8 -> 0.6 us.
 """
 from __future__ import annotations
 
