@@ -18,7 +18,10 @@ whole BWN ResNet-44 0.80x the time (40 turns); SVHN ConvNet's 18-wide conv2 even
 they: a row's interior is written once) and rows outside the image get the zero point's code,
 channels past Ci zero, the tail zeros: the same values as te_flat's (the primitive tests compare the
 kernels with the numpy reference on every ISA class). The loop nest is its own schedule (a te.extern
-stage), so it carries te_flat's LAYOUT role for the schedules that look for it.
+stage), so it carries te_flat's LAYOUT role for the schedules that look for it. A big copy of a conv
+on two cores is split by rows over the cores, and the dot products split their positions the same
+way (splits_rows, parallel_costs.PARALLEL_MIN_LAYOUT_BYTES: written by one core, the layout's lines
+were first moved back from the core that read them in the last run, ~3x the copy's time).
 """
 from __future__ import annotations
 
