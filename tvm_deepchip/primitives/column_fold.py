@@ -106,9 +106,12 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
         return s < fold.ci and span(s)[2:] != (0, wo)
 
     def row(rows, n, gi: int, y):
-        """The folded channels gi*group .. whose rows have padding columns, row y, into `rows`."""
+        """The folded channels gi*group .. whose rows have padding columns, row y, into `rows`, and
+        the zero rows of channels past Ci*KW."""
         for j in range(group):
-            if padded(s := gi * group + j):
+            if (s := gi * group + j) >= fold.ci:
+                fill(rows, j * wo, wo, zero)
+            elif padded(s):
                 c, kx, lo, hi = span(s)
                 fill(rows, j * wo, lo, pad_code)
                 if hi > lo:
@@ -123,9 +126,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
         there waits for the stores: measured, SVHN ConvNet's conv1 layout, see the module doc)."""
         def load(j, x0, count):
             s = gi * group + j
-            if s >= fold.ci:
-                return grouped_layout.splat(zero, count)
-            if padded(s):
+            if s >= fold.ci or padded(s):  # (the zero rows too)
                 return rows.vload([j * wo + x0], grouped_layout.typed(dtype, count))
             c, kx, _, _ = span(s)
             first, last = kx - left, (wo - 1) * geo.sw + kx - left  # the pixels the row reads
@@ -176,6 +177,6 @@ def strided_load(x, row: list, at, stride: int, count: int, reads: tuple[int, in
         words = tirx.reinterpret(f"uint{8 * stride}x{count}",
                                  tirx.BufferLoad(x, [*row, tirx.Ramp(start, 1, count * stride)]))
         if not forward:  # the code is each word's last byte
-            words = words >> tirx.const(8 * (stride - 1), f"uint{8 * stride}")
+            words = words >> grouped_layout.splat(tirx.const(8 * (stride - 1), f"uint{8 * stride}"), count)
         return tirx.reinterpret(f"{x.dtype}x{count}", words.astype(f"uint8x{count}"))
     return tirx.BufferLoad(x, [*row, tirx.Ramp(at, stride, count)])

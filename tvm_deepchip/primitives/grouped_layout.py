@@ -180,10 +180,19 @@ def typed(dtype: str, lanes: int) -> str:
 
 
 def splat(value, lanes: int):
-    """Scalar `value` as `lanes` of it (itself for one)."""
-    from tvm import tirx
+    """Scalar `value` as `lanes` of it (itself for one), inside an IRBuilder: a load of a stack
+    buffer its scalar stores fill, which LLVM folds to the constant vector. (TIR's vector constant,
+    a Broadcast, is what MetaSchedule's task weighting, EstimateTIRFlops, cannot visit, nor a Ramp
+    value: tuning a model with such a layout failed.)"""
+    from tvm.tirx.script import builder as T
 
-    return value if lanes == 1 else tirx.Broadcast(value, lanes)
+    if lanes == 1:
+        return value
+    dtype = str(value.ty.dtype)
+    buf = T.alloc_buffer((lanes,), dtype, scope="global")
+    with T.vectorized(0, lanes) as i:
+        T.buffer_store(buf, value, [i])
+    return buf.vload([0], typed(dtype, lanes))
 
 
 def operand_codes(x_dtype: str, dtype: str, zp: int):
@@ -194,9 +203,11 @@ def operand_codes(x_dtype: str, dtype: str, zp: int):
 
     shift = code_shift(x_dtype, dtype)
 
-    def code(v):  # (v: a scalar or a vector)
+    def code(v):  # (v: a scalar or a vector; a vector inside an IRBuilder: splat)
         lanes = tvm.DataType(str(v.ty.dtype)).lanes
-        return (v.astype(typed("int32", lanes)) + shift).astype(typed(dtype, lanes)) if shift else v.astype(typed(dtype, lanes))
+        if not shift:
+            return v.astype(typed(dtype, lanes))
+        return (v.astype(typed("int32", lanes)) + splat(tirx.const(shift, "int32"), lanes)).astype(typed(dtype, lanes))
 
     return code, code(tirx.const(zp, x_dtype)), tirx.const(0, dtype)
 
