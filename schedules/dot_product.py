@@ -123,7 +123,7 @@ def _default_tile(rc_cands, rp_cands, cls, pairs: bool = False) -> tuple[int, in
     return rc, rp
 
 
-def _layout_block(sch, acc):
+def _layout_block(sch):
     """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat, or grouped_layout's
     te.extern copy, whose block TVM gives no read/write regions: found by role, not dataflow)."""
     (prod,) = roles.having(sch, roles.top_blocks(sch), roles.LAYOUT)
@@ -136,7 +136,7 @@ def _layout_splits_rows(sch) -> bool:
     split anyway: the dot products of a core read half the layout. Measured, AMD EPYC znver4,
     AVX-512 VNNI build, one layer, both forms taking turns: AlexNet's conv1 0.85x the time, SVHN
     ConvNet's 0.88x, its BWN form's 8-bit convs 0.99-1.01x, ResNet-44 BWN's 0.93-0.94x.)"""
-    return int(sch.get(_layout_block(sch, None)).annotations.get(roles.ROWS_SPLIT_KEY, 0)) == 1
+    return int(sch.get(_layout_block(sch)).annotations.get(roles.ROWS_SPLIT_KEY, 0)) == 1
 
 
 def _dot_dtypes(sch, acc) -> tuple[str, str]:
@@ -195,7 +195,7 @@ def _pair_tile(sch, acc, pairs, intrin, tile_extents):
 def _finish_flat4(sch, acc):
     """The grouped flat input [N, L, 4]: loops (plane, y, x*4) without div/mod, vectorized (a
     te.extern copy, primitives/grouped_layout, is its own schedule)."""
-    prod = _layout_block(sch, acc)
+    prod = _layout_block(sch)
     if not sch.get_loops(prod):
         return
     work = _work(sch, [prod])
