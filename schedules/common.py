@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 # When a loop is worth TVM's thread pool: tvm_deepchip/parallel_costs.py (the delta kernels'
 # hand-built loop nests read the same figures).
 from tvm_deepchip.parallel_costs import (  # noqa: F401 - re-exported to the schedule files
+    PARALLEL_MIN_DOT_OPS,
     PARALLEL_MIN_GATHERS,
     PARALLEL_MIN_LANES,
     PARALLEL_MIN_MACS,

@@ -11,22 +11,15 @@ from __future__ import annotations
 
 from tvm_deepchip.primitives import roles
 
-from .common import (PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent, _finish_crop, _work,
-                     split_grouped_flat)
+from .common import (PARALLEL_MIN_DOT_OPS, PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent,
+                     _finish_crop, _work, split_grouped_flat)
 from .dot_intrinsics import finish_pairs, finish_tile, ops_per_mac, widen_chunks
 
 POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pads positions to whole steps
-# Parallel above this many vector instructions of dot products (dot_intrinsics.ops_per_mac: one
-# vpdpbusd or sdot a 16- or 4-lane step; vpmaddwd and its add, 2 a step of 8 lanes x 2 channels on
-# AVX2). Measured: SVHN's conv1 on AVX-512 VNNI (110K vpdpbusd) 50 -> 38 us on two cores, 9K of
-# them lose 30%, and 5K instead of 40K gained no model there (ResNet-44's conv1, 6.9K: 0.994-
-# 0.997x); on AVX2 (AMD EPYC znver1, whole models in one process taking turns) LeNet's conv1 (29K
-# instructions) and ResNet-44's (55K), serial when this counted AVX2's 8 instructions a 64-MAC
-# step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
-PARALLEL_MIN_DOT_OPS = 20_000
-# The AVX2 class splits from 5 K: where its 256-bit instructions run as two 128-bit halves (Zen 1,
-# an AVX2-only CPU) one takes ~0.65 ns (the digits model's conv1, 11.5 K of them: 7.5 us on one
-# core), a vpdpbusd 0.45 ns on a znver5 (SVHN's conv1 above: 110 K, 50 us). Measured (AMD EPYC
+# Dot products run on two cores from PARALLEL_MIN_DOT_OPS instructions (tvm_deepchip/
+# parallel_costs.py, with its measurements). The AVX2 class splits from 5 K: where its 256-bit
+# instructions run as two 128-bit halves (Zen 1, an AVX2-only CPU) one takes ~0.65 ns (the digits
+# model's conv1, 11.5 K of them: 7.5 us on one core), a vpdpbusd 0.45 ns on a znver5 (SVHN's conv1 above: 110 K, 50 us). Measured (AMD EPYC
 # znver1, the digits model (its conv1: 1 -> 48 channels, 8x8), whole model in one process, both
 # builds taking turns, 10 x 200 runs): 0.959x the time (blocks 0.943-0.962), and 0.973x (0.949-
 # 0.980) in a second run. The other ternary bench models have no AVX2 layer of 5-20 K (LeNet's
@@ -124,7 +117,7 @@ def _default_tile(rc_cands, rp_cands, cls, pairs: bool = False) -> tuple[int, in
 
 
 def _layout_block(sch):
-    """The grouped flat input [N, L, 4] acc reads (conv_layout.te_flat, or grouped_layout's
+    """The grouped flat input [N, L, 4] the dot products read (conv_layout.te_flat, or grouped_layout's
     te.extern copy, whose block TVM gives no read/write regions: found by role, not dataflow)."""
     (prod,) = roles.having(sch, roles.top_blocks(sch), roles.LAYOUT)
     return prod

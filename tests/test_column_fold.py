@@ -83,4 +83,3 @@ def test_taken_only_where_it_saves_dot_products():
     w = np.random.default_rng(0).integers(-128, 128, (16, 3, 5, 4))
     g = ConvGeometry.of((1, 3, 9, 9), w.shape, (1, 1), (0, 0, 0, 0))
     np.testing.assert_array_equal(column_fold.unfold_kernel(column_fold.fold_kernel(w), g), w)
-

@@ -20,7 +20,7 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   and output through the caches);
 # - PARALLEL_MIN_MACS, the bit-plane dot's multiply-adds (primitives/bit_dot): AlexNet's last
 #   layer (4.1 M, as an int8 dense) 67 -> 36 us. (The int8 conv and dense decide by the vector
-#   instructions of their dot products instead: schedules/dot_product.PARALLEL_MIN_DOT_OPS.)
+#   instructions of their dot products instead: PARALLEL_MIN_DOT_OPS below.)
 # - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
 #   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
 # - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own elementwise ops: not yet
@@ -74,8 +74,16 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   the paired ratios): AlexNet's conv1 (489 KB) 0.90x the time, SVHN ConvNet's conv1 (34 KB)
 #   0.93x; the BWN models' 8-bit convs: ResNet-44's layer1 (18 KB) 0.88x, layer2 (10 KB) 0.94x,
 #   SVHN's conv3 (26 KB) 0.93x, conv5 (10 KB) 0.98x, conv2 (19 KB) 1.07x. Only convs whose dot
-#   products take two cores on every class (schedules/dot_product.PARALLEL_MIN_DOT_OPS vpdpbusd):
+#   products take two cores on every class (PARALLEL_MIN_DOT_OPS of the widest, vpdpbusd):
 #   ResNet-44's int8 conv1 (14 KB) is one core's with VNNI.
+# - PARALLEL_MIN_DOT_OPS, the vector instructions of the int8 convs' and dense layers' dot products
+#   (schedules/dot_product; dot_intrinsics.ops_per_mac: one vpdpbusd or sdot a 16- or 4-lane step;
+#   vpmaddwd and its add, 2 a step of 8 lanes x 2 channels on AVX2, whose class splits from fewer:
+#   see there). Measured: SVHN's conv1 on AVX-512 VNNI (110K vpdpbusd) 50 -> 38 us on two cores, 9K
+#   of them lose 30%, and 5K instead of 40K gained no model there (ResNet-44's conv1, 6.9K: 0.994-
+#   0.997x); on AVX2 (AMD EPYC znver1, whole models in one process taking turns) LeNet's conv1 (29K
+#   instructions) and ResNet-44's (55K), serial when this counted AVX2's 8 instructions a 64-MAC
+#   step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
 PARALLEL_MIN_MACS = 1_000_000
@@ -85,8 +93,10 @@ PARALLEL_MIN_WINDOW_TAPS = 200_000
 PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see above)
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of one position split by channel blocks
+PARALLEL_MIN_DOT_OPS = 20_000  # int8 dot-product instructions (see above)
+MOST_MACS_PER_DOT_OP = 64  # vpdpbusd zmm: 16 lanes x 4 products, the most of any class's instruction
 PARALLEL_MIN_LAYOUT_BYTES = 8_192  # int8 convs' grouped layouts split by rows (see above),
-PARALLEL_MIN_LAYOUT_MACS = 20_000 * 64  # ... of convs on two cores on every class (VNNI: 64 MACs an instruction)
+PARALLEL_MIN_LAYOUT_MACS = PARALLEL_MIN_DOT_OPS * MOST_MACS_PER_DOT_OP  # ... of convs on two cores on every class
 PARALLEL_MIN_ROW_LANES = 10_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)

@@ -102,6 +102,9 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
         lo = min(wo, max(0, _ceil(left - kx, geo.sw)))
         return c, kx, lo, max(lo, min(wo, _ceil(geo.w + left - kx, geo.sw)))
 
+    def pixels(kx: int, lo: int, hi: int) -> tuple[int, int]:  # the first and last pixel of columns [lo, hi)
+        return lo * geo.sw + kx - left, (hi - 1) * geo.sw + kx - left
+
     def padded(s: int) -> bool:  # the channel's rows have padding columns
         return s < fold.ci and span(s)[2:] != (0, wo)
 
@@ -115,8 +118,8 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                 c, kx, lo, hi = span(s)
                 fill(rows, j * wo, lo, pad_code)
                 if hi > lo:
-                    at = lo * geo.sw + kx - left
-                    codes = strided_load(x, [n, c, y], at, geo.sw, hi - lo, (at, (hi - 1) * geo.sw + kx - left), geo.w)
+                    reads = pixels(kx, lo, hi)
+                    codes = strided_load(x, [n, c, y], reads[0], geo.sw, hi - lo, reads, geo.w)
                     T.buffer_store(rows, code(codes), [j * wo + lo if hi - lo == 1 else tirx.Ramp(j * wo + lo, 1, hi - lo)])
                 fill(rows, j * wo + hi, wo - hi, pad_code)
 
@@ -129,8 +132,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             if s >= fold.ci or padded(s):  # (the zero rows too)
                 return rows.vload([j * wo + x0], grouped_layout.typed(dtype, count))
             c, kx, _, _ = span(s)
-            first, last = kx - left, (wo - 1) * geo.sw + kx - left  # the pixels the row reads
-            return code(strided_load(x, [n, c, y], x0 * geo.sw + kx - left, geo.sw, count, (first, last), geo.w))
+            return code(strided_load(x, [n, c, y], x0 * geo.sw + kx - left, geo.sw, count, pixels(kx, 0, wo), geo.w))
         return load
 
     with IRBuilder() as ib:
