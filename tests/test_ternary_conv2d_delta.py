@@ -68,24 +68,39 @@ def test_small_outputs(cls, shape, in_shape, pad, stride):
 
 def test_steps_cover_the_positions_in_few_walks():
     """Flat positions are walked in steps of the largest power-of-two number of vectors a third
-    of the register file holds, the rest in power-of-two steps, largest first."""
+    of the register file holds, the rest in one step of power-of-two parts, largest first, with
+    the last whole step where both fit one step's registers."""
     steps = ternary_conv2d_delta.steps
-    assert steps(1088, 32, 32) == (256, (64,))  # ResNet-44's 32x32 maps, int16 on AVX-512: 5 walks, not 17
-    assert steps(448, 32, 32) == (256, (128, 64))
-    assert steps(1088, 16, 16) == (128, (64,))  # AVX2: 8 of its 16 registers a step
-    assert steps(4096, 32, 64) == (256, ())  # never more than 8 vectors (16 zmm: LLVM spilled)
-    assert steps(16, 32, 32) == (16, ())  # fewer positions than a vector
-    assert steps(96, 32, 32) == (64, (32,))  # fewer than a whole step: powers of two (3 zmm: LLVM split it badly)
-    for positions in (64, 320, 448, 1088, 4096):
-        lanes, tail = steps(positions, 16, 32)
-        assert positions // lanes * lanes + sum(tail) == positions and all(t < lanes for t in tail)
+    assert steps(1088, 32, 32) == (256, 4, (64,))  # ResNet-44's 32x32 maps, int16 on AVX-512: 5 walks, not 17
+    assert steps(448, 32, 32) == (256, 1, (128, 64))
+    assert steps(1088, 16, 16) == (128, 8, (64,))  # AVX2: 8 of its 16 registers a step
+    assert steps(4096, 32, 64) == (256, 16, ())  # never more than 8 vectors (16 zmm: LLVM spilled)
+    assert steps(16, 32, 32) == (16, 1, ())  # fewer positions than a vector
+    assert steps(80, 32, 32) == (64, 0, (64, 16))  # ResNet-44's 8x8 maps: one walk of 2 zmm and a ymm
+    assert steps(40, 32, 32) == (32, 0, (32, 8))  # SVHN ConvNet's 5x5 (33 positions): a zmm and an xmm
+    assert steps(144, 32, 32) == (128, 0, (128, 16))
+    for positions in (8, 24, 64, 80, 144, 320, 448, 1088, 4096):
+        lanes, count, tail = steps(positions, 16, 32)
+        assert count * lanes + sum(tail) == positions and sum(tail) <= 16 * 8
+        assert all(t & (t - 1) == 0 for t in tail) and list(tail) == sorted(tail, reverse=True)
+
+
+def test_walks_end_at_the_last_valid_column():
+    """A walk computes the flat positions up to its last row's last valid column, in whole
+    16-byte vectors of its accumulators: an 8x8 output, pad 1 (rows of 10): 78 -> 80 int16 lanes."""
+    rng = np.random.default_rng(5)
+    layer = _layer(rng, (16, 16, 3, 3), 0.9, pad=1)
+    geo = ternary_conv2d_delta.conv_layout.geometry(layer, (1, 16, 8, 8))
+    assert ternary_conv2d_delta.walked(8, geo, "int16") == 80
+    assert ternary_conv2d_delta.walked(4, geo, "int16") == 40 and ternary_conv2d_delta.walked(4, geo, "int32") == 40
+    assert ternary_conv2d_delta.walked(1, geo, "int32") == 8
 
 
 @pytest.mark.parametrize("cls", all_classes())
 def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls, monkeypatch):
     """An 8x8 output, pad 1: 80 flat positions (8 rows of 10), 128 in the flat buffer (whole
-    blocks); the whole-output walk (no task split) takes the 80 rounded up to whole vectors of
-    its accumulators."""
+    blocks); the whole-output walk (no task split) takes the 78 up to the last valid column, in
+    whole 16-byte vectors of its accumulators."""
     monkeypatch.setattr(ternary_conv2d_delta, "PARALLEL_MIN_ROW_LANES", 10**9)
     rng = np.random.default_rng(19)
     layer = _layer(rng, (16, 16, 3, 3), 0.9, pad=1)
@@ -94,7 +109,7 @@ def test_the_walk_covers_the_positions_the_crop_reads_in_whole_vectors(cls, monk
     walk = ternary_conv2d_delta.walk_of(geo, w, "uint8", cls)
     vector = cls.vector_bytes // 2  # int16 accumulators
     walked = walk.outer[0] * walk.lanes + sum(walk.tail)
-    assert geo.out_flat == 128 and walked == -(-80 // vector) * vector
+    assert geo.out_flat == 128 and walked == 80 and walk.lanes <= 64 and walk.step_lanes <= 8 * vector
     check(layer, (1, 16, 8, 8), "delta", rng, cls=cls)
 
 

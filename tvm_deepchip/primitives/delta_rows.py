@@ -19,8 +19,9 @@ row, which read whatever lies below its layout's planes (never written, or the n
 row), are dropped.
 
 Small maps split by channels instead (`TaskSplit.by_channels`): split by rows, each task walks
-its rows' positions rounded up to whole vectors, and decodes every list; an 8x8 output (80 flat
-positions) walks 64 of them a task on AVX-512, where the whole output is 96. By channels, each
+its rows' positions (as vectors: partly empty ones cost whole) and decodes every list; an 8x8
+output (78 flat positions to its last valid column) walks 40 of them a task (2 zmm of int16 on
+AVX-512), where the whole output is 80 (3 vectors). By channels, each
 task copies the whole image, decodes and walks its own blocks of channels' lists over all
 positions, and writes those channels (contiguous NCHW planes).
 """
@@ -43,7 +44,7 @@ class TaskSplit:
     geo: ConvGeometry
     zp: int  # the padding's code
     dtype: str  # the layout's code type (the input's, or wider: IsaClass.sparse_taps)
-    positions: int  # flat positions a task walks: rows * wq in whole vectors
+    positions: int  # flat positions a task walks: to its last row's last valid column (ternary_conv2d_delta.walked)
     by_channels: bool = False
 
     @property

@@ -73,13 +73,18 @@ class Walk:
     base: Callable | None = None  # (outer vars, lane var) -> input offset of that output position
     out_index: Callable | None = None  # (outer vars, lane var) -> the accumulator's position indices
     chunk: int = 0  # spatial, int32 acc: taps summed in int16 before each widening add (0: none)
-    tail: tuple = ()  # flat outputs: lanes of the single steps after the outer[0] steps of `lanes`
+    tail: tuple = ()  # flat outputs: the parts (lanes each) of one last step after the outer[0] steps of `lanes`
     tasks: object = None  # delta_rows.TaskSplit: a task per block of rows or channels (x is then the NCHW input)
     pairs: object = None  # requantize_pairs.PairMadd (x86): int16 accumulators' epilogue and residual adds in pairs
 
     @property
     def pointwise(self) -> bool:
         return not self.outer
+
+    @property
+    def step_lanes(self) -> int:
+        """The accumulators' lanes: the widest step's."""
+        return max(self.lanes, sum(self.tail))
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,8 @@ def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, d
             groups = -(-max(w.longest, 1) // DECODE_GROUP)
             tables = [_scratch(T, groups * DECODE_GROUP, I32) for _ in range(2)]
             run, last = _scratch(T, DECODE_GROUP, I32), _scratch(T, 1, I32)
-            accs = [_scratch(T, walk.lanes, walk.acc) for _ in range(2)]
-            part = _scratch(T, walk.lanes, I16) if walk.chunk else None
+            accs = [_scratch(T, walk.step_lanes, walk.acc) for _ in range(2)]
+            part = _scratch(T, walk.step_lanes, I16) if walk.chunk else None
         T.buffer_store(ptr, starts[cb].astype(I32), [0])
         with T.serial(0, CHANNEL_BLOCK) as ci:
             c = cb * CHANNEL_BLOCK + ci
@@ -294,48 +299,63 @@ def _add_taps(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store):
     registers, then the epilogue. With `part` (walk.chunk taps at a time), the taps are summed in
     int16 and each such partial sum added to the int32 accumulator: half the vector ops of adding
     every tap in int32 (the index rows' kernel gets the same from its int16 row sums)."""
-    with _nest(T, walk.outer) as outer:
-        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, walk.lanes, 0)
-    first = walk.outer[0] * walk.lanes if walk.tail else 0
-    for lanes in walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
-        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, (first // walk.lanes,), lanes,
+    if walk.outer[0]:
+        with _nest(T, walk.outer) as outer:
+            _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, (walk.lanes,), 0)
+    if walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
+        first = walk.outer[0] * walk.lanes
+        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, (first // walk.lanes,), walk.tail,
               first % walk.lanes)
-        first += lanes
 
 
-def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, lanes, lane0):
-    """One step: `lanes` positions from lane `lane0` of step `outer` (input offsets from `base`),
-    both lists, the epilogue."""
+def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, parts, lane0):
+    """One step: sum(parts) positions from lane `lane0` of step `outer` (input offsets from
+    `base`), each part its own vector loop in the loop over a list's taps, both lists, the
+    epilogue."""
     from tvm import tirx
+
+    runs = [(sum(parts[:i]), n) for i, n in enumerate(parts)]  # (first lane, lanes) of each part
+
+    def each(body):
+        for at, lanes in runs:
+            with T.vectorized(0, lanes) as v:
+                body(at + v)
 
     def add_range(into, taps, lo, hi):
         with T.serial(lo, hi) as t:
-            with T.vectorized(0, lanes) as v:
-                T.buffer_store(into, into[v] + x[xn, base + walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v])
+            each(lambda v: T.buffer_store(
+                into, into[v] + x[xn, base + walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v]))
 
     for acc, cnt, taps in zip(accs, cnts, tables):
-        with T.vectorized(0, lanes) as v:
-            T.buffer_store(acc, tirx.const(0, walk.acc), [v])
+        each(lambda v, acc=acc: T.buffer_store(acc, tirx.const(0, walk.acc), [v]))
         if part is None:
             add_range(acc, taps, 0, cnt[0])
             continue
         size = walk.chunk
         with T.serial(0, (cnt[0] + size - 1) // size) as ch:
-            with T.vectorized(0, lanes) as v:
-                T.buffer_store(part, tirx.const(0, I16), [v])
+            each(lambda v: T.buffer_store(part, tirx.const(0, I16), [v]))
             add_range(part, taps, ch * size, tirx.min(cnt[0], ch * size + size))
-            with T.vectorized(0, lanes) as v:
-                T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v])
-    if value.pairs is not None and lanes % value.pairs.int16_lanes == 0:  # explicit vectors, two at a time
+            each(lambda v, acc=acc: T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v]))
+    for at, lanes in runs:
+        _finish_part(T, c, accs, walk, value, store, outer, lane0 + at, at, lanes)
+
+
+def _finish_part(T, c, accs, walk, value, store, outer, lane0, at, lanes):
+    """The epilogue of accumulator lanes [at, at + lanes), positions from lane `lane0` of step
+    `outer`: in explicit vectors two at a time where the part is whole vectors of the pairs'
+    int16 lanes, else lane by lane."""
+    from tvm import tirx
+
+    if value.pairs is not None and lanes % value.pairs.int16_lanes == 0:
         width = value.pairs.int16_lanes
-        for at in range(0, lanes, 2 * width):  # (the last alone where the step has an odd number)
-            ramps = [tirx.Ramp(v, 1, width) for v in range(at, min(at + 2 * width, lanes), width)]
+        for off in range(0, lanes, 2 * width):  # (the last alone where the part has an odd number)
+            ramps = [tirx.Ramp(at + v, 1, width) for v in range(off, min(off + 2 * width, lanes), width)]
             sums = [[tirx.BufferLoad(acc, [r]) for r in ramps] for acc in accs]
-            *lead, first = walk.out_index(outer, lane0 + at)  # positions run along the last index
+            *lead, first = walk.out_index(outer, lane0 + off)  # positions run along the last index
             store(c, (*lead, tirx.Ramp(first, 1, width * len(ramps))), value.in_pairs(c, *sums))
         return
     with T.vectorized(0, lanes) as v:
-        store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][v], accs[1][v]))
+        store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][at + v], accs[1][at + v]))
 
 
 @dataclass(frozen=True)

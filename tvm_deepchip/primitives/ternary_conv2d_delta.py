@@ -40,6 +40,7 @@ RULE = rule_of(STEM)
 # 4 ymm on AVX2 0.91x, 8 ymm 0.99x; 8 zmm on AVX-512 1.00x, 16 zmm 0.34x (LLVM spills).
 REGISTER_SHARE = 2
 STEP_VECTORS = 8
+MIN_PART_BYTES = 16  # the narrowest vector a step's part uses (xmm, NEON's q registers)
 
 
 def _bits(n: int) -> int:
@@ -79,21 +80,36 @@ def tap_offset(geo: ConvGeometry, k):
     return (k >> (bh + bw)) * geo.plane + ((k >> bw) & ((1 << bh) - 1)) * geo.wq + (k & ((1 << bw) - 1))
 
 
-def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, tuple[int, ...]]:
-    """(lanes, tail): steps of `lanes` positions, the largest power-of-two number of vectors that
-    fits in registers / REGISTER_SHARE, at most STEP_VECTORS (all positions if fewer than a vector), then one step per
-    power of two left over, largest first: every list is walked about positions / lanes times
-    whatever the count's factors (1088 positions, 34 vectors of int16 on AVX-512: 4 steps of 8
-    vectors and one of 2, not 17 of 2). (A step of any other number of vectors made LLVM split it
-    badly: 10 registers ran ResNet-44 4x slower.)"""
+def steps(positions: int, vector_lanes: int, registers: int) -> tuple[int, int, tuple[int, ...]]:
+    """(lanes, count, parts): `count` steps of `lanes` positions, the largest power-of-two number
+    of vectors that fits in registers / REGISTER_SHARE, at most STEP_VECTORS, then one step of
+    the rest in `parts`, power-of-two runs of lanes, largest first, each its own vector loop in
+    that step (as narrow as the narrowest vector: 8 int16 lanes in an xmm). Every list is walked
+    about positions / lanes times whatever the count's factors (1088 positions, 34 vectors of
+    int16 on AVX-512: 4 steps of 8 vectors and one of 2, not 17 of 2); where the last whole step
+    and the rest fit in one step's registers they are one step (ResNet-44's 8x8 maps, 80
+    positions: 2 zmm and a ymm in one walk of the lists, where two walks added 2 and 1 zmm). (One
+    vector loop of any other number of vectors made LLVM split it badly: 3 zmm, or 10 registers
+    ran ResNet-44 4x slower; the parts are power-of-two loops.)"""
     budget = min(max(registers // REGISTER_SHARE, 1), STEP_VECTORS)
-    lanes = min(1 << (positions.bit_length() - 1), vector_lanes << (budget.bit_length() - 1))
-    lanes = positions if positions < vector_lanes else lanes
-    rest, tail = positions % lanes, []
+    widest = vector_lanes << (budget.bit_length() - 1)
+    lanes = min(1 << (positions.bit_length() - 1), widest)
+    count, rest = divmod(positions, lanes)
+    parts = []
     while rest:
-        tail.append(1 << (rest.bit_length() - 1))
-        rest -= tail[-1]
-    return lanes, tuple(tail)
+        parts.append(1 << (rest.bit_length() - 1))
+        rest -= parts[-1]
+    if parts and lanes + sum(parts) <= widest:
+        count, parts = count - 1, [lanes, *parts]
+    return lanes, count, tuple(parts)
+
+
+def walked(rows: int, geo: ConvGeometry, acc: str) -> int:
+    """Flat positions a walk over `rows` output rows computes: up to the last row's last valid
+    column (the border columns after it are never read), in whole narrowest vectors
+    (MIN_PART_BYTES) of the accumulator type."""
+    lanes = MIN_PART_BYTES * 8 // int(acc[3:])
+    return -(-((rows - 1) * geo.wq + geo.wo) // lanes) * lanes
 
 
 def task_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp: int = 0,
@@ -107,13 +123,13 @@ def task_split(geo: ConvGeometry, w: DeltaLists, in_dtype: str, vector: int, zp:
         return None
     if not PARALLEL_MIN_ROW_LANES <= w.entries * geo.ho * geo.wq * geo.n < PARALLEL_MIN_LANES:
         return None
-    dtype = taps or in_dtype
-    whole = -(-geo.ho * geo.wq // vector) * vector
+    dtype, acc = taps or in_dtype, acc_dtype(in_dtype, w.longest)
+    whole = walked(geo.ho, geo, acc)
     rows = -(-geo.ho // ROW_PARTS)  # a height the tasks do not divide: the last has fewer rows
-    by_rows = -(-rows * geo.wq // vector) * vector if (ROW_PARTS - 1) * rows < geo.ho else None
+    by_rows = walked(rows, geo, acc) if (ROW_PARTS - 1) * rows < geo.ho else None
     if w.channels >= ROW_PARTS * CHANNEL_BLOCK:
-        per_task = (whole // vector + 1) / ROW_PARTS  # per entry of the layer
-        if by_rows is None or per_task < CHANNEL_SPLIT_SHARE * (by_rows // vector + 1):
+        per_task = (-(-whole // vector) + 1) / ROW_PARTS  # per entry of the layer
+        if by_rows is None or per_task < CHANNEL_SPLIT_SHARE * (-(-by_rows // vector) + 1):
             return TaskSplit(ROW_PARTS, geo.ho, geo, zp, dtype, whole, by_channels=True)
     return None if by_rows is None else TaskSplit(ROW_PARTS, rows, geo, zp, dtype, by_rows)
 
@@ -134,15 +150,14 @@ def walk_of(geo: ConvGeometry, w: DeltaLists, in_dtype: str, isa, zp: int = 0, t
     vector = isa.vector_bytes * 8 // int(acc[3:])
     tasks = task_split(geo, w, in_dtype, vector, zp, taps)
     if tasks is not None:  # each task's flat positions, into its own buffer: (ho, wo) written by it
-        lanes, tail = steps(tasks.positions, vector, isa.vector_registers)
-        return Walk(lead, (geo.ho, geo.wo), (tasks.positions // lanes,), lanes, acc, False, offset, zero, tail=tail,
+        lanes, count, tail = steps(tasks.positions, vector, isa.vector_registers)
+        return Walk(lead, (geo.ho, geo.wo), (count,), lanes, acc, False, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk,
                     tasks=tasks, pairs=pairs)
-    if geo.flat:  # the positions the crop reads in whole vectors, not out_flat's whole blocks
-        # (an 8x8 output's 80 flat positions: 3 zmm of int16 a tap, not 4)
-        walked = min(geo.out_flat, -(-walked_positions(geo) // vector) * vector)
-        lanes, tail = steps(walked, vector, isa.vector_registers)
-        return Walk(lead, out, (walked // lanes,), lanes, acc, parallel, offset, zero, tail=tail,
+    if geo.flat:  # the positions the crop reads, not out_flat's whole blocks
+        # (an 8x8 output's 78 flat positions: 2 zmm and a ymm of int16 a tap, not 4 zmm)
+        lanes, count, tail = steps(min(geo.out_flat, walked(geo.ho, geo, acc)), vector, isa.vector_registers)
+        return Walk(lead, out, (count,), lanes, acc, parallel, offset, zero, tail=tail,
                     base=lambda o, v: o[0] * lanes + v, out_index=lambda o, v: (o[0] * lanes + v,), chunk=chunk, pairs=pairs)
     return Walk(lead, out, (geo.ho,), geo.wo, acc, parallel, offset, zero,
                 base=lambda o, v: o[0] * geo.wq + v, out_index=lambda o, v: (o[0], v), chunk=chunk, pairs=pairs)
