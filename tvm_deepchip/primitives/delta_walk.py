@@ -43,11 +43,13 @@ UNROLL = 4  # entries per step of the pointwise walk (a multiple of delta_lists'
 # Four, one per entry of a step: measured on AlexNet's fc1/fc2 (AMD EPYC znver4, 2 threads,
 # fastest of 9 x 50 runs), 4 chains 463/207 us against 2 chains 515/233 (sparse rows 490/234); 3
 # chains or 8 entries a step were slower. Each chain past the first costs a start byte a list,
-# so 4 only where they cost at most POINT_CHAINS_GROWTH more bytes than 2 (SVHN ConvNet's conv7
-# at 90% zeros, ~160 taps a list, is near the line: its share of the network's bytes took it
-# past 1.5x the entropy bound when an earlier form of the chains grew it 4.6%).
+# so 4 only where they cost at most POINT_CHAINS_GROWTH more bytes than 2: SVHN ConvNet's conv7
+# at 90% zeros (~160 taps a list) grows 1.7% with 4 (170.4 -> 173.2 KB; the network's ternary
+# bytes 1.46x -> ~1.48x the entropy bound, under the 1.5x the format keeps) and runs 0.93x the
+# time (znver4, AVX-512 VNNI, 2 threads, 30 x 50 runs in turns); at 1% it took 2. (An earlier
+# form of the chains grew it 4.6%, past the bound.)
 POINT_CHAINS = (4, 2)
-POINT_CHAINS_GROWTH = 0.01
+POINT_CHAINS_GROWTH = 0.02
 
 
 def point_lists(codes2):
