@@ -86,7 +86,8 @@ def test_delta_kernel_in_pairs_bit_exact(cls, full_precision, out, act, monkeypa
     if full_precision:
         monkeypatch.setattr(requantize, "ONE_PIECE_ERROR", 0.0)
     layer = _layer(5, out, act)
-    # 11x11 outputs, 13 flat positions a row, two tasks: steps of 64 + 16 (AVX2), 64 + 32 (AVX-512)
+    # 11x11 outputs, 13 flat positions a row, two tasks of 76 positions: one step of 64 + 16 lanes (a
+    # 16-lane part: one ymm, AVX2's pair instructions also on AVX-512)
     assert _pair_groups(cls, layer, monkeypatch) == {1, 2}
     check(layer, IN_SHAPE, "delta", np.random.default_rng(6), cls=cls)
     check(layer, IN_SHAPE, "delta", np.random.default_rng(7), cls=cls, saturated=True)

@@ -127,8 +127,8 @@ def _body(ins, out, w: DeltaLists, walk: Walk, finish: Finish):
     n_img, co = (int(v) for v in walk.lead)
     value = _Value(lambda c, a_p, a_n: te_value(finish.epi, consts, c, a_p, a_n))
     if walk.pairs is not None and walk.acc == I16 and requantize_pairs.usable(walk.pairs, finish.epi):
-        value = _Value(value.one, walk.pairs, lambda c, a_p, a_n: requantize_pairs.te_group(
-            walk.pairs, finish.epi, consts, c, a_p, a_n))
+        value = _Value(value.one, tuple(requantize_pairs.narrower(walk.pairs)),
+                       lambda pm, c, a_p, a_n: requantize_pairs.te_group(pm, finish.epi, consts, c, a_p, a_n))
     with IRBuilder() as ib:
         with T.serial(0, n_img) as n:
             if walk.tasks is not None:  # a task per block of rows or channels, each with its own layout copy
@@ -344,17 +344,18 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
 
 def _finish_part(T, c, accs, walk, value, store, outer, lane0, at, lanes):
     """The epilogue of accumulator lanes [at, at + lanes), positions from lane `lane0` of step
-    `outer`: in explicit vectors two at a time where the part is whole vectors of the pairs'
-    int16 lanes, else lane by lane."""
+    `outer`: in explicit vectors two at a time, of the widest pair instructions whose vectors the
+    part fills (a 16-lane part on AVX-512: AVX2's), else lane by lane."""
     from tvm import tirx
 
-    if value.pairs is not None and lanes % value.pairs.int16_lanes == 0:
-        width = value.pairs.int16_lanes
+    pm = next((p for p in value.pairs if lanes % p.int16_lanes == 0), None)
+    if pm is not None:
+        width = pm.int16_lanes
         for off in range(0, lanes, 2 * width):  # (the last alone where the part has an odd number)
             ramps = [tirx.Ramp(at + v, 1, width) for v in range(off, min(off + 2 * width, lanes), width)]
             sums = [[tirx.BufferLoad(acc, [r]) for r in ramps] for acc in accs]
             *lead, first = walk.out_index(outer, lane0 + off)  # positions run along the last index
-            store(c, (*lead, tirx.Ramp(first, 1, width * len(ramps))), value.in_pairs(c, *sums))
+            store(c, (*lead, tirx.Ramp(first, 1, width * len(ramps))), value.in_pairs(pm, c, *sums))
         return
     with T.vectorized(0, lanes) as v:
         store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][at + v], accs[1][at + v]))
@@ -363,11 +364,12 @@ def _finish_part(T, c, accs, walk, value, store, outer, lane0, at, lanes):
 @dataclass(frozen=True)
 class _Value:
     """The epilogue of a channel's two sums: `one(c, a_p, a_n)` per lane (expressions), or, with
-    `pairs` (requantize_pairs.PairMadd), `in_pairs(c, acc_p, acc_n)` over a group of its outputs
-    (one or two int16 vectors of each list's sums)."""
+    `pairs` (requantize_pairs.PairMadd of the class and the narrower ones, widest first),
+    `in_pairs(pm, c, acc_p, acc_n)` over a group of its outputs (one or two int16 vectors of pm's
+    width of each list's sums)."""
 
     one: Callable
-    pairs: object = None
+    pairs: tuple = ()
     in_pairs: Callable | None = None
 
 
