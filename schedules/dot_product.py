@@ -19,7 +19,8 @@ POSITIONS_PER_STEP = 16  # = primitives.int8_conv2d.POSITIONS_PER_STEP, which pa
 # Dot products run on two cores from PARALLEL_MIN_DOT_OPS instructions (tvm_deepchip/
 # parallel_costs.py, with its measurements). The AVX2 class splits from 5 K: where its 256-bit
 # instructions run as two 128-bit halves (Zen 1, an AVX2-only CPU) one takes ~0.65 ns (the digits
-# model's conv1, 11.5 K of them: 7.5 us on one core), a vpdpbusd 0.45 ns on a znver5 (SVHN's conv1 above: 110 K, 50 us). Measured (AMD EPYC
+# model's conv1, 11.5 K of them: 7.5 us on one core), a vpdpbusd 0.45 ns on a znver5 (SVHN's
+# conv1 in parallel_costs' measurements: 110 K, 50 us). Measured (AMD EPYC
 # znver1, the digits model (its conv1: 1 -> 48 channels, 8x8), whole model in one process, both
 # builds taking turns, 10 x 200 runs): 0.959x the time (blocks 0.943-0.962), and 0.973x (0.949-
 # 0.980) in a second run. The other ternary bench models have no AVX2 layer of 5-20 K (LeNet's

@@ -303,17 +303,14 @@ def _add_taps(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store):
     every tap in int32 (the index rows' kernel gets the same from its int16 row sums)."""
     if walk.outer[0]:
         with _nest(T, walk.outer) as outer:
-            _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, (walk.lanes,), 0)
-    if walk.tail:  # flat: position p is step p // walk.lanes, lane p % walk.lanes
-        first = walk.outer[0] * walk.lanes
-        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, (first // walk.lanes,), walk.tail,
-              first % walk.lanes)
+            _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, (walk.lanes,))
+    if walk.tail:  # flat: the last step's parts from lane 0 of step outer[0] (walk.base is linear in both)
+        _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, (walk.outer[0],), walk.tail)
 
 
-def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, parts, lane0):
-    """One step: sum(parts) positions from lane `lane0` of step `outer` (input offsets from
-    `base`), each part its own vector loop in the loop over a list's taps, both lists, the
-    epilogue."""
+def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer, parts):
+    """One step: sum(parts) positions from lane 0 of step `outer` (input offsets from `base`),
+    each part its own vector loop in the loop over a list's taps, both lists, the epilogue."""
     from tvm import tirx
 
     runs = [(sum(parts[:i]), n) for i, n in enumerate(parts)]  # (first lane, lanes) of each part
@@ -326,7 +323,7 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
     def add_range(into, taps, lo, hi):
         with T.serial(lo, hi) as t:
             each(lambda v: T.buffer_store(
-                into, into[v] + x[xn, base + walk.base(outer, lane0 + v) + taps[t]].astype(into.dtype), [v]))
+                into, into[v] + x[xn, base + walk.base(outer, v) + taps[t]].astype(into.dtype), [v]))
 
     for acc, cnt, taps in zip(accs, cnts, tables):
         each(lambda v, acc=acc: T.buffer_store(acc, tirx.const(0, walk.acc), [v]))
@@ -339,12 +336,12 @@ def _step(T, x, xn, c, cnts, tables, accs, part, walk, value, base, store, outer
             add_range(part, taps, ch * size, tirx.min(cnt[0], ch * size + size))
             each(lambda v, acc=acc: T.buffer_store(acc, acc[v] + part[v].astype(walk.acc), [v]))
     for at, lanes in runs:
-        _finish_part(T, c, accs, walk, value, store, outer, lane0 + at, at, lanes)
+        _finish_part(T, c, accs, walk, value, store, outer, at, lanes)
 
 
-def _finish_part(T, c, accs, walk, value, store, outer, lane0, at, lanes):
-    """The epilogue of accumulator lanes [at, at + lanes), positions from lane `lane0` of step
-    `outer`: in explicit vectors two at a time, of the widest pair instructions whose vectors the
+def _finish_part(T, c, accs, walk, value, store, outer, at, lanes):
+    """The epilogue of accumulator lanes [at, at + lanes) (the positions of those lanes of step
+    `outer`): in explicit vectors two at a time, of the widest pair instructions whose vectors the
     part fills (a 16-lane part on AVX-512: AVX2's), else lane by lane."""
     from tvm import tirx
 
@@ -354,11 +351,11 @@ def _finish_part(T, c, accs, walk, value, store, outer, lane0, at, lanes):
         for off in range(0, lanes, 2 * width):  # (the last alone where the part has an odd number)
             ramps = [tirx.Ramp(at + v, 1, width) for v in range(off, min(off + 2 * width, lanes), width)]
             sums = [[tirx.BufferLoad(acc, [r]) for r in ramps] for acc in accs]
-            *lead, first = walk.out_index(outer, lane0 + off)  # positions run along the last index
+            *lead, first = walk.out_index(outer, at + off)  # positions run along the last index
             store(c, (*lead, tirx.Ramp(first, 1, width * len(ramps))), value.in_pairs(pm, c, *sums))
         return
     with T.vectorized(0, lanes) as v:
-        store(c, walk.out_index(outer, lane0 + v), value.one(c, accs[0][at + v], accs[1][at + v]))
+        store(c, walk.out_index(outer, at + v), value.one(c, accs[0][at + v], accs[1][at + v]))
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,9 @@ def pack(layer, geo: ConvGeometry, operand=None) -> DeltaLists:
 
 
 def walked_positions(geo: ConvGeometry) -> int:
-    """The positions per image each list is walked over, border columns of a flat output
-    included (1: the pointwise form)."""
+    """The positions per image each list is walked over, as format_rule weighs them: a flat
+    output's whole rows, border columns included (the walk itself stops at the last valid
+    column: walked); 1: the pointwise form."""
     if _linear(geo):
         return 1
     return geo.ho * geo.wq if geo.flat else geo.ho * geo.wo
