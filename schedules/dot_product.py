@@ -55,7 +55,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
     intrin = pair_intrinsic if pairs else intrinsics.get(_dot_dtypes(sch, acc))
     n, c, p = sch.get_loops(epilogue)
     rc_cands = _divisors(_extent(sch, c), [8, 6, 4, 3, 2])
-    rp_cands = _divisors(_extent(sch, p) // POSITIONS_PER_STEP, [2, 4, 1])
+    rp_cands = _position_tiles(_extent(sch, p) // POSITIONS_PER_STEP)
     rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls, bool(pairs))
     rc = knobs.choice(sch, rc_cands, rc_default)
     rp = knobs.choice(sch, rp_cands, rp_default)
@@ -72,8 +72,34 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
     else:
         _register_tile(sch, acc, intrin, [_extent(sch, ci), _extent(sch, pv)])
     sch.vectorize(sch.fuse(pv, pl))
-    _finish_crop(sch, epilogue)
+    _finish_output(sch, epilogue)
     return sch
+
+
+def _position_tiles(steps: int) -> list:
+    """Vectors of 16 positions a register tile may take: 2 or 4, or, for an odd step count
+    (primitives/int8_conv2d.TILE_STEPS left it unpadded), 3."""
+    return _divisors(steps, [2, 4, 1] if steps % 2 == 0 else [3, 1])
+
+
+def _finish_output(sch, epilogue):
+    """The crop after the epilogue, or none: where the flat positions are exactly the output's
+    (Wq = Wo, no positions past the last row: a first layer with its kernel columns folded), the
+    epilogue writes the output itself (the crop was a copy of every code, on one core after the
+    parallel tiles)."""
+    (crop,) = sch.get_consumers(epilogue)
+    if not roles.having(sch, sch.get_consumers(crop), roles.RESIDUAL) and _size(sch, epilogue) == _size(sch, crop):
+        sch.reverse_compute_inline(crop)
+    else:
+        _finish_crop(sch, epilogue)
+
+
+def _size(sch, block) -> int:
+    """Elements of the buffer `block` writes."""
+    out = 1
+    for d in sch.get(block).writes[0].source.shape:
+        out *= int(d)
+    return out
 
 
 # The share of the vector registers a tile's int32 accumulators may take: x86 measured (AMD EPYC

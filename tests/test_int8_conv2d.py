@@ -144,6 +144,34 @@ def test_positions_round_up_to_whole_register_tiles():
     assert rc * rp * 2 <= 6  # 3/8 of 16 ymm, 2 a vector of 16 int32
 
 
+@pytest.mark.parametrize("name", ["x86-avx512-vnni", "x86-avx2"])
+def test_exact_positions_need_no_crop(name):
+    """SVHN ConvNet's conv1 (3 -> 48 channels, 5x5 over 40x40, kernel columns folded: Wq = Wo =
+    36): 1296 flat positions are 81 steps, an odd count taken in tiles of 3 vectors (it was padded
+    to 84), so the flat positions are exactly the output's and the epilogue writes the output:
+    no crop copies it. A padded layer (Wq > Wo) keeps its crop."""
+    from primitive_cases import schedule_func
+    from tir_loops import stored
+
+    from tvm_deepchip import primitives
+    from tvm_deepchip.primitives import column_fold, conv_layout, int8_conv2d, int8_weights
+    from tvm_deepchip.schedules import dot_product
+
+    rng = np.random.default_rng(5)
+    cls, tgt = isa.get(name), targets.tvm_target(targets.get_preset(name))
+    for w_shape, x_shape, pad, crop in (((48, 3, 5, 5), (1, 3, 40, 40), 0, False), ((16, 16, 3, 3), (1, 16, 9, 9), 1, True)):
+        layer = make_layer(rng, "conv2d", "int8", w_shape, pad=pad)
+        geo = conv_layout.geometry(layer, x_shape)
+        flat = column_fold.folded(geo, int8_weights.group_of(cls.int8_operand)) or geo
+        if not crop:
+            assert int8_conv2d.positions(flat) == geo.ho * geo.wo == 81 * 16
+            assert dot_product._position_tiles(81) == [3, 1]
+        func = schedule_func(primitives.prim_func(primitives.lower_layer(layer, x_shape, "int8", cls)), tgt)
+        written = stored(func.body)
+        assert "crop" in written  # the output, written by the crop or by the epilogue itself
+        assert ("epilogue" in written) is crop  # the flat outputs the crop copies from
+
+
 @pytest.mark.parametrize("cls", all_classes())
 def test_few_input_channels_fold_kernel_columns(cls):
     """An RGB first layer (SVHN ConvNet's conv1: 3 channels, 5x5, no padding; a padded one; and

@@ -51,12 +51,20 @@ POSITIONS_PER_STEP = 16  # output positions per dot-product step (one 512-bit ve
 # AVX-512 VNNI, fastest of 3 x 5 x 20 runs): 19.6 -> 13.1 and 25.8 -> 17.1 us.
 STEP_MULTIPLES = (4, 2)
 MAX_EXTRA_STEPS = 0.1
+# Step counts the schedule tiles as they are (schedules/dot_product's rp candidates): an odd
+# count divisible by 3 takes 3 vectors of positions a tile where it was padded to a multiple of
+# 4. SVHN ConvNet's conv1 (36x36 outputs, kernel columns folded: 81 steps, were 84) then computes
+# exactly its outputs, and its crop is no copy (dot_product: the epilogue writes the output).
+TILE_STEPS = (4, 3, 2)
 
 
 def positions(geo: ConvGeometry) -> int:
     """Flat output positions computed: every valid one (oy * Wq + ox), whole vectors, rounded up
-    to a multiple of 2 or 4 vectors where that costs little (all within te_flat's zero tail)."""
+    to a multiple of 2 or 4 vectors where that costs little (all within te_flat's zero tail), or
+    not at all where the steps are a multiple of a tile already (TILE_STEPS)."""
     steps = _ceil(geo.ho * geo.wq, POSITIONS_PER_STEP)
+    if any(steps % m == 0 for m in TILE_STEPS):
+        return steps * POSITIONS_PER_STEP
     for m in STEP_MULTIPLES:
         padded = _ceil(steps, m) * m
         if padded * POSITIONS_PER_STEP <= geo.out_flat and padded - steps <= MAX_EXTRA_STEPS * steps:
