@@ -81,6 +81,14 @@ def build(layer, in_shape, fmt, knobs=None, seed=0, cls=None, tgt=None):
     return lowered, tvm.tirx.build(tvm.IRModule({"main": func}), target=tgt)
 
 
+def build_func(lowered, tgt=None):
+    """The built library of a lowered layer (or a variant of one: its te_func and in_shape),
+    scheduled for x86 (or target preset `tgt`)."""
+    tgt = targets.tvm_target(tgt) if tgt is not None else target()
+    func = schedule_func(primitives.prim_func(lowered), tgt)
+    return tvm.tirx.build(tvm.IRModule({"main": func}), target=tgt)
+
+
 def _sampled(func, seed, tgt):
     """A random point of the primitive's tuning space, as the tuner samples it (under the target)."""
     sch = tvm.s_tir.Schedule(func, seed=seed + 1)

@@ -6,8 +6,9 @@ then TVM's common-subexpression elimination: ONNX QDQ graphs quantize a tensor o
 (a residual block's sum: once for the next conv, once more for the next skip connection); with
 the duplicate gone, TVM's fusion puts add, ReLU and quantize into one kernel writing 8-bit codes
 instead of a float tensor and a separate quantize (19 of them in ResNet-44); then each such
-quantized add becomes an integer kernel (integer_add.py), and each 8-bit max pool our
-branch-free pool (integer_pool.py).
+quantized add becomes an integer kernel (integer_add.py), each 8-bit max pool read only by a
+delta conv part of that conv (pool_into_conv.py), and each other one our branch-free pool
+(integer_pool.py).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from .integer_data_movement import IntegerDataMovement, integer_data_movement
 from .integer_pool import IntegerPool
 from .lower_quant_layers import LowerQuantLayers
 from .lower_xnor_layers import LowerXnorLayers
+from .pool_into_conv import PoolIntoConv
 from .patterns import RULES, Rule, layer_pattern
 
-__all__ = ["IntegerAdd", "IntegerDataMovement", "IntegerPool", "LowerQuantLayers", "LowerXnorLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
+__all__ = ["IntegerAdd", "IntegerDataMovement", "IntegerPool", "LowerQuantLayers", "LowerXnorLayers", "PoolIntoConv", "RULES", "Rule", "integer_data_movement", "layer_pattern",
            "lower_to_primitives"]
 
 
@@ -30,6 +32,6 @@ def lower_to_primitives(plan) -> tvm.transform.Pass:
     quantized adds between them as integer kernels."""
     return tvm.transform.Sequential(
         [IntegerDataMovement(), LowerQuantLayers(plan), LowerXnorLayers(plan), relax.transform.EliminateCommonSubexpr(),
-         relax.transform.DeadCodeElimination(), IntegerAdd(plan), IntegerPool()],
+         relax.transform.DeadCodeElimination(), IntegerAdd(plan), PoolIntoConv(plan), IntegerPool()],
         name="DeepChipLowerToPrimitives",
     )

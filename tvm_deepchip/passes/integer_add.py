@@ -26,7 +26,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from ..primitives import int8_add
 from .layer_check import activation_bounds
 from .lower_quant_layers import LAYER_ATTR, OPAQUE
-from .patterns import activation, call_tir_name, const_value, rewrite_functions
+from .patterns import activation, call_tir_name, const_value, read_counts, rewrite_functions
 
 EIGHT_BITS = ("int8", "uint8")
 
@@ -95,18 +95,6 @@ def add_constants(p: AddPattern, m, var2val) -> int8_add.AddConsts | None:
     return int8_add.fit(a, b, y, act_lo=lo, act_hi=hi)
 
 
-def _uses(func) -> dict:
-    """How many times each variable of `func` is read (bindings and the returned value)."""
-    counts: dict = {}
-    for block in func.body.blocks:
-        for binding in block.bindings:
-            for v in relax.analysis.free_vars(binding.value):
-                counts[v] = counts.get(v, 0) + 1
-    for v in relax.analysis.free_vars(func.body.body):
-        counts[v] = counts.get(v, 0) + 1
-    return counts
-
-
 @mutator
 class _Rewrite(PyExprMutator):
     def __init__(self, mod, func, plan):
@@ -114,7 +102,7 @@ class _Rewrite(PyExprMutator):
         self.mod, self.plan = mod, plan
         self.pat = add_pattern()
         self.var2val = relax.analysis.get_var2val(func)
-        self.uses = _uses(func)
+        self.uses = read_counts(func)
 
     def visit_call_(self, call):
         m = self.pat.root.extract_matched_expr(call, self.var2val)

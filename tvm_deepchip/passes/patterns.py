@@ -154,3 +154,15 @@ def call_tir_name(call) -> str:
     if isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir":
         return call.args[0].name_hint
     return ""
+
+
+def read_counts(func) -> dict:
+    """How many times each variable of `func` is read (bindings and the returned value)."""
+    counts: dict = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            for v in relax.analysis.free_vars(binding.value):
+                counts[v] = counts.get(v, 0) + 1
+    for v in relax.analysis.free_vars(func.body.body):
+        counts[v] = counts.get(v, 0) + 1
+    return counts

@@ -83,6 +83,9 @@ class LoweredLayer:
     te_add: Callable | None = None  # te_add(x, other, add_consts, *consts): the output plus `other` (int8_add)
     dot_operand: str | None = None  # the type its dot products read input codes in (int8 dot forms only)
     pair_sums: bool = False  # its dot products sum product pairs in int16 (primitives/pair_sums)
+    # te_pooled(x, pool, *consts): te_func over x, the input of max pool `pool` (int8_max_pool.Pool)
+    # that gives the layer its input; None where the kernel cannot read it
+    te_pooled: Callable | None = None
 
 
 def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Format, ...]:
@@ -169,6 +172,8 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         te_add=te_add,
         dot_operand=getattr(weights, "operand", None),  # the dot-product forms (Int8Weights, bit_dot.BitWords)
         pair_sums=bool(prim.pair_sums and prim.pair_sums(site, weights)),
+        te_pooled=(lambda x, pool, *c: prim.compute_pooled(x, weights.with_arrays(c[:n]), c[n:], site, pool))
+        if prim.takes_pool and prim.takes_pool(site, weights, layer.in_dtype) else None,
     )
 
 

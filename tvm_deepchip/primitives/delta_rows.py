@@ -46,6 +46,7 @@ class TaskSplit:
     dtype: str  # the layout's code type (the input's, or wider: IsaClass.sparse_taps)
     positions: int  # flat positions a task walks: to its last row's last valid column (ternary_conv2d_delta.walked)
     by_channels: bool = False
+    pool: object = None  # int8_max_pool.Pool: x is this max pool's input, each code its window's max
 
     @property
     def span(self) -> int:
@@ -131,8 +132,13 @@ def _pairs(T, x, g: ConvGeometry):
     second pixel of a row (a stride-2 phase plane, a 1x1 stride-2 conv's pixels): one contiguous
     vector load and a truncation (vpmovwb, xtn) a phase row, where LLVM scalarized the stride-2
     byte loads (one pinsrb a code: ResNet-44's layer2.0.conv1 copy). None otherwise."""
+    return _pairs_of(T, x) if g.sw * g.step == 2 else None
+
+
+def _pairs_of(T, x):
+    """x's codes as uint16 pairs (None where its rows are odd, or its codes not 8-bit)."""
     n, c, h, w = (int(v) for v in x.shape)
-    if g.sw * g.step != 2 or w % 2 or x.dtype not in ("int8", "uint8"):
+    if w % 2 or x.dtype not in ("int8", "uint8"):
         return None
     return T.decl_buffer((n * c * h * w // 2,), "uint16", data=x.data)
 
@@ -146,6 +152,30 @@ def _code(x, pairs, n, c, y, q, s: int, o: int):
     return (pairs[pair] >> (8 * (o % 2))).astype(x.dtype)
 
 
+def _reader(T, x, g: ConvGeometry, pool):
+    """read(n, c, y, q, s, o): the code of the conv's input pixel (y, s * q + o). Without a pool,
+    x's (every step-th row and column of it); with one (x is the pool's input), the max of its
+    window in x, whose columns (s * q + o) * stride + dx are read as pairs where that is every
+    second pixel (a stride-1 conv after a stride-2 pool)."""
+    from tvm import tirx
+
+    if pool is None:
+        pairs = _pairs(T, x, g)
+        return lambda n, c, y, q, s, o: _code(x, pairs, n, c, y * g.step, q, s * g.step, o * g.step)
+    (kh, kw), (sh, sw) = pool.kernel, pool.stride
+    assert g.step == 1, "a pooled input is read whole"
+    pairs = _pairs_of(T, x) if g.sw * sw == 2 else None
+
+    def read(n, c, y, q, s, o):
+        codes = [_code(x, pairs, n, c, y * sh + dy, q, s * sw, o * sw + dx) for dy in range(kh) for dx in range(kw)]
+        best = codes[0]
+        for code in codes[1:]:
+            best = tirx.max(best, code)
+        return best
+
+    return read
+
+
 def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
     """The padded rows task `task` reads, in every phase plane, and the zero tail under its
     positions (escape entries read it). Rows of the other tasks are left as they are: only the
@@ -157,7 +187,7 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
     g, zp = rs.geo, tirx.const(rs.zp, rs.dtype)
     top, left = g.pad[0], g.pad[1]
     halo = g.hq - g.ho  # the phase rows beyond the outputs: khq - 1, or more where the padding rounds up
-    pairs = _pairs(T, x, g)
+    read = _reader(T, x, g, rs.pool)
     with T.serial(0, g.ci) as c:
         for py in range(g.sh):
             for px in range(g.sw):
@@ -170,7 +200,7 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
                     with T.If(tirx.all(y >= 0, y < g.h)):
                         with T.Then():  # the row's codes, then its padding columns
                             with T.vectorized(0, hi - lo) as q:
-                                code = _code(x, pairs, n, c, y * g.step, lo + q, g.sw * g.step, (px - left) * g.step)
+                                code = read(n, c, y, lo + q, g.sw, px - left)
                                 T.buffer_store(xf, code.astype(rs.dtype), [0, row + lo + q])
                             for col in [*range(lo), *range(hi, g.wq)]:
                                 T.buffer_store(xf, zp, [0, row + col])

@@ -90,6 +90,12 @@ class Primitive:
     # (site, weights) -> whether its dot products sum product pairs in int16 (primitives/pair_sums);
     # None: never
     pair_sums: Callable | None = None
+    # (site, weights, input dtype) -> whether it can read the input of a max pool before it
+    # (compute_pooled); None: never
+    takes_pool: Callable | None = None
+    # (x, weights, consts, site, pool) -> compute's output over x, the input of max pool `pool`
+    # (int8_max_pool.Pool) whose output the layer reads
+    compute_pooled: Callable | None = None
 
     @property
     def rule(self) -> str:

@@ -16,6 +16,8 @@ by 9 and by 3 per entry, the unpadded form, took most of a small layer's time.)
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..formats import Format
@@ -192,6 +194,22 @@ def compute_add(x, w: DeltaLists, consts, site: Site, other, add):
     return te_walk(x, w, walk, Finish(site.epi, consts, RULE, residual=(other, add)))
 
 
+def takes_pool(site: Site, w: DeltaLists, in_dtype: str) -> bool:
+    """Whether the kernel can read the input of a max pool before it (compute_pooled): where its
+    tasks copy their rows themselves (delta_rows), from an image read whole (no step)."""
+    walk = walk_of(site.geo, w, in_dtype, site.isa, site.zp, site.taps)
+    return walk.tasks is not None and site.geo.step == 1
+
+
+def compute_pooled(x, w: DeltaLists, consts, site: Site, pool):
+    """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
+    conv its input: the tasks take each code as its window's max as they copy their rows (no pool
+    kernel on one core before the conv; SVHN ConvNet's and AlexNet's pools). Where takes_pool."""
+    walk = walk_of(site.geo, w, x.dtype, site.isa, site.zp, site.taps)
+    walk = replace(walk, tasks=replace(walk.tasks, pool=pool))
+    return te_walk(x, w, walk, Finish(site.epi, consts, RULE))
+
+
 def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
     """numpy: the same taps summed in int64 (the bound makes the kernel's accumulators exact)."""
     geo = site.geo
@@ -204,4 +222,5 @@ def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
 
 
 PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference,
-                      compute_add=compute_add, int16_pairs=int16_pairs)
+                      compute_add=compute_add, int16_pairs=int16_pairs, takes_pool=takes_pool,
+                      compute_pooled=compute_pooled)

@@ -1,0 +1,96 @@
+"""A max pool read only by a delta conv becomes part of that conv (passes/pool_into_conv.py,
+ternary_conv2d_delta.compute_pooled): the kernel over the pool's input is bit-exact against the
+conv's reference of the pooled codes on every ISA class (SVHN ConvNet's 2x2 pools, AlexNet's
+overlapping 3x3 stride 2 over an odd width, signed codes, batch 2, saturated codes); in a
+compiled model the pool kernel is gone where the conv can read its input and stays where
+something else reads the pool too, and the model agrees with onnxruntime."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import isa_devices
+from primitive_cases import all_classes, build_func, make_layer, random_input
+from qdq_builders import QDQBuilder
+from tvm_deepchip import oracle, primitives
+from tvm_deepchip.primitives import int8_max_pool
+
+# (pre-pool input shape, pool, conv weights, input codes)
+CASES = [
+    ((1, 48, 36, 36), int8_max_pool.Pool((2, 2), (2, 2)), (64, 48, 3, 3), "uint8"),  # SVHN ConvNet's conv2
+    ((1, 24, 27, 27), int8_max_pool.Pool((3, 3), (2, 2)), (32, 24, 3, 3), "int8"),  # AlexNet's windows
+    ((2, 16, 18, 18), int8_max_pool.Pool((2, 2), (2, 2)), (32, 16, 3, 3), "int8"),  # batch 2
+]
+
+
+def _pooled(layer, pre_shape, pool, cls):
+    """The layer lowered for the pooled shape, and that lowering over the pool's input."""
+    shape = (*pre_shape[:2], *pool.out_hw(*pre_shape[2:]))
+    lowered = primitives.lower_layer(layer, shape, "delta", cls)
+    assert lowered.te_pooled is not None
+    return lowered, replace(lowered, in_shape=pre_shape, te_func=lambda x, *c: lowered.te_pooled(x, pool, *c))
+
+
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0][1]}x{c[0][2]}x{c[0][3]}_k{c[1].kernel[0]}_{c[3]}")
+def test_conv_over_the_pools_input_bit_exact(cls, case):
+    pre_shape, pool, w_shape, dtype = case
+    rng = np.random.default_rng(31)
+    layer = make_layer(rng, "conv2d", "ternary", w_shape, pad=1, in_dtype=dtype)
+    lowered, over_pool = _pooled(layer, pre_shape, pool, cls)
+    lib = build_func(over_pool, tgt=isa_devices.preset(cls))
+    isa_devices.check_assembly(cls, lib, over_pool.primitive)
+    inputs = [random_input(rng, dtype, pre_shape), random_input(rng, dtype, pre_shape, saturated=True)]
+    refs = [lowered.reference(int8_max_pool.reference(qx, pool)) for qx in inputs]
+    outs = isa_devices.run(cls, over_pool, lib, inputs)
+    for got, ref in zip(outs or [], refs):
+        np.testing.assert_array_equal(got, ref)
+
+
+def _pool_then_conv(second_reader: bool):
+    """An int8 conv, a 2x2 pool, a ternary conv large enough for its row tasks, and (where
+    `second_reader`) a second branch reading the pool too, summed before the classifier."""
+    b = QDQBuilder([1, 3, 36, 36], seed=5)
+    b.qdq(1 / 255)
+    b.conv(16, 3, pad=1, weight="int8", act="relu", name="conv_first")
+    b.qdq(8 / 255)
+    b.maxpool()
+    pooled, pooled_shape = b.qdq(8 / 255), list(b.shape())
+    b.conv(32, 3, pad=1, act="relu", name="conv_t", sparsity=0.9)
+    b.qdq(8 / 255)
+    if second_reader:
+        branch = b.cur
+        b.cur, b._shape = pooled, pooled_shape
+        b.conv(32, 1, act="relu", name="conv_side", sparsity=0.9)
+        b.qdq(8 / 255)
+        b.add(branch)
+        b.qdq(16 / 255)
+    b.flatten()
+    b.qdq(16 / 255)
+    b.gemm(10, weight="int8", name="fc_last")
+    return b.model()
+
+
+@pytest.mark.parametrize("second_reader", [False, True])
+def test_compiled_pool_is_gone_where_the_conv_reads_its_input(second_reader):
+    import tvm
+    from tvm import relax
+
+    import tvm_deepchip
+    from test_compiler import last_layer_step
+    from tvm_deepchip import compiler, targets
+
+    model = _pool_then_conv(second_reader)
+    names = {gv.name_hint for gv in compiler.lower(model, targets.resolve("x86")).mod.functions}
+    assert any(n.startswith("deepchip_ternary_conv2d_delta_pooled") for n in names) is not second_reader
+    assert any("max_pool" in n for n in names) is second_reader
+    compiled = tvm_deepchip.compile(model, "x86", default_ternary="delta", tuning_log=None)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    rng, step = np.random.default_rng(2), last_layer_step(model)
+    for _ in range(3):
+        x = rng.random((1, 3, 36, 36), dtype=np.float32)
+        ours, ref = vm["main"](tvm.runtime.tensor(x)).numpy(), oracle.run(model, x)
+        assert ours.argmax() == ref.argmax()
+        assert np.all(np.abs(ours - ref) <= step + 1e-4), (np.abs(ours - ref).max(), step.min())
