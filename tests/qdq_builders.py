@@ -216,3 +216,15 @@ def small_bnn(seed=0, batch=1, share_binarized=False) -> onnx.ModelProto:
         b.nodes.append(helper.make_node("ReduceMean", [binarized], [mean], axes=[1, 2, 3], keepdims=0))
         b.add(mean)
     return b.model()
+
+
+def quantize_model(quant, shape) -> onnx.ModelProto:
+    """One QuantizeLinear of a float input with `quant`'s scale, zero point and code type
+    (primitives/input_quantize.InputQuantize)."""
+    code = TensorProto.UINT8 if quant.dtype == "uint8" else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.array(quant.scale, np.float32), "scale"),
+             numpy_helper.from_array(np.array(quant.zero_point, quant.dtype), "zero")]
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["input", "scale", "zero"], ["codes"])], "quantize",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("codes", code, list(shape))], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

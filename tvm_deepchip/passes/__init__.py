@@ -7,23 +7,23 @@ then TVM's common-subexpression elimination: ONNX QDQ graphs quantize a tensor o
 the duplicate gone, TVM's fusion puts add, ReLU and quantize into one kernel writing 8-bit codes
 instead of a float tensor and a separate quantize (19 of them in ResNet-44); then each such
 quantized add becomes an integer kernel (integer_add.py), each 8-bit max pool read only by a
-delta conv part of that conv (pool_into_conv.py), and each other one our branch-free pool
-(integer_pool.py).
+delta conv, and the model input's quantize read only by a first layer that can read floats, part
+of that conv (conv_input_fusion.py), and each other max pool our branch-free pool (integer_pool.py).
 """
 from __future__ import annotations
 
 import tvm
 from tvm import relax
 
+from .conv_input_fusion import ConvInputFusion
 from .integer_add import IntegerAdd
 from .integer_data_movement import IntegerDataMovement, integer_data_movement
 from .integer_pool import IntegerPool
 from .lower_quant_layers import LowerQuantLayers
 from .lower_xnor_layers import LowerXnorLayers
-from .pool_into_conv import PoolIntoConv
 from .patterns import RULES, Rule, layer_pattern
 
-__all__ = ["IntegerAdd", "IntegerDataMovement", "IntegerPool", "LowerQuantLayers", "LowerXnorLayers", "PoolIntoConv", "RULES", "Rule", "integer_data_movement", "layer_pattern",
+__all__ = ["ConvInputFusion", "IntegerAdd", "IntegerDataMovement", "IntegerPool", "LowerQuantLayers", "LowerXnorLayers", "RULES", "Rule", "integer_data_movement", "layer_pattern",
            "lower_to_primitives"]
 
 
@@ -32,6 +32,6 @@ def lower_to_primitives(plan) -> tvm.transform.Pass:
     quantized adds between them as integer kernels."""
     return tvm.transform.Sequential(
         [IntegerDataMovement(), LowerQuantLayers(plan), LowerXnorLayers(plan), relax.transform.EliminateCommonSubexpr(),
-         relax.transform.DeadCodeElimination(), IntegerAdd(plan), PoolIntoConv(plan), IntegerPool()],
+         relax.transform.DeadCodeElimination(), IntegerAdd(plan), ConvInputFusion(plan), IntegerPool()],
         name="DeepChipLowerToPrimitives",
     )

@@ -25,8 +25,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..primitives import int8_add
 from .layer_check import activation_bounds
-from .lower_quant_layers import LAYER_ATTR, OPAQUE
-from .patterns import activation, call_tir_name, const_value, read_counts, rewrite_functions
+from .lower_quant_layers import OPAQUE, planned_of
+from .patterns import activation, const_value, read_counts, rewrite_functions
 
 EIGHT_BITS = ("int8", "uint8")
 
@@ -137,12 +137,7 @@ class _Rewrite(PyExprMutator):
 
     def _fusable(self, var):
         """The planned conv kernel whose call `var` holds, if nothing but this add reads it."""
-        value = self._producer(var)
-        if self.plan is None or call_tir_name(value) == "":
-            return None
-        func = self.mod[value.args[0]]
-        name = func.attrs.get(LAYER_ATTR) if func.attrs is not None else None
-        planned = self.plan.lowered(str(name)) if name is not None else None
+        planned = planned_of(self.mod, self.plan, self._producer(var))
         return planned.kernel if planned is not None and planned.layer.op == "conv2d" else None
 
     def _fused(self, kernel, conv_call, skip, consts):

@@ -16,7 +16,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .layer_check import input_shape, weight_name
-from .patterns import RULES, Rule, rewrite_functions
+from .patterns import RULES, Rule, call_tir_name, rewrite_functions
 
 # FuseOps must not merge neighbours into our kernels: the hand-written schedule expects its own
 # blocks only (kOpaque in TVM's OpPatternKind).
@@ -61,6 +61,16 @@ class _Rewrite(PyExprMutator):
             primfunc_name_hint=f"deepchip_{kernel.primitive}",
             primfunc_attrs={"op_pattern": OPAQUE, LAYER_ATTR: planned.layer.name},
         )
+
+
+def planned_of(mod, plan, call):
+    """The plan's entry for the layer whose kernel `call` runs (a call_tir of a PrimFunc this pass
+    emitted, named in LAYER_ATTR), else None."""
+    if plan is None or call_tir_name(call) == "":
+        return None
+    func = mod[call.args[0]]
+    name = func.attrs.get(LAYER_ATTR) if func.attrs is not None else None
+    return plan.lowered(str(name)) if name is not None else None
 
 
 @tvm.transform.module_pass(opt_level=0, name="DeepChipLowerQuantLayers")

@@ -86,6 +86,9 @@ class LoweredLayer:
     # te_pooled(x, pool, *consts): te_func over x, the input of max pool `pool` (int8_max_pool.Pool)
     # that gives the layer its input; None where the kernel cannot read it
     te_pooled: Callable | None = None
+    # te_quantized(x, quant, *consts): te_func over float x, whose codes are InputQuantize `quant`'s
+    # (primitives/input_quantize); None where the kernel cannot read floats
+    te_quantized: Callable | None = None
 
 
 def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Format, ...]:
@@ -174,6 +177,8 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         pair_sums=bool(prim.pair_sums and prim.pair_sums(site, weights)),
         te_pooled=(lambda x, pool, *c: prim.compute_pooled(x, weights.with_arrays(c[:n]), c[n:], site, pool))
         if prim.takes_pool and prim.takes_pool(site, weights, layer.in_dtype) else None,
+        te_quantized=(lambda x, quant, *c: prim.compute_quantized(x, weights.with_arrays(c[:n]), c[n:], site, quant))
+        if prim.takes_quantize and prim.takes_quantize(site, weights, layer.in_dtype) else None,
     )
 
 

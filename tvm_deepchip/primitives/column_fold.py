@@ -69,26 +69,28 @@ def unfold_kernel(wf: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     return np.ascontiguousarray(wf.reshape(co, geo.kw, geo.ci, kh).transpose(0, 2, 3, 1))
 
 
-def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat"):
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat", quant=None):
     """[N, flat_len, group] of folded(geo, group).grouped(group): te_flat(x', folded geo, zp,
-    group=group, dtype=dtype), x' the folded input (a te.extern: its own loop nest)."""
+    group=group, dtype=dtype), x' the folded input (a te.extern: its own loop nest). `quant`:
+    x holds floats the copy quantizes (input_quantize; a conv strided across reads codes)."""
     from tvm import te
 
+    assert quant is None or geo.sw == 1, "floats are read in whole rows"
     fold = folded(geo, group)
     g = fold.grouped(group)
     split = grouped_layout.splits_rows(geo, g, group, dtype)
-    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, fold, zp, group, dtype, split),
+    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, fold, zp, group, dtype, split, quant),
                      dtype=[dtype], name=name, attrs=grouped_layout.layout_attrs(split))
 
 
-def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dtype: str, split: bool):
+def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dtype: str, split: bool, quant=None):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
     g = fold.grouped(group)
     top, left, wo = geo.pad[0], geo.pad[1], fold.w
-    code, pad_code, zero = grouped_layout.operand_codes(str(x.dtype), dtype, zp)
+    code, pad_code, zero = grouped_layout.operand_codes(str(x.dtype), dtype, zp, quant)
 
     def fill(buf, start, count: int, value):
         if count > 0:

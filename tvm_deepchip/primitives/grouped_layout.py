@@ -38,22 +38,23 @@ def covers(geo: ConvGeometry, group: int) -> bool:
     return group > 1 and (geo.sh, geo.sw, geo.step) == (1, 1, 1)
 
 
-def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str):
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, quant=None):
     """te_flat(x, geo, zp, group=group, dtype=dtype) [N, flat_len, group]: this row copy where it
     covers the arguments, else te_flat's TE compute (which loads and inserts a byte per vector
-    lane)."""
+    lane). `quant`: x holds floats the copy quantizes (input_quantize; where it covers them)."""
     if covers(geo, group):
-        return te_grouped(x, geo, zp, group, dtype)
+        return te_grouped(x, geo, zp, group, dtype, quant=quant)
+    assert quant is None, "te_flat reads codes"
     return te_flat(x, geo, zp, group=group, dtype=dtype)
 
 
-def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat"):
+def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat", quant=None):
     """[N, flat_len, group] of geo.grouped(group): te_flat(x, geo, zp, group=group, dtype=dtype)."""
     from tvm import te
 
     g = geo.grouped(group)
     split = splits_rows(geo, g, group, dtype)
-    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype, split),
+    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype, split, quant),
                      dtype=[dtype], name=name, attrs=layout_attrs(split))
 
 
@@ -81,14 +82,14 @@ def rows(g: ConvGeometry, split: bool):
     return (T.parallel if split else T.serial)(0, g.hq)
 
 
-def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: bool):
+def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: bool, quant=None):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
     g = geo.grouped(group)
     top, left, w = geo.pad[0], geo.pad[1], geo.w
-    code, pad_code, zero = operand_codes(str(x.dtype), dtype, zp)
+    code, pad_code, zero = operand_codes(str(x.dtype), dtype, zp, quant)
     size = geo.n * g.flat_len * group
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
@@ -195,12 +196,16 @@ def splat(value, lanes: int):
     return buf.vload([0], typed(dtype, lanes))
 
 
-def operand_codes(x_dtype: str, dtype: str, zp: int):
+def operand_codes(x_dtype: str, dtype: str, zp: int, quant=None):
     """(code(v): an input code of type x_dtype in the operand's type `dtype`, the padding's code,
-    zero): the values the layout copies write (te_flat's)."""
+    zero): the values the layout copies write (te_flat's). With `quant` (input_quantize.
+    InputQuantize) x holds floats: code(v) quantizes them first."""
     import tvm
     from tvm import tirx
 
+    if quant is not None:
+        code8, pad, zero = operand_codes(quant.dtype, dtype, zp)
+        return (lambda v: code8(quant.te_codes(v))), pad, zero
     shift = code_shift(x_dtype, dtype)
 
     def code(v):  # (v: a scalar or a vector; a vector inside an IRBuilder: splat)

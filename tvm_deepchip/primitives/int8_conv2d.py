@@ -125,6 +125,28 @@ def unpack(wt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
 def compute(x, weights: Int8Weights, consts, site: Site):
     """TE definition. x: [N, Ci, H, W] 8-bit; weights: from `pack`, with the type the dot
     products read the input codes in (shifted by 128 if it is not x's)."""
+    return _compute(x, weights, consts, site)
+
+
+def takes_quantize(site: Site, weights: Int8Weights, in_dtype: str) -> bool:
+    """Whether the layout copy can quantize a float input itself (compute_quantized): a row copy
+    of whole rows (column_fold's across stride 1, grouped_layout's), not the dense form."""
+    geo, group = site.geo, group_of(weights.operand)
+    if covers_input(geo) or geo.step != 1:
+        return False
+    if column_fold.folded(geo, group) is not None:
+        return geo.sw == 1
+    return grouped_layout.covers(geo, group)
+
+
+def compute_quantized(x, weights: Int8Weights, consts, site: Site, quant):
+    """compute's output over x, float32, whose codes are input_quantize.InputQuantize `quant`'s:
+    the layout copy quantizes the floats it reads (a model's first layer: no quantize kernel on
+    one core before it, whose codes the other core then read back). Where takes_quantize."""
+    return _compute(x, weights, consts, site, quant)
+
+
+def _compute(x, weights: Int8Weights, consts, site: Site, quant=None):
     from tvm import te
 
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
@@ -133,9 +155,9 @@ def compute(x, weights: Int8Weights, consts, site: Site):
         return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
     group = group_of(operand)
     if (fold := column_fold.folded(geo, group)) is not None:  # kernel columns folded into channels
-        xf, geo = column_fold.te_layout(x, geo, zp, group, operand), fold
+        xf, geo = column_fold.te_layout(x, geo, zp, group, operand, quant=quant), fold
     else:
-        xf = grouped_layout.te_layout(x, geo, zp, group, operand)
+        xf = grouped_layout.te_layout(x, geo, zp, group, operand, quant=quant)
     shape = (geo.n, geo.co, positions(geo))
     chunk = _pair_chunk(site, weights, geo.grouped(group))
     if chunk is not None:
@@ -179,4 +201,4 @@ def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
 
 
 PRIMITIVE = Primitive("conv2d", Format.INT8, STEM, "int8", conv_layout.geometry, pack, compute, reference, epilogue,
-                      pair_sums=pair_sums_used)
+                      pair_sums=pair_sums_used, takes_quantize=takes_quantize, compute_quantized=compute_quantized)

@@ -96,6 +96,12 @@ class Primitive:
     # (x, weights, consts, site, pool) -> compute's output over x, the input of max pool `pool`
     # (int8_max_pool.Pool) whose output the layer reads
     compute_pooled: Callable | None = None
+    # (site, weights, input dtype) -> whether it can read the float input of a quantize before
+    # it (compute_quantized); None: never
+    takes_quantize: Callable | None = None
+    # (x, weights, consts, site, quant) -> compute's output over float x, whose codes are
+    # input_quantize.InputQuantize `quant`'s
+    compute_quantized: Callable | None = None
 
     @property
     def rule(self) -> str:

@@ -1,9 +1,15 @@
-"""A max pool read only by a delta conv becomes part of that conv (passes/pool_into_conv.py,
-ternary_conv2d_delta.compute_pooled): the kernel over the pool's input is bit-exact against the
-conv's reference of the pooled codes on every ISA class (SVHN ConvNet's 2x2 pools, AlexNet's
-overlapping 3x3 stride 2 over an odd width, signed codes, batch 2, saturated codes); in a
-compiled model the pool kernel is gone where the conv can read its input and stays where
-something else reads the pool too, and the model agrees with onnxruntime."""
+"""A conv kernel reads the input of the op producing its input (passes/conv_input_fusion.py):
+- a max pool read only by a delta conv (ternary_conv2d_delta.compute_pooled): the kernel over
+  the pool's input is bit-exact against the conv's reference of the pooled codes on every ISA
+  class (SVHN ConvNet's 2x2 pools, AlexNet's overlapping 3x3 stride 2 over an odd width, signed
+  codes, batch 2, saturated codes);
+- the model input's quantize read only by a first layer (int8_conv2d.compute_quantized): the
+  kernel over the floats is bit-exact against the conv's reference of their codes on every class
+  (folded kernel columns, a padded layer, a grouped layout; ties of the rounding, values past
+  the codes' range), and the numpy quantize is onnxruntime's QuantizeLinear;
+- in a compiled model the pool and the quantize kernels are gone where the conv reads their
+  input, and stay where something else reads them too; the model agrees with onnxruntime.
+"""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -15,7 +21,7 @@ import isa_devices
 from primitive_cases import all_classes, build_func, make_layer, random_input
 from qdq_builders import QDQBuilder
 from tvm_deepchip import oracle, primitives
-from tvm_deepchip.primitives import int8_max_pool
+from tvm_deepchip.primitives import input_quantize, int8_max_pool
 
 # (pre-pool input shape, pool, conv weights, input codes)
 CASES = [
@@ -49,6 +55,48 @@ def test_conv_over_the_pools_input_bit_exact(cls, case):
         np.testing.assert_array_equal(got, ref)
 
 
+# (conv weights, input shape, padding, codes): SVHN ConvNet's conv1 (folded kernel columns), a
+# padded folded layer, a grouped layout (16 channels)
+QUANT_CASES = [((48, 3, 5, 5), (1, 3, 40, 40), 0, "uint8"), ((8, 3, 3, 3), (2, 3, 12, 12), 1, "int8"),
+               ((16, 16, 3, 3), (1, 16, 10, 10), 1, "uint8")]
+
+
+def _floats(rng, quant, shape):
+    """Floats over and past the codes' range, a tenth of them halfway between two codes."""
+    info = np.iinfo(quant.dtype)
+    codes = rng.integers(info.min - quant.zero_point - 8, info.max - quant.zero_point + 8, size=shape)
+    x = (codes + rng.random(shape) * (rng.random(shape) > 0.1) + 0.5 * (rng.random(shape) <= 0.1)) * quant.scale
+    return x.astype(np.float32)
+
+
+def test_numpy_quantize_is_onnxruntimes():
+    from qdq_builders import quantize_model
+
+    rng = np.random.default_rng(4)
+    for quant in (input_quantize.InputQuantize(0.02, 3, "uint8"), input_quantize.InputQuantize(0.05, -7, "int8")):
+        x = _floats(rng, quant, (1, 4, 9, 9))
+        np.testing.assert_array_equal(quant.np_codes(x), oracle.run(quantize_model(quant, x.shape), x))
+
+
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("case", QUANT_CASES, ids=lambda c: f"{c[0][1]}x{c[1][2]}_pad{c[2]}_{c[3]}")
+def test_conv_over_float_input_bit_exact(cls, case):
+    w_shape, shape, pad, dtype = case
+    rng = np.random.default_rng(41)
+    layer = make_layer(rng, "conv2d", "int8", w_shape, pad=pad, in_dtype=dtype)
+    quant = input_quantize.InputQuantize(0.0123, int(layer.in_zero_point), dtype)
+    lowered = primitives.lower_layer(layer, shape, "int8", cls)
+    assert lowered.te_quantized is not None
+    over_floats = replace(lowered, in_dtype="float32", te_func=lambda x, *c: lowered.te_quantized(x, quant, *c))
+    lib = build_func(over_floats, tgt=isa_devices.preset(cls))
+    isa_devices.check_assembly(cls, lib, over_floats.primitive)
+    inputs = [_floats(rng, quant, shape) for _ in range(2)]
+    refs = [lowered.reference(quant.np_codes(x)) for x in inputs]
+    outs = isa_devices.run(cls, over_floats, lib, inputs)
+    for got, ref in zip(outs or [], refs):
+        np.testing.assert_array_equal(got, ref)
+
+
 def _pool_then_conv(second_reader: bool):
     """An int8 conv, a 2x2 pool, a ternary conv large enough for its row tasks, and (where
     `second_reader`) a second branch reading the pool too, summed before the classifier."""
@@ -74,7 +122,7 @@ def _pool_then_conv(second_reader: bool):
 
 
 @pytest.mark.parametrize("second_reader", [False, True])
-def test_compiled_pool_is_gone_where_the_conv_reads_its_input(second_reader):
+def test_compiled_pool_and_quantize_are_gone_where_the_conv_reads_their_input(second_reader):
     import tvm
     from tvm import relax
 
@@ -86,6 +134,7 @@ def test_compiled_pool_is_gone_where_the_conv_reads_its_input(second_reader):
     names = {gv.name_hint for gv in compiler.lower(model, targets.resolve("x86")).mod.functions}
     assert any(n.startswith("deepchip_ternary_conv2d_delta_pooled") for n in names) is not second_reader
     assert any("max_pool" in n for n in names) is second_reader
+    assert "deepchip_int8_conv2d_quantized" in names and not any(n.startswith("quantize") for n in names)
     compiled = tvm_deepchip.compile(model, "x86", default_ternary="delta", tuning_log=None)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
     rng, step = np.random.default_rng(2), last_layer_step(model)
