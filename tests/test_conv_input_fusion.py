@@ -3,10 +3,11 @@
   the pool's input is bit-exact against the conv's reference of the pooled codes on every ISA
   class (SVHN ConvNet's 2x2 pools, AlexNet's overlapping 3x3 stride 2 over an odd width, signed
   codes, batch 2, saturated codes);
-- the model input's quantize read only by a first layer (int8_conv2d.compute_quantized): the
-  kernel over the floats is bit-exact against the conv's reference of their codes on every class
-  (folded kernel columns, a padded layer, a grouped layout; ties of the rounding, values past
-  the codes' range), and the numpy quantize is onnxruntime's QuantizeLinear;
+- the model input's quantize read only by a first layer (int8_conv2d.compute_quantized,
+  int8_dense's): the kernel over the floats is bit-exact against the layer's reference of their
+  codes on every class (folded kernel columns, a padded layer, a grouped layout, a dense layer;
+  ties of the rounding, values past the codes' range), and the numpy quantize is onnxruntime's
+  QuantizeLinear;
 - in a compiled model the pool and the quantize kernels are gone where the conv reads their
   input, and stay where something else reads them too; the model agrees with onnxruntime.
 """
@@ -95,6 +96,21 @@ def test_conv_over_float_input_bit_exact(cls, case):
     outs = isa_devices.run(cls, over_floats, lib, inputs)
     for got, ref in zip(outs or [], refs):
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("cls", all_classes())
+def test_dense_over_float_input_bit_exact(cls):
+    """An MLP's first layer (int8_dense): the floats quantized as its input groups are copied."""
+    rng = np.random.default_rng(43)
+    layer = make_layer(rng, "dense", "int8", (40, 100), in_dtype="uint8")
+    quant = input_quantize.InputQuantize(0.031, int(layer.in_zero_point), "uint8")
+    lowered = primitives.lower_layer(layer, (2, 100), "int8", cls)
+    over_floats = replace(lowered, in_dtype="float32", te_func=lambda x, *c: lowered.te_quantized(x, quant, *c))
+    lib = build_func(over_floats, tgt=isa_devices.preset(cls))
+    inputs = [_floats(rng, quant, (2, 100)) for _ in range(2)]
+    outs = isa_devices.run(cls, over_floats, lib, inputs)
+    for got, x in zip(outs or [], inputs):
+        np.testing.assert_array_equal(got, lowered.reference(quant.np_codes(x)))
 
 
 def _pool_then_conv(second_reader: bool):

@@ -19,7 +19,11 @@ parallel layers, and the conv's tasks then read back the codes it wrote from the
 conv's tasks copy their input rows anyway; a window's max or a quantize on the way costs them a
 few vector ops a row. Measured (AMD EPYC znver4, the two builds in one process, 40 turns of 50
 runs, medians of the paired ratios, the same outputs): SVHN ConvNet's two 2x2 pools into conv2
-and conv4 0.968x the time (AVX-512 VNNI build), 0.982x (AVX2 build). AlexNet's convs are one
+and conv4 0.968x the time (AVX-512 VNNI build), 0.982x (AVX2 build); then the quantize, each row
+quantized once (column_fold._quantize_row): LeNet 0.983x / 0.960x (AVX-512 VNNI / AVX2 builds),
+SVHN ConvNet 0.986x / 0.988x, the digits model 0.999x / 0.977x, the MLP (int8_dense) 0.972x and
+0.988x (AVX-512, two runs), ResNet-44 1.005x (q1-q3 0.994-1.014). Quantized as read, every float
+took one quantize per kernel column (LeNet 1.017x, SVHN 0.994x). AlexNet's convs are one
 parallel walk over a shared layout (no row tasks): their pools stay, as does its first layer's
 quantize (its layout reads every fourth pixel). Anything else keeps its op (integer_pool.py,
 TVM's quantize).

@@ -90,7 +90,11 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
 
     g = fold.grouped(group)
     top, left, wo = geo.pad[0], geo.pad[1], fold.w
-    code, pad_code, zero = grouped_layout.operand_codes(str(x.dtype), dtype, zp, quant)
+    code, pad_code, zero = grouped_layout.operand_codes(quant.dtype if quant else str(x.dtype), dtype, zp)
+    # where x holds floats, each input row is quantized once into `codes` (Ci rows of W codes, on
+    # the stack), which the folded channels read as they would read x (a folded channel per
+    # kernel column: quantized as read, each float took KW quantizes)
+    src = x
 
     def fill(buf, start, count: int, value):
         if count > 0:
@@ -121,7 +125,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                 fill(rows, j * wo, lo, pad_code)
                 if hi > lo:
                     reads = pixels(kx, lo, hi)
-                    codes = strided_load(x, [n, c, y], reads[0], geo.sw, hi - lo, reads, geo.w)
+                    codes = strided_load(src, at(n, c, y), reads[0], geo.sw, hi - lo, reads, geo.w)
                     T.buffer_store(rows, code(codes), [j * wo + lo if hi - lo == 1 else tirx.Ramp(j * wo + lo, 1, hi - lo)])
                 fill(rows, j * wo + hi, wo - hi, pad_code)
 
@@ -134,19 +138,26 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             if s >= fold.ci or padded(s):  # (the zero rows too)
                 return rows.vload([j * wo + x0], grouped_layout.typed(dtype, count))
             c, kx, _, _ = span(s)
-            return code(strided_load(x, [n, c, y], x0 * geo.sw + kx - left, geo.sw, count, pixels(kx, 0, wo), geo.w))
+            return code(strided_load(src, at(n, c, y), x0 * geo.sw + kx - left, geo.sw, count, pixels(kx, 0, wo), geo.w))
         return load
+
+    def at(n, c, y):  # the row index of (image n, channel c, row y) in `src`
+        return [n, c, y] if quant is None else [0, c, 0]
 
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
             flat = T.decl_buffer((geo.n * g.flat_len * group,), dtype, data=out.data)  # the output as one vector
             with grouped_layout.rows(g, split) as yq:
                 rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
+                if quant is not None:
+                    src = T.alloc_buffer((1, geo.ci, 1, geo.w), quant.dtype, scope="global")
                 # (a handful of groups: the folded channels are Ci*KW; vertical phases as conv_layout's,
                 # plane (gi, py) holding padded rows py, py + sh, ...)
-                for gi, py in itertools.product(range(g.ci), range(geo.sh)):
+                for py, gi in itertools.product(range(geo.sh), range(g.ci)):
                     base = ((n * g.flat_len) + (gi * geo.sh + py) * g.plane + yq * g.wq) * group
                     y = yq * geo.sh + py - top
+                    if quant is not None and gi == 0:
+                        _quantize_row(x, src, n, y, quant)
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
                             row(rows, n, gi, y)
@@ -158,6 +169,19 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                                                    [base + xq * group + j])
                 grouped_layout.last_rows(yq, g, lambda: grouped_layout.zero_tail(flat, n, g, group, dtype))
     return ib.get()
+
+
+def _quantize_row(x, codes, n, y, quant) -> None:
+    """codes[0, c, 0, :] = the codes of x's row y of every channel c (where y is in the image)."""
+    from tvm import tirx
+    from tvm.tirx.script import builder as T
+
+    ci, w = (int(v) for v in x.shape[1:4:2])
+    with T.If(tirx.all(y >= 0, y < int(x.shape[2]))):
+        with T.Then():
+            for c in range(ci):
+                with T.vectorized(0, w) as v:
+                    T.buffer_store(codes, quant.te_codes(x[n, c, y, v]), [0, c, 0, v])
 
 
 WORD_STRIDES = (2, 4, 8)  # strides read as words of that many bytes, one byte kept (uint16/32/64)

@@ -73,18 +73,19 @@ def pair_chunk(site: Site, weights: Int8Weights) -> int | None:
     return pair_sums.chunk_of(site.isa, weights.operand, weights.max_weight, int(weights.w.shape[1]), 1)
 
 
-def te_accumulate(x, weights: Int8Weights, k: int, read=None, chunk: int | None = None):
+def te_accumulate(x, weights: Int8Weights, k: int, read=None, chunk: int | None = None, quant=None):
     """acc[n, c] = sum over the K input codes (shifted into the operand type) times weights
     (TE), over all the padded channels of `weights` (its layout: `block_weights`). `read(i, t)`:
     input code t of image i (default x[i, t]; a conv over its whole input reads its NCHW image);
-    `chunk`: through int16 pair sums of that many groups (pair_chunk)."""
+    `chunk`: through int16 pair sums of that many groups (pair_chunk); `quant`
+    (input_quantize.InputQuantize): x holds floats, quantized as the groups are copied."""
     from tvm import te, tirx
 
     w, operand = weights.w, weights.operand
     cb, kg, lanes, group = (int(s) for s in w.shape)
     n = int(x.shape[0])
-    shift = code_shift(str(x.dtype), operand)
-    read = read or (lambda i, t: x[i, t])
+    shift = code_shift(quant.dtype if quant is not None else str(x.dtype), operand)
+    read = read or (lambda i, t: x[i, t] if quant is None else quant.te_codes(x[i, t].asobject()))
     # the input codes in groups, in the operand's type (the padded tail multiplies zero weights)
     xg = te.compute((n, kg, group), lambda i, q, j: (
         read(i, tirx.min(q * group + j, k - 1)).astype("int16") + shift).astype(operand),
@@ -106,13 +107,22 @@ def compute(x, weights: Int8Weights, consts, site: Site):
     return te.compute(site.geo.out_shape(), lambda n, c: y[n, c], name="crop")
 
 
-def te_padded(x, weights: Int8Weights, consts, site: Site, read=None):
+def compute_quantized(x, weights: Int8Weights, consts, site: Site, quant):
+    """compute's output over x, float32, whose codes are input_quantize.InputQuantize `quant`'s:
+    quantized as the input groups are copied (a model's first layer: no quantize kernel before)."""
+    from tvm import te
+
+    y = te_padded(x, weights, consts, site, quant=quant)
+    return te.compute(site.geo.out_shape(), lambda n, c: y[n, c], name="crop")
+
+
+def te_padded(x, weights: Int8Weights, consts, site: Site, read=None, quant=None):
     """The epilogue's output over the padded channels [N, Co rounded up to 16] (TE; the block
-    carrying this primitive's schedule rule); `read` as te_accumulate's."""
+    carrying this primitive's schedule rule); `read`, `quant` as te_accumulate's."""
     from tvm import te, tirx
 
     geo = site.geo
-    acc = te_accumulate(x, weights, geo.k, read, pair_chunk(site, weights))
+    acc = te_accumulate(x, weights, geo.k, read, pair_chunk(site, weights), quant)
     shape = tuple(int(s) for s in acc.shape)
     last = geo.co - 1  # padded channels read the last channel's constants; they are cropped
     f = requantize.te_apply(site.epi, acc, None, consts, index_channel=lambda idx: tirx.min(idx[1], last))
@@ -132,4 +142,4 @@ def pair_sums_used(site: Site, weights: Int8Weights) -> bool:
 
 
 PRIMITIVE = Primitive("dense", Format.INT8, STEM, "int8", dense_layout.geometry, pack, compute, reference, epilogue,
-                      pair_sums=pair_sums_used)
+                      pair_sums=pair_sums_used, takes_quantize=lambda *_: True, compute_quantized=compute_quantized)
