@@ -18,6 +18,10 @@ nest for all; a shorter task copies only its own rows and halo, and the position
 row, which read whatever lies below its layout's planes (never written, or the next plane's top
 row), are dropped.
 
+A conv after a max pool may read the pool's input instead (TaskSplit.pool, passes/
+conv_input_fusion): a task copies each code as its window's max (the pool's arithmetic), so no
+pool kernel runs on one core between the two layers.
+
 Small maps split by channels instead (`TaskSplit.by_channels`): split by rows, each task walks
 its rows' positions (as vectors: partly empty ones cost whole) and decodes every list; an 8x8
 output (78 flat positions to its last valid column) walks 40 of them a task (2 zmm of int16 on

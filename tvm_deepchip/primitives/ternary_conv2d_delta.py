@@ -204,7 +204,7 @@ def takes_pool(site: Site, w: DeltaLists, in_dtype: str) -> bool:
 def compute_pooled(x, w: DeltaLists, consts, site: Site, pool):
     """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
     conv its input: the tasks take each code as its window's max as they copy their rows (no pool
-    kernel on one core before the conv; SVHN ConvNet's and AlexNet's pools). Where takes_pool."""
+    kernel on one core before the conv; SVHN ConvNet's and LeNet's pools). Where takes_pool."""
     walk = walk_of(site.geo, w, x.dtype, site.isa, site.zp, site.taps)
     walk = replace(walk, tasks=replace(walk.tasks, pool=pool))
     return te_walk(x, w, walk, Finish(site.epi, consts, RULE))
