@@ -28,9 +28,16 @@ def build():
 
 
 def pool_threads() -> int:
-    """This process's threads named as our launcher names its workers."""
-    names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")]
-    return sum(name == "deepchip-pool" for name in names)
+    """This process's threads named as our launcher names its workers (a thread that ends between
+    the listing and the read of its name, such as one of the exiting callers, is not one)."""
+    return sum(_name(t) == "deepchip-pool" for t in os.listdir("/proc/self/task"))
+
+
+def _name(task: str) -> str | None:
+    try:
+        return Path(f"/proc/self/task/{task}/comm").read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def main():
