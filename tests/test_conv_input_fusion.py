@@ -1,6 +1,7 @@
 """A conv kernel reads the input of the op producing its input (passes/conv_input_fusion.py):
-- a max pool read only by a delta conv (ternary_conv2d_delta.compute_pooled): the kernel over
-  the pool's input is bit-exact against the conv's reference of the pooled codes on every ISA
+- a max pool read only by a delta conv (ternary_conv2d_delta.compute_pooled) or an int8 conv
+  with a grouped layout copy (int8_conv2d.compute_pooled): the kernel over the pool's input is
+  bit-exact against the conv's reference of the pooled codes on every ISA
   class (SVHN ConvNet's 2x2 pools, AlexNet's overlapping 3x3 stride 2 over an odd width, signed
   codes, batch 2, saturated codes);
 - the model input's quantize read only by a first layer (int8_conv2d.compute_quantized,
@@ -32,21 +33,24 @@ CASES = [
 ]
 
 
-def _pooled(layer, pre_shape, pool, cls):
+def _pooled(layer, pre_shape, pool, cls, fmt):
     """The layer lowered for the pooled shape, and that lowering over the pool's input."""
     shape = (*pre_shape[:2], *pool.out_hw(*pre_shape[2:]))
-    lowered = primitives.lower_layer(layer, shape, "delta", cls)
+    lowered = primitives.lower_layer(layer, shape, fmt, cls)
     assert lowered.te_pooled is not None
     return lowered, replace(lowered, in_shape=pre_shape, te_func=lambda x, *c: lowered.te_pooled(x, pool, *c))
 
 
 @pytest.mark.parametrize("cls", all_classes())
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0][1]}x{c[0][2]}x{c[0][3]}_k{c[1].kernel[0]}_{c[3]}")
-def test_conv_over_the_pools_input_bit_exact(cls, case):
+@pytest.mark.parametrize("kind, fmt", [("ternary", "delta"), ("int8", "int8")])
+def test_conv_over_the_pools_input_bit_exact(cls, case, kind, fmt):
+    """The delta conv's row tasks, and the int8 conv's grouped layout copy (a BWN model's layer
+    after a pool), over the pool's input."""
     pre_shape, pool, w_shape, dtype = case
     rng = np.random.default_rng(31)
-    layer = make_layer(rng, "conv2d", "ternary", w_shape, pad=1, in_dtype=dtype)
-    lowered, over_pool = _pooled(layer, pre_shape, pool, cls)
+    layer = make_layer(rng, "conv2d", kind, w_shape, pad=1, in_dtype=dtype)
+    lowered, over_pool = _pooled(layer, pre_shape, pool, cls, fmt)
     lib = build_func(over_pool, tgt=isa_devices.preset(cls))
     isa_devices.check_assembly(cls, lib, over_pool.primitive)
     inputs = [random_input(rng, dtype, pre_shape), random_input(rng, dtype, pre_shape, saturated=True)]

@@ -4,7 +4,8 @@ else reads that op's output and the kernel can do the op's work as it copies its
 pattern      conv(max_pool2d(q), consts...)     conv: a planned layer's kernel (LowerQuantLayers
                                                 names its layer in LAYER_ATTR) with
                                                 LoweredLayer.te_pooled (the delta convs whose tasks
-                                                copy their own input rows)
+                                                copy their own input rows; the int8 convs whose
+                                                grouped layout copies rows)
 check        integer_pool.pool_of: 8-bit NCHW, static shape, no padding, dilation 1
 replacement  conv'(q, consts...)                each task takes a code as its window's max
 
@@ -22,7 +23,9 @@ runs, medians of the paired ratios, the same outputs): SVHN ConvNet's two 2x2 po
 and conv4 0.968x the time (AVX-512 VNNI build), 0.982x (AVX2 build); then the quantize, each row
 quantized once (column_fold._quantize_row): LeNet 0.983x / 0.960x (AVX-512 VNNI / AVX2 builds),
 SVHN ConvNet 0.986x / 0.988x, the digits model 0.999x / 0.977x, the MLP (int8_dense) 0.972x and
-0.988x (AVX-512, two runs), ResNet-44 1.005x (q1-q3 0.994-1.014). Quantized as read, every float
+0.988x (AVX-512, two runs), ResNet-44 1.005x (q1-q3 0.994-1.014). The BWN SVHN ConvNet's first
+pool into its int8 conv2 (grouped layout: each row staged, then interleaved): 0.997x (AVX-512
+VNNI), 0.970x (AVX2 build). Quantized as read, every float
 took one quantize per kernel column (LeNet 1.017x, SVHN 0.994x). AlexNet's convs are one
 parallel walk over a shared layout (no row tasks): their pools stay, as does its first layer's
 quantize (its layout reads every fourth pixel). Anything else keeps its op (integer_pool.py,

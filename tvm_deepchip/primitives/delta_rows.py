@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import row_reads
 from .conv_layout import ConvGeometry
 from .delta_lists import CHANNEL_BLOCK
 
@@ -131,53 +132,16 @@ def _write_row(T, out, flat_out, n, c, r, oy, g: ConvGeometry, add: Residual | N
         T.buffer_store(out, y, [n, c, oy, ox])
 
 
-def _pairs(T, x, g: ConvGeometry):
-    """x's codes as uint16 pairs of neighbouring pixels, where a strided layout reads every
-    second pixel of a row (a stride-2 phase plane, a 1x1 stride-2 conv's pixels): one contiguous
-    vector load and a truncation (vpmovwb, xtn) a phase row, where LLVM scalarized the stride-2
-    byte loads (one pinsrb a code: ResNet-44's layer2.0.conv1 copy). None otherwise."""
-    return _pairs_of(T, x) if g.sw * g.step == 2 else None
-
-
-def _pairs_of(T, x):
-    """x's codes as uint16 pairs (None where its rows are odd, or its codes not 8-bit)."""
-    n, c, h, w = (int(v) for v in x.shape)
-    if w % 2 or x.dtype not in ("int8", "uint8"):
-        return None
-    return T.decl_buffer((n * c * h * w // 2,), "uint16", data=x.data)
-
-
-def _code(x, pairs, n, c, y, q, s: int, o: int):
-    """The code of pixel s * q + o of row y (x's rows): from the pair holding it, where `pairs`
-    is a buffer (s == 2; the even pixel is the low byte, little-endian x86 and aarch64)."""
-    if pairs is None:
-        return x[n, c, y, s * q + o]
-    pair = ((n * x.shape[1] + c) * x.shape[2] + y) * (x.shape[3] // 2) + q + o // 2
-    return (pairs[pair] >> (8 * (o % 2))).astype(x.dtype)
-
-
 def _reader(T, x, g: ConvGeometry, pool):
     """read(n, c, y, q, s, o): the code of the conv's input pixel (y, s * q + o). Without a pool,
-    x's (every step-th row and column of it); with one (x is the pool's input), the max of its
-    window in x, whose columns (s * q + o) * stride + dx are read as pairs where that is every
-    second pixel (a stride-1 conv after a stride-2 pool)."""
-    from tvm import tirx
-
-    if pool is None:
-        pairs = _pairs(T, x, g)
-        return lambda n, c, y, q, s, o: _code(x, pairs, n, c, y * g.step, q, s * g.step, o * g.step)
-    (kh, kw), (sh, sw) = pool.kernel, pool.stride
-    assert g.step == 1, "a pooled input is read whole"
-    pairs = _pairs_of(T, x) if g.sw * sw == 2 else None
-
-    def read(n, c, y, q, s, o):
-        codes = [_code(x, pairs, n, c, y * sh + dy, q, s * sw, o * sw + dx) for dy in range(kh) for dx in range(kw)]
-        best = codes[0]
-        for code in codes[1:]:
-            best = tirx.max(best, code)
-        return best
-
-    return read
+    x's (every step-th row and column of it, every second one as uint16 pairs: row_reads); with
+    one (x is the pool's input), the max of its window in x (row_reads.pooled_reader)."""
+    if pool is not None:
+        assert g.step == 1, "a pooled input is read whole"
+        read = row_reads.pooled_reader(T, x, pool, g.sw)
+        return lambda n, c, y, q, s, o: read(n, c, y, q, o)
+    pairs = row_reads.pairs_of(T, x) if g.sw * g.step == 2 else None
+    return lambda n, c, y, q, s, o: row_reads.code(x, pairs, n, c, y * g.step, q, s * g.step, o * g.step)
 
 
 def _copy_rows(T, x, xf, n, task, rs: TaskSplit):

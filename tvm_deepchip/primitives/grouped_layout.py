@@ -38,24 +38,40 @@ def covers(geo: ConvGeometry, group: int) -> bool:
     return group > 1 and (geo.sh, geo.sw, geo.step) == (1, 1, 1)
 
 
-def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, quant=None):
+def te_layout(x, geo: ConvGeometry, zp: int, group: int, dtype: str, quant=None, pool=None):
     """te_flat(x, geo, zp, group=group, dtype=dtype) [N, flat_len, group]: this row copy where it
     covers the arguments, else te_flat's TE compute (which loads and inserts a byte per vector
-    lane). `quant`: x holds floats the copy quantizes (input_quantize; where it covers them)."""
+    lane). `quant` (input_quantize.InputQuantize): x holds floats the copy quantizes; `pool`
+    (int8_max_pool.Pool): x is that max pool's input, each code its window's max (where the copy
+    covers the arguments: each row is staged, then interleaved)."""
     if covers(geo, group):
-        return te_grouped(x, geo, zp, group, dtype, quant=quant)
-    assert quant is None, "te_flat reads codes"
+        return te_grouped(x, geo, zp, group, dtype, quant=quant, pool=pool)
+    assert quant is None and pool is None, "te_flat reads the codes themselves"
     return te_flat(x, geo, zp, group=group, dtype=dtype)
 
 
-def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat", quant=None):
+def te_grouped(x, geo: ConvGeometry, zp: int, group: int, dtype: str, name: str = "xflat", quant=None, pool=None):
     """[N, flat_len, group] of geo.grouped(group): te_flat(x, geo, zp, group=group, dtype=dtype)."""
     from tvm import te
 
     g = geo.grouped(group)
     split = splits_rows(geo, g, group, dtype)
-    return te.extern([(geo.n, g.flat_len, group)], [x], lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype, split, quant),
+    return te.extern([(geo.n, g.flat_len, group)], [x],
+                     lambda ins, outs: _body(ins[0], outs[0], geo, zp, group, dtype, split, quant, pool),
                      dtype=[dtype], name=name, attrs=layout_attrs(split))
+
+
+def _stage(T, x, quant, pool):
+    """code(n, c, y, v): the conv's input code at (c, y, v) as one lane's expression, where x is
+    not those codes (floats to quantize, a pool's input), else None (inside an IRBuilder frame)."""
+    from . import row_reads
+
+    if quant is not None:
+        return lambda n, c, y, v: quant.te_codes(x[n, c, y, v])
+    if pool is not None:
+        read = row_reads.pooled_reader(T, x, pool, 1)
+        return lambda n, c, y, v: read(n, c, y, v, 0)
+    return None
 
 
 def splits_rows(geo: ConvGeometry, g: ConvGeometry, group: int, dtype: str) -> bool:
@@ -82,19 +98,22 @@ def rows(g: ConvGeometry, split: bool):
     return (T.parallel if split else T.serial)(0, g.hq)
 
 
-def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: bool, quant=None):
+def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: bool, quant=None, pool=None):
     from tvm import tirx
     from tvm.script.ir_builder import IRBuilder
     from tvm.tirx.script import builder as T
 
     g = geo.grouped(group)
     top, left, w = geo.pad[0], geo.pad[1], geo.w
-    code, pad_code, zero = operand_codes(str(x.dtype), dtype, zp, quant)
+    codes = quant.dtype if quant is not None else str(x.dtype)  # the conv's input codes
+    code, pad_code, zero = operand_codes(codes, dtype, zp)
     size = geo.n * g.flat_len * group
     with IRBuilder() as ib:
         with T.serial(0, geo.n) as n:
+            stage = _stage(T, x, quant, pool)
             flat = T.decl_buffer((size,), dtype, data=out.data)  # the output as one vector of codes
             with rows(g, split) as yq:
+                staged = T.alloc_buffer((group * w,), codes, scope="global") if stage else None  # on the stack
                 with T.serial(0, g.ci) as gi:
                     base = ((n * g.flat_len) + gi * g.plane + yq * g.wq) * group
 
@@ -110,9 +129,17 @@ def _body(x, out, geo: ConvGeometry, zp: int, group: int, dtype: str, split: boo
                         with T.Then():
                             padding(0, left)
                             padding(left + w, g.wq)
+                            if stage:  # the group's rows of codes, each lane its own expression
+                                for j in range(group):
+                                    with T.vectorized(0, w) as v:
+                                        T.buffer_store(staged, stage(n, tirx.min(gi * group + j, geo.ci - 1), y, v), [j * w + v])
+
                             def load(j, x0, count):  # channel gi * group + j's codes at x0
                                 ch = gi * group + j
-                                v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], typed(str(x.dtype), count))
+                                if stage:
+                                    v = staged.vload([j * w + x0], typed(codes, count))
+                                else:
+                                    v = x.vload([n, tirx.min(ch, geo.ci - 1), y, x0], typed(codes, count))
                                 return tirx.Select(ch < geo.ci, code(v), splat(zero, count))
 
                             interleave(flat, base + left * group, w, group, load)
@@ -196,16 +223,12 @@ def splat(value, lanes: int):
     return buf.vload([0], typed(dtype, lanes))
 
 
-def operand_codes(x_dtype: str, dtype: str, zp: int, quant=None):
+def operand_codes(x_dtype: str, dtype: str, zp: int):
     """(code(v): an input code of type x_dtype in the operand's type `dtype`, the padding's code,
-    zero): the values the layout copies write (te_flat's). With `quant` (input_quantize.
-    InputQuantize) x holds floats: code(v) quantizes them first."""
+    zero): the values the layout copies write (te_flat's)."""
     import tvm
     from tvm import tirx
 
-    if quant is not None:
-        code8, pad, zero = operand_codes(quant.dtype, dtype, zp)
-        return (lambda v: code8(quant.te_codes(v))), pad, zero
     shift = code_shift(x_dtype, dtype)
 
     def code(v):  # (v: a scalar or a vector; a vector inside an IRBuilder: splat)

@@ -25,20 +25,15 @@ class InputQuantize:
     dtype: str  # the codes' type: int8 or uint8
 
     def te_codes(self, v):
-        """The codes of float32 values `v` (a TIR scalar or vector expression)."""
-        import tvm
+        """The code of float32 value `v` (a TIR scalar expression: the copies quantize one lane's
+        value per expression in vectorized loops, as TVM's own quantize does; a vector constant,
+        a Broadcast, is what MetaSchedule's task weighting cannot visit, grouped_layout.splat)."""
         from tvm import tirx
 
-        lanes = tvm.DataType(str(v.ty.dtype)).lanes
-
-        def const(value, dtype):
-            c = tirx.const(value, dtype)
-            return c if lanes == 1 else tirx.Broadcast(c, lanes)
-
-        scaled = tirx.round(v / const(self.scale, "float32")) + const(float(self.zero_point), "float32")
         info = np.iinfo(self.dtype)
-        clipped = tirx.max(tirx.min(scaled, const(float(info.max), "float32")), const(float(info.min), "float32"))
-        return clipped.astype(self.dtype if lanes == 1 else f"{self.dtype}x{lanes}")
+        scaled = tirx.round(v / tirx.const(self.scale, "float32")) + tirx.const(float(self.zero_point), "float32")
+        clipped = tirx.max(tirx.min(scaled, tirx.const(float(info.max), "float32")), tirx.const(float(info.min), "float32"))
+        return clipped.astype(self.dtype)
 
     def np_codes(self, x: np.ndarray) -> np.ndarray:
         """numpy: the same float32 arithmetic."""

@@ -146,7 +146,23 @@ def compute_quantized(x, weights: Int8Weights, consts, site: Site, quant):
     return _compute(x, weights, consts, site, quant)
 
 
-def _compute(x, weights: Int8Weights, consts, site: Site, quant=None):
+def takes_pool(site: Site, weights: Int8Weights, in_dtype: str) -> bool:
+    """Whether the layout copy can read the input of a max pool before it (compute_pooled): the
+    grouped row copy (stride 1, channels not folded)."""
+    geo, group = site.geo, group_of(weights.operand)
+    if covers_input(geo) or column_fold.folded(geo, group) is not None:
+        return False
+    return grouped_layout.covers(geo, group)
+
+
+def compute_pooled(x, weights: Int8Weights, consts, site: Site, pool):
+    """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
+    conv its input: the layout copy takes each code as its window's max (no pool kernel on one
+    core before the conv: the BWN SVHN ConvNet's pools). Where takes_pool."""
+    return _compute(x, weights, consts, site, pool=pool)
+
+
+def _compute(x, weights: Int8Weights, consts, site: Site, quant=None, pool=None):
     from tvm import te
 
     geo, epi, zp, w, operand = site.geo, site.epi, site.zp, weights.w, weights.operand
@@ -157,7 +173,7 @@ def _compute(x, weights: Int8Weights, consts, site: Site, quant=None):
     if (fold := column_fold.folded(geo, group)) is not None:  # kernel columns folded into channels
         xf, geo = column_fold.te_layout(x, geo, zp, group, operand, quant=quant), fold
     else:
-        xf = grouped_layout.te_layout(x, geo, zp, group, operand, quant=quant)
+        xf = grouped_layout.te_layout(x, geo, zp, group, operand, quant=quant, pool=pool)
     shape = (geo.n, geo.co, positions(geo))
     chunk = _pair_chunk(site, weights, geo.grouped(group))
     if chunk is not None:
@@ -201,4 +217,5 @@ def reference(qx: np.ndarray, weights: Int8Weights, site: Site) -> np.ndarray:
 
 
 PRIMITIVE = Primitive("conv2d", Format.INT8, STEM, "int8", conv_layout.geometry, pack, compute, reference, epilogue,
-                      pair_sums=pair_sums_used, takes_quantize=takes_quantize, compute_quantized=compute_quantized)
+                      pair_sums=pair_sums_used, takes_quantize=takes_quantize, compute_quantized=compute_quantized,
+                      takes_pool=takes_pool, compute_pooled=compute_pooled)
