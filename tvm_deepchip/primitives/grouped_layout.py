@@ -22,6 +22,9 @@ stage), so it carries te_flat's LAYOUT role for the schedules that look for it. 
 on two cores is split by rows over the cores, and the dot products split their positions the same
 way (splits_rows, parallel_costs.PARALLEL_MIN_LAYOUT_BYTES: written by one core, the layout's lines
 were first moved back from the core that read them in the last run, ~3x the copy's time).
+Where the conv reads the input of the op before it (passes/conv_input_fusion: a max pool's, or the
+model's floats), each row of a group is first staged on the stack, one lane's expression each
+(its window's max through row_reads, or its quantize: input_quantize), then interleaved as above.
 """
 from __future__ import annotations
 
