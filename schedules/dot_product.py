@@ -9,6 +9,8 @@ tile follows at once, along contiguous positions (no transpose), then the crop.
 """
 from __future__ import annotations
 
+import math
+
 from tvm_deepchip.primitives import roles
 
 from .common import (PARALLEL_MIN_DOT_OPS, PARALLEL_MIN_WORK, SCALAR_COST, _accumulators, _divisors, _extent,
@@ -96,10 +98,7 @@ def _finish_output(sch, epilogue):
 
 def _size(sch, block) -> int:
     """Elements of the buffer `block` writes."""
-    out = 1
-    for d in sch.get(block).writes[0].source.shape:
-        out *= int(d)
-    return out
+    return math.prod(int(d) for d in sch.get(block).writes[0].source.shape)
 
 
 # The share of the vector registers a tile's int32 accumulators may take: x86 measured (AMD EPYC

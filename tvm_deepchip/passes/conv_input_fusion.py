@@ -25,8 +25,8 @@ quantized once (column_fold._quantize_row): LeNet 0.983x / 0.960x (AVX-512 VNNI 
 SVHN ConvNet 0.986x / 0.988x, the digits model 0.999x / 0.977x, the MLP (int8_dense) 0.972x and
 0.988x (AVX-512, two runs), ResNet-44 1.005x (q1-q3 0.994-1.014). The BWN SVHN ConvNet's first
 pool into its int8 conv2 (grouped layout: each row staged, then interleaved): 0.997x (AVX-512
-VNNI), 0.970x (AVX2 build). Quantized as read, every float
-took one quantize per kernel column (LeNet 1.017x, SVHN 0.994x). AlexNet's convs are one
+VNNI), 0.970x (AVX2 build). Quantized as read, every float took one quantize per kernel column
+(LeNet 1.017x, SVHN 0.994x). AlexNet's convs are one
 parallel walk over a shared layout (no row tasks): their pools stay, as does its first layer's
 quantize (its layout reads every fourth pixel). Anything else keeps its op (integer_pool.py,
 TVM's quantize).

@@ -91,10 +91,9 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
     g = fold.grouped(group)
     top, left, wo = geo.pad[0], geo.pad[1], fold.w
     code, pad_code, zero = grouped_layout.operand_codes(quant.dtype if quant else str(x.dtype), dtype, zp)
-    # where x holds floats, each input row is quantized once into `codes` (Ci rows of W codes, on
-    # the stack), which the folded channels read as they would read x (a folded channel per
+    # where x holds floats, each input row is quantized once into a stack buffer (`src`: Ci rows
+    # of W codes), which the folded channels read as they would read x (a folded channel per
     # kernel column: quantized as read, each float took KW quantizes)
-    src = x
 
     def fill(buf, start, count: int, value):
         if count > 0:
@@ -114,7 +113,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
     def padded(s: int) -> bool:  # the channel's rows have padding columns
         return s < fold.ci and span(s)[2:] != (0, wo)
 
-    def row(rows, n, gi: int, y):
+    def row(src, rows, n, gi: int, y):
         """The folded channels gi*group .. whose rows have padding columns, row y, into `rows`, and
         the zero rows of channels past Ci*KW."""
         for j in range(group):
@@ -129,7 +128,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                     T.buffer_store(rows, code(codes), [j * wo + lo if hi - lo == 1 else tirx.Ramp(j * wo + lo, 1, hi - lo)])
                 fill(rows, j * wo + hi, wo - hi, pad_code)
 
-    def loader(rows, n, gi: int, y):
+    def loader(src, rows, n, gi: int, y):
         """interleave's `load`: a folded channel's codes at columns x0 .. x0 + count of row y, read
         from x where its row has no padding, else from `rows` (a vector load of a row just stored
         there waits for the stores: measured, SVHN ConvNet's conv1 layout, see the module doc)."""
@@ -149,8 +148,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
             flat = T.decl_buffer((geo.n * g.flat_len * group,), dtype, data=out.data)  # the output as one vector
             with grouped_layout.rows(g, split) as yq:
                 rows = T.alloc_buffer((group * wo,), dtype, scope="global")  # on the stack (delta_walk._scratch)
-                if quant is not None:
-                    src = T.alloc_buffer((1, geo.ci, 1, geo.w), quant.dtype, scope="global")
+                src = x if quant is None else T.alloc_buffer((1, geo.ci, 1, geo.w), quant.dtype, scope="global")
                 # (a handful of groups: the folded channels are Ci*KW; vertical phases as conv_layout's,
                 # plane (gi, py) holding padded rows py, py + sh, ...)
                 for py, gi in itertools.product(range(geo.sh), range(g.ci)):
@@ -160,8 +158,8 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                         _quantize_row(x, src, n, y, quant)
                     with T.If(tirx.all(y >= 0, y < geo.h)):
                         with T.Then():
-                            row(rows, n, gi, y)
-                            grouped_layout.interleave(flat, base, wo, group, loader(rows, n, gi, y))
+                            row(src, rows, n, gi, y)
+                            grouped_layout.interleave(flat, base, wo, group, loader(src, rows, n, gi, y))
                         with T.Else():
                             with T.serial(0, wo) as xq:
                                 for j in range(group):

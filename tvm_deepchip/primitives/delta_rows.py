@@ -133,15 +133,14 @@ def _write_row(T, out, flat_out, n, c, r, oy, g: ConvGeometry, add: Residual | N
 
 
 def _reader(T, x, g: ConvGeometry, pool):
-    """read(n, c, y, q, s, o): the code of the conv's input pixel (y, s * q + o). Without a pool,
+    """read(n, c, y, q, o): the code of the conv's input pixel (y, sw * q + o). Without a pool,
     x's (every step-th row and column of it, every second one as uint16 pairs: row_reads); with
     one (x is the pool's input), the max of its window in x (row_reads.pooled_reader)."""
     if pool is not None:
         assert g.step == 1, "a pooled input is read whole"
-        read = row_reads.pooled_reader(T, x, pool, g.sw)
-        return lambda n, c, y, q, s, o: read(n, c, y, q, o)
+        return row_reads.pooled_reader(T, x, pool, g.sw)
     pairs = row_reads.pairs_of(T, x) if g.sw * g.step == 2 else None
-    return lambda n, c, y, q, s, o: row_reads.code(x, pairs, n, c, y * g.step, q, s * g.step, o * g.step)
+    return lambda n, c, y, q, o: row_reads.code(x, pairs, n, c, y * g.step, q, g.sw * g.step, o * g.step)
 
 
 def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
@@ -168,7 +167,7 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
                     with T.If(tirx.all(y >= 0, y < g.h)):
                         with T.Then():  # the row's codes, then its padding columns
                             with T.vectorized(0, hi - lo) as q:
-                                code = read(n, c, y, lo + q, g.sw, px - left)
+                                code = read(n, c, y, lo + q, px - left)
                                 T.buffer_store(xf, code.astype(rs.dtype), [0, row + lo + q])
                             for col in [*range(lo), *range(hi, g.wq)]:
                                 T.buffer_store(xf, zp, [0, row + col])
