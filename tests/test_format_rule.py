@@ -17,8 +17,8 @@ def _conv(ci, co, k, pad, sparsity=0.9):
 
 
 @pytest.mark.parametrize("hw, expected", [
-    (4, Format.SPARSE),  # 4x4 output, 6 columns with the border: 24 positions
-    (2, Format.SPARSE),
+    (4, Format.DELTA),  # 4x4 output, 6 columns with the border: 24 positions
+    (2, Format.SPARSE),  # 2 rows of 4: 8 positions
     (8, Format.DELTA),  # 8 rows of 10: 80 positions
     (32, Format.DELTA),
 ])
@@ -27,9 +27,9 @@ def test_spatial_layers_by_the_positions_a_list_is_walked_over(hw, expected):
 
 
 def test_the_threshold_counts_the_border_columns_of_a_flat_output():
-    # 5x5 output of a 7x7 input without padding: 5 rows of 7 = 35 positions, above the threshold
-    assert 5 * 5 < SPATIAL_MIN_POSITIONS <= 5 * 7
-    assert format_rule.default_ternary(_conv(16, 16, 3, 0), (1, 16, 7, 7)) == Format.DELTA
+    # 3x5 output of a 5x7 input without padding: 3 rows of 7 = 21 positions, above the threshold
+    assert 3 * 5 < SPATIAL_MIN_POSITIONS <= 3 * 7
+    assert format_rule.default_ternary(_conv(16, 16, 3, 0), (1, 16, 5, 7)) == Format.DELTA
 
 
 @pytest.mark.parametrize("op", ["conv2d", "dense"])
@@ -83,7 +83,7 @@ def test_sparser_dense_layers_keep_their_rows(sparsity, expected):
 
 
 def test_the_rule_is_the_default_and_only_the_default():
-    layer, tiny, big = _conv(16, 16, 3, 1), (1, 16, 4, 4), (1, 16, 32, 32)
+    layer, tiny, big = _conv(16, 16, 3, 1), (1, 16, 2, 2), (1, 16, 32, 32)
     assert choose_format(layer, tiny, LayerChoices(), {}) == (Format.SPARSE, FormatSource.DEFAULT)
     assert choose_format(layer, big, LayerChoices(), {}) == (Format.DELTA, FormatSource.DEFAULT)
     # a named default, a forced format and a measured choice each override it

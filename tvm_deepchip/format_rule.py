@@ -35,10 +35,15 @@ from .formats import Format
 from .primitives import conv_layout, int8_conv2d, packed_windows, ternary_conv2d_delta
 from .weight_sizes import bit_words_bytes
 
-# A spatial walk over fewer positions than this (one int16 AVX-512 vector) does about as many
-# decode ops as adds: the digits model's 4x4 maps (24 positions with their border columns) ran at
-# 0.76-0.79x the rows per layer; SVHN ConvNet's 5x5 conv6 (35) at 0.98x.
-SPATIAL_MIN_POSITIONS = 32
+# A spatial walk over fewer positions than this does about as many decode ops as adds. It was 32
+# (the digits model's 4x4 maps, 24 positions with their border columns, ran at 0.76-0.79x the rows
+# per layer); since the delta convs split by rows and read a max pool before them
+# (conv_input_fusion), those maps are faster in delta: AMD EPYC znver4, the digits model's conv2 /
+# conv3 alone 1.63 / 2.22 us against the rows' 1.94 / 2.42 (AVX-512 VNNI build), 1.70 / 2.44
+# against 2.27 / 2.93 (AVX2 build); the whole model in one process, in turns, 0.963x / 0.955x.
+# Its 2x2 maps (8 positions) stay in rows: conv4 / conv5 2.36 / 4.00 us in delta against 2.14 /
+# 3.43 (AVX2 build).
+SPATIAL_MIN_POSITIONS = 16
 # A one-position walk (dense layers, convs whose kernel covers the input) adds one scalar per
 # entry, a uop more than the rows' per tap; it wins where the rows would not stay in cache
 # between runs: SVHN ConvNet's 5x5 conv7 (rows 469 KB at 90% zeros, 164 KB at 95%) and AlexNet's

@@ -19,8 +19,12 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   54 -> 57), ResNet-44's (0.3-0.7 M) lose 3-8 us each (the cores exchange the layer's input
 #   and output through the caches);
 # - PARALLEL_MIN_MACS, the bit-plane dot's multiply-adds (primitives/bit_dot): AlexNet's last
-#   layer (4.1 M, as an int8 dense) 67 -> 36 us. (The int8 conv and dense decide by the vector
-#   instructions of their dot products instead: PARALLEL_MIN_DOT_OPS below.)
+#   layer (4.1 M, as an int8 dense) 67 -> 36 us. On our launcher (AMD EPYC znver4, AVX-512 VNNI
+#   build, counting only the products computed): the digits model's 2x2 convs (262-524 K) alone
+#   2.1 / 3.9 / 3.9 -> 1.5-2.4 / 2.6 / 2.6 us, the model 0.80-0.82x, the MLP's 512x512 layer
+#   (524 K) the model 0.80x; below 200 K it lost (LeNet's fc1, 131 K: the model 1.09x). (The int8
+#   conv and dense decide by the vector instructions of their dot products instead:
+#   PARALLEL_MIN_DOT_OPS below.)
 # - PARALLEL_MIN_GATHERS, scalar loops over index lists (one gather-add per entry): 1x1-output
 #   convs (measured with one thread: 2 cores lose below ~3K entries, gain at 35K and more);
 # - PARALLEL_MIN_WORK, lane operations of data-movement loops and TVM's own elementwise ops: not yet
@@ -86,7 +90,7 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   step as 2, on two cores: LeNet 0.77x the time, ResNet-44 0.97x.
 # SCALAR_COST: lane operations one scalar byte gather is worth (data-movement loops).
 PARALLEL_MIN_LANES = 2_000_000
-PARALLEL_MIN_MACS = 1_000_000
+PARALLEL_MIN_MACS = 200_000
 PARALLEL_MIN_WORK = 20_000_000
 PARALLEL_MIN_GATHERS = 30_000
 PARALLEL_MIN_WINDOW_TAPS = 200_000
