@@ -6,7 +6,7 @@ import tvm
 
 from primitive_cases import all_classes, check, conv_suite, make_layer, target
 from tir_loops import loops as _loops
-from tir_loops import stored
+from tir_loops import stored, stores
 from tvm_deepchip import primitives
 from tvm_deepchip.schedules import schedule_func
 
@@ -99,7 +99,8 @@ def test_channel_parts_keep_each_parts_rows_apart():
 def test_small_maps_split_channel_parts_over_cores(co, parts):
     """A conv whose output is one short vector (a 2x2 map) cuts an even number of channels into
     two parts: one parallel loop over them (22 K row-sum lanes: above PARALLEL_MIN_PART_LANES),
-    each part's row sums inside it (no other parallel loop); odd channel counts keep one part
+    each part's row sums and its own copy of the input layout inside it (no other parallel loop,
+    no copy on one core before it); odd channel counts keep one part
     (one core). Bit-exact either way (every class: the
     suite above and test_small_maps_take_the_shortest_vector)."""
     from tvm_deepchip.primitives import conv_layout, ternary_conv2d_sparse
@@ -114,7 +115,8 @@ def test_small_maps_split_channel_parts_over_cores(co, parts):
         assert parallel == []
     else:
         assert len(parallel) == 1 and int(parallel[0].extent) == parts
-        assert {"rows_p", "rows_n", "epilogue"} <= stored(parallel[0].body)
+        assert {"xflat_local", "rows_p", "rows_n", "epilogue"} <= stored(parallel[0].body)
+        assert stores(func.body, "xflat_local") == stores(parallel[0].body, "xflat_local")
     check(layer, (1, 32, 2, 2), "sparse", rng)
 
 

@@ -23,6 +23,11 @@ def stored(stmt) -> set:
     return {s.buffer.name for s in _nodes(stmt, tvm.tirx.BufferStore)}
 
 
+def stores(stmt, name: str) -> int:
+    """How many stores to buffer `name` there are under `stmt`."""
+    return sum(s.buffer.name == name for s in _nodes(stmt, tvm.tirx.BufferStore))
+
+
 def runs_on_cores(func) -> bool:
     """Whether a scheduled PrimFunc holds a parallel loop."""
     return tvm.tirx.ForKind.PARALLEL in {lp.kind for lp in loops(func.body)}
