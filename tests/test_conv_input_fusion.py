@@ -3,7 +3,8 @@
   with a grouped layout copy (int8_conv2d.compute_pooled): the kernel over the pool's input is
   bit-exact against the conv's reference of the pooled codes on every ISA
   class (SVHN ConvNet's 2x2 pools, AlexNet's overlapping 3x3 stride 2 over an odd width, signed
-  codes, batch 2, saturated codes);
+  codes, batch 2, saturated codes); so are the small-map forms (sparse rows, packed windows, the
+  dot form) over a 2x2 pool's input;
 - the model input's quantize read only by a first layer (int8_conv2d.compute_quantized,
   int8_dense's): the kernel over the floats is bit-exact against the layer's reference of their
   codes on every class (folded kernel columns, a padded layer, a grouped layout, a dense layer;
@@ -53,6 +54,37 @@ def test_conv_over_the_pools_input_bit_exact(cls, case, kind, fmt):
     lowered, over_pool = _pooled(layer, pre_shape, pool, cls, fmt)
     lib = build_func(over_pool, tgt=isa_devices.preset(cls))
     isa_devices.check_assembly(cls, lib, over_pool.primitive)
+    inputs = [random_input(rng, dtype, pre_shape), random_input(rng, dtype, pre_shape, saturated=True)]
+    refs = [lowered.reference(int8_max_pool.reference(qx, pool)) for qx in inputs]
+    outs = isa_devices.run(cls, over_pool, lib, inputs)
+    for got, ref in zip(outs or [], refs):
+        np.testing.assert_array_equal(got, ref)
+
+
+# (pre-pool input shape, pool, conv weights, padding, input codes, format): the digits model's
+# small maps (4x4 -> 2x2, 2x2 -> 1x1), an odd channel count (one core), a 4x4 map
+SMALL_CASES = [
+    ((1, 64, 4, 4), (64, 64, 3, 3), 1, "uint8", "sparse"),
+    ((1, 48, 8, 8), (33, 48, 3, 3), 1, "int8", "sparse"),
+    ((1, 64, 4, 4), (128, 64, 3, 3), 1, "uint8", "packed"),
+    ((2, 128, 2, 2), (512, 128, 1, 1), 0, "int8", "packed"),
+    ((1, 128, 2, 2), (512, 128, 1, 1), 0, "uint8", "dot"),
+    ((2, 40, 4, 4), (256, 40, 2, 2), 0, "int8", "dot"),
+]
+
+
+@pytest.mark.parametrize("cls", all_classes())
+@pytest.mark.parametrize("case", SMALL_CASES, ids=lambda c: f"{c[4]}_{c[0][1]}x{c[0][2]}_to{c[1][0]}_{c[3]}")
+def test_small_map_convs_over_the_pools_input_bit_exact(cls, case):
+    """The small-map forms over a 2x2 stride-2 pool's input: the sparse rows' layout copy (each
+    core's own), the packed windows' grouped layout copy (staged rows), the dot form's image read
+    (a conv covering its input)."""
+    pre_shape, w_shape, pad, dtype, fmt = case
+    pool = int8_max_pool.Pool((2, 2), (2, 2))
+    rng = np.random.default_rng(37)
+    layer = make_layer(rng, "conv2d", "ternary", w_shape, pad=pad, in_dtype=dtype, sparsity=0.9)
+    lowered, over_pool = _pooled(layer, pre_shape, pool, cls, fmt)
+    lib = build_func(over_pool, tgt=isa_devices.preset(cls))
     inputs = [random_input(rng, dtype, pre_shape), random_input(rng, dtype, pre_shape, saturated=True)]
     refs = [lowered.reference(int8_max_pool.reference(qx, pool)) for qx in inputs]
     outs = isa_devices.run(cls, over_pool, lib, inputs)

@@ -5,7 +5,8 @@ pattern      conv(max_pool2d(q), consts...)     conv: a planned layer's kernel (
                                                 names its layer in LAYER_ATTR) with
                                                 LoweredLayer.te_pooled (the delta convs whose tasks
                                                 copy their own input rows; the int8 convs whose
-                                                grouped layout copies rows)
+                                                grouped layout copies rows; the small-map forms:
+                                                sparse rows, packed windows, the dot form)
 check        integer_pool.pool_of: 8-bit NCHW, static shape, no padding, dilation 1
 replacement  conv'(q, consts...)                each task takes a code as its window's max
 
@@ -25,7 +26,9 @@ quantized once (column_fold._quantize_row): LeNet 0.983x / 0.960x (AVX-512 VNNI 
 SVHN ConvNet 0.986x / 0.988x, the digits model 0.999x / 0.977x, the MLP (int8_dense) 0.972x and
 0.988x (AVX-512, two runs), ResNet-44 1.005x (q1-q3 0.994-1.014). The BWN SVHN ConvNet's first
 pool into its int8 conv2 (grouped layout: each row staged, then interleaved): 0.997x (AVX-512
-VNNI), 0.970x (AVX2 build). Quantized as read, every float took one quantize per kernel column
+VNNI), 0.970x (AVX2 build). The digits model's pools before its 2x2 and 1x1 convs (sparse rows
+and the dot form on AVX2, packed windows on AVX-512): 0.986x (AVX2 build), 0.980x (AVX-512 VNNI).
+Quantized as read, every float took one quantize per kernel column
 (LeNet 1.017x, SVHN 0.994x). AlexNet's convs are one
 parallel walk over a shared layout (no row tasks): their pools stay, as does its first layer's
 quantize (its layout reads every fourth pixel). Anything else keeps its op (integer_pool.py,

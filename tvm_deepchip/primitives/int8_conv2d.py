@@ -87,12 +87,14 @@ def as_dense(site: Site) -> Site:
     return replace(site, geo=DenseShape(geo.n, geo.ci * geo.h * geo.w, geo.co))
 
 
-def image_read(x, geo: ConvGeometry):
+def image_read(x, geo: ConvGeometry, pixel=None):
     """`read(i, t)` of the dense kernels (int8_dense.te_accumulate): code t of the NCHW image i
     read as one vector of Ci*H*W codes, in the weights' own (Ci, KH, KW) order (a conv that covers
-    its input: ternary_conv2d_dot uses it too)."""
+    its input: ternary_conv2d_dot uses it too). `pixel(n, c, y, x)`: the code at that pixel where
+    x is not the codes themselves (int8_max_pool.window_max: x is a max pool's input)."""
     plane = geo.h * geo.w
-    return lambda i, t: x[i, t // plane, t % plane // geo.w, t % geo.w]
+    pixel = pixel or (lambda n, c, y, xx: x[n, c, y, xx])
+    return lambda i, t: pixel(i, t // plane, t % plane // geo.w, t % geo.w)
 
 
 def pack(layer, geo: ConvGeometry, operand: str = "uint8") -> Int8Weights:

@@ -110,14 +110,21 @@ def pack(layer, geo: ConvGeometry, operand: str, planes: tuple = bit_dot.PLANES)
     return PaddedWords(w.words, w.operand, padded)
 
 
-def compute(x, w: bit_dot.BitWords, consts, site: Site, rule: str = ternary_dense_packed.RULE):
+def takes_pool(geo: ConvGeometry) -> bool:
+    """Whether compute can read the input of a max pool before the conv (its grouped layout copy
+    stages each row: grouped_layout)."""
+    return grouped_layout.covers(geo, GROUP)
+
+
+def compute(x, w: bit_dot.BitWords, consts, site: Site, rule: str = ternary_dense_packed.RULE, pool=None):
     """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the words over the grouped taps (_ordered);
-    `rule` the schedule rule of the epilogue (the primitive's)."""
+    `rule` the schedule rule of the epilogue (the primitive's). `pool` (int8_max_pool.Pool,
+    where takes_pool): x is that max pool's input, the layout copy takes each window's max."""
     from tvm import te, tirx
 
     geo = site.geo
     per, g = geo.ho * geo.wo, geo.grouped(GROUP)
-    xf = grouped_layout.te_layout(x, geo, site.zp, GROUP, w.operand)  # [N, flat, 4] in the operand type
+    xf = grouped_layout.te_layout(x, geo, site.zp, GROUP, w.operand, pool=pool)  # [N, flat, 4] in the operand type
 
     def quad(buf, row, qs):  # window row's codes for word q = (channel group, phase tap)
         n, p = row // per, row % per

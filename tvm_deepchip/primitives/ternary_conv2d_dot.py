@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..formats import Format
-from . import conv_layout, int8_dense, ternary_dense_dot
+from . import conv_layout, int8_dense, int8_max_pool, ternary_dense_dot
 from .int8_conv2d import as_dense, covers_input, image_read
 from .int8_weights import Int8Weights, epilogue
 from .record import Primitive, Site, rule_of
@@ -36,13 +36,21 @@ def pack(layer, geo, operand: str = "uint8") -> Int8Weights:
     return ternary_dense_dot.pack(replace(layer, codes=layer.codes.reshape(geo.co, -1)), None, operand)
 
 
-def compute(x, weights: Int8Weights, consts, site: Site):
-    """TE definition. x: [N, Ci, H, W] 8-bit codes; weights: from `pack`."""
+def compute(x, weights: Int8Weights, consts, site: Site, pixel=None):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; weights: from `pack`. `pixel`: image_read's,
+    where x is not the codes themselves (compute_pooled)."""
     from tvm import te
 
     geo = site.geo
-    y = ternary_dense_dot.te_padded(x, weights, consts, as_dense(site), read=image_read(x, geo), rule=RULE)
+    y = ternary_dense_dot.te_padded(x, weights, consts, as_dense(site), read=image_read(x, geo, pixel), rule=RULE)
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
+
+
+def compute_pooled(x, weights: Int8Weights, consts, site: Site, pool):
+    """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
+    conv its input: each input code read as its window's max (the digits model's last pool, before
+    its 1x1 conv on a 1x1 map: no pool kernel of its own)."""
+    return compute(x, weights, consts, site, pixel=int8_max_pool.window_max(x, pool))
 
 
 def reference(qx, weights: Int8Weights, site: Site):
@@ -52,4 +60,5 @@ def reference(qx, weights: Int8Weights, site: Site):
 
 
 PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue,
-                      pair_sums=int8_dense.pair_sums_used)
+                      pair_sums=int8_dense.pair_sums_used, takes_pool=lambda site, weights, in_dtype: True,
+                      compute_pooled=compute_pooled)

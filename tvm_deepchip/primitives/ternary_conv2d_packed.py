@@ -61,6 +61,19 @@ def compute(x, w: BitPlanes, consts, site: Site):
     return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=tag), geo)
 
 
+def takes_pool(site: Site, w, in_dtype: str) -> bool:
+    """Whether the kernel can read the input of a max pool before it (compute_pooled): the windows
+    of a conv of few positions (packed_windows), whose grouped layout copy stages each row."""
+    return packed_windows.covers(site.geo) and packed_windows.takes_pool(site.geo)
+
+
+def compute_pooled(x, w, consts, site: Site, pool):
+    """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
+    conv its input: the layout copy takes each code as its window's max (the digits model's pools
+    before its 2x2 and 1x1 convs). Where takes_pool."""
+    return packed_windows.compute(x, w, consts, site, pool=pool)
+
+
 def reference(qx: np.ndarray, w: BitPlanes, site: Site) -> np.ndarray:
     """numpy: decode the planes, then the same integer sums (im2col) of the same shifted codes and
     epilogue."""
@@ -76,4 +89,5 @@ def reference(qx: np.ndarray, w: BitPlanes, site: Site) -> np.ndarray:
     return requantize.np_apply(site.epi, acc_p, acc_n, channel_axis=1)
 
 
-PRIMITIVE = Primitive("conv2d", Format.PACKED, STEM, "ternary", conv_layout.geometry, pack, compute, reference, epilogue)
+PRIMITIVE = Primitive("conv2d", Format.PACKED, STEM, "ternary", conv_layout.geometry, pack, compute, reference, epilogue,
+                      takes_pool=takes_pool, compute_pooled=compute_pooled)

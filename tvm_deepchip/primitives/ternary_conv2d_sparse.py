@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, requantize, roles, sparse_rows
+from . import conv_layout, int8_max_pool, requantize, roles, sparse_rows
 from .conv_layout import ConvGeometry, np_flat, position, space, te_flat, te_output
 from .record import Primitive, Site, rule_of
 from .sparse_rows import SignedRows
@@ -30,9 +30,13 @@ RULE = rule_of(STEM)
 SMALL_OUTPUT_PARTS = 2
 
 
+def small_output(geo: ConvGeometry) -> bool:
+    """Whether the conv's output is one short vector of flat positions (conv_layout.FLAT_BLOCK)."""
+    return geo.flat and geo.out_flat < conv_layout.FLAT_BLOCK
+
+
 def channel_parts(geo: ConvGeometry) -> int:
-    small = geo.flat and geo.out_flat < conv_layout.FLAT_BLOCK
-    return SMALL_OUTPUT_PARTS if small and geo.co % SMALL_OUTPUT_PARTS == 0 else 1
+    return SMALL_OUTPUT_PARTS if small_output(geo) and geo.co % SMALL_OUTPUT_PARTS == 0 else 1
 
 
 def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
@@ -41,12 +45,13 @@ def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo))
 
 
-def compute(x, w: SignedRows, consts, site: Site):
-    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: sparse_rows tables; consts: epilogue."""
+def compute(x, w: SignedRows, consts, site: Site, read=None):
+    """TE definition. x: [N, Ci, H, W] 8-bit codes; w: sparse_rows tables; consts: epilogue.
+    `read`: te_flat's, where x is not the codes themselves (compute_pooled)."""
     from tvm import te
 
     geo = site.geo
-    xf = te_flat(x, geo, site.zp, widen=site.taps)
+    xf = te_flat(x, geo, site.zp, widen=site.taps, read=read)
     tag = roles.epilogue_attrs(RULE)
     out_space = space(geo)
 
@@ -56,6 +61,20 @@ def compute(x, w: SignedRows, consts, site: Site):
     acc_p, acc_n = sparse_rows.te_signed_sums(read, w, (geo.n, geo.co), out_space, x.dtype)
     f = requantize.te_apply(site.epi, acc_p, acc_n, consts, index_channel=lambda idx: idx[1])
     return te_output(te.compute((geo.n, geo.co, *out_space), lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=tag), geo)
+
+
+def takes_pool(site: Site, w: SignedRows, in_dtype: str) -> bool:
+    """Whether the kernel can read the input of a max pool before it (compute_pooled): a conv of
+    one short vector of outputs (2x2 and 4x4 maps), whose layout copy each core makes itself
+    (schedules/common._tile_parts)."""
+    return small_output(site.geo)
+
+
+def compute_pooled(x, w: SignedRows, consts, site: Site, pool):
+    """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
+    conv its input: the layout copy takes each code as its window's max (no pool kernel between
+    two parallel layers: the digits model's second pool). Where takes_pool."""
+    return compute(x, w, consts, site, read=int8_max_pool.window_max(x, pool))
 
 
 def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
@@ -74,4 +93,5 @@ def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
     return y.reshape(geo.out_shape())
 
 
-PRIMITIVE = Primitive("conv2d", Format.SPARSE, STEM, "ternary", conv_layout.geometry, pack, compute, reference)
+PRIMITIVE = Primitive("conv2d", Format.SPARSE, STEM, "ternary", conv_layout.geometry, pack, compute, reference,
+                      takes_pool=takes_pool, compute_pooled=compute_pooled)
