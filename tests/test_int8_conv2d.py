@@ -204,9 +204,10 @@ def test_dot_instructions_decide_the_split_over_cores():
     """The int8 conv runs on two cores by the vector instructions its dot products take: AVX2's
     vpmaddwd covers 16 multiply-adds and needs an add after it, VNNI's vpdpbusd covers 64 and
     accumulates. ResNet-44's first layer (0.44 M MACs) is two cores' work on AVX2 (55 K
-    instructions) and not with VNNI (7 K); a layer a tenth its size (the digits model's conv1)
-    still is on AVX2, whose class splits from 5 K (dot_product.PARALLEL_MIN_DOT_OPS_BY_CLASS);
-    one a thirtieth its size is one core's on both."""
+    instructions; with VNNI, 7 K, it is too, because its layout copy splits its rows:
+    test_layouts_split_by_rows_over_the_cores); a layer a tenth its size still is on AVX2, whose
+    class splits from 5 K (dot_product.PARALLEL_MIN_DOT_OPS_BY_CLASS), and not with VNNI; one a
+    thirtieth its size is one core's on both."""
     from primitive_cases import split_over_cores
     from tvm_deepchip.schedules import dot_intrinsics
     from tvm_deepchip.schedules.x86 import pmaddubsw, pmaddwd, vnni
@@ -215,7 +216,7 @@ def test_dot_instructions_decide_the_split_over_cores():
     assert dot_intrinsics.ops_per_mac(pmaddwd.NAMES[32]) == 2 / 16
     assert dot_intrinsics.ops_per_mac(pmaddubsw.NAMES[32]) == 3 / 32
     rng = np.random.default_rng(0)
-    for (co, ci, hw), parallel in (((16, 3, 32), {"x86-avx2": True, "x86-avx512-vnni": False}),
+    for (co, ci, hw), parallel in (((16, 3, 32), {"x86-avx2": True, "x86-avx512-vnni": True}),
                                    ((16, 3, 10), {"x86-avx2": True, "x86-avx512-vnni": False}),
                                    ((16, 3, 5), {"x86-avx2": False, "x86-avx512-vnni": False})):
         layer = make_layer(rng, "conv2d", "int8", (co, ci, 3, 3), pad=1)
@@ -229,7 +230,8 @@ def test_layouts_split_by_rows_over_the_cores(cls):
     is split by rows over the cores (grouped_layout.splits_rows: the folded RGB 5x5 of SVHN
     ConvNet's conv1 form, a 16 -> 16 3x3 as ResNet-44's, its stride-4 11x11 AlexNet form), and
     its dot products then split their positions: bit-exact on every class, the batch and the
-    padded border included; ResNet-44's int8 first layer (one core's with VNNI) is not split."""
+    padded border included; ResNet-44's int8 first layer (0.44 M MACs) is split, the same layout
+    for 4 channels (0.11 M, under PARALLEL_MIN_LAYOUT_MACS) is not."""
     from primitive_cases import check, split_over_cores
     from tvm_deepchip.primitives import column_fold, conv_layout, grouped_layout, int8_weights
 
@@ -244,6 +246,8 @@ def test_layouts_split_by_rows_over_the_cores(cls):
         assert grouped_layout.splits_rows(geo, (fold or geo).grouped(group), group, dtype), (co, ci, k, shape)
         assert split_over_cores(layer, shape, "int8", cls.name)
         check(layer, shape, "int8", rng, cls=cls)
-    resnet_conv1 = make_layer(rng, "conv2d", "int8", (16, 3, 3, 3), pad=1)
-    geo = conv_layout.geometry(resnet_conv1, (1, 3, 32, 32))
-    assert not grouped_layout.splits_rows(geo, geo.grouped(4), 4, "uint8")
+    for w_shape, shape, split in (((16, 3, 3, 3), (1, 3, 32, 32), True), ((4, 3, 3, 3), (1, 3, 32, 32), False)):
+        layer = make_layer(rng, "conv2d", "int8", w_shape, pad=w_shape[2] // 2)
+        geo = conv_layout.geometry(layer, shape)
+        g = (column_fold.folded(geo, group) or geo).grouped(group)
+        assert grouped_layout.splits_rows(geo, g, group, dtype) is split, w_shape

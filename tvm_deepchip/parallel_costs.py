@@ -77,9 +77,11 @@ the delta kernels' hand-built loop nests (primitives/delta_walk.py) decide by.""
 #   znver4, AVX-512 VNNI build, one layer, the two forms taking turns (30 x 50 runs, medians of
 #   the paired ratios): AlexNet's conv1 (489 KB) 0.90x the time, SVHN ConvNet's conv1 (34 KB)
 #   0.93x; the BWN models' 8-bit convs: ResNet-44's layer1 (18 KB) 0.88x, layer2 (10 KB) 0.94x,
-#   SVHN's conv3 (26 KB) 0.93x, conv5 (10 KB) 0.98x, conv2 (19 KB) 1.07x. Only convs whose dot
-#   products take two cores on every class (PARALLEL_MIN_DOT_OPS of the widest, vpdpbusd):
-#   ResNet-44's int8 conv1 (14 KB) is one core's with VNNI.
+#   SVHN's conv3 (26 KB) 0.93x, conv5 (10 KB) 0.98x, conv2 (19 KB) 1.07x. Only convs of
+#   PARALLEL_MIN_LAYOUT_MACS or more: ResNet-44's int8 conv1 (0.44 M MACs, 30 KB with the model
+#   input's quantize in its copy: conv_input_fusion) alone 5.35 -> 4.1 us (AVX-512 VNNI build),
+#   9.3 -> 7.5 us (AVX2 build), the model 0.995x (AVX2, in turns); below it the digits model's
+#   conv1 (0.08 M) lost (1.01-1.03x).
 # - PARALLEL_MIN_DOT_OPS, the vector instructions of the int8 convs' and dense layers' dot products
 #   (schedules/dot_product; dot_intrinsics.ops_per_mac: one vpdpbusd or sdot a 16- or 4-lane step;
 #   vpmaddwd and its add, 2 a step of 8 lanes x 2 channels on AVX2, whose class splits from fewer:
@@ -98,9 +100,8 @@ PARALLEL_MIN_POOL_LANES = 1_000_000  # int8_max_pool's row-vector lanes (see abo
 PARALLEL_MIN_POPCOUNT_WORDS = 60_000
 PARALLEL_MIN_POPCOUNT_STEPS = 10_000  # ... and a layer of one position split by channel blocks
 PARALLEL_MIN_DOT_OPS = 20_000  # int8 dot-product instructions (see above)
-MOST_MACS_PER_DOT_OP = 64  # vpdpbusd zmm: 16 lanes x 4 products, the most of any class's instruction
 PARALLEL_MIN_LAYOUT_BYTES = 8_192  # int8 convs' grouped layouts split by rows (see above),
-PARALLEL_MIN_LAYOUT_MACS = PARALLEL_MIN_DOT_OPS * MOST_MACS_PER_DOT_OP  # ... of convs on two cores on every class
+PARALLEL_MIN_LAYOUT_MACS = 400_000  # ... of convs of this many multiply-adds or more (see above)
 PARALLEL_MIN_ROW_LANES = 10_000  # delta convs split by output rows (delta_rows): lane adds
 ROW_PARTS = 2  # ... into this many tasks (the 2 cores of the machines measured)
 CHANNEL_SPLIT_SHARE = 0.8  # ... or by channel blocks (delta_rows.TaskSplit)

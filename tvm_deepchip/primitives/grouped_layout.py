@@ -79,8 +79,8 @@ def _stage(T, x, quant, pool):
 
 def splits_rows(geo: ConvGeometry, g: ConvGeometry, group: int, dtype: str) -> bool:
     """Whether the copy of the conv `geo` into grouped geometry `g` splits its rows over the cores:
-    a layout of parallel_costs.PARALLEL_MIN_LAYOUT_BYTES or more, of a conv whose dot products
-    run on two cores on every ISA class (PARALLEL_MIN_LAYOUT_MACS). The dot products then split
+    a layout of parallel_costs.PARALLEL_MIN_LAYOUT_BYTES or more, of a conv of
+    PARALLEL_MIN_LAYOUT_MACS multiply-adds or more. The dot products then split
     their positions the same way (schedules/dot_product), so each core reads the rows it wrote."""
     import tvm
 
