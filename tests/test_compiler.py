@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import onnx
@@ -81,7 +82,9 @@ def test_activations_stay_8bit_between_layers():
     assert text.count("R.dequantize") == 0  # the float logits come straight from the last kernel
     # the float image is quantized by the first layer's layout copy (passes/conv_input_fusion)
     assert text.count("R.quantize") == 0 and "R.call_tir(deepchip_int8_conv2d_quantized" in text
-    assert 'R.nn.max_pool2d' not in text and "R.call_tir(deepchip_max_pool" in text  # the pool on 8-bit codes (integer_pool)
+    # the pool on 8-bit codes, read by the conv after it as it copies its input (conv_input_fusion)
+    assert 'R.nn.max_pool2d' not in text and "deepchip_max_pool" not in text
+    assert re.search(r"R\.call_tir\(deepchip_ternary_conv2d_\w+_pooled", text)
 
 
 def test_export_and_load_with_plain_tvm(tmp_path):

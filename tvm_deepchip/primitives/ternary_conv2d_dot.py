@@ -46,6 +46,12 @@ def compute(x, weights: Int8Weights, consts, site: Site, pixel=None):
     return te.compute(geo.out_shape(), lambda n, c, oy, ox: y[n, c], name="crop")
 
 
+def takes_pool(site: Site, weights: Int8Weights, in_dtype: str) -> bool:
+    """Whether the kernel can read the input of a max pool before it (compute_pooled): always (it
+    reads its one window pixel by pixel)."""
+    return True
+
+
 def compute_pooled(x, weights: Int8Weights, consts, site: Site, pool):
     """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
     conv its input: each input code read as its window's max (the digits model's last pool, before
@@ -60,5 +66,5 @@ def reference(qx, weights: Int8Weights, site: Site):
 
 
 PRIMITIVE = Primitive("conv2d", Format.DOT, STEM, "ternary", geometry, pack, compute, reference, epilogue,
-                      pair_sums=int8_dense.pair_sums_used, takes_pool=lambda site, weights, in_dtype: True,
+                      pair_sums=int8_dense.pair_sums_used, takes_pool=takes_pool,
                       compute_pooled=compute_pooled)
