@@ -161,7 +161,7 @@ def code_shift(from_dtype: str, to_dtype: str) -> int:
 
 # -- TE stages -------------------------------------------------------------------------------
 def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: str | None = None,
-            widen: str | None = None, read=None):
+            widen: str | None = None, pixel=None):
     """[N, flat_len]: the phase planes of the zero-point padded image, then the zero tail.
 
     With `group` > 1 the planes hold groups of that many channels, innermost:
@@ -169,15 +169,15 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
     channels (a dot-product operand); channels past Ci read zero. `dtype` (the other 8-bit type)
     shifts the codes by 128 into it: int8 q -> uint8 q + 128, uint8 q -> int8 q - 128 (the
     padding's zero point moves with them). `widen` (int16) stores the codes in that wider type
-    instead (IsaClass.sparse_taps). `read(n, c, y, x)`: the input code at that pixel where x is not
-    the codes themselves (int8_max_pool.window_max: x is a max pool's input); else x[n, c, y, x]."""
+    instead (IsaClass.sparse_taps). `pixel(n, c, y, x)`: the input code at that pixel where x is not
+    the codes themselves (row_reads.window_max: x is a max pool's input); else x[n, c, y, x]."""
     from tvm import te, tirx
 
     top, left = geo.pad[0], geo.pad[1]
     g = geo.grouped(group)
     dtype = dtype or x.dtype
     shift = code_shift(x.dtype, dtype)
-    read = read or (lambda n, c, y, xx: x[n, c, y, xx])
+    pixel = pixel or (lambda n, c, y, xx: x[n, c, y, xx])
 
     def f(n, i, *lane):
         q, r = i // g.plane, i % g.plane
@@ -186,7 +186,7 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
         y = (r // g.wq) * g.sh + py - top
         xx = (r % g.wq) * g.sw + px - left
         inside = tirx.all(y >= 0, y < geo.h, xx >= 0, xx < geo.w)
-        val = tirx.if_then_else(inside, read(n, tirx.min(ch, geo.ci - 1), y * geo.step, xx * geo.step), tirx.const(zp, x.dtype))
+        val = tirx.if_then_else(inside, pixel(n, tirx.min(ch, geo.ci - 1), y * geo.step, xx * geo.step), tirx.const(zp, x.dtype))
         if shift:
             val = (val.astype("int32") + shift).astype(dtype)
         if lane:

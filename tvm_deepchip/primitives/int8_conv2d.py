@@ -91,7 +91,7 @@ def image_read(x, geo: ConvGeometry, pixel=None):
     """`read(i, t)` of the dense kernels (int8_dense.te_accumulate): code t of the NCHW image i
     read as one vector of Ci*H*W codes, in the weights' own (Ci, KH, KW) order (a conv that covers
     its input: ternary_conv2d_dot uses it too). `pixel(n, c, y, x)`: the code at that pixel where
-    x is not the codes themselves (int8_max_pool.window_max: x is a max pool's input)."""
+    x is not the codes themselves (row_reads.window_max: x is a max pool's input)."""
     plane = geo.h * geo.w
     pixel = pixel or (lambda n, c, y, xx: x[n, c, y, xx])
     return lambda i, t: pixel(i, t // plane, t % plane // geo.w, t % geo.w)

@@ -71,24 +71,6 @@ def reference(x: np.ndarray, pool: Pool) -> np.ndarray:
     return out
 
 
-def window_max(x, pool: Pool):
-    """read(n, c, y, xx): the pooled code at (y, xx) as one expression over x, the pool's input
-    (the max of its window's codes): how a kernel that reads the pool's input takes its codes
-    where it copies them one lane's expression at a time (passes/conv_input_fusion)."""
-    from tvm import tirx
-
-    (kh, kw), (sh, sw) = pool.kernel, pool.stride
-
-    def read(n, c, y, xx):
-        codes = [x[n, c, y * sh + dy, xx * sw + dx] for dy in range(kh) for dx in range(kw)]
-        best = codes[0]
-        for other in codes[1:]:
-            best = tirx.max(best, other)
-        return best
-
-    return read
-
-
 def compute(x, pool: Pool):
     """te.extern: the pooled codes [N, C, OH, OW] of x [N, C, H, W]; the planes (n, c) split over
     the cores where the vector lanes of the work pay a launch (PARALLEL_MIN_POOL_LANES)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..formats import Format
-from . import conv_layout, int8_dense, int8_max_pool, ternary_dense_dot
+from . import conv_layout, int8_dense, row_reads, ternary_dense_dot
 from .int8_conv2d import as_dense, covers_input, image_read
 from .int8_weights import Int8Weights, epilogue
 from .record import Primitive, Site, rule_of
@@ -56,7 +56,7 @@ def compute_pooled(x, weights: Int8Weights, consts, site: Site, pool):
     """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
     conv its input: each input code read as its window's max (the digits model's last pool, before
     its 1x1 conv on a 1x1 map: no pool kernel of its own)."""
-    return compute(x, weights, consts, site, pixel=int8_max_pool.window_max(x, pool))
+    return compute(x, weights, consts, site, pixel=row_reads.window_max(x, pool))
 
 
 def reference(qx, weights: Int8Weights, site: Site):

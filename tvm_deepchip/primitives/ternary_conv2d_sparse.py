@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from . import conv_layout, int8_max_pool, requantize, roles, sparse_rows
+from . import conv_layout, requantize, roles, row_reads, sparse_rows
 from .conv_layout import ConvGeometry, np_flat, position, space, te_flat, te_output
 from .record import Primitive, Site, rule_of
 from .sparse_rows import SignedRows
@@ -45,13 +45,13 @@ def pack(layer, geo: ConvGeometry, operand=None) -> SignedRows:
     return SignedRows.of(layer.codes, lambda s, value: taps[s.reshape(-1) == value], geo.image, channel_parts(geo))
 
 
-def compute(x, w: SignedRows, consts, site: Site, read=None):
+def compute(x, w: SignedRows, consts, site: Site, pixel=None):
     """TE definition. x: [N, Ci, H, W] 8-bit codes; w: sparse_rows tables; consts: epilogue.
-    `read`: te_flat's, where x is not the codes themselves (compute_pooled)."""
+    `pixel`: te_flat's, where x is not the codes themselves (compute_pooled)."""
     from tvm import te
 
     geo = site.geo
-    xf = te_flat(x, geo, site.zp, widen=site.taps, read=read)
+    xf = te_flat(x, geo, site.zp, widen=site.taps, pixel=pixel)
     tag = roles.epilogue_attrs(RULE)
     out_space = space(geo)
 
@@ -74,7 +74,7 @@ def compute_pooled(x, w: SignedRows, consts, site: Site, pool):
     """compute's output over x, the input of max pool `pool` (int8_max_pool.Pool) that gives the
     conv its input: the layout copy takes each code as its window's max (no pool kernel between
     two parallel layers: the digits model's second pool). Where takes_pool."""
-    return compute(x, w, consts, site, read=int8_max_pool.window_max(x, pool))
+    return compute(x, w, consts, site, pixel=row_reads.window_max(x, pool))
 
 
 def reference(qx: np.ndarray, w: SignedRows, site: Site) -> np.ndarray:
