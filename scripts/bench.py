@@ -60,15 +60,48 @@ def _peak_executable(name: str, *flags: str) -> Path:
     return exe
 
 
-def _peak_program(name: str, *flags: str) -> dict:
-    """Run scripts/peak/<name>.c built with `flags`: the JSON object it prints."""
+def _peak_program(name: str, *flags: str, args=()) -> dict:
+    """Run scripts/peak/<name>.c built with `flags` (with `args`): the JSON object it prints."""
     exe = _peak_executable(name, *flags)
-    return json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+    return json.loads(subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, check=True).stdout)
 
 
 def peaks(cls: str) -> dict:
-    """This core's peaks for the instructions of ISA class `cls` (scripts/peak/peaks.c)."""
-    return _peak_program("peaks", *MARCH[cls])
+    """This core's peaks for the instructions of ISA class `cls` (scripts/peak/peaks.c), and its
+    read bandwidth from L2 and L3 (read_bandwidth)."""
+    return {**_peak_program("peaks", *MARCH[cls]), **read_bandwidth(cls)}
+
+
+CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def cache_bytes() -> dict:
+    """{level: bytes} of this CPU's data (or unified) caches, from sysfs; {} where it says nothing."""
+    sizes = {}
+    for index in sorted(CACHE_DIR.glob("index*")):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+            sizes[int((index / "level").read_text())] = int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            continue
+    return sizes
+
+
+def read_bandwidth(cls: str) -> dict:
+    """One core's read bandwidth (scripts/peak/read_bandwidth.c, the class's loads) from a buffer
+    of half its L2 and from one of a quarter of its L3 (at most 8 MB: the share a core may count
+    on), with the sizes the layers' weights are held against (bench_report.memory_roof_us); {}
+    where sysfs gives no L2 and L3."""
+    sizes = cache_bytes()
+    if 2 not in sizes or 3 not in sizes:
+        return {}
+    l2, l3 = sizes[2] // 2, min(sizes[3] // 4, 8 << 20)
+    rates = _peak_program("read_bandwidth", *MARCH[cls], args=(l2, l3))["read_bytes_per_s"]
+    return {"l2_bytes": sizes[2], "l2_read_bytes_per_s": rates[str(l2)],
+            "l3_bytes": sizes[3], "l3_read_bytes_per_s": rates[str(l3)]}
 
 
 def core_round_trip() -> float | None:

@@ -138,10 +138,39 @@ UNIT_OF = {"int8": "MACs", "narrow": "MACs", "pairs": "MACs", "add": "adds", "ga
 OLDER_RATE = {"narrow": RATE_OF["int8"], "pairs": RATE_OF["narrow"], "gather": RATE_OF["add"]}
 
 
-def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
+def compute_roof_us(info: dict, peaks: dict, cores: int) -> float | None:
+    """A layer's work at this core's peak rate for its kind, on `cores` cores."""
     kind, ops = layer_work(info)
     rate = peaks.get(RATE_OF[kind]) or peaks.get(OLDER_RATE.get(kind, ""))
     return 1e6 * ops / (rate * cores) if rate and ops else None
+
+
+def memory_roof(info: dict, peaks: dict, cores: int) -> tuple[float, str] | None:
+    """(us, "L2" | "L3"): a layer's run-time weight bytes at one core's read bandwidth from the
+    cache that holds them (its L2 where they fit one, else L3: a layer timed alone keeps them
+    there), times `cores`. A lower bound: the activations' bytes are not counted, and L3's rate
+    is counted once a core though the cores share it. None for sections measured before the
+    bandwidths were (scripts/peak/read_bandwidth.c)."""
+    size = info.get("weight_bytes")
+    if not size or not peaks.get("l2_read_bytes_per_s"):
+        return None
+    level = "L2" if size <= peaks["l2_bytes"] else "L3"
+    return 1e6 * size / (peaks[f"{level.lower()}_read_bytes_per_s"] * cores), level
+
+
+def roof(info: dict, peaks: dict, cores: int) -> tuple[float, str] | None:
+    """(us, the roof that binds: "compute", "L2" or "L3"): the roofline model's time for one
+    layer, the larger of its compute roof and its memory roof; None without a compute roof."""
+    compute = compute_roof_us(info, peaks, cores)
+    if compute is None:
+        return None
+    memory = memory_roof(info, peaks, cores)
+    return memory if memory and memory[0] > compute else (compute, "compute")
+
+
+def roofline_us(info: dict, peaks: dict, cores: int) -> float | None:
+    found = roof(info, peaks, cores)
+    return found[0] if found else None
 
 
 def lce_note(row) -> str | None:
@@ -203,7 +232,12 @@ def _section(cls: str, sec: dict, stale: str | None = None) -> list[str]:
                      f"position) {pk['gather_per_s'] / 1e9:.1f} G/s" if pk.get("gather_per_s") else "")
                   + (f"; XNOR-popcount (binary layers) {pk['xnor_bits_per_s'] / 1e9:.0f} G binary MACs/s"
                      if pk.get("xnor_bits_per_s") else "")
-                  + f". A layer's roofline is its work at these rates on {cores} cores.", ""]
+                  + f". A layer's compute roof is its work at these rates on {cores} cores"
+                  + (f"; its memory roof, its run-time weight bytes at this core's read bandwidth (scripts/peak/"
+                     f"read_bandwidth.c) from L2 ({pk['l2_read_bytes_per_s'] / 1e9:.0f} GB/s, where they fit its "
+                     f"{pk['l2_bytes'] >> 10} KB) or else L3 ({pk['l3_read_bytes_per_s'] / 1e9:.0f} GB/s), on {cores} "
+                     "cores; its roofline, the larger of the two" if pk.get("l2_read_bytes_per_s") else "")
+                  + ".", ""]
     if sec.get("round_trip_ns") and None not in sec["round_trip_ns"]:
         lines += ["Core-to-core round trip (scripts/peak/core_round_trip.c: a cache line between the two cores "
                   "and back) at the run's start and end: " + " / ".join(f"{v:.0f}" for v in sec["round_trip_ns"])
@@ -265,7 +299,8 @@ def _targets(sec) -> list[str]:
                          f"{f'{roof:.3f}' if roof is not None else ''} |")
     return ["### Targets", ""] + lines + [
         "", "Needs: the time the target allows. Sum of layer rooflines: every layer's work at this core's "
-        "measured peak (int8 dot products, int16 vector adds with a loaded operand) on both cores, with no "
+        "measured peak (int8 dot products, int16 vector adds with a loaded operand) on both cores, or, where "
+        "larger, its weight bytes at the measured read bandwidth of the cache holding them, with no "
         "glue, no index traffic and perfect two-core scaling: a target needing less than it is out of "
         "physical reach for these layer forms on this CPU.", ""]
 
@@ -288,20 +323,26 @@ def _layers(r, pk, cores) -> list[str]:
              f"{_log_name(r['tuning_log'])}). Largest logit difference from onnxruntime on the same quantized "
              f"model: {r.get('max_abs_diff_vs_ort', float('nan')):.2g}. Each kernel built alone with the same "
              "schedule and timed (TVM's time evaluator" + _layer_stat(r.get("layer_stat")) + ").", "",
-             "| layer | kind | us | work | roofline us | x roofline |", "| --- | --- | --- | --- | --- | --- |"]
+             "| layer | kind | us | work | weight bytes | roofline us | bound by | x roofline |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     info = {row["layer"]: row for row in r["report"]}
     total = 0.0
     for name, us in r["layers"].items():
         row = info.get(name, {})
         kind, ops = layer_work(row)
-        roof = roofline_us(row, pk, cores)
+        found = roof(row, pk, cores)
         total += us
         work = f"{ops / 1e6:.2f} M {UNIT_OF[kind]}"
+        roof_cells = f"{found[0]:.1f} | {found[1]} | {us / found[0]:.1f}" if found else " | | "
         lines.append(f"| {name} | {row.get('kind', '?')} {row.get('format', '')} | {us:.1f} | {work} | "
-                     f"{f'{roof:.1f}' if roof else ''} | {f'{us / roof:.1f}' if roof else ''} |")
-    lines += [f"| (sum of layers) | | {total:.1f} | | | |",
-              f"| (rest: TVM's kernels, data movement, VM calls) | | {1e3 * r['ms'] - total:.1f} | | | |", ""]
+                     f"{_bytes(row.get('weight_bytes'))} | {roof_cells} |")
+    lines += [f"| (sum of layers) | | {total:.1f} | | | | | |",
+              f"| (rest: TVM's kernels, data movement, VM calls) | | {1e3 * r['ms'] - total:.1f} | | | | | |", ""]
     return lines
+
+
+def _bytes(size) -> str:
+    return "" if not size else f"{size / 1e3:.1f} K" if size < 1e6 else f"{size / 1e6:.2f} M"
 
 
 def write_report(sections: dict, out: Path) -> None:

@@ -241,3 +241,61 @@ def test_the_steady_round_trip_is_the_floor_or_near_the_runs_lowest():
     assert bench.steady_bound(200.0, []) == 200.0
     assert bench.steady_bound(200.0, [90.0, None, 350.0]) == 200.0  # a fast phase seen: 350 ns is slow
     assert bench.steady_bound(200.0, [350.0, 400.0]) == bench.STEADY_SPREAD * 350.0  # never faster: steady
+
+
+def test_a_layers_roofline_is_the_larger_of_its_compute_and_memory_roofs():
+    """Weights held in L2 stream at its read bandwidth, larger ones at L3's: a layer of few
+    operations and many weight bytes (a dense layer at batch 1) is bound by them; sections
+    without the bandwidths keep the compute roof alone."""
+    memory = {"l2_bytes": 1 << 20, "l2_read_bytes_per_s": 100e9, "l3_bytes": 32 << 20, "l3_read_bytes_per_s": 50e9}
+    dense = {"layer": "fc", "kind": "int8", "format": "int8", "shape": [1000, 4096], "out_shape": [1, 1000],
+             "weight_bytes": 4096 * 1000}
+    compute = 1e6 * 4096 * 1000 / 160e9
+    assert bench_report.roofline_us(dense, PEAKS, 2) == pytest.approx(compute)
+    assert bench_report.roof(dense, {**PEAKS, **memory}, 2) == pytest.approx((1e6 * 4096 * 1000 / 100e9, "L3"))
+    small = {**dense, "shape": [100, 4096], "out_shape": [1, 100], "weight_bytes": 409600}
+    slow_l2 = {**PEAKS, **memory, "l2_read_bytes_per_s": 60e9}  # 3.4 us of reads against 2.6 of dot products
+    assert bench_report.roof(small, slow_l2, 2) == pytest.approx((1e6 * 409600 / 120e9, "L2"))
+    assert bench_report.roof(small, {**PEAKS, **memory}, 2) == pytest.approx((1e6 * 409600 / 160e9, "compute"))
+    conv = _row("svhn_convnet", 0.9, 0.1, 1, 1, 1)["report"][0]  # 48 x 75 weights, 1296 positions: compute-bound
+    found = bench_report.roof({**conv, "weight_bytes": 48 * 75}, {**PEAKS, **memory}, 2)
+    assert found == pytest.approx((1e6 * 48 * 75 * 1296 / 160e9, "compute"))
+
+
+def test_the_layer_table_names_the_roof_that_binds():
+    memory = {"l2_bytes": 1 << 20, "l2_read_bytes_per_s": 100e9, "l3_bytes": 32 << 20, "l3_read_bytes_per_s": 50e9}
+    row = _row("svhn_convnet", 0.9, 0.1, 1, 1, 1)
+    row["report"][0]["weight_bytes"] = 3600
+    row["report"][1]["weight_bytes"] = 2_000_000  # past L2: L3's rate, 20 us on two cores against 5.6 us of adds
+    lines = bench_report._layers({**row, "layers": {"conv1": 50.0, "conv2": 40.0}}, {**PEAKS, **memory}, 2)
+    conv2 = next(line for line in lines if line.startswith("| conv2 "))
+    assert "| 2.00 M | 20.0 | L3 | 2.0 |" in conv2
+    assert "| compute |" in next(line for line in lines if line.startswith("| conv1 "))
+
+
+def test_cache_sizes_come_from_sysfs_data_caches(tmp_path, monkeypatch):
+    """scripts/bench.py reads L2 and L3 from sysfs (instruction caches skipped, K and M sizes), and
+    asks read_bandwidth for half the L2 and a quarter of the L3 (at most 8 MB); no sizes, no memory roof."""
+    import bench
+
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"),
+                                             (3, "Unified", "32M")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    monkeypatch.setattr(bench, "CACHE_DIR", tmp_path)
+    assert bench.cache_bytes() == {1: 32 << 10, 2: 1 << 20, 3: 32 << 20}
+    asked = []
+
+    def program(name, *flags, args=()):
+        asked.append((name, args))
+        return {"read_bytes_per_s": {str(a): 1e11 / (i + 1) for i, a in enumerate(args)}}
+
+    monkeypatch.setattr(bench, "_peak_program", program)
+    assert bench.read_bandwidth("x86-avx2") == {"l2_bytes": 1 << 20, "l2_read_bytes_per_s": 1e11,
+                                                "l3_bytes": 32 << 20, "l3_read_bytes_per_s": 5e10}
+    assert asked == [("read_bandwidth", (512 << 10, 8 << 20))]
+    monkeypatch.setattr(bench, "CACHE_DIR", tmp_path / "none")
+    assert bench.read_bandwidth("x86-avx2") == {}
