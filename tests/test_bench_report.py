@@ -299,3 +299,15 @@ def test_cache_sizes_come_from_sysfs_data_caches(tmp_path, monkeypatch):
     assert asked == [("read_bandwidth", (512 << 10, 8 << 20))]
     monkeypatch.setattr(bench, "CACHE_DIR", tmp_path / "none")
     assert bench.read_bandwidth("x86-avx2") == {}
+
+
+def test_a_layer_far_slower_than_its_twins_is_timed_again():
+    """scripts/bench.py's per-layer table: a layer over 3x the median of the layers with its kind,
+    shapes and format is an outlier of the host (timed again); fewer than 3 twins, no verdict."""
+    import bench
+
+    key, other = ("binary", (1, 64, 8, 8), (64, 64, 3, 3), "xnor"), ("int8", (1, 3, 32, 32), (16, 3, 3, 3), "int8")
+    twins = {f"l{i}": key for i in range(5)} | {"conv1": other, "fc": ("int8", (1, 64), (10, 64), "int8")}
+    best = {"l0": 2.3e-6, "l1": 2.2e-6, "l2": 207e-6, "l3": 2.5e-6, "l4": 6.0e-6, "conv1": 50e-6, "fc": 1e-7}
+    assert bench.outliers(best, twins) == ["l2"]  # l4: 2.6x the median, kept
+    assert bench.outliers({**best, "l2": 2.4e-6}, twins) == []
