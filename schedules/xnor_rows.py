@@ -8,7 +8,9 @@ once for all channels; then the epilogue over the same positions, vectorized alo
 one store a channel; bits: the channels' compares ORed into one word a position). Rows split
 over the cores where the layer's popcounts reach parallel_costs' threshold. A residual add fused
 after the codes (primitives/int8_add) runs on the same positions. The padded copy of the input
-and its mask are plain vector loops before.
+and its mask are plain vector loops before: on one core the whole image, on two each core the
+rows its positions read, on its own stack (ResNet-44 BNN, the two builds in one process, 60
+turns, medians of paired ratios: 0.970x the time, AVX-512 VNNI build; 0.976x, AVX2 build).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
         n, inner, oy, ox = loops
         sch.reorder(n, oy, inner, ox)
     row = sch.fuse(n, oy)
+    outer = None
     if _work(sch, [pcs]) >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, row) % 2 == 0:
         outer, row = sch.split(row, [2, None])
         sch.parallel(outer)
@@ -43,7 +46,10 @@ def schedule_xnor_rows(sch, epilogue, knobs, isa: IsaClass):
     sch.compute_at(pcs, at)
     _popcounts(sch, pcs, at, max(1, isa.vector_registers // 2))
     for layout in roles.having(sch, blocks, roles.LAYOUT):
-        _copy(sch, layout)
+        if outer is not None:  # each core copies the rows its positions read, on its own stack
+            sch.compute_at(layout, outer)
+            sch.set_scope(layout, 0, "local")
+        _copy(sch, layout, outer)
     return sch
 
 
@@ -63,15 +69,17 @@ def _popcounts(sch, pcs, at, registers: int) -> None:
     sch.decompose_reduction(pcs, taps[0])
 
 
-def _copy(sch, block) -> None:
+def _copy(sch, block, at=None) -> None:
     """The padded input ([n, y, x, word]: zeros, then the image's rows copied in) or its mask
-    ([y, x]): each row as one vector (LLVM cuts it into native ones; a split into native vectors
+    ([y, x]), whole (`at` None) or the rows of one core's positions (under `at`, the parallel
+    loop): each row as one vector (LLVM cuts it into native ones; a split into native vectors
     would leave a predicated tail, which TVM's vectorizer scalarizes). The input is split so that
     no load reads outside the image (a Select would load every lane: before the first row, past
     the last)."""
-    loops = sch.get_loops(block)
-    if len(loops) == 4 and sch.can_decompose_padding(block, loops[0]):
+    image = len(sch.get(block).writes[0].source.shape) == 4  # the input's copy (the mask is [y, x]; 0.27: .source)
+    loops = sch.get_loops(block) if at is None else loops_below(sch, block, at)
+    if image and sch.can_decompose_padding(block, loops[0]):
         zeros = sch.decompose_padding(block, loops[0])
-        sch.vectorize(sch.fuse(*sch.get_loops(zeros)))
-    loops = sch.get_loops(block)
-    sch.vectorize(sch.fuse(*loops[-2:]) if len(loops) == 4 else loops[-1])
+        sch.vectorize(sch.fuse(*(sch.get_loops(zeros) if at is None else loops_below(sch, zeros, at))))
+    loops = sch.get_loops(block) if at is None else loops_below(sch, block, at)
+    sch.vectorize(sch.fuse(*loops[-2:]) if at is None and len(loops) == 4 else loops[-1])
