@@ -236,3 +236,50 @@ def test_rows_form_chosen_for_few_channels(case):
     rule = tagged_block(primitives.prim_func(lowered))[1]
     rows = co <= xnor_rows.MAX_CHANNELS and s == 1 and (w + 2 * p - k + 1) % xnor_rows.positions_per_vector(c) == 0
     assert rule == (xnor_rows.RULE if rows else xnor_conv2d.RULE)
+
+
+ROWS_PACK_CASES = [  # rows-form conv cases of at most 32 input channels, and the codes they pack
+    (CONV_CASES[6], "uint8"), (CONV_CASES[7], "int8"), (CONV_CASES[9], "uint8"), (CONV_CASES[6], "float32"),
+]
+
+
+@pytest.mark.parametrize("cls", pc.all_classes())
+@pytest.mark.parametrize("case, codes", ROWS_PACK_CASES, ids=lambda c: c if isinstance(c, str) else pc.item_id(c))
+def test_rows_form_packs_its_own_input_bit_exact(cls, case, codes):
+    """xnor_conv2d.compute_binarized: the rows form over 8-bit codes (or floats) and thresholds,
+    binarizing and packing them in its copy of the padded input, gives the kernel's output over
+    binary_pack's words of the same codes: thresholds past the largest code and at the smallest,
+    codes at both ends."""
+    from dataclasses import replace
+
+    from tvm_deepchip.primitives import binary_pack
+
+    co, c, k, s, p, h, w, out = case
+    rng = np.random.default_rng(co * 31 + c)
+    layer = binary_layer(rng, "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
+    lowered = primitives.lower_layer(layer, (1, c, h, w), "xnor", cls)
+    assert lowered.te_binarized is not None
+    if codes == "float32":
+        x = rng.normal(0, 1, (1, c, h, w)).astype(np.float32)
+        thr = rng.normal(0, 0.5, c).astype(np.float32)
+    else:
+        info = np.iinfo(codes)
+        x = rng.integers(info.min, info.max + 1, (1, c, h, w)).astype(codes)
+        x[0, :, 0, :4] = [info.min, info.max, info.min, info.max]
+        thr = rng.integers(info.min, info.max + 1, c).astype(np.int32)
+        thr[:2] = [info.max + 1, info.min]  # no code passes; every code does
+    ref = lowered.reference(binary_pack.np_pack(x, thr))
+    fused = replace(lowered, in_shape=x.shape, in_dtype=codes, consts=[thr] + list(lowered.consts),
+                    te_func=lambda t, th, *cs: lowered.te_binarized(t, th, *cs))
+    lib = pc.build_func(fused, tgt=isa_devices.preset(cls))
+    outs = isa_devices.run(cls, fused, lib, [x])
+    if outs is not None:
+        np.testing.assert_array_equal(outs[0], ref)
+
+
+def test_only_the_rows_form_of_one_input_word_packs_its_input():
+    rng = np.random.default_rng(3)
+    for case, takes in ((CONV_CASES[6], True), (CONV_CASES[8], False), (CONV_CASES[0], False)):
+        co, c, k, s, p, h, w, out = case
+        layer = binary_layer(rng, "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
+        assert (primitives.lower_layer(layer, (1, c, h, w), "xnor").te_binarized is not None) == takes

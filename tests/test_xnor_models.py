@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
+from onnx import helper
 
 import qdq_builders
 from tvm_deepchip import compiler, oracle
@@ -124,3 +125,44 @@ def test_a_binarized_layer_with_ternary_weights_stays_float_and_says_why():
     compiled = compiler.compile(b.model(), "x86", tuning_log=None)
     (row,) = compiled.report.layers
     assert row["format"] == "float" and row["note"].startswith("input is binarized") and "XNOR form" in row["note"]
+
+
+def test_a_rows_form_conv_packs_the_codes_it_reads():
+    """A binary conv of few channels (xnor_rows) on binarized 8-bit codes that no XNOR layer
+    wrote: its kernel reads the codes and thresholds and packs them itself (no binarize_pack
+    before it, LowerXnorLayers); a second reader of the same binarized codes of another form (33
+    channels: the channel form) still gets them packed by binarize_pack; the model equals
+    onnxruntime."""
+    from tvm import relax
+
+    from tvm_deepchip import targets
+
+    b = qdq_builders.QDQBuilder([1, 3, 6, 32], seed=4)
+    b.qdq(1 / 255)
+    b.conv(16, 3, pad=1, weight="int8", act="clip", name="conv_first")
+    b.qdq(1 / 255)
+    binarized = b.binarize(16, center=0.5)
+    b.conv(16, 3, pad=1, weight="binary", act="relu", name="xrows")
+    b.qdq(1 / 16)
+    rows_out = b.cur
+    b.cur, b._shape = binarized, [1, 16, 6, 32]
+    b.conv(33, 3, pad=1, weight="binary", act="relu", name="xwide")
+    b.qdq(1 / 16)
+    flat = [b._name("flat"), b._name("flat")]
+    b.nodes += [helper.make_node("Flatten", [rows_out], [flat[0]]), helper.make_node("Flatten", [b.cur], [flat[1]])]
+    b.cur, b._shape = b._name("both"), [1, (16 + 33) * 6 * 32]
+    b.nodes.append(helper.make_node("Concat", flat, [b.cur], axis=1))
+    model = b.model()
+    calls = []
+
+    def visit(e):
+        if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.call_tir":
+            calls.append(e.args[0].name_hint)
+
+    relax.analysis.post_order_visit(compiler.lower(model, targets.resolve("x86")).mod["main"], visit)
+    assert "deepchip_xnor_conv2d_binarized" in calls and calls.count("binarize_pack") == 1, calls
+    compiled = compiler.compile(model, "x86", tuning_log=None)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 6, 32)).astype(np.float32)
+    ours, ref = _run(compiled, x), oracle.run(model, x)
+    assert np.unique(ours).size > 10
+    np.testing.assert_array_equal(ours, ref)

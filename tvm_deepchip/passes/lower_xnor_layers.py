@@ -6,7 +6,9 @@ replacement  the value of each layer that is not written as bits (its output qua
                - the kernel of the XNOR layer that writes them (bits out), then its max pools
                  on bits (binary_pack.te_pool), recursively;
                - else the binarization of the codes of a dequantize (an integer compare) or of a
-                 float tensor, packed (binary_pack.te_pack).
+                 float tensor, packed (binary_pack.te_pack); or, where the kernel can pack its
+                 input itself as it copies it (LoweredLayer.te_binarized: the rows form), that
+                 kernel over the codes (floats) and the thresholds, with no pack kernel.
              A chain of XNOR layers is emitted where its last layer is replaced; its float values
              are then dead (DeadCodeElimination).
 
@@ -57,6 +59,13 @@ class _Rewrite(PyExprMutator):
                                f"differs from the rewrite's ({type(site.layer.out).__name__})")
         kernel = planned.kernel
         consts = [relax.const(c, str(c.dtype)) for c in kernel.consts]
+        if kernel.te_binarized is not None and self._writer(site.binarize) is None:
+            # the kernel packs its input as it copies it: no pack kernel before it (not named by
+            # its layer: its arguments are not the layer kernel's, so no later rule re-emits it)
+            x, thr = self._pack_args(site)
+            return self.builder_.emit_te(lambda t, th, *c: kernel.te_binarized(t, th, *c), x, thr, *consts,
+                                         primfunc_name_hint=f"deepchip_{kernel.primitive}_binarized",
+                                         primfunc_attrs={"op_pattern": OPAQUE})
         # (named by its layer, as LowerQuantLayers names its kernels: IntegerAdd fuses a residual
         # add into a kernel writing codes that only the add reads)
         return self.builder_.emit_te(kernel.te_func, self._input_bits(site.binarize), *consts,
@@ -73,22 +82,36 @@ class _Rewrite(PyExprMutator):
         self._bits[binarize] = bits
         return bits
 
-    def _from_writer(self, binarize):
-        """The bits an XNOR layer writes for this binarization, through its pools (None: no such layer)."""
+    def _writer(self, binarize):
+        """(the XNOR site that writes the bits of this binarization, the pools on the way), or None."""
         for site in self.sites:
             for var, pools in site.feeds:
                 if self.var2val[var].same_as(binarize):
-                    if site.name not in self._site_bits:
-                        self._site_bits[site.name] = self._kernel(site)
-                    bits = self._site_bits[site.name]
-                    for pool in pools:
-                        bits = self.builder_.emit_te(lambda b, pool=pool: binary_pack.te_pool(b, pool), bits, primfunc_name_hint="bit_maxpool")
-                    return bits
+                    return site, pools
         return None
 
+    def _from_writer(self, binarize):
+        """The bits an XNOR layer writes for this binarization, through its pools (None: no such layer)."""
+        found = self._writer(binarize)
+        if found is None:
+            return None
+        site, pools = found
+        if site.name not in self._site_bits:
+            self._site_bits[site.name] = self._kernel(site)
+        bits = self._site_bits[site.name]
+        for pool in pools:
+            bits = self.builder_.emit_te(lambda b, pool=pool: binary_pack.te_pool(b, pool), bits, primfunc_name_hint="bit_maxpool")
+        return bits
+
     def _packed(self, site):
-        """The site's input binarized and packed: an integer compare of 8-bit codes where it reads a
-        dequantize of them, else the float compare."""
+        """The site's input binarized and packed (binary_pack.te_pack)."""
+        x, thr = self._pack_args(site)
+        return self.builder_.emit_te(binary_pack.te_pack, x, thr, primfunc_name_hint="binarize_pack",
+                                     primfunc_attrs={"op_pattern": OPAQUE})
+
+    def _pack_args(self, site):
+        """(values, thresholds) whose compare binarizes the site's input: the 8-bit codes against
+        integer thresholds where it reads a dequantize of them, else the floats against tau."""
         x = site.x
         value = self.var2val.get(x, x)
         thr = relax.const(site.tau, "float32")
@@ -98,8 +121,7 @@ class _Rewrite(PyExprMutator):
             if scale is not None and zp is not None and scale.size == 1 and zp.size == 1 and dtype in ("uint8", "int8"):
                 codes = binary_pack.code_thresholds(float(scale.reshape(())), int(zp.reshape(())), dtype, site.tau)
                 x, thr = q, relax.const(codes.astype("int32"), "int32")
-        return self.builder_.emit_te(binary_pack.te_pack, self.visit_expr(x), thr, primfunc_name_hint="binarize_pack",
-                                     primfunc_attrs={"op_pattern": OPAQUE})
+        return self.visit_expr(x), thr
 
 
 @tvm.transform.module_pass(opt_level=0, name="DeepChipLowerXnorLayers")

@@ -89,6 +89,9 @@ class LoweredLayer:
     # te_quantized(x, quant, *consts): te_func over float x, whose codes are InputQuantize `quant`'s
     # (primitives/input_quantize); None where the kernel cannot read floats
     te_quantized: Callable | None = None
+    # te_binarized(x, thr, *consts): te_func over x [N, C, H, W] whose binarization against thr
+    # (binary_pack.te_pack's) is the bit-packed input it takes; None where the kernel cannot pack it
+    te_binarized: Callable | None = None
 
 
 def formats_for(layer: QuantLayer, in_shape: tuple | None = None) -> tuple[Format, ...]:
@@ -179,6 +182,8 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
         if prim.takes_pool and prim.takes_pool(site, weights, layer.in_dtype) else None,
         te_quantized=(lambda x, quant, *c: prim.compute_quantized(x, weights.with_arrays(c[:n]), c[n:], site, quant))
         if prim.takes_quantize and prim.takes_quantize(site, weights, layer.in_dtype) else None,
+        te_binarized=(lambda x, thr, *c: prim.compute_binarized(x, weights.with_arrays(c[:n]), c[n:], site, thr))
+        if prim.takes_binarized and prim.takes_binarized(site, weights, layer.in_dtype) else None,
     )
 
 

@@ -50,6 +50,36 @@ def te_pack(x, thr):
     return _pack_planes(x, thr, read, attrs)
 
 
+def word_reader(x, thr):
+    """(n, y, x, v) -> the packed word at (y, x) of NCHW x's channels (at most one word: v is 0),
+    the pack's bits as one expression (TE), for a kernel that packs its input as it copies it
+    (xnor_conv2d.compute_binarized). 8-bit codes against integer thresholds are compared in
+    int16 (every threshold of 8-bit codes lies in -128..256: code_thresholds), which vectorizes
+    twice as wide as int32."""
+    from functools import reduce
+
+    from tvm import tirx
+
+    c = int(x.shape[1])
+    assert c <= binary_bits.WORD, "one word of channels"
+    narrow = str(x.dtype) in ("uint8", "int8") and str(thr.dtype) == "int32"
+    one, zero = tirx.const(1, WORD_DTYPE), tirx.const(0, WORD_DTYPE)
+
+    def word(n, y, xx, v):
+        def on(ch):
+            if narrow:
+                return x[n, ch, y, xx].astype("int16") >= thr[ch].astype("int16")
+            code = x[n, ch, y, xx]
+            return (code if str(x.dtype) == str(thr.dtype) else code.astype(thr.dtype)) >= thr[ch]
+
+        bits = [tirx.Select(on(ch), one << ch, zero) for ch in range(c)]
+        while len(bits) > 1:  # a balanced tree of ORs
+            bits = [reduce(tirx.bitwise_or, bits[i:i + 2]) for i in range(0, len(bits), 2)]
+        return bits[0]
+
+    return word
+
+
 def _pack_planes(x, thr, read, attrs):
     """NCHW: the words of each channel group as planes [N, Cw, H, W], a sum over the group's 32
     channels of (compare << j) that runs along contiguous positions (vectorized by the schedule;

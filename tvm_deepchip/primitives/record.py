@@ -102,6 +102,12 @@ class Primitive:
     # (x, weights, consts, site, quant) -> compute's output over float x, whose codes are
     # input_quantize.InputQuantize `quant`'s
     compute_quantized: Callable | None = None
+    # (site, weights, input dtype) -> whether it can binarize and pack its input itself
+    # (compute_binarized); None: never
+    takes_binarized: Callable | None = None
+    # (x, weights, consts, site, thr) -> compute's output over x [N, C, H, W], whose binarization
+    # against thr (binary_pack.te_pack's) is the layer's bit-packed input
+    compute_binarized: Callable | None = None
 
     @property
     def rule(self) -> str:

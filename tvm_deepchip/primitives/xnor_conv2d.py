@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import Format
 from ..layer import OutBinary
-from . import binary_bits, conv_layout, requantize, roles, xnor_rows
+from . import binary_bits, binary_pack, conv_layout, requantize, roles, xnor_rows
 from .binary_bits import BitsEpilogue, WORD_DTYPE, words
 from .record import Primitive, Site, rule_of
 from .xnor_weights import XnorWeights, np_blocked, np_unblocked, padded, padded_channels, taps_inside, te_weight
@@ -83,6 +83,19 @@ def compute(x, weights: XnorWeights, consts, site: Site):
     return output(acc, (g.n, g.ho, g.wo), g.co, cp, consts, site.epi, RULE)
 
 
+def takes_binarized(site: Site, weights: XnorWeights, in_dtype: str) -> bool:
+    """Whether the kernel can binarize and pack its own input (compute_binarized): the rows form,
+    whose copy of the padded input (each core its rows) packs the codes as it reads them, at most
+    one word of input channels."""
+    return xnor_rows.applies(site.geo, padded_channels(weights.w)) and words(site.geo.ci) == 1
+
+
+def compute_binarized(x, weights: XnorWeights, consts, site: Site, thr):
+    """compute's output over x [N, C, H, W] (8-bit codes or floats) whose binarization against
+    thr [C] (binary_pack.te_pack's) is the layer's input: no pack kernel before it."""
+    return xnor_rows.compute(x, weights, consts, site, word_at=binary_pack.word_reader(x, thr))
+
+
 def output(acc, space: tuple, co: int, cp: int, consts, epi, rule: str):
     """The epilogue over acc(*space, c) (an expression): bit words [*space, ceil(co/32)] or codes
     [N, Co, *spatial] (TE). Shared with xnor_dense."""
@@ -137,4 +150,5 @@ def packed_io(geo, epi) -> tuple:
     return (geo.n, geo.h, geo.w, words(geo.ci)), WORD_DTYPE, out
 
 
-PRIMITIVE = Primitive("conv2d", Format.XNOR, STEM, "binary", geometry, pack, compute, reference, epilogue, packed_io)
+PRIMITIVE = Primitive("conv2d", Format.XNOR, STEM, "binary", geometry, pack, compute, reference, epilogue, packed_io,
+                      takes_binarized=takes_binarized, compute_binarized=compute_binarized)

@@ -21,7 +21,7 @@ the positions a vector; AVX-512 BITALG's VPOPCNTW, else LLVM's byte lookup), no 
 from __future__ import annotations
 
 from . import roles
-from .binary_bits import WORD_DTYPE, BitsEpilogue
+from .binary_bits import WORD_DTYPE, BitsEpilogue, words
 from .record import rule_of
 from .xnor_weights import padded_channels, taps_inside, te_weight
 
@@ -54,14 +54,16 @@ def applies(geo, cp: int) -> bool:
     return cp <= MAX_CHANNELS and geo.sw == 1 and geo.wo % row == 0 and geo.kh * geo.kw * HALF < 2 ** 15
 
 
-def compute(x, weights, consts, site):
-    """TE. x: uint32 [N, H, W, Cw] bits; weights: xnor_conv2d's (blocked: one block of Cp)."""
+def compute(x, weights, consts, site, word_at=None):
+    """TE. x: uint32 [N, H, W, Cw] bits, or what `word_at(n, y, x, v)` reads the words of (the
+    8-bit codes it packs: binary_pack.word_reader); weights: xnor_conv2d's (blocked: one block of Cp)."""
     from tvm import te, tirx
 
     g = site.geo
     top, left = g.pad[0], g.pad[1]
     hp, wp = g.h + g.pad[0] + g.pad[2], g.wo + g.kw - 1
-    cw, w = int(x.shape[3]), weights.w
+    cw, w = words(g.ci), weights.w
+    word_at = word_at or (lambda n, y, xx, v: x[n, y, xx, v])
     bits = word_bits(g.ci)
     word, count = f"uint{bits}", f"int{bits}"  # the input words, the popcounts' accumulators
 
@@ -69,7 +71,7 @@ def compute(x, weights, consts, site):
         return tirx.all(y >= top, y < top + g.h, xx >= left, xx < left + g.w)
 
     def padded(n, y, xx, v):  # a padding pattern (the schedule splits it: zeros, then the image)
-        return tirx.if_then_else(is_image(y, xx), x[n, y - top, xx - left, v].astype(word), tirx.const(0, word))
+        return tirx.if_then_else(is_image(y, xx), word_at(n, y - top, xx - left, v).astype(word), tirx.const(0, word))
 
     xp = te.compute((g.n, hp, wp, cw), padded, name="xpad", attrs=roles.attrs(roles.LAYOUT))
     ones = tirx.const(2 ** bits - 1, word)
