@@ -41,7 +41,7 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
     space = loops[:-1]  # the output position: (n, oy, ox) or n
     pos = sch.fuse(*space) if len(space) > 1 else space[0]
     words = _work(sch, accs) if accs else 0
-    split_channels = False
+    split_channels, outer = False, None
     if words >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
         sch.parallel(outer)
@@ -54,7 +54,24 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
         sch.compute_at(pcs, pos)
         _popcounts(sch, pcs, loops_below(sch, pcs, pos), knobs, isa, split_channels)
     _vectorize_crops(sch, sch.get_consumers(epilogue))  # the NHWC -> NCHW copy (and a residual add after it)
+    for packed in roles.having(sch, sch.get_child_blocks(sch.get_sblock("root")), roles.LAYOUT):
+        _pack_rows(sch, packed, outer)
     return sch
+
+
+def _pack_rows(sch, block, outer) -> None:
+    """The words a kernel packs from 8-bit codes (xnor_conv2d.compute_binarized): on two cores
+    each core packs the rows its positions read, on its own stack; along a row's positions
+    vectorized (the codes of a channel are contiguous there)."""
+    if outer is not None:
+        sch.compute_at(block, outer)
+        sch.set_scope(block, 0, "local")
+    loops = sch.get_loops(block) if outer is None else loops_below(sch, block, outer)
+    words = int(sch.get(block).writes[0].source.shape[-1])  # (0.27: .source)
+    if words > 1:  # [.., y, x, v] -> [.., y, v (unrolled: its channels constants), x]
+        sch.reorder(loops[-1], loops[-2])  # (a loop of extent 1 is gone after compute_at)
+        sch.unroll(loops[-1])
+    sch.vectorize((sch.get_loops(block) if outer is None else loops_below(sch, block, outer))[-1])
 
 
 def _popcounts(sch, pcs, own: list, knobs, isa: IsaClass, split_channels: bool) -> None:

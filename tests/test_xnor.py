@@ -238,18 +238,21 @@ def test_rows_form_chosen_for_few_channels(case):
     assert rule == (xnor_rows.RULE if rows else xnor_conv2d.RULE)
 
 
-ROWS_PACK_CASES = [  # rows-form conv cases of at most 32 input channels, and the codes they pack
+PACK_CASES = [  # conv cases and the values they pack: rows form (one word) and channel form
     (CONV_CASES[6], "uint8"), (CONV_CASES[7], "int8"), (CONV_CASES[9], "uint8"), (CONV_CASES[6], "float32"),
+    (CONV_CASES[0], "uint8"),  # 37 channels: a last word of 5
+    (CONV_CASES[1], "int8"),  # 64 channels, stride 2: whole words
+    (CONV_CASES[3], "float32"),  # 96 channels, 1x1
 ]
 
 
 @pytest.mark.parametrize("cls", pc.all_classes())
-@pytest.mark.parametrize("case, codes", ROWS_PACK_CASES, ids=lambda c: c if isinstance(c, str) else pc.item_id(c))
-def test_rows_form_packs_its_own_input_bit_exact(cls, case, codes):
-    """xnor_conv2d.compute_binarized: the rows form over 8-bit codes (or floats) and thresholds,
-    binarizing and packing them in its copy of the padded input, gives the kernel's output over
-    binary_pack's words of the same codes: thresholds past the largest code and at the smallest,
-    codes at both ends."""
+@pytest.mark.parametrize("case, codes", PACK_CASES, ids=lambda c: c if isinstance(c, str) else pc.item_id(c))
+def test_convs_pack_their_own_input_bit_exact(cls, case, codes):
+    """xnor_conv2d.compute_binarized: the kernel over 8-bit codes (or floats) and thresholds,
+    binarizing and packing them in its copy of its input (the rows form's padded rows, the channel
+    form's words), gives the kernel's output over binary_pack's words of the same codes:
+    thresholds past the largest code and at the smallest, codes at both ends."""
     from dataclasses import replace
 
     from tvm_deepchip.primitives import binary_pack
@@ -277,9 +280,21 @@ def test_rows_form_packs_its_own_input_bit_exact(cls, case, codes):
         np.testing.assert_array_equal(outs[0], ref)
 
 
-def test_only_the_rows_form_of_one_input_word_packs_its_input():
-    rng = np.random.default_rng(3)
-    for case, takes in ((CONV_CASES[6], True), (CONV_CASES[8], False), (CONV_CASES[0], False)):
-        co, c, k, s, p, h, w, out = case
-        layer = binary_layer(rng, "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
-        assert (primitives.lower_layer(layer, (1, c, h, w), "xnor").te_binarized is not None) == takes
+@pytest.mark.parametrize("shape, rows_form", [((64, 64, 16, 16), False), ((16, 16, 32, 32), True)])
+def test_a_core_packs_the_rows_its_positions_read(shape, rows_form):
+    """On two cores each core packs its own copy of the words, inside the parallel loop (the
+    channel form's words, the rows form's padded rows)."""
+    from dataclasses import replace
+
+    from tir_loops import loops, stores
+
+    co, c, h, w = shape
+    layer = binary_layer(np.random.default_rng(5), "conv2d", (co, c, 3, 3), stride=1, pad=1, out="bits")
+    lowered = primitives.lower_layer(layer, (1, c, h, w), "xnor")
+    fused = replace(lowered, in_shape=(1, c, h, w), consts=[np.zeros(c, np.int32)] + list(lowered.consts),
+                    te_func=lambda t, th, *cs: lowered.te_binarized(t, th, *cs))
+    func = pc.schedule_func(primitives.prim_func(fused), pc.target())
+    parallel = [lp for lp in loops(func.body) if lp.kind == tvm.tirx.ForKind.PARALLEL]
+    assert len(parallel) == 1
+    name = "xpad_local" if rows_form else "xwords_local"
+    assert stores(parallel[0].body, name) > 0 and stores(func.body, name) == stores(parallel[0].body, name)

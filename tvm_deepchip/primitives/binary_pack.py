@@ -51,8 +51,8 @@ def te_pack(x, thr):
 
 
 def word_reader(x, thr):
-    """(n, y, x, v) -> the packed word at (y, x) of NCHW x's channels (at most one word: v is 0),
-    the pack's bits as one expression (TE), for a kernel that packs its input as it copies it
+    """(n, y, x, v) -> word v of the packed bits at (y, x) of NCHW x's channels: the pack's bits
+    as one expression (TE), for a kernel that packs its input as it copies it
     (xnor_conv2d.compute_binarized). 8-bit codes against integer thresholds are compared in
     int16 (every threshold of 8-bit codes lies in -128..256: code_thresholds), which vectorizes
     twice as wide as int32."""
@@ -61,18 +61,26 @@ def word_reader(x, thr):
     from tvm import tirx
 
     c = int(x.shape[1])
-    assert c <= binary_bits.WORD, "one word of channels"
     narrow = str(x.dtype) in ("uint8", "int8") and str(thr.dtype) == "int32"
     one, zero = tirx.const(1, WORD_DTYPE), tirx.const(0, WORD_DTYPE)
 
-    def word(n, y, xx, v):
-        def on(ch):
-            if narrow:
-                return x[n, ch, y, xx].astype("int16") >= thr[ch].astype("int16")
-            code = x[n, ch, y, xx]
-            return (code if str(x.dtype) == str(thr.dtype) else code.astype(thr.dtype)) >= thr[ch]
+    def on(n, ch, y, xx):
+        if narrow:
+            return x[n, ch, y, xx].astype("int16") >= thr[ch].astype("int16")
+        code = x[n, ch, y, xx]
+        return (code if str(x.dtype) == str(thr.dtype) else code.astype(thr.dtype)) >= thr[ch]
 
-        bits = [tirx.Select(on(ch), one << ch, zero) for ch in range(c)]
+    def word(n, y, xx, v):
+        bits = []
+        for j in range(min(binary_bits.WORD, c)):
+            if c <= binary_bits.WORD:  # one word: channel j
+                bits.append(tirx.Select(on(n, j, y, xx), one << j, zero))
+            elif c % binary_bits.WORD == 0:  # whole words: channel v * 32 + j
+                bits.append(tirx.Select(on(n, v * binary_bits.WORD + j, y, xx), one << j, zero))
+            else:  # channel v * 32 + j, where the last word has it
+                ch = v * binary_bits.WORD + j
+                inside = ch < c
+                bits.append(tirx.Select(tirx.all(inside, on(n, tirx.min(ch, c - 1), y, xx)), one << j, zero))
         while len(bits) > 1:  # a balanced tree of ORs
             bits = [reduce(tirx.bitwise_or, bits[i:i + 2]) for i in range(0, len(bits), 2)]
         return bits[0]

@@ -53,13 +53,16 @@ def epilogue(layer, operand: str = "uint8"):
     return requantize.fit(replace(layer, weight_kind="int8", in_dtype="int8", in_scale=1.0, in_zero_point=0), code_max=1)
 
 
-def compute(x, weights: XnorWeights, consts, site: Site):
-    """TE definition. x: uint32 [N, H, W, Cw] bits; weights: from `pack`."""
+def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
+    """TE definition. x: uint32 [N, H, W, Cw] bits, or what `word_at(n, y, x, v)` reads the words
+    of (compute_binarized); weights: from `pack`."""
     from tvm import te, tirx
 
     g = site.geo
     if xnor_rows.applies(g, padded_channels(weights.w)):  # few channels: positions in the vector lanes
-        return xnor_rows.compute(x, weights, consts, site)
+        return xnor_rows.compute(x, weights, consts, site, word_at=word_at)
+    if word_at is not None:  # the words packed first (the schedule: each core the rows it reads)
+        x = te.compute((g.n, g.h, g.w, words(g.ci)), word_at, name="xwords", attrs=roles.attrs(roles.LAYOUT))
     top, left = g.pad[0], g.pad[1]
     w = weights.w
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
@@ -84,16 +87,19 @@ def compute(x, weights: XnorWeights, consts, site: Site):
 
 
 def takes_binarized(site: Site, weights: XnorWeights, in_dtype: str) -> bool:
-    """Whether the kernel can binarize and pack its own input (compute_binarized): the rows form,
-    whose copy of the padded input (each core its rows) packs the codes as it reads them, at most
-    one word of input channels."""
-    return xnor_rows.applies(site.geo, padded_channels(weights.w)) and words(site.geo.ci) == 1
+    """Whether the kernel can binarize and pack its own input (compute_binarized): every form
+    can; the rows form packs it in its copy of the padded rows, the channel form in a copy of
+    its own (each core the rows it reads: schedules/xnor). Measured, the two builds in one
+    process, medians of paired ratios, same outputs: ResNet-44 BNN 0.903x (rows form) then
+    0.953x (channel form) the time, AVX-512 VNNI build; 0.954x, 0.995x AVX2 build; SVHN
+    ConvNet BNN (its one pack after a max pool) 1.002x / 1.004x."""
+    return True
 
 
 def compute_binarized(x, weights: XnorWeights, consts, site: Site, thr):
     """compute's output over x [N, C, H, W] (8-bit codes or floats) whose binarization against
     thr [C] (binary_pack.te_pack's) is the layer's input: no pack kernel before it."""
-    return xnor_rows.compute(x, weights, consts, site, word_at=binary_pack.word_reader(x, thr))
+    return compute(x, weights, consts, site, word_at=binary_pack.word_reader(x, thr))
 
 
 def output(acc, space: tuple, co: int, cp: int, consts, epi, rule: str):
