@@ -165,7 +165,7 @@ def _body(x, out, geo: ConvGeometry, fold: ConvGeometry, zp: int, group: int, dt
                                 for j in range(group):
                                     T.buffer_store(flat, pad_code if gi * group + j < fold.ci else zero,
                                                    [base + xq * group + j])
-                grouped_layout.last_rows(yq, g, lambda: grouped_layout.zero_tail(flat, n, g, group, dtype))
+                grouped_layout.zero_tail_share(flat, n, g, group, dtype, yq)
     return ib.get()
 
 
