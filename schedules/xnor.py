@@ -69,9 +69,11 @@ def _pack_rows(sch, block, outer) -> None:
     loops = sch.get_loops(block) if outer is None else loops_below(sch, block, outer)
     words = int(sch.get(block).writes[0].source.shape[-1])  # (0.27: .source)
     if words > 1:  # [.., y, x, v] -> [.., y, v (unrolled: its channels constants), x]
-        sch.reorder(loops[-1], loops[-2])  # (a loop of extent 1 is gone after compute_at)
+        sch.reorder(loops[-1], loops[-2])
         sch.unroll(loops[-1])
-    sch.vectorize((sch.get_loops(block) if outer is None else loops_below(sch, block, outer))[-1])
+        sch.vectorize(loops[-2])
+    else:  # [.., y, x, v of extent 1] (after compute_at, [.., y, x]: a loop of extent 1 is gone)
+        sch.vectorize(sch.fuse(*loops[-2:]) if _extent(sch, loops[-1]) == 1 else loops[-1])
 
 
 def _popcounts(sch, pcs, own: list, knobs, isa: IsaClass, split_channels: bool) -> None:
