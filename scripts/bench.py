@@ -93,7 +93,7 @@ def cache_bytes() -> dict:
 def read_bandwidth(cls: str) -> dict:
     """One core's read bandwidth (scripts/peak/read_bandwidth.c, the class's loads) from a buffer
     of half its L2 and from one of a quarter of its L3 (at most 8 MB: the share a core may count
-    on), with the sizes the layers' weights are held against (bench_report.memory_roof_us); {}
+    on), with the sizes the layers' weights are held against (bench_report.memory_roof); {}
     where sysfs gives no L2 and L3."""
     sizes = cache_bytes()
     if 2 not in sizes or 3 not in sizes:

@@ -7,7 +7,7 @@ replacement  the value of each layer that is not written as bits (its output qua
                  on bits (binary_pack.te_pool), recursively;
                - else the binarization of the codes of a dequantize (an integer compare) or of a
                  float tensor, packed (binary_pack.te_pack); or, where the kernel can pack its
-                 input itself as it copies it (LoweredLayer.te_binarized: the rows form), that
+                 input itself as it copies it (LoweredLayer.te_binarized: the XNOR convs), that
                  kernel over the codes (floats) and the thresholds, with no pack kernel.
              A chain of XNOR layers is emitted where its last layer is replaced; its float values
              are then dead (DeadCodeElimination).
