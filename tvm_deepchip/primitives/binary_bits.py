@@ -47,6 +47,17 @@ def np_unpack(packed: np.ndarray, c: int) -> np.ndarray:
     return bits.reshape(packed.shape[:-1] + (-1,))[..., :c].astype(np.uint8)
 
 
+def or_tree(bits: list):
+    """The OR of TIR expressions as a balanced tree (independent ORs, a short dependency chain)."""
+    from functools import reduce
+
+    from tvm import tirx
+
+    while len(bits) > 1:
+        bits = [reduce(tirx.bitwise_or, bits[i:i + 2]) for i in range(0, len(bits), 2)]
+    return bits[0]
+
+
 def te_pack(shape, bit, c: int, name: str, attrs=None):
     """uint32 words [*shape[:-1], words(c)] whose bit j of word v is bit(*idx, 32 v + j) (a boolean
     expression of the channel index) for channels below c, else 0 (TE). Blocks of role BIT_VALUES

@@ -56,8 +56,6 @@ def word_reader(x, thr):
     (xnor_conv2d.compute_binarized). 8-bit codes against integer thresholds are compared in
     int16 (every threshold of 8-bit codes lies in -128..256: code_thresholds), which vectorizes
     twice as wide as int32."""
-    from functools import reduce
-
     from tvm import tirx
 
     c = int(x.shape[1])
@@ -81,9 +79,7 @@ def word_reader(x, thr):
                 ch = v * binary_bits.WORD + j
                 inside = ch < c
                 bits.append(tirx.Select(tirx.all(inside, on(n, tirx.min(ch, c - 1), y, xx)), one << j, zero))
-        while len(bits) > 1:  # a balanced tree of ORs
-            bits = [reduce(tirx.bitwise_or, bits[i:i + 2]) for i in range(0, len(bits), 2)]
-        return bits[0]
+        return binary_bits.or_tree(bits)
 
     return word
 

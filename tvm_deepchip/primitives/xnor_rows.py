@@ -101,8 +101,6 @@ def output(acc, g, consts, epi):
     """Bits [N, Ho, Wo, 1] (Co <= 32: one word), or codes [N, Co, Ho, Wo] computed in that order
     (TE). A word is the OR of its channels' compares, each a vector over positions (the channel
     form's folds of halves, binary_bits.te_pack, would shuffle across positions here)."""
-    from functools import reduce
-
     from tvm import te, tirx
 
     from . import binary_bits, requantize
@@ -113,9 +111,7 @@ def output(acc, g, consts, epi):
 
         def word(n, oy, ox, v):
             bits = [tirx.Select(acc(n, oy, ox, c) >= t[c], one << c, zero) for c in range(g.co)]
-            while len(bits) > 1:  # a balanced tree of ORs
-                bits = [reduce(tirx.bitwise_or, bits[i:i + 2]) for i in range(0, len(bits), 2)]
-            return bits[0]
+            return binary_bits.or_tree(bits)
 
         assert binary_bits.words(g.co) == 1, "the rows form keeps at most 32 channels"
         return te.compute((g.n, g.ho, g.wo, 1), word, name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(RULE))
