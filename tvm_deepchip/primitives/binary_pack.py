@@ -39,11 +39,7 @@ def te_pack(x, thr):
     """x [N, C, H, W] or [N, K]; thr [C] -> packed words (TE). x is compared in thr's type (codes
     widened to int32: a threshold past the largest code is 256 for uint8)."""
     attrs = roles.epilogue_attrs(PACK_RULE)
-
-    def read(*i):
-        v = x[i]
-        return v if str(x.dtype) == str(thr.dtype) else v.astype(thr.dtype)
-
+    read = _in_thr_type(x, thr)
     if len(x.shape) == 2:
         n, k = (int(s) for s in x.shape)
         return binary_bits.te_pack((n, words(k)), lambda i, c: read(i, c) >= thr[c], k, roles.EPILOGUE_NAME, attrs)
@@ -60,13 +56,13 @@ def word_reader(x, thr):
 
     c = int(x.shape[1])
     narrow = str(x.dtype) in ("uint8", "int8") and str(thr.dtype) == "int32"
+    read = _in_thr_type(x, thr)
     one, zero = tirx.const(1, WORD_DTYPE), tirx.const(0, WORD_DTYPE)
 
     def on(n, ch, y, xx):
         if narrow:
             return x[n, ch, y, xx].astype("int16") >= thr[ch].astype("int16")
-        code = x[n, ch, y, xx]
-        return (code if str(x.dtype) == str(thr.dtype) else code.astype(thr.dtype)) >= thr[ch]
+        return read(n, ch, y, xx) >= thr[ch]
 
     def word(n, y, xx, v):
         bits = []
@@ -76,9 +72,7 @@ def word_reader(x, thr):
             elif c % binary_bits.WORD == 0:  # whole words: channel v * 32 + j
                 bits.append(tirx.Select(on(n, v * binary_bits.WORD + j, y, xx), one << j, zero))
             else:  # channel v * 32 + j, where the last word has it
-                ch = v * binary_bits.WORD + j
-                inside = ch < c
-                bits.append(tirx.Select(tirx.all(inside, on(n, tirx.min(ch, c - 1), y, xx)), one << j, zero))
+                bits.append(tirx.Select(_channel_passes(lambda ch: on(n, ch, y, xx), c, v, j), one << j, zero))
         return binary_bits.or_tree(bits)
 
     return word
@@ -94,13 +88,31 @@ def _pack_planes(x, thr, read, attrs):
     j = te.reduce_axis((0, min(binary_bits.WORD, c)), name="j")  # (fewer than 32 channels: one short word)
 
     def plane(i, v, y, z):
-        ch = tirx.min(v * binary_bits.WORD + j, c - 1)
-        on = tirx.all(v * binary_bits.WORD + j < c, read(i, ch, y, z) >= thr[ch])
+        on = _channel_passes(lambda ch: read(i, ch, y, z) >= thr[ch], c, v, j)
         bit = tirx.shift_left(tirx.const(1, WORD_DTYPE), j.astype(WORD_DTYPE))
         return te.sum(tirx.if_then_else(on, bit, tirx.const(0, WORD_DTYPE)), axis=j)  # disjoint bits: sum = OR
 
     planes = te.compute((n, words(c), h, w), plane, name="planes", attrs=roles.attrs(roles.BIT_VALUES))
     return te.compute((n, h, w, words(c)), lambda i, y, z, v: planes[i, v, y, z], name=roles.EPILOGUE_NAME, attrs=attrs)
+
+
+def _in_thr_type(x, thr):
+    """read(*i): x's value at index i in thr's type (8-bit codes widened to int32: a threshold
+    past the largest code is 256 for uint8)."""
+    def read(*i):
+        v = x[i]
+        return v if str(x.dtype) == str(thr.dtype) else v.astype(thr.dtype)
+
+    return read
+
+
+def _channel_passes(passes, c: int, v, j):
+    """Whether channel v * 32 + j of the c channels passes (`passes(ch)`, a boolean expression of
+    the channel index): false past the last channel, whose index the read is clamped to."""
+    from tvm import tirx
+
+    ch = v * binary_bits.WORD + j
+    return tirx.all(ch < c, passes(tirx.min(ch, c - 1)))
 
 
 def np_pack(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
