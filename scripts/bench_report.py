@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compression_table import fmt_bytes
 from tvm_deepchip.primitives import packed_windows
 
 PEERS = {"ort_fp32": "onnxruntime FP32", "ort_int8": "onnxruntime int8", "ov_fp32": "OpenVINO FP32",
@@ -335,14 +336,10 @@ def _layers(r, pk, cores) -> list[str]:
         work = f"{ops / 1e6:.2f} M {UNIT_OF[kind]}"
         roof_cells = f"{found[0]:.1f} | {found[1]} | {us / found[0]:.1f}" if found else " | | "
         lines.append(f"| {name} | {row.get('kind', '?')} {row.get('format', '')} | {us:.1f} | {work} | "
-                     f"{_bytes(row.get('weight_bytes'))} | {roof_cells} |")
+                     f"{fmt_bytes(row['weight_bytes']) if row.get('weight_bytes') else ''} | {roof_cells} |")
     lines += [f"| (sum of layers) | | {total:.1f} | | | | | |",
               f"| (rest: TVM's kernels, data movement, VM calls) | | {1e3 * r['ms'] - total:.1f} | | | | | |", ""]
     return lines
-
-
-def _bytes(size) -> str:
-    return "" if not size else f"{size / 1e3:.1f} K" if size < 1e6 else f"{size / 1e6:.2f} M"
 
 
 def write_report(sections: dict, out: Path) -> None:

@@ -69,10 +69,17 @@ def accuracy_section(train, sweep) -> list[str]:
     return lines
 
 
+def _import_scripts() -> None:
+    """The scripts' modules importable (bench_report), and the package they import (tvm_deepchip),
+    as scripts/bench.py has them: run as a script, only this file's folder is on the path."""
+    for path in (ROOT, ROOT / "scripts"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
 def speed_section(bench) -> list[str]:
     if not bench:
         return []
-    sys.path.insert(0, str(ROOT / "scripts"))
+    _import_scripts()
     from bench_report import CLASS_TITLES, newer_build, peer_ms
 
     lines = ["### Speed (batch 1, x86, one table per ISA class)", ""]
@@ -104,7 +111,7 @@ def binary_section(bench, digits) -> list[str]:
     """The binary schemes: the digits model's accuracy through the compiled .so, and the speed rows."""
     if not (bench or digits):
         return []
-    sys.path.insert(0, str(ROOT / "scripts"))
+    _import_scripts()
     from bench_report import SCHEME_LABELS, peer_ms
 
     lines = ["### Binary networks (BNN / XNOR-Net, BWN)", ""]

@@ -269,7 +269,7 @@ def test_the_layer_table_names_the_roof_that_binds():
     row["report"][1]["weight_bytes"] = 2_000_000  # past L2: L3's rate, 20 us on two cores against 5.6 us of adds
     lines = bench_report._layers({**row, "layers": {"conv1": 50.0, "conv2": 40.0}}, {**PEAKS, **memory}, 2)
     conv2 = next(line for line in lines if line.startswith("| conv2 "))
-    assert "| 2.00 M | 20.0 | L3 | 2.0 |" in conv2
+    assert "| 2.00 MB | 20.0 | L3 | 2.0 |" in conv2
     assert "| compute |" in next(line for line in lines if line.startswith("| conv1 "))
 
 
