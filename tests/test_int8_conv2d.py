@@ -140,8 +140,11 @@ def test_positions_round_up_to_whole_register_tiles():
     assert dot_product._default_tile(cands_c, cands_p, avx512) == (4, 4)  # no 12: half the 32 zmm, fewest loads
     assert dot_product._default_tile([8, 6, 4, 3, 2], cands_p, avx512) == (3, 4)  # 12 of 32: 3/8
     assert dot_product._default_tile([8, 4, 2], [1], avx512) == (8, 1)
-    rc, rp = dot_product._default_tile(cands_c, cands_p, isa.get("x86-avx2"))
-    assert rc * rp * 2 <= 6  # 3/8 of 16 ymm, 2 a vector of 16 int32
+    avx2 = isa.get("x86-avx2")  # half of 16 ymm, 2 a vector of 16 int32: positions first
+    assert dot_product._default_tile(cands_c + [1], cands_p, avx2, taps=15) == (1, 4)
+    # AlexNet's conv1: 204 steps of 64 bytes a vector of positions (13 KB): one vector, 4 channels
+    assert dot_product._default_tile(cands_c + [1], [2, 1], avx2, taps=204) == (4, 1)
+    assert dot_product._default_tile([6, 3, 2, 1], [3, 1], avx2, taps=40) == (1, 3)  # 3 x 40 x 64 B: 7.7 KB
 
 
 @pytest.mark.parametrize("name", ["x86-avx512-vnni", "x86-avx2"])
