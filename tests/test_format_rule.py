@@ -97,14 +97,16 @@ def test_the_rule_is_the_default_and_only_the_default():
 @pytest.mark.parametrize("sparsity, cls, expected", [
     (0.9, "x86-avx512-vnni", Format.PACKED),  # AVX-512: a word of bits expands in two instructions
     (0.9, "x86-avx512", Format.PACKED),
-    (0.9, "x86-avx2", Format.SPARSE),  # AVX2 and NEON: 4-5 a 32 or 16 weights, slower than the rows
-    (0.9, "aarch64-dotprod", Format.SPARSE),
+    (0.9, "x86-avx2", Format.DOT),  # AVX2: 4 a 32 weights, slower than the rows; byte planes faster
+    (0.97, "x86-avx2", Format.SPARSE),  # under DOT_NARROW_MIN_DENSITY: the rows
+    (0.9, "aarch64-dotprod", Format.SPARSE),  # NEON: 5 a 16 weights, slower than the rows
     (0.9, None, Format.SPARSE),  # the class-free rule (compression_table)
     (0.98, "x86-avx512-vnni", Format.SPARSE),  # planes over 1.5x the rows' bytes
 ])
 def test_small_dense_layers_run_their_bit_planes_through_the_dot_product(sparsity, cls, expected):
     """The MLP's 512x512 layer: its rows would be under POINTWISE_MIN_ROW_BYTES, so on a class with
-    mask registers its bit-planes (2 bits a weight, about the rows' bytes) take the dot product."""
+    mask registers its bit-planes (2 bits a weight, about the rows' bytes) take the dot product; on
+    AVX2 its byte planes (format_rule._planes_pay), at 5% non-zero weights or more."""
     from tvm_deepchip import isa
 
     dense = pc.make_layer(np.random.default_rng(5), "dense", "ternary", (512, 512), sparsity=sparsity)
