@@ -58,7 +58,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
     products = pairs[0] if pairs else acc  # the block of the dot products
     intrin = pair_intrinsic if pairs else intrinsics.get(_dot_dtypes(sch, acc))
     n, c, p = sch.get_loops(epilogue)
-    rc_cands = _channel_tiles(_extent(sch, c))
+    rc_cands = _channel_tiles(_extent(sch, c), cls)
     rp_cands = _position_tiles(_extent(sch, p) // POSITIONS_PER_STEP)
     rc_default, rp_default = _default_tile(rc_cands, rp_cands, cls, bool(pairs), _taps(sch, products))
     rc = knobs.choice(sch, rc_cands, rc_default)
@@ -80,9 +80,16 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
     return sch
 
 
-def _channel_tiles(channels: int) -> list:
-    """Channels a register tile may take: 8, 6, 4, 3, 2 where they divide the count, and 1."""
-    return [rc for rc in [8, 6, 4, 3, 2] if channels % rc == 0] + [1]
+def _channel_tiles(channels: int, cls) -> list:
+    """Channels a register tile may take: 8, 6, 4, 3, 2 where they divide the count (else 1); and
+    1 on 16-register x86, whose positions-first tiles take it (the VNNI intrinsic does not
+    tensorize a tile of one channel)."""
+    tiles = _divisors(channels, [8, 6, 4, 3, 2])
+    return tiles + [1] if _narrow_x86(cls) and 1 not in tiles else tiles
+
+
+def _narrow_x86(cls) -> bool:
+    return cls.is_x86 and cls.vector_registers < 32
 
 
 def _taps(sch, block) -> int:
@@ -170,7 +177,7 @@ def _default_tile(rc_cands, rp_cands, cls, pairs: bool = False, taps: int = 1) -
         return _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_PAIRS)
     if not cls.is_x86:
         return _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_ARM)
-    if regs < 32:
+    if _narrow_x86(cls):
         return _positions_first(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_NARROW, taps)
     rc, rp = _largest_tile(rc_cands, rp_cands, per_vector, regs * ACC_SHARE_X86)
     if regs >= 32 and rc * rp * per_vector <= regs / 4:
