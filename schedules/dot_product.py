@@ -75,7 +75,7 @@ def schedule_dot(sch, epilogue, knobs, intrinsics: dict, cls, pair_intrinsic=Non
         _pair_tile(sch, acc, pairs[0], intrin, [_extent(sch, ci), _extent(sch, pv)])
     else:
         _register_tile(sch, acc, intrin, [_extent(sch, ci), _extent(sch, pv)])
-    sch.vectorize(sch.fuse(pv, pl))
+    sch.vectorize(pl)  # one vector of int32 a step (its float64 epilogue: two zmm or four ymm)
     _finish_output(sch, epilogue)
     return sch
 
