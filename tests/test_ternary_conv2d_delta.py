@@ -73,7 +73,10 @@ def test_steps_cover_the_positions_in_few_walks():
     steps = ternary_conv2d_delta.steps
     assert steps(1088, 32, 32) == (256, 4, (64,))  # ResNet-44's 32x32 maps, int16 on AVX-512: 5 walks, not 17
     assert steps(448, 32, 32) == (256, 1, (128, 64))
-    assert steps(1088, 16, 16) == (128, 8, (64,))  # AVX2: 8 of its 16 registers a step
+    assert steps(1088, 16, 16) == (128, 7, (128, 64))  # AVX2: 8 of its 16 registers a step, 12 the last
+    assert steps(200, 16, 16) == (128, 0, (128, 64, 8))  # AlexNet's 13x13 on AVX2: one walk of 13 registers
+    assert steps(144, 16, 16) == (128, 0, (128, 16))  # a core's rows of ResNet-44's 16x16 maps
+    assert steps(248, 16, 16) == (128, 1, (64, 32, 16, 8))  # 8 + 8 registers: two walks
     assert steps(4096, 32, 64) == (256, 16, ())  # never more than 8 vectors (16 zmm: LLVM spilled)
     assert steps(16, 32, 32) == (16, 1, ())  # fewer positions than a vector
     assert steps(80, 32, 32) == (64, 0, (64, 16))  # ResNet-44's 8x8 maps: one walk of 2 zmm and a ymm
