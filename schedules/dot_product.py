@@ -127,10 +127,10 @@ def _size(sch, block) -> int:
 # each). AVX-512 (32 registers): 12 accumulators where the channel and position counts give such a
 # tile (SVHN conv1, 48 channels grouped by kernel columns: 9.5-9.7 us at 6x2 / 3x4, 11.2-11.7 at
 # 4x4 / 8x2), else 16 rather than 8 (AlexNet conv1 163-164 us against 176-178, SVHN conv4/5 6.6 /
-# 11.7 against 7.2 / 12.8, its 18x18 convs even). AVX2 (16) is fastest with 2-3 vectors of 16
-# int32 (4-6 registers: SVHN conv1 39 us at 3x1, 45 at 4x1, 56 at 2x2). With 8 among the channel
-# counts the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us. aarch64 keeps half (QEMU only: not
-# re-measured).
+# 11.7 against 7.2 / 12.8, its 18x18 convs even). (AVX2 (16) took 3/8 too, channels first: SVHN
+# conv1 39 us at 3x1, 45 at 4x1, 56 at 2x2 on a znver5; now ACC_SHARE_NARROW below.) With 8 among
+# the channel counts the 7x7-to-5x5 conv6 runs 8x1: 14.9 -> 10.4 us. aarch64 keeps half (QEMU
+# only: not re-measured).
 ACC_SHARE_X86, ACC_SHARE_ARM = 3 / 8, 1 / 2
 # 16-register x86 (AVX2): half the registers, positions first while a tile's inputs over its taps
 # stay within TILE_INPUT_BYTES (a quarter of a 32 KB L1), then channels. Measured (AMD EPYC

@@ -1,6 +1,7 @@
 """The default kernel format of a ternary layer, from its shape and the target's ISA class: the
 delta lists where their walk pays for its decode, the index rows elsewhere; on AVX-512, bit-planes
-through the dot product for dense layers and convs of few output positions whose rows are small.
+through the dot product for dense layers and convs of few output positions whose rows are small;
+on AVX2, byte planes through the dot product for dense layers of up to 2^18 weights.
 
 A delta list is decoded once per walk (a prefix sum of its gaps, then tap offsets: about one
 vector op an entry) and then read once per step of output positions; index rows need no decode.

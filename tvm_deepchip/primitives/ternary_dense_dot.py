@@ -7,10 +7,12 @@ schedules/dense_dot: VNNI `vpdpbusd`, `vpmaddwd` pairs, ARM `sdot`).
 
 Every weight is visited, 16 to 64 per instruction, where the sparse form gathers only the
 non-zero ones, one scalar load each (~0.3 ns a tap on one core; AVX-512 gathers are no faster
-on znver5). It trades memory for speed: 2 bytes a weight (4 on AVX2's int16 operands) against
-the sparse rows' ~2 bytes a non-zero weight, so it is never the default; format choice
-(`deepchip tune`) measures it and keeps it where it is the faster. Measured on znver5, one core,
-MLP 512x512 at 90% zeros: 5.7 us against the sparse form's 7.6 (VNNI), a draw on AVX2.
+on znver5). It trades memory for speed: 2 bytes a weight (uint8 x 0/1 through vpmaddubsw on
+AVX2, vpdpbusd on VNNI) against the sparse rows' ~2 bytes a non-zero weight, so it is the default
+only where format_rule says (short lists; on AVX2, dense layers of up to 2^18 weights); format
+choice (`deepchip tune`) measures it and keeps it where it is the faster. Measured, MLP 512x512 at
+90% zeros: znver5, one core, 5.7 us against the sparse form's 7.6 (VNNI); znver4, AVX2 build, two
+cores, 3.1 us against 8.7.
 
 The planes are int8_dense weights of 2 x Cp channels, the two planes of each block of 16
 channels adjacent (block 2b: the +1 plane of channels 16b..16b+15, block 2b + 1: their -1
