@@ -76,6 +76,7 @@ def _import_scripts() -> None:
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
 
+
 def speed_section(bench) -> list[str]:
     if not bench:
         return []
