@@ -31,8 +31,14 @@ CHANNEL_VECTORS = 4  # accumulator vectors a tap's input word is broadcast to (f
 WHOLE_POSITIONS = 4096  # binary_pack's planes: positions vectorized as one (larger maps: by native vectors)
 
 
-def _lanes(isa: IsaClass) -> int:
-    return isa.vector_bytes // 4  # uint32 words per vector
+def _lanes(isa: IsaClass, word_bytes: int = 4) -> int:
+    return isa.vector_bytes // word_bytes  # words (uint32, or paired: uint64) per vector
+
+
+def _word_bytes(sch, block) -> int:
+    """Bytes of the words a popcount block sums (its accumulator's type: int32 popcounts of uint32
+    words, int64 of paired ones: xnor_conv2d.paired)."""
+    return int(sch.get(block).writes[0].source.dtype.bits) // 8
 
 
 def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
@@ -40,7 +46,7 @@ def schedule_xnor(sch, epilogue, knobs, isa: IsaClass):
     loops = sch.get_loops(epilogue)
     space = loops[:-1]  # the output position: (n, oy, ox) or n
     pos = sch.fuse(*space) if len(space) > 1 else space[0]
-    words = _work(sch, accs) if accs else 0
+    words = sum(_work(sch, [a]) * _word_bytes(sch, a) // 4 for a in accs)  # in 32-bit words
     split_channels, outer = False, None
     if words >= PARALLEL_MIN_POPCOUNT_WORDS and _extent(sch, pos) >= PARALLEL_MIN_POSITIONS:
         outer, pos = sch.split(pos, [2, None])
@@ -81,7 +87,7 @@ def _popcounts(sch, pcs, own: list, knobs, isa: IsaClass, split_channels: bool) 
     *reductions, blocks, lanes] (reduction loops of extent 1 may be gone), the channel blocks
     over the cores where `split_channels`."""
     c, *red = own
-    lanes = _lanes(isa)
+    lanes = _lanes(isa, _word_bytes(sch, pcs))
     cp = _extent(sch, c)
     vectors = cp // lanes if cp % lanes == 0 else 1
     fits = [b for b in (1, 2, 4, 8) if vectors % b == 0]

@@ -238,6 +238,26 @@ def test_rows_form_chosen_for_few_channels(case):
     assert rule == (xnor_rows.RULE if rows else xnor_conv2d.RULE)
 
 
+@pytest.mark.parametrize("cls", pc.all_classes())
+@pytest.mark.parametrize("case", CONV_CASES[:6] + CONV_CASES[9:])
+def test_words_paired_where_the_class_counts_64_bit_lanes(cls, case):
+    """The channel form reads a pixel's words two at a time (uint64 weights, int64 popcounts) on
+    the classes that count 64-bit lanes best, where a pixel's words pair up; uint32 words elsewhere
+    and in the rows form (each bit-exact: test_conv2d_bit_exact). A pair holds the two words' bits
+    in channel order."""
+    from tvm_deepchip.primitives import xnor_conv2d
+
+    co, c, k, s, p, h, w, out = case
+    layer = binary_layer(pc._seeded(case), "conv2d", (co, c, k, k), stride=s, pad=p, out=out)
+    lowered = primitives.lower_layer(layer, (1, c, h, w), "xnor", cls)
+    channel_form = tagged_block(primitives.prim_func(lowered))[1] == xnor_conv2d.RULE
+    pairs = cls.popcount_bits == 64 and binary_bits.words(c) % 2 == 0 and channel_form
+    assert lowered.consts[0].dtype == (np.uint64 if pairs else np.uint32)
+    single = binary_bits.np_pack(np.random.default_rng(c).integers(0, 2, (3, 2 * binary_bits.WORD)))
+    assert np.array_equal(binary_bits.np_unpack(binary_bits.np_pairs(single, axis=1), 64),
+                          binary_bits.np_unpack(single, 64))
+
+
 PACK_CASES = [  # conv cases and the values they pack: rows form (one word) and channel form
     (CONV_CASES[6], "uint8"), (CONV_CASES[7], "int8"), (CONV_CASES[9], "uint8"), (CONV_CASES[6], "float32"),
     (CONV_CASES[0], "uint8"),  # 37 channels: a last word of 5

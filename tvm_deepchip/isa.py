@@ -43,6 +43,12 @@ class IsaClass:
     # the VNNI class we measured has it; LLVM emits it from the target's features), else the
     # nibble lookup (vpshufb, two adds) or NEON's cnt and pairwise adds (schedules/xnor.py)
     popcount_steps: int = 4
+    # the lane width, in bits, of the XNOR kernels' popcounted words where a pixel's words pair up
+    # (xnor_conv2d.paired): 64 on x86 without VPOPCNTDQ, whose nibble lookup adds up a lane's byte
+    # counts with one vpsadbw for 64-bit lanes and five instructions for 32-bit ones (SVHN ConvNet
+    # BNN, AVX2 build, the two forms in one process: 0.79x the time); 32 where the popcount is one
+    # instruction a lane (VPOPCNTD) or NEON's cnt + pairwise adds (one add more for 64 bits)
+    popcount_bits: int = 32
 
     @property
     def is_x86(self) -> bool:
@@ -73,8 +79,8 @@ def _arm(*mattr: str) -> dict:
 # x86 VNNI multiplies unsigned by signed bytes (vpdpbusd); ARM's sdot signed by signed; without
 # VNNI, x86 multiplies int16 codes (vpmaddwd: 8-bit codes of either type fit, nothing saturates).
 CLASSES: dict[str, IsaClass] = {c.name: c for c in (
-    IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell"), sparse_taps="int16"),
-    IsaClass("x86-avx512", "x86_64", 64, 32, "pmaddwd", "int16", _x86("skylake-avx512")),
+    IsaClass("x86-avx2", "x86_64", 32, 16, "pmaddwd", "int16", _x86("haswell"), sparse_taps="int16", popcount_bits=64),
+    IsaClass("x86-avx512", "x86_64", 64, 32, "pmaddwd", "int16", _x86("skylake-avx512"), popcount_bits=64),
     IsaClass("x86-avx512-vnni", "x86_64", 64, 32, "vnni", "uint8", _x86("znver4"), popcount_steps=1),
     IsaClass("aarch64-neon", "aarch64", 16, 32, None, "int8", _arm()),
     IsaClass("aarch64-dotprod", "aarch64", 16, 32, "sdot", "int8", _arm("+dotprod")),

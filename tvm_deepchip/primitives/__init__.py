@@ -149,7 +149,7 @@ def lower_layer(layer: QuantLayer, in_shape: tuple, fmt: str, isa_class: IsaClas
     layer = _as_kind(layer, prim.weight_kind, prim.format)
     geo = prim.geometry(layer, in_shape)
     operand = dot_operand(cls, layer.codes)
-    weights = prim.pack(layer, geo, operand)
+    weights = prim.pack(layer, geo, operand, cls) if prim.pack_by_class else prim.pack(layer, geo, operand)
     epi = prim.epilogue(layer, operand)
     if prim.int16_pairs and requantize_pairs.for_class(cls) and prim.int16_pairs(geo, weights, layer.in_dtype):
         epi = epi.in_pairs()

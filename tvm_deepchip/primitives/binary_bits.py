@@ -21,6 +21,7 @@ import numpy as np
 
 WORD = 32  # bits per packed word (uint32: the widest lane every ISA's vector popcount has)
 WORD_DTYPE = "uint32"
+PAIR_DTYPE = "uint64"  # two words read as one by a kernel (np_pairs, te_pair)
 
 
 def words(c: int) -> int:
@@ -42,9 +43,27 @@ def np_pack(bits: np.ndarray) -> np.ndarray:
 
 
 def np_unpack(packed: np.ndarray, c: int) -> np.ndarray:
-    """Inverse of np_pack: uint8 0/1 [..., c]."""
-    bits = (packed[..., None] >> np.arange(WORD, dtype=np.uint32)) & 1
+    """Inverse of np_pack (or of np_pairs over the last axis): uint8 0/1 [..., c]."""
+    width = packed.dtype.itemsize * 8
+    bits = (packed[..., None] >> np.arange(width, dtype=packed.dtype)) & 1
     return bits.reshape(packed.shape[:-1] + (-1,))[..., :c].astype(np.uint8)
+
+
+def np_pairs(packed: np.ndarray, axis: int) -> np.ndarray:
+    """uint32 words -> uint64 [.., n / 2 along `axis`, ..]: word 2v in the low half, 2v + 1 in the
+    high (the bits in channel order still, as te_pair reads an activation's words)."""
+    lo = np.take(packed, np.arange(0, packed.shape[axis], 2), axis=axis).astype(np.uint64)
+    hi = np.take(packed, np.arange(1, packed.shape[axis], 2), axis=axis).astype(np.uint64)
+    return lo | (hi << np.uint64(WORD))
+
+
+def te_pair(x, pixel: tuple, v):
+    """x[*pixel, 2v] | x[*pixel, 2v + 1] << 32 as one uint64 (TE; LLVM loads it as one)."""
+    from tvm import tirx
+
+    lo = x[(*pixel, 2 * v)].astype(PAIR_DTYPE)
+    hi = x[(*pixel, 2 * v + 1)].astype(PAIR_DTYPE)
+    return tirx.bitwise_or(lo, tirx.shift_left(hi, tirx.const(WORD, PAIR_DTYPE)))
 
 
 def or_tree(bits: list):

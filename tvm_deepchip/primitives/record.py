@@ -108,6 +108,9 @@ class Primitive:
     # (x, weights, consts, site, thr) -> compute's output over x [N, C, H, W], whose binarization
     # against thr (binary_pack.te_pack's) is the layer's bit-packed input
     compute_binarized: Callable | None = None
+    # whether `pack` takes the target's IsaClass as a fourth argument (a weight layout that
+    # depends on the class: xnor_conv2d's paired words)
+    pack_by_class: bool = False
 
     @property
     def rule(self) -> str:

@@ -14,6 +14,13 @@ Input: uint32 [N, H, W, ceil(C/32)] (channels packed, binary_bits). Weights: uin
 [Cp / B, KH, KW, ceil(C/32), B] (xnor_weights: blocks of output channels, in each the words of
 the block's channels for one tap adjacent), so the kernel's vector runs over output channels
 with the input word broadcast. Layers of few output channels take xnor_rows' form instead.
+
+Where the ISA class counts 64-bit lanes best (IsaClass.popcount_bits) and a pixel has an even
+number of words (`paired`), the kernel reads them two at a time as one uint64 (word 2v in the low
+half, 2v + 1 in the high: the same bits, the weights stored so) and sums int64 popcounts: x86
+without VPOPCNTDQ counts the bytes of a vector with `vpshufb` nibble lookups and adds them up per
+lane, which for 64-bit lanes is one `vpsadbw` and for 32-bit ones two, two unpacks and a pack
+(9 vector instructions a vector against 13).
 Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
 """
 from __future__ import annotations
@@ -31,13 +38,22 @@ from .xnor_weights import XnorWeights, np_blocked, np_unblocked, padded, padded_
 
 STEM = "xnor_conv2d"
 RULE = rule_of(STEM)
-def pack(layer, geo=None, operand: str = "uint8") -> XnorWeights:
-    """[Co, C, KH, KW] codes +-1 -> XnorWeights (bit 1 for +1)."""
+def pack(layer, geo=None, operand: str = "uint8", cls=None) -> XnorWeights:
+    """[Co, C, KH, KW] codes +-1 -> XnorWeights (bit 1 for +1), words paired for ISA class `cls`
+    where `paired` says."""
     co, c = layer.codes.shape[:2]
     bits = binary_bits.np_pack(layer.codes.transpose(2, 3, 0, 1) > 0)  # [KH, KW, Co, Cw]
     w = np.zeros(bits.shape[:2] + (bits.shape[3], padded(co)), np.uint32)
     w[..., :co] = bits.transpose(0, 1, 3, 2)
+    if geo is not None and cls is not None and paired(geo, padded(co), cls):
+        w = binary_bits.np_pairs(w, axis=2)
     return XnorWeights(np_blocked(w), c)
+
+
+def paired(geo, cp: int, cls) -> bool:
+    """The channel form reads a pixel's words in pairs, as uint64: where the class counts 64-bit
+    lanes best and the words pair up."""
+    return cls.popcount_bits == 2 * binary_bits.WORD and words(geo.ci) % 2 == 0 and not xnor_rows.applies(geo, cp)
 
 
 def epilogue(layer, operand: str = "uint8"):
@@ -65,15 +81,18 @@ def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
         x = te.compute((g.n, g.h, g.w, words(g.ci)), word_at, name="xwords", attrs=roles.attrs(roles.LAYOUT))
     top, left = g.pad[0], g.pad[1]
     w = weights.w
+    wide = str(w.dtype) == binary_bits.PAIR_DTYPE  # pack's paired words
+    acc_dtype = "int64" if wide else "int32"
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
-    v = te.reduce_axis((0, words(g.ci)), name="v")
+    v = te.reduce_axis((0, words(g.ci) // 2 if wide else words(g.ci)), name="v")
 
     def popcounts(n, oy, ox, c):
         iy, ix = oy * g.sh + ky - top, ox * g.sw + kx - left
-        word = x[n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0), v]
-        pc = tirx.popcount(tirx.bitwise_xor(word, te_weight(w, (ky, kx, v), c))).astype("int32")
+        pixel = (n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0))
+        word = binary_bits.te_pair(x, pixel, v) if wide else x[(*pixel, v)]
+        pc = tirx.popcount(tirx.bitwise_xor(word, te_weight(w, (ky, kx, v), c))).astype(acc_dtype)
         if any(g.pad):
-            pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, "int32"))
+            pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, acc_dtype))
         return te.sum(pc, axis=[ky, kx, v])
 
     cp = padded_channels(w)
@@ -81,7 +100,7 @@ def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
 
     def acc(n, oy, ox, c):
         taps = taps_inside(oy * g.sh - top, g.kh, g.h) * taps_inside(ox * g.sw - left, g.kw, g.w)
-        return taps * weights.taps - pcs[n, oy, ox, c] * 2
+        return taps * weights.taps - pcs[n, oy, ox, c].astype("int32") * 2
 
     return output(acc, (g.n, g.ho, g.wo), g.co, cp, consts, site.epi, RULE)
 
@@ -157,4 +176,4 @@ def packed_io(geo, epi) -> tuple:
 
 
 PRIMITIVE = Primitive("conv2d", Format.XNOR, STEM, "binary", geometry, pack, compute, reference, epilogue, packed_io,
-                      takes_binarized=takes_binarized, compute_binarized=compute_binarized)
+                      takes_binarized=takes_binarized, compute_binarized=compute_binarized, pack_by_class=True)
