@@ -46,7 +46,8 @@ class IsaClass:
     # the lane width, in bits, of the XNOR kernels' popcounted words where a pixel's words pair up
     # (xnor_conv2d.paired): 64 on x86 without VPOPCNTDQ, whose nibble lookup adds up a lane's byte
     # counts with one vpsadbw for 64-bit lanes and five instructions for 32-bit ones (SVHN ConvNet
-    # BNN, AVX2 build, the two forms in one process: 0.79x the time); 32 where the popcount is one
+    # BNN on an AMD EPYC znver4, the two forms in one process, medians of paired ratios: the AVX2
+    # build 0.79-0.84x the time, the x86-avx512 build 0.86x); 32 where the popcount is one
     # instruction a lane (VPOPCNTD) or NEON's cnt + pairwise adds (one add more for 64 bits)
     popcount_bits: int = 32
 
