@@ -258,6 +258,18 @@ def test_words_paired_where_the_class_counts_64_bit_lanes(cls, case):
                           binary_bits.np_unpack(single, 64))
 
 
+@pytest.mark.parametrize("cls", pc.all_classes())
+@pytest.mark.parametrize("case", DENSE_CASES)
+def test_dense_words_paired_where_the_class_counts_64_bit_lanes(cls, case):
+    """xnor_dense reads an input's words in pairs as xnor_conv2d does (uint64 weights where the
+    class counts 64-bit lanes best and the words pair up; bit-exact: test_dense_bit_exact)."""
+    n, k, co, out = case
+    layer = binary_layer(pc._seeded(case), "dense", (co, k), out=out)
+    lowered = primitives.lower_layer(layer, (n, k), "xnor", cls)
+    pairs = cls.popcount_bits == 64 and binary_bits.words(k) % 2 == 0
+    assert lowered.consts[0].dtype == (np.uint64 if pairs else np.uint32)
+
+
 PACK_CASES = [  # conv cases and the values they pack: rows form (one word) and channel form
     (CONV_CASES[6], "uint8"), (CONV_CASES[7], "int8"), (CONV_CASES[9], "uint8"), (CONV_CASES[6], "float32"),
     (CONV_CASES[0], "uint8"),  # 37 channels: a last word of 5

@@ -49,6 +49,12 @@ def np_unpack(packed: np.ndarray, c: int) -> np.ndarray:
     return bits.reshape(packed.shape[:-1] + (-1,))[..., :c].astype(np.uint8)
 
 
+def pairs_words(cls, n_words: int) -> bool:
+    """Whether a kernel for ISA class `cls` reads `n_words` words two at a time, as uint64: where the
+    class counts 64-bit lanes best (IsaClass.popcount_bits) and the words pair up."""
+    return cls is not None and cls.popcount_bits == 2 * WORD and n_words % 2 == 0
+
+
 def np_pairs(packed: np.ndarray, axis: int) -> np.ndarray:
     """uint32 words -> uint64 [.., n / 2 along `axis`, ..]: word 2v in the low half, 2v + 1 in the
     high (the bits in channel order still, as te_pair reads an activation's words)."""
@@ -64,6 +70,19 @@ def te_pair(x, pixel: tuple, v):
     lo = x[(*pixel, 2 * v)].astype(PAIR_DTYPE)
     hi = x[(*pixel, 2 * v + 1)].astype(PAIR_DTYPE)
     return tirx.bitwise_or(lo, tirx.shift_left(hi, tirx.const(WORD, PAIR_DTYPE)))
+
+
+def acc_dtype(weights) -> str:
+    """The popcount accumulators' type for packed weights (TE tensors or numpy): int32 for uint32
+    words, int64 for paired ones (summed as such: no narrowing per step)."""
+    return "int64" if str(weights.dtype) == PAIR_DTYPE else "int32"
+
+
+def te_popcount(word, weight, dtype: str):
+    """popcount(word XOR weight) as `dtype` (acc_dtype) (TE)."""
+    from tvm import tirx
+
+    return tirx.popcount(tirx.bitwise_xor(word, weight)).astype(dtype)
 
 
 def or_tree(bits: list):

@@ -53,7 +53,7 @@ def pack(layer, geo=None, operand: str = "uint8", cls=None) -> XnorWeights:
 def paired(geo, cp: int, cls) -> bool:
     """The channel form reads a pixel's words in pairs, as uint64: where the class counts 64-bit
     lanes best and the words pair up."""
-    return cls.popcount_bits == 2 * binary_bits.WORD and words(geo.ci) % 2 == 0 and not xnor_rows.applies(geo, cp)
+    return binary_bits.pairs_words(cls, words(geo.ci)) and not xnor_rows.applies(geo, cp)
 
 
 def epilogue(layer, operand: str = "uint8"):
@@ -82,7 +82,6 @@ def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
     top, left = g.pad[0], g.pad[1]
     w = weights.w
     wide = str(w.dtype) == binary_bits.PAIR_DTYPE  # pack's paired words
-    acc_dtype = "int64" if wide else "int32"
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
     v = te.reduce_axis((0, words(g.ci) // 2 if wide else words(g.ci)), name="v")
 
@@ -90,9 +89,9 @@ def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
         iy, ix = oy * g.sh + ky - top, ox * g.sw + kx - left
         pixel = (n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0))
         word = binary_bits.te_pair(x, pixel, v) if wide else x[(*pixel, v)]
-        pc = tirx.popcount(tirx.bitwise_xor(word, te_weight(w, (ky, kx, v), c))).astype(acc_dtype)
+        pc = binary_bits.te_popcount(word, te_weight(w, (ky, kx, v), c), binary_bits.acc_dtype(w))
         if any(g.pad):
-            pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, acc_dtype))
+            pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, binary_bits.acc_dtype(w)))
         return te.sum(pc, axis=[ky, kx, v])
 
     cp = padded_channels(w)
