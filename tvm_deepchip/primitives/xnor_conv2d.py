@@ -14,6 +14,7 @@ Input: uint32 [N, H, W, ceil(C/32)] (channels packed, binary_bits). Weights: uin
 [Cp / B, KH, KW, ceil(C/32), B] (xnor_weights: blocks of output channels, in each the words of
 the block's channels for one tap adjacent), so the kernel's vector runs over output channels
 with the input word broadcast. Layers of few output channels take xnor_rows' form instead.
+Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
 
 Where the ISA class counts 64-bit lanes best (IsaClass.popcount_bits) and a pixel has an even
 number of words (`paired`), the kernel reads them two at a time as one uint64 (word 2v in the low
@@ -21,7 +22,6 @@ half, 2v + 1 in the high: the same bits, the weights stored so) and sums int64 p
 without VPOPCNTDQ counts the bytes of a vector with `vpshufb` nibble lookups and adds them up per
 lane, which for 64-bit lanes is one `vpsadbw` and for 32-bit ones two, two unpacks and a pack
 (9 vector instructions a vector against 13).
-Output: bits uint32 [N, Ho, Wo, ceil(Co/32)], or codes [N, Co, Ho, Wo] (NCHW, as the int8 layers read).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def pack(layer, geo=None, operand: str = "uint8", cls=None) -> XnorWeights:
     bits = binary_bits.np_pack(layer.codes.transpose(2, 3, 0, 1) > 0)  # [KH, KW, Co, Cw]
     w = np.zeros(bits.shape[:2] + (bits.shape[3], padded(co)), np.uint32)
     w[..., :co] = bits.transpose(0, 1, 3, 2)
-    if geo is not None and cls is not None and paired(geo, padded(co), cls):
+    if geo is not None and paired(geo, padded(co), cls):
         w = binary_bits.np_pairs(w, axis=2)
     return XnorWeights(np_blocked(w), c)
 

@@ -54,7 +54,9 @@ def padded_channels(w) -> int:
 
 @dataclass(frozen=True, eq=False)
 class XnorWeights(Weights):
-    w: object  # uint32 [Cp / B, KH, KW, Cw, B] (xnor_conv2d) or [Cp / B, Kw, B] (xnor_dense): np_blocked
+    # uint32 [Cp / B, KH, KW, Cw, B] (xnor_conv2d) or [Cp / B, Kw, B] (xnor_dense): np_blocked; uint64
+    # with Cw / 2 (Kw / 2) where the class reads words in pairs (binary_bits.pairs_words)
+    w: object
     taps: int = scalar(0)  # real (+-1) weights per output channel: C (per window tap) or K
 
 
