@@ -234,3 +234,21 @@ def test_cpu_intrinsics_register_without_the_gpu_ones():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("op, fmt, kind, wshape, in_shape, task", [
+    ("dense", "packed", "ternary", (64, 512), (1, 512), False),  # bit_dot's te.extern: Broadcasts
+    ("conv2d", "packed", "ternary", (64, 32, 3, 3), (1, 32, 3, 3), False),
+    ("conv2d", "int8", "int8", (16, 3, 3, 3), (1, 3, 32, 32), True),
+    ("dense", "dot", "ternary", (512, 512), (1, 512), True),
+])
+def test_kernels_metaschedule_cannot_estimate_are_not_tasks(op, fmt, kind, wshape, in_shape, task):
+    """MetaSchedule's FLOP estimate raises on a hand-built body's vector expressions; such a kernel
+    keeps its own schedule instead of stopping the tuning (choose_formats' timings decide whether a
+    model has one: the packed format's)."""
+    import primitive_cases as pc
+    from tvm_deepchip import isa, primitives
+
+    layer = pc.make_layer(np.random.default_rng(0), op, kind, wshape)
+    lowered = primitives.lower_layer(layer, in_shape, fmt, isa.get("x86-avx2"))
+    assert tuning._estimable(tvm.IRModule({"main": primitives.prim_func(lowered)})) == task
