@@ -21,7 +21,7 @@ import numpy as np
 
 WORD = 32  # bits per packed word (uint32: the widest lane every ISA's vector popcount has)
 WORD_DTYPE = "uint32"
-PAIR_DTYPE = "uint64"  # two words read as one by a kernel (np_pairs, te_pair)
+PAIR_DTYPE = "uint64"  # two words read as one by a kernel (np_pairs, te_word)
 
 
 def words(c: int) -> int:
@@ -57,16 +57,19 @@ def pairs_words(cls, n_words: int) -> bool:
 
 def np_pairs(packed: np.ndarray, axis: int) -> np.ndarray:
     """uint32 words -> uint64 [.., n / 2 along `axis`, ..]: word 2v in the low half, 2v + 1 in the
-    high (the bits in channel order still, as te_pair reads an activation's words)."""
+    high (the bits in channel order still, as te_word reads an activation's words)."""
     lo = np.take(packed, np.arange(0, packed.shape[axis], 2), axis=axis).astype(np.uint64)
     hi = np.take(packed, np.arange(1, packed.shape[axis], 2), axis=axis).astype(np.uint64)
     return lo | (hi << np.uint64(WORD))
 
 
-def te_pair(x, pixel: tuple, v):
-    """x[*pixel, 2v] | x[*pixel, 2v + 1] << 32 as one uint64 (TE; LLVM loads it as one)."""
+def te_word(x, pixel: tuple, v, weights):
+    """Word v of x[*pixel] in the width of the packed `weights`: x[*pixel, v], or for paired
+    weights x[*pixel, 2v] | x[*pixel, 2v + 1] << 32 as one uint64 (TE; LLVM loads it as one)."""
     from tvm import tirx
 
+    if str(weights.dtype) != PAIR_DTYPE:
+        return x[(*pixel, v)]
     lo = x[(*pixel, 2 * v)].astype(PAIR_DTYPE)
     hi = x[(*pixel, 2 * v + 1)].astype(PAIR_DTYPE)
     return tirx.bitwise_or(lo, tirx.shift_left(hi, tirx.const(WORD, PAIR_DTYPE)))

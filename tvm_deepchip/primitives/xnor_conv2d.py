@@ -81,14 +81,13 @@ def compute(x, weights: XnorWeights, consts, site: Site, word_at=None):
         x = te.compute((g.n, g.h, g.w, words(g.ci)), word_at, name="xwords", attrs=roles.attrs(roles.LAYOUT))
     top, left = g.pad[0], g.pad[1]
     w = weights.w
-    wide = str(w.dtype) == binary_bits.PAIR_DTYPE  # pack's paired words
     ky, kx = te.reduce_axis((0, g.kh), name="ky"), te.reduce_axis((0, g.kw), name="kx")
-    v = te.reduce_axis((0, words(g.ci) // 2 if wide else words(g.ci)), name="v")
+    v = te.reduce_axis((0, int(w.shape[3])), name="v")  # a pixel's words, or their pairs (pack)
 
     def popcounts(n, oy, ox, c):
         iy, ix = oy * g.sh + ky - top, ox * g.sw + kx - left
         pixel = (n, tirx.max(tirx.min(iy, g.h - 1), 0), tirx.max(tirx.min(ix, g.w - 1), 0))
-        word = binary_bits.te_pair(x, pixel, v) if wide else x[(*pixel, v)]
+        word = binary_bits.te_word(x, pixel, v, w)
         pc = binary_bits.te_popcount(word, te_weight(w, (ky, kx, v), c), binary_bits.acc_dtype(w))
         if any(g.pad):
             pc = tirx.if_then_else(tirx.all(iy >= 0, iy < g.h, ix >= 0, ix < g.w), pc, tirx.const(0, binary_bits.acc_dtype(w)))

@@ -43,12 +43,11 @@ def compute(x, weights: XnorWeights, consts, site: Site):
 
     g = site.geo
     w = weights.w
-    wide = str(w.dtype) == binary_bits.PAIR_DTYPE  # pack's paired words
-    v = te.reduce_axis((0, int(w.shape[1])), name="v")
+    v = te.reduce_axis((0, int(w.shape[1])), name="v")  # the input's words, or their pairs (pack)
     cp = padded_channels(w)
 
     def popcounts(n, c):
-        word = binary_bits.te_pair(x, (n,), v) if wide else x[n, v]
+        word = binary_bits.te_word(x, (n,), v, w)
         return te.sum(binary_bits.te_popcount(word, te_weight(w, (v,), c), binary_bits.acc_dtype(w)), axis=v)
 
     pcs = te.compute((g.n, cp), popcounts, name="popcounts", attrs=roles.attrs(roles.ACCUMULATOR))
