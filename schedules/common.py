@@ -294,6 +294,11 @@ def schedule_walked(sch, epilogue, knobs, isa: IsaClass):
     blocks = roles.top_blocks(sch)
     for prod in roles.having(sch, blocks, roles.LAYOUT):
         _finish_layout(sch, prod)
+    if sch.get_loops(epilogue):  # the column walk's epilogue, a stage after its sums: along the channels
+        _, c, *_ = sch.get_loops(epilogue)
+        if _extent(sch, c) % 16 == 0:
+            _, lane = sch.split(c, [None, 16])
+            sch.vectorize(lane)
     _vectorize_crops(sch, roles.having(sch, blocks, roles.CROP) or roles.having(sch, blocks, roles.RESIDUAL))
     return sch
 

@@ -112,7 +112,9 @@ def layer_work(info: dict) -> tuple[str, float]:
     7-bit-weight form, vpmaddubsw; "pairs": weights of 1 whose pair sums accumulate in int16,
     primitives/pair_sums), or the adds of a ternary one (one per non-zero weight and output position): vector
     adds over output positions, or, where the output has one position (dense layers, 1x1-output
-    convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap)."""
+    convs) and the sparse form runs, scalar gather-adds, one per index (nothing shares a tap). (The
+    delta format's lists by input, column_lists, skip the zero inputs: their work is counted the
+    same, every tap at the gather rate, though the timed input's zero half is not walked.)"""
     shape, oshape = info.get("shape", []), info.get("out_shape", [])
     if not shape or not oshape:
         return "int8", 0.0

@@ -24,6 +24,8 @@ Two forms:
   tables of tap offsets (a vector prefix sum of the gaps, then the offsets computed lane by lane),
   then for each step of output positions one vector add per tap of each list, the two
   accumulators in registers, and the epilogue.
+A layer whose input codes are zero where its values are (a ReLU's output) and whose lists by
+input take no more bytes walks those instead (column_lists, column_walk: zero inputs skipped).
 An escape entry reads `Walk.zero` (an input that is zero for every position) instead of its k.
 Channels are walked in blocks of delta_lists.CHANNEL_BLOCK from `starts`, in parallel when
 `parallel`.

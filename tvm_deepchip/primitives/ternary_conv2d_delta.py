@@ -23,7 +23,7 @@ import numpy as np
 from ..formats import Format
 from ..parallel_costs import (CHANNEL_SPLIT_SHARE, PARALLEL_MIN_GATHERS, PARALLEL_MIN_LANES, PARALLEL_MIN_ROW_LANES,
                               ROW_PARTS)
-from . import conv_layout, int8_add, requantize, requantize_pairs
+from . import column_lists, column_walk, conv_layout, int8_add, requantize, requantize_pairs
 from .conv_layout import ConvGeometry, acc_dtype, int16_taps, np_flat, space, te_flat, te_output
 from .delta_lists import CHANNEL_BLOCK, DeltaLists, np_signed_sums
 from .delta_rows import TaskSplit
@@ -65,9 +65,19 @@ def _linear(geo: ConvGeometry) -> bool:
     return geo.ho * geo.wo == 1 and not geo.flat and (geo.khq, geo.kwq) == (geo.hq, geo.wq)
 
 
-def pack(layer, geo: ConvGeometry, operand=None) -> DeltaLists:
+def _by_input(geo: ConvGeometry) -> bool:
+    """A linear conv whose taps are its NCHW input's own order (no padding, stride, step): the
+    column lists' walk (column_lists) reads the input as it is."""
+    return _linear(geo) and geo.pad == (0, 0, 0, 0) and geo.step == 1 and (geo.sh, geo.sw) == (1, 1)
+
+
+def pack(layer, geo: ConvGeometry, operand=None):
     if _linear(geo):
-        return point_lists(geo.phase_kernel(layer.codes).reshape(geo.co, -1))
+        codes2 = geo.phase_kernel(layer.codes).reshape(geo.co, -1)
+        if not _by_input(geo):
+            return point_lists(codes2)
+        parts = ROW_PARTS if int(np.count_nonzero(codes2)) * geo.n >= PARALLEL_MIN_GATHERS else 1
+        return column_lists.pick(codes2, layer, lambda: point_lists(codes2), parts)
     kh, kw = 1 << _bits(geo.khq), 1 << _bits(geo.kwq)
     w = geo.phase_kernel(layer.codes).reshape(geo.co, geo.planes, geo.khq, geo.kwq)
     w = np.pad(w, ((0, 0), (0, 0), (0, kh - geo.khq), (0, kw - geo.kwq)))
@@ -185,6 +195,9 @@ def compute(x, w: DeltaLists, consts, site: Site):
     """TE definition. x: [N, Ci, H, W] 8-bit codes; w: the delta lists; consts: epilogue (applied
     inside the walk)."""
     geo = site.geo
+    if isinstance(w, column_lists.ColumnLists):  # the inputs' lists, zeros skipped; the epilogue after
+        value = lambda c, a_p, a_n: requantize.te_value(site.epi, consts, c, a_p, a_n)  # noqa: E731
+        return column_walk.te_epilogue(column_walk.te_column_sums(x, w), w, value, geo.out_shape(), RULE)
     walk, finish = walk_of(geo, w, x.dtype, site.isa, site.zp, site.taps), Finish(site.epi, consts, RULE)
     if walk.tasks is not None:  # each task copies its rows and writes its outputs (delta_rows)
         return te_walk(x, w, walk, finish)
