@@ -92,7 +92,8 @@ def test_which_layers_take_them():
 def test_shares_split_the_inputs():
     """Two shares where the layer has the taps for two cores: each share's lists begin where
     `starts` says, and the stream ends where the last share's does."""
-    from tvm_deepchip.primitives.column_lists import ColumnLists, _head
+    from tvm_deepchip.primitives.column_lists import ColumnLists
+    from tvm_deepchip.primitives.delta_lists import read_head
 
     rng = np.random.default_rng(11)
     codes = rng.choice(np.array([-1, 0, 1], np.int8), size=(32, 101), p=[0.1, 0.8, 0.1])
@@ -103,7 +104,7 @@ def test_shares_split_the_inputs():
         if j == 101 // 2:
             assert ptr == w.starts[1]
         for _ in range(2):
-            n, ptr = _head(w.stream, ptr)
+            n, _, _, ptr = read_head(w.stream, ptr)
             ptr += n
     assert ptr == len(w.stream)
 

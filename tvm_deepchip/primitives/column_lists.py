@@ -9,7 +9,7 @@ per input k, the output channels its +1 weights feed, then those its -1 weights 
 takes the inputs one by one, skips a zero, and adds a non-zero one into the accumulators of the
 channels in its lists (a scatter: a gap byte and a read-modify-write a tap).
 
-    list   = head, entries       head: n as bytes 255, 255, ..., n mod 255 (n entries)
+    list   = head, entries       head: the delta lists' (2n as bytes 255, 255, ..., 2n mod 255)
     entry  = a gap in 1..255: running sum e % CHAINS moves on by it and adds the input there
 
 Positions are slotted channels (delta_lists.slotted: a spare accumulator every SLOT places), the
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .delta_lists import COUNT_MORE, SLOT, slotted, unslotted
+from .delta_lists import SLOT, head_bytes, read_head, slotted, unslotted
 from .record import Weights, scalar
 
 CHAINS = 4  # running sums a list's entries take in turn (the walk's independent adds)
@@ -65,7 +65,7 @@ class ColumnLists(Weights):
             for value in (1, -1):
                 one = _entries(slotted(np.flatnonzero(codes2[:, j] == value)))
                 entries += len(one)
-                stream += [COUNT_MORE] * (len(one) // COUNT_MORE) + [len(one) % COUNT_MORE] + one
+                stream += head_bytes(len(one)) + one
         offsets.append(len(stream))
         starts = [offsets[t * k // parts] for t in range(parts)] + [len(stream)]
         longest = int(max((codes2 == 1).sum(1).max(initial=0), (codes2 == -1).sum(1).max(initial=0)))
@@ -78,7 +78,7 @@ class ColumnLists(Weights):
         ptr = 0
         for j in range(self.inputs):
             for sign in range(2):
-                n, ptr = _head(self.stream, ptr)
+                n, _, _, ptr = read_head(self.stream, ptr)
                 for c in _decode(self.stream[ptr:ptr + n]):
                     taps[c][sign].append(j)
                 ptr += n
@@ -110,12 +110,6 @@ def _decode(entries) -> list[int]:
             out.append(int(unslotted(at[e % CHAINS])))
     return out
 
-
-def _head(stream, ptr: int) -> tuple[int, int]:
-    n = 0
-    while stream[ptr] == COUNT_MORE:
-        n, ptr = n + COUNT_MORE, ptr + 1
-    return n + int(stream[ptr]), ptr + 1
 
 
 def zero_skipping(layer) -> bool:

@@ -11,7 +11,8 @@ the channels by the schedule (schedules/common.schedule_walked).
 from __future__ import annotations
 
 from .column_lists import CHAINS, ColumnLists
-from .delta_lists import COUNT_MORE, SLOT, slotted
+from .delta_lists import SLOT, slotted
+from .delta_walk import read_head
 
 I32 = "int32"
 I64 = "int64"
@@ -56,7 +57,7 @@ def _body(ins, out, w: ColumnLists):
             x = T.decl_buffer((n_img, w.inputs), image.dtype, data=image.data)  # [N, K]: a conv's NCHW image, flat
             with (T.parallel if w.parts > 1 else T.serial)(0, w.parts) as task:
                 acc = T.alloc_buffer((2 * size,), I32, scope="global")
-                ptr, cnt, v = (T.alloc_buffer((1,), I32, scope="global") for _ in range(3))
+                ptr, cnt, v, flag = (T.alloc_buffer((1,), I32, scope="global") for _ in range(4))
                 at = T.alloc_buffer((CHAINS,), I64, scope="global")
                 with T.vectorized(0, 2 * size) as i:
                     T.buffer_store(acc, 0, [i])
@@ -65,22 +66,13 @@ def _body(ins, out, w: ColumnLists):
                 with T.serial(0, (task + 1) * w.inputs // w.parts - first) as j:
                     T.buffer_store(v, x[n, first + j].astype(I32), [0])
                     for sign in range(2):
-                        _read_head(T, stream, ptr, cnt)
+                        read_head(T, stream, ptr, cnt, flag)  # (no list holds escapes)
                         with T.If(v[0] != 0):
                             with T.Then():
                                 _scatter(T, stream, ptr, cnt, at, acc, sign * size, v)
                         T.buffer_store(ptr, ptr[0] + cnt[0], [0])
                 _copy_out(T, out, acc, n, task, size, w.channels)
     return ib.get()
-
-
-def _read_head(T, stream, ptr, cnt):
-    T.buffer_store(cnt, 0, [0])
-    with T.While(stream[ptr[0]].astype(I32) == COUNT_MORE):
-        T.buffer_store(cnt, cnt[0] + COUNT_MORE, [0])
-        T.buffer_store(ptr, ptr[0] + 1, [0])
-    T.buffer_store(cnt, cnt[0] + stream[ptr[0]].astype(I32), [0])
-    T.buffer_store(ptr, ptr[0] + 1, [0])
 
 
 def _scatter(T, stream, ptr, cnt, at, acc, base: int, v):

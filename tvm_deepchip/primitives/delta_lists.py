@@ -62,8 +62,14 @@ def encode_list(taps: np.ndarray, chains: int = 1, pad: int = 0) -> list[int]:
         assert chains == 1, "the spatial form has one running sum"
         entries = _escaped_entries(taps)
         flagged = 0 in entries
-    head = 2 * len(entries) + flagged  # the flag lets lists without escapes skip their test
-    return [COUNT_MORE] * (head // COUNT_MORE) + [head % COUNT_MORE] + starts + entries
+    return head_bytes(len(entries), flagged) + starts + entries
+
+
+def head_bytes(n: int, flagged: bool = False) -> list[int]:
+    """A list's head: h = 2n + flag (the flag lets lists without escapes skip their test) as
+    bytes 255, 255, ..., h mod 255."""
+    head = 2 * n + flagged
+    return [COUNT_MORE] * (head // COUNT_MORE) + [head % COUNT_MORE]
 
 
 def _escaped_entries(taps) -> list[int]:

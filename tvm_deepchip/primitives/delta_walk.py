@@ -171,7 +171,7 @@ def _channels(T, stream, starts, x, xn, co, w, walk, value, loop, base, store, d
                 with T.Then():
                     for sign in range(2):  # the +1 list, then the -1 list
                         cnt = cnts[sign]
-                        _read_head(T, stream, ptr, cnt, escapes)
+                        read_head(T, stream, ptr, cnt, escapes)
                         if walk.pointwise:  # never escapes (delta_lists: hops are entries)
                             _walk_point(T, stream, x, xn, ptr, cnt, k, sums[sign], walk)
                         else:
@@ -192,7 +192,7 @@ def _scratch(T, size: int, dtype: str):
     return T.alloc_buffer((size,), dtype, scope="global")
 
 
-def _read_head(T, stream, ptr, cnt, escapes):
+def read_head(T, stream, ptr, cnt, escapes):
     """A list's head: its entry count into cnt, whether it holds escapes into `escapes`."""
     T.buffer_store(cnt, 0, [0])
     with T.While(stream[ptr[0]].astype(I32) == COUNT_MORE):
