@@ -114,8 +114,9 @@ def _decode(entries) -> list[int]:
 
 def zero_skipping(layer) -> bool:
     """Whether the layer's input codes are zero where its values are (uint8 codes of zero point 0:
-    a ReLU's or a Clip(0, ...)'s output, half zeros or more): the inputs the column walk skips."""
-    return str(layer.in_dtype) == "uint8" and int(layer.in_zero_point) == 0
+    a ReLU's or a Clip(0, ...)'s output, half zeros or more): the inputs the column walk skips.
+    No where the input is not known (the compression table packs signs alone)."""
+    return str(getattr(layer, "in_dtype", "")) == "uint8" and int(getattr(layer, "in_zero_point", -1)) == 0
 
 
 def pick(codes2: np.ndarray, layer, by_channel, parts: int):
