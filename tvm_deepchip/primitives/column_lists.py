@@ -119,11 +119,15 @@ def zero_skipping(layer) -> bool:
     return str(getattr(layer, "in_dtype", "")) == "uint8" and int(getattr(layer, "in_zero_point", -1)) == 0
 
 
-def pick(codes2: np.ndarray, layer, by_channel, parts: int):
+def pick(codes2: np.ndarray, layer, by_channel, batch: int = 1):
     """The column lists of codes2 ([Co, K]) where the layer's input skips zeros and they take no
-    more bytes than `by_channel()`'s lists (the delta walk's), else those."""
+    more bytes than `by_channel()`'s lists (the delta walk's), else those; split in ROW_PARTS
+    shares where the taps (over `batch` images) reach the delta walk's threshold for two cores."""
+    from ..parallel_costs import PARALLEL_MIN_GATHERS, ROW_PARTS
+
     other = by_channel()
     if not zero_skipping(layer):
         return other
+    parts = ROW_PARTS if int(np.count_nonzero(codes2)) * batch >= PARALLEL_MIN_GATHERS else 1
     columns = ColumnLists.of(codes2, parts)
     return columns if columns.nbytes() <= other.nbytes() else other

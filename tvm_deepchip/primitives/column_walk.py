@@ -18,6 +18,14 @@ I32 = "int32"
 I64 = "int64"
 
 
+def te_layer(x, w: ColumnLists, site, consts, out_shape, rule: str):
+    """The layer's output (out_shape: [N, Co], or [N, Co, 1, 1] for a conv of one position): its
+    sums (te_column_sums), then the requantizing epilogue of `site` (requantize.te_value)."""
+    from .requantize import te_value
+
+    return te_epilogue(te_column_sums(x, w), w, lambda c, a_p, a_n: te_value(site.epi, consts, c, a_p, a_n), out_shape, rule)
+
+
 def te_column_sums(x, w: ColumnLists):
     """[N, parts, 2, Co] int32: per core's share of the inputs of x [N, K] (8-bit codes), the
     sums of the inputs over each channel's +1 taps and its -1 taps."""

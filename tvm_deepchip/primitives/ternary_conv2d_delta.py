@@ -76,8 +76,7 @@ def pack(layer, geo: ConvGeometry, operand=None):
         codes2 = geo.phase_kernel(layer.codes).reshape(geo.co, -1)
         if not _by_input(geo):
             return point_lists(codes2)
-        parts = ROW_PARTS if int(np.count_nonzero(codes2)) * geo.n >= PARALLEL_MIN_GATHERS else 1
-        return column_lists.pick(codes2, layer, lambda: point_lists(codes2), parts)
+        return column_lists.pick(codes2, layer, lambda: point_lists(codes2), geo.n)
     kh, kw = 1 << _bits(geo.khq), 1 << _bits(geo.kwq)
     w = geo.phase_kernel(layer.codes).reshape(geo.co, geo.planes, geo.khq, geo.kwq)
     w = np.pad(w, ((0, 0), (0, 0), (0, kh - geo.khq), (0, kw - geo.kwq)))
@@ -196,8 +195,7 @@ def compute(x, w: DeltaLists, consts, site: Site):
     inside the walk)."""
     geo = site.geo
     if isinstance(w, column_lists.ColumnLists):  # the inputs' lists, zeros skipped; the epilogue after
-        value = lambda c, a_p, a_n: requantize.te_value(site.epi, consts, c, a_p, a_n)  # noqa: E731
-        return column_walk.te_epilogue(column_walk.te_column_sums(x, w), w, value, geo.out_shape(), RULE)
+        return column_walk.te_layer(x, w, site, consts, geo.out_shape(), RULE)
     walk, finish = walk_of(geo, w, x.dtype, site.isa, site.zp, site.taps), Finish(site.epi, consts, RULE)
     if walk.tasks is not None:  # each task copies its rows and writes its outputs (delta_rows)
         return te_walk(x, w, walk, finish)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Format
-from ..parallel_costs import PARALLEL_MIN_GATHERS, ROW_PARTS
+from ..parallel_costs import PARALLEL_MIN_GATHERS
 from . import column_lists, column_walk, dense_layout, requantize
 from .conv_layout import acc_dtype
 from .delta_lists import DeltaLists, np_signed_sums
@@ -25,16 +25,14 @@ RULE = rule_of(STEM)
 
 def pack(layer, shape=None, operand=None):
     """Delta lists by channel, or by input where the input skips zeros (column_lists)."""
-    parts = ROW_PARTS if int(np.count_nonzero(layer.codes)) * (shape.n if shape else 1) >= PARALLEL_MIN_GATHERS else 1
-    return column_lists.pick(layer.codes, layer, lambda: point_lists(layer.codes), parts)
+    return column_lists.pick(layer.codes, layer, lambda: point_lists(layer.codes), shape.n if shape else 1)
 
 
 def compute(x, w: DeltaLists, consts, site: Site):
     """TE definition. x: [N, K] 8-bit codes; w: the delta lists (te.extern walk, epilogue inside)."""
     n, co, k = int(x.shape[0]), site.geo.co, site.geo.k
     if isinstance(w, column_lists.ColumnLists):  # the inputs' lists, zeros skipped; the epilogue after
-        value = lambda c, a_p, a_n: requantize.te_value(site.epi, consts, c, a_p, a_n)  # noqa: E731
-        return column_walk.te_epilogue(column_walk.te_column_sums(x, w), w, value, (n, co), RULE)
+        return column_walk.te_layer(x, w, site, consts, (n, co), RULE)
     walk = Walk(lead=(n, co), space=(), outer=(), lanes=1, acc=acc_dtype(x.dtype, w.longest),
                 parallel=w.entries * n >= PARALLEL_MIN_GATHERS, tap_offset=lambda t: t, zero=0)
     return te_walk(te_slotted(x, k), w, walk, Finish(site.epi, consts, RULE))  # pads and hops read its zero slots
