@@ -22,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "forms_timing.h"
+
 #define DENSITY 0.05
 #define RUNS 4
 
@@ -30,12 +32,6 @@ static uint8_t *stream;
 static int *cnt, *off;
 static int8_t *x8;
 static int32_t *x32;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void build(void) {
     int *taps = malloc(sizeof(int) * K), p = 0;
@@ -211,7 +207,7 @@ int main(int argc, char **argv) {
     x8 = malloc(slotted + 64), x32 = malloc(sizeof(int32_t) * (slotted + 64));
     for (int i = 0; i < slotted + 64; i++) x8[i] = (i % 255) ? (int8_t)(rand() % 256 - 128) : 0, x32[i] = x8[i];
     build();
-    struct { const char *name; long (*f)(void); } forms[] = {
+    Form forms[] = {
         {"scalar", scalar}, {"word64", word64},
 #ifdef __AVX512F__
         {"gather16", gather16}, {"table16", table16},
@@ -220,23 +216,6 @@ int main(int argc, char **argv) {
         {"gather8", gather8}, {"table8", table8},
 #endif
     };
-    int nf = sizeof(forms) / sizeof(forms[0]), bad = 0;
-    long want = scalar();
     printf("K %d, %d channels, %.1f entries a list\n", K, CO, (double)off[CO - 1] / (CO - 1));
-    double first = 0;
-    for (int i = 0; i < nf; i++) {
-        double best = 1e9;
-        long got = 0;
-        for (int t = 0; t < 50; t++) {
-            double t0 = now();
-            got = forms[i].f();
-            double d = now() - t0;
-            if (d < best) best = d;
-        }
-        bad |= got != want;
-        if (i == 0) first = best;
-        printf("%-9s %8.2f us  %.2fx the scalar walk's time%s\n", forms[i].name, best * 1e6, best / first,
-               got != want ? "  WRONG SUM" : "");
-    }
-    return bad;
+    return time_forms(forms, sizeof(forms) / sizeof(forms[0]), 50);
 }

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "forms_timing.h"
+
 #define DENSITY 0.05
 #define SLOT 255
 
@@ -27,12 +29,6 @@ static uint8_t *x, *xs;                       /* the inputs; slotted (a zero eve
 static uint8_t *gs, *cs1, *cs4;               /* the streams: by channel; by input, 1 and 4 sums */
 static int *goff, *gcnt, *ccnt1, *ccnt4, (*gstart)[4];
 static int32_t *y, *ys;                       /* accumulators; slotted */
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static int slot(int i) { return i + i / (SLOT - 1) + 1; }
 
@@ -165,24 +161,6 @@ int main(int argc, char **argv) {
     }
     K = atoi(argv[1]), CO = atoi(argv[2]);
     build(atof(argv[3]));
-    struct { const char *name; long (*f)(void); } forms[] = {
-        {"gather", gather}, {"scatter1", scatter1}, {"scatter4", scatter4}, {"scatter4all", scatter4all}};
-    long want = gather();
-    int bad = 0;
-    double first = 0;
-    for (int i = 0; i < 4; i++) {
-        double best = 1e9;
-        long got = 0;
-        for (int r = 0; r < 300; r++) {
-            double t0 = now();
-            got = forms[i].f();
-            double d = now() - t0;
-            if (d < best) best = d;
-        }
-        bad |= got != want;
-        if (i == 0) first = best;
-        printf("%-12s %8.2f us  %.2fx the gather walk's time%s\n", forms[i].name, best * 1e6, best / first,
-               got != want ? "  WRONG SUM" : "");
-    }
-    return bad;
+    Form forms[] = {{"gather", gather}, {"scatter1", scatter1}, {"scatter4", scatter4}, {"scatter4all", scatter4all}};
+    return time_forms(forms, 4, 300);
 }

@@ -24,7 +24,7 @@ Measured (AMD EPYC znver4, 2 cores; whole models, the two builds in one process 
 30 rounds, medians of paired ratios, same outputs): SVHN ConvNet at 90% zeros 0.949x the time
 (AVX-512 VNNI build), 0.961x (AVX2 build); AlexNet (fc1, fc2) 0.922x / 0.962x. One core, one
 sign's lists of conv7's shape (scripts/peak/zero_skip_forms.c): 0.70-0.75x the gather walk's
-time with half the inputs zero, 1.07-1.5x with none (a noisy host).
+time with half the inputs zero (0.81x in a later run), 1.07-1.5x with none (a noisy host).
 
 Each core takes a share of the inputs (`starts`: where each share begins in the stream) into
 accumulators of its own; the shares' sums are added before the epilogue.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .delta_lists import SLOT, head_bytes, read_head, slotted, unslotted
+from .delta_lists import SLOT, head_bytes, next_zero_slot, read_head, slotted, unslotted
 from .record import Weights, scalar
 
 CHAINS = 4  # running sums a list's entries take in turn (the walk's independent adds)
@@ -93,7 +93,7 @@ def _entries(targets) -> list[int]:
         chain = len(out) % CHAINS
         gap = pending[i] - at[chain]
         if gap > GAP:  # hop to the next spare
-            gap = (at[chain] // SLOT + 1) * SLOT - at[chain]
+            gap = next_zero_slot(at[chain]) - at[chain]
         else:
             i += 1
         out.append(gap)
@@ -109,7 +109,6 @@ def _decode(entries) -> list[int]:
         if at[e % CHAINS] % SLOT:
             out.append(int(unslotted(at[e % CHAINS])))
     return out
-
 
 
 def zero_skipping(layer) -> bool:

@@ -20,10 +20,8 @@ I64 = "int64"
 
 def te_layer(x, w: ColumnLists, site, consts, out_shape, rule: str):
     """The layer's output (out_shape: [N, Co], or [N, Co, 1, 1] for a conv of one position): its
-    sums (te_column_sums), then the requantizing epilogue of `site` (requantize.te_value)."""
-    from .requantize import te_value
-
-    return te_epilogue(te_column_sums(x, w), w, lambda c, a_p, a_n: te_value(site.epi, consts, c, a_p, a_n), out_shape, rule)
+    sums (te_column_sums), then the requantizing epilogue of `site`."""
+    return te_epilogue(te_column_sums(x, w), site.epi, consts, out_shape, rule)
 
 
 def te_column_sums(x, w: ColumnLists):
@@ -39,18 +37,18 @@ def te_column_sums(x, w: ColumnLists):
                      attrs=roles.attrs(roles.ACCUMULATOR))
 
 
-def te_epilogue(sums, w: ColumnLists, value, out_shape, rule: str):
-    """The epilogue over the shares' sums: `value(c, acc_p, acc_n)` (requantize.te_value), in
+def te_epilogue(sums, epi, consts, out_shape, rule: str):
+    """The epilogue (requantize.te_apply) of the shares' sums [N, parts, 2, Co] added up, in
     out_shape ([N, Co], or [N, Co, 1, 1] for a conv of one output position)."""
     from tvm import te
 
-    from . import roles
+    from . import requantize, roles
 
-    def f(n, c, *rest):
-        acc = [sum(sums[n, t, sign, c] for t in range(w.parts)) for sign in range(2)]
-        return value(c, *acc)
+    def acc(sign):
+        return lambda n, c, *rest: sum(sums[n, t, sign, c] for t in range(int(sums.shape[1])))
 
-    return te.compute(out_shape, f, name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
+    f = requantize.te_apply(epi, acc(0), acc(1), consts, index_channel=lambda idx: idx[1])
+    return te.compute(out_shape, lambda *i: f(i), name=roles.EPILOGUE_NAME, attrs=roles.epilogue_attrs(rule))
 
 
 def _body(ins, out, w: ColumnLists):

@@ -106,12 +106,18 @@ def _run(targets, k: int) -> list[int]:
     entries = []
     for t in (int(v) for v in targets):
         while t - k > ESCAPE_GAP:
-            slot = (k // SLOT + 1) * SLOT
+            slot = next_zero_slot(k)
             entries.append(slot - k)
             k = slot
         entries.append(t - k)
         k = t
     return entries
+
+
+def next_zero_slot(k: int) -> int:
+    """The first zero slot (a multiple of SLOT) past slotted position k: at most 255 on, where a
+    long gap hops first."""
+    return (k // SLOT + 1) * SLOT
 
 
 def _pointwise_entries(targets, chains: int, pad: int) -> tuple[list[int], list[int]]:
