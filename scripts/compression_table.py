@@ -85,12 +85,12 @@ def runtime_delta_bytes(op: str, signs: np.ndarray, conv: dict) -> int:
     """The delta lists of a layer's signs, as the primitive that reads them packs them."""
     from types import SimpleNamespace
 
-    from tvm_deepchip.primitives import conv_layout, ternary_conv2d_delta, ternary_dense_delta
+    from tvm_deepchip.primitives import ternary_conv2d_delta, ternary_dense_delta
 
     if op == "Gemm" or signs.ndim == 2:
         return ternary_dense_delta.pack(SimpleNamespace(codes=signs.reshape(signs.shape[0], -1))).nbytes()
     layer, shape = _conv_layer(signs, conv)
-    return ternary_conv2d_delta.pack(layer, conv_layout.geometry(layer, shape)).nbytes()
+    return ternary_conv2d_delta.pack(layer, ternary_conv2d_delta.geometry(layer, shape)).nbytes()
 
 
 def default_bytes(op: str, signs: np.ndarray, conv: dict, delta: int, sparse: int) -> int:

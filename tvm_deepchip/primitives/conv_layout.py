@@ -17,6 +17,12 @@ A 1x1 conv without padding whose stride skips pixels (ResNet's projection shortc
 2) reads only every s-th row and column: its geometry is a stride-1 conv over those pixels
 (`step` = s; h, w count them), so the layout copies a quarter of the image, not its four phases
 of which three hold no tap (ResNet-44's layer2.0.shortcut took 10.5 us for 13 K adds).
+
+A stride-1 conv may have its kernel columns unfolded into planes (`unfold` = KW, `unfolded`):
+plane (ci, kx) holds the padded pixels (y, ox + kx) for ox < Wo, so the layout's rows are Wo
+wide, a tap (ci, ky, kx) is plane (ci, kx) at row ky, and the flat positions oy * Wo + ox are
+exactly the outputs: no border columns, for a copy KW * Wo / Wp times the folded one's. The
+delta walk takes it where the vector adds it saves outweigh that copy (ternary_conv2d_delta).
 """
 from __future__ import annotations
 
@@ -55,6 +61,7 @@ class ConvGeometry:
     sw: int
     pad: tuple  # top, left, bottom, right
     step: int = 1  # the layer's input is read every `step` rows and columns (h, w count those read)
+    unfold: int = 1  # kernel columns unfolded into planes (KW; 1: folded): a stride-1 conv's layout rows Wo wide
 
     @classmethod
     def of(cls, in_shape, w_shape, strides, padding, name="layer"):
@@ -71,11 +78,11 @@ class ConvGeometry:
     ho = property(lambda g: (g.hp - g.kh) // g.sh + 1)
     wo = property(lambda g: (g.wp - g.kw) // g.sw + 1)
     hq = property(lambda g: _ceil(g.hp, g.sh))  # one phase plane
-    wq = property(lambda g: _ceil(g.wp, g.sw))
+    wq = property(lambda g: g.wo if g.unfold > 1 else _ceil(g.wp, g.sw))
     plane = property(lambda g: g.hq * g.wq)
     khq = property(lambda g: _ceil(g.kh, g.sh))  # kernel in phase taps
-    kwq = property(lambda g: _ceil(g.kw, g.sw))
-    planes = property(lambda g: g.ci * g.sh * g.sw)
+    kwq = property(lambda g: 1 if g.unfold > 1 else _ceil(g.kw, g.sw))  # (unfolded: the columns are planes)
+    planes = property(lambda g: g.ci * g.sh * g.sw * g.unfold)
     image = property(lambda g: g.planes * g.plane)  # padded codes of one image
     # rounded up to whole blocks; a small output to one short vector (16 or 32 lanes)
     out_flat = property(lambda g: _ceil(g.ho * g.wq, g.flat_block) * g.flat_block)
@@ -98,7 +105,10 @@ class ConvGeometry:
 
     def phase_kernel(self, w: np.ndarray) -> np.ndarray:
         """[Co, Ci, KH, KW] -> [Co, Ci, sh, sw, KHq, KWq]: zero taps appended to multiples of
-        the strides, then taps grouped by the phase they read (the reduction order)."""
+        the strides, then taps grouped by the phase they read (the reduction order). Unfolded:
+        [Co, Ci, 1, KW, KH, 1], a column's taps in the plane it reads."""
+        if self.unfold > 1:
+            return np.ascontiguousarray(w.transpose(0, 1, 3, 2))[:, :, None, :, :, None]
         kh, kw = self.khq * self.sh, self.kwq * self.sw
         w = np.pad(w, ((0, 0), (0, 0), (0, kh - self.kh), (0, kw - self.kw)))
         w = w.reshape(self.co, self.ci, self.khq, self.sh, self.kwq, self.sw)
@@ -106,16 +116,22 @@ class ConvGeometry:
 
     def unphase_kernel(self, wq: np.ndarray) -> np.ndarray:
         """Inverse of phase_kernel."""
+        if self.unfold > 1:
+            return np.ascontiguousarray(wq.reshape(self.co, self.ci, self.kw, self.kh).transpose(0, 1, 3, 2))
         w = wq.reshape(self.co, self.ci, self.sh, self.sw, self.khq, self.kwq).transpose(0, 1, 4, 2, 5, 3)
         return w.reshape(self.co, self.ci, self.khq * self.sh, self.kwq * self.sw)[:, :, : self.kh, : self.kw]
 
     def tap_offset(self, ci, kyr, kxr, kyq, kxq):
-        """Flat offset of tap (ci, kyq*sh + kyr, kxq*sw + kxr) (numpy or TE expressions)."""
+        """Flat offset of tap (ci, kyq*sh + kyr, kxq*sw + kxr) (numpy or TE expressions) of the
+        folded layout (an unfolded one's taps: tap_offsets)."""
+        assert self.unfold == 1, "an unfolded layout's columns are planes: tap_offsets"
         return ((ci * self.sh + kyr) * self.sw + kxr) * self.plane + kyq * self.wq + kxq
 
     def tap_offsets(self) -> np.ndarray:
         """Flat offset of every tap, shaped like one channel's weights [Ci, KH, KW]."""
         ci, ky, kx = np.meshgrid(np.arange(self.ci), np.arange(self.kh), np.arange(self.kw), indexing="ij")
+        if self.unfold > 1:
+            return ((ci * self.unfold + kx) * self.plane + ky * self.wq).astype(np.int64)
         return self.tap_offset(ci, ky % self.sh, kx % self.sw, ky // self.sh, kx // self.sw).astype(np.int64)
 
     def base(self, oy, ox):
@@ -130,6 +146,15 @@ def geometry(layer, in_shape) -> ConvGeometry:
     if (g.kh, g.kw) == (1, 1) and not any(g.pad) and g.sh == g.sw > 1:
         return replace(g, h=_ceil(g.h, g.sh), w=_ceil(g.w, g.sw), sh=1, sw=1, step=g.sh)
     return g
+
+
+def unfolded(geo: ConvGeometry) -> ConvGeometry | None:
+    """geo with its kernel columns unfolded into planes (the module's docstring), where it has
+    columns to unfold and reads its input whole at stride 1 over a flat output; else None."""
+    if geo.kw < 2 or geo.unfold > 1 or (geo.sh, geo.sw, geo.step) != (1, 1, 1) or not geo.flat:
+        return None
+    wide = replace(geo, unfold=geo.kw)
+    return wide if wide.flat else None
 
 
 def geometry_where(layer, in_shape, runs, fmt: str, needs: str) -> ConvGeometry:
@@ -181,10 +206,13 @@ def te_flat(x, geo: ConvGeometry, zp: int, name="xflat", group: int = 1, dtype: 
 
     def f(n, i, *lane):
         q, r = i // g.plane, i % g.plane
+        ux = 0
+        if g.unfold > 1:  # plane (c, kx): the pixels kx columns on
+            q, ux = q // g.unfold, q % g.unfold
         c, py, px = q // (g.sh * g.sw), (q // g.sw) % g.sh, q % g.sw
         ch = c * group + lane[0] if lane else c
         y = (r // g.wq) * g.sh + py - top
-        xx = (r % g.wq) * g.sw + px - left
+        xx = (r % g.wq) * g.sw + px + ux - left
         inside = tirx.all(y >= 0, y < geo.h, xx >= 0, xx < geo.w)
         val = tirx.if_then_else(inside, pixel(n, tirx.min(ch, geo.ci - 1), y * geo.step, xx * geo.step), tirx.const(zp, x.dtype))
         if shift:
@@ -239,6 +267,11 @@ def np_pad(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
 
 def np_flat(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
     xp = np_pad(qx, geo, zp)
+    if geo.unfold > 1:  # plane (ci, kx): columns kx .. kx + Wo - 1
+        xf = np.zeros((geo.n, geo.flat_len), qx.dtype)
+        cols = np.stack([xp[..., kx : kx + geo.wo] for kx in range(geo.unfold)], axis=2)
+        xf[:, : geo.image] = cols.reshape(geo.n, -1)
+        return xf
     xp = np.pad(xp, ((0, 0), (0, 0), (0, geo.hq * geo.sh - geo.hp), (0, geo.wq * geo.sw - geo.wp)), constant_values=zp)
     phases = xp.reshape(geo.n, geo.ci, geo.hq, geo.sh, geo.wq, geo.sw).transpose(0, 1, 3, 5, 2, 4)
     xf = np.zeros((geo.n, geo.flat_len), qx.dtype)

@@ -31,6 +31,7 @@ positions, and writes those channels (contiguous NCHW planes).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from . import row_reads
@@ -148,7 +149,8 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
     positions (escape entries read it). Rows of the other tasks are left as they are: only the
     positions past the task's last row (the vector rounding) read them, and those outputs are
     dropped. A strided conv's task reads its output rows and a halo of khq - 1 rows of each
-    phase plane (conv_layout: phase (py, px) holds the pixels (y*sh + py, x*sw + px))."""
+    phase plane (conv_layout: phase (py, px) holds the pixels (y*sh + py, x*sw + px)); an
+    unfolded one's task copies each row once per kernel column (plane (ci, kx): pixels x + kx)."""
     from tvm import tirx
 
     g, zp = rs.geo, tirx.const(rs.zp, rs.dtype)
@@ -156,23 +158,23 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
     halo = g.hq - g.ho  # the phase rows beyond the outputs: khq - 1, or more where the padding rounds up
     read = _reader(T, x, g, rs.pool)
     with T.serial(0, g.ci) as c:
-        for py in range(g.sh):
-            for px in range(g.sw):
-                # the phase columns that hold pixels: [lo, hi) (the stride-1 plane's [left, left + w))
-                lo, hi = max(0, -(-(left - px) // g.sw)), min(g.wq, -(-(g.w + left - px) // g.sw))
-                with T.serial(0, rs.rows_of(task) + halo) as r:
-                    yy = rs.first_row(task) + r  # phase row
-                    y = yy * g.sh + py - top
-                    row = ((c * g.sh + py) * g.sw + px) * g.plane + yy * g.wq
-                    with T.If(tirx.all(y >= 0, y < g.h)):
-                        with T.Then():  # the row's codes, then its padding columns
-                            with T.vectorized(0, hi - lo) as q:
-                                code = read(n, c, y, lo + q, px - left)
-                                T.buffer_store(xf, code.astype(rs.dtype), [0, row + lo + q])
-                            for col in [*range(lo), *range(hi, g.wq)]:
-                                T.buffer_store(xf, zp, [0, row + col])
-                        with T.Else():
-                            with T.vectorized(0, g.wq) as xx:
-                                T.buffer_store(xf, zp, [0, row + xx])
+        for py, px, ux in itertools.product(range(g.sh), range(g.sw), range(g.unfold)):
+            o = px + ux - left  # phase column q holds pixel column sw * q + o (ux: an unfolded kernel column)
+            # the phase columns that hold pixels: [lo, hi) (the stride-1 plane's [left, left + w))
+            lo, hi = max(0, -(o // g.sw)), min(g.wq, -(-(g.w - o) // g.sw))
+            with T.serial(0, rs.rows_of(task) + halo) as r:
+                yy = rs.first_row(task) + r  # phase row
+                y = yy * g.sh + py - top
+                row = (((c * g.sh + py) * g.sw + px) * g.unfold + ux) * g.plane + yy * g.wq
+                with T.If(tirx.all(y >= 0, y < g.h)):
+                    with T.Then():  # the row's codes, then its padding columns
+                        with T.vectorized(0, hi - lo) as q:
+                            code = read(n, c, y, lo + q, o)
+                            T.buffer_store(xf, code.astype(rs.dtype), [0, row + lo + q])
+                        for col in [*range(lo), *range(hi, g.wq)]:
+                            T.buffer_store(xf, zp, [0, row + col])
+                    with T.Else():
+                        with T.vectorized(0, g.wq) as xx:
+                            T.buffer_store(xf, zp, [0, row + xx])
     with T.vectorized(0, rs.positions) as p:
         T.buffer_store(xf, tirx.const(0, rs.dtype), [0, g.image + task * rs.span + p])

@@ -58,6 +58,44 @@ def _bits(n: int) -> int:
     return max(int(n) - 1, 0).bit_length()
 
 
+# Kernel columns unfolded into planes (conv_layout.unfolded) where the vector adds the walk saves
+# (the border columns of every row no longer walked) come to at least UNFOLD_COPY_COST times what
+# the wider copy adds, both in vectors of UNFOLD_LANES int16 (a ymm: AVX2's, and the half of a
+# zmm a 256-bit pipe runs), a copied row costing COPY_ROW_VECTORS more than its vectors (its
+# test, its padding columns, the loop). Measured (AMD EPYC znver4, each layer alone, both forms
+# in turns, medians of paired ratios), AVX2 / AVX-512 VNNI build: SVHN ConvNet's conv6 (a 5x5
+# output of 7-wide rows: 33 flat positions, 25 unfolded; 2.7 by this rule) 0.94x / 0.84x the
+# time; its conv3 (18x18, 0.7) 1.38x / 1.14x, conv2 (reading its pool's input, 0.7) 1.32x /
+# 1.00x; ResNet-44's 8x8 layers (78 -> 64 positions, 1.0) 1.03-1.45x / 1.05-1.22x. And only
+# layouts of at most UNFOLD_MAX_BYTES (as int16 codes, the widest: IsaClass.sparse_taps), about
+# an L1 cache: AlexNet's 13x13 and 27x27 convs (2.6-8 by the rule; 150-535 KB unfolded, 3-5x
+# the folded layout) ran 1.07-1.25x / 1.15-1.55x the time, 1.44x / 1.14x (conv2). (conv6: 27 KB.)
+UNFOLD_LANES = 16
+UNFOLD_COPY_COST = 2
+COPY_ROW_VECTORS = 2
+UNFOLD_MAX_BYTES = 32 * 1024
+
+
+def geometry(layer, in_shape) -> ConvGeometry:
+    """conv_layout.geometry, its kernel columns unfolded where that pays (UNFOLD_COPY_COST)."""
+    geo = conv_layout.geometry(layer, in_shape)
+    wide = conv_layout.unfolded(geo)
+    if wide is None or _linear(geo) or 2 * wide.image > UNFOLD_MAX_BYTES:
+        return geo
+    saved = int(np.count_nonzero(layer.codes)) * (_walk_vectors(geo) - _walk_vectors(wide))
+    return wide if saved >= UNFOLD_COPY_COST * (_copy_vectors(wide) - _copy_vectors(geo)) else geo
+
+
+def _walk_vectors(geo: ConvGeometry) -> int:
+    """Vectors (UNFOLD_LANES) a list's tap adds over an image's walked positions."""
+    return -(-walked(geo.ho, geo, "int16") // UNFOLD_LANES)
+
+
+def _copy_vectors(geo: ConvGeometry) -> int:
+    """The cost of an image's layout copy in vectors (UNFOLD_LANES): each row's, and its overhead."""
+    return geo.planes * geo.hq * (-(-geo.wq // UNFOLD_LANES) + COPY_ROW_VECTORS)
+
+
 def _linear(geo: ConvGeometry) -> bool:
     """One output position whose kernel covers the whole (phase) plane: a dense layer over the
     layout, where tap k of the unpadded phase order reads offset k itself (delta_walk's
@@ -242,6 +280,6 @@ def reference(qx: np.ndarray, w: DeltaLists, site: Site) -> np.ndarray:
     return y.reshape(geo.out_shape())
 
 
-PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", conv_layout.geometry, pack, compute, reference,
+PRIMITIVE = Primitive("conv2d", Format.DELTA, STEM, "ternary", geometry, pack, compute, reference,
                       compute_add=compute_add, int16_pairs=int16_pairs, takes_pool=takes_pool,
                       compute_pooled=compute_pooled)
