@@ -68,7 +68,7 @@ def _bits(n: int) -> int:
 # time; its conv3 (18x18, 0.7) 1.38x / 1.14x, conv2 (reading its pool's input, 0.7) 1.32x /
 # 1.00x; ResNet-44's 8x8 layers (78 -> 64 positions, 1.0) 1.03-1.45x / 1.05-1.22x. And only
 # layouts of at most UNFOLD_MAX_BYTES (as int16 codes, the widest: IsaClass.sparse_taps), about
-# an L1 cache: AlexNet's 13x13 and 27x27 convs (2.6-8 by the rule; 150-535 KB unfolded, 3-5x
+# an L1 cache: AlexNet's 13x13 and 27x27 convs (5.1-7.7 by the rule; 219-523 KB unfolded, 3-5x
 # the folded layout) ran 1.07-1.25x / 1.15-1.55x the time, 1.44x / 1.14x (conv2). (conv6: 27 KB.)
 UNFOLD_LANES = 16
 UNFOLD_COPY_COST = 2
