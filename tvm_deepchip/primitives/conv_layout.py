@@ -125,13 +125,19 @@ class ConvGeometry:
         """Flat offset of tap (ci, kyq*sh + kyr, kxq*sw + kxr) (numpy or TE expressions) of the
         folded layout (an unfolded one's taps: tap_offsets)."""
         assert self.unfold == 1, "an unfolded layout's columns are planes: tap_offsets"
-        return ((ci * self.sh + kyr) * self.sw + kxr) * self.plane + kyq * self.wq + kxq
+        return self.plane_start(ci, kyr, kxr) + kyq * self.wq + kxq
+
+    def plane_start(self, c, py=0, px=0, ux=0):
+        """Flat offset of the plane of channel c, phase (py, px) and unfolded kernel column ux
+        (numpy, TE or Python integers): the layout's plane order."""
+        q = (c * self.sh + py) * self.sw + px
+        return (q * self.unfold + ux if self.unfold > 1 else q) * self.plane
 
     def tap_offsets(self) -> np.ndarray:
         """Flat offset of every tap, shaped like one channel's weights [Ci, KH, KW]."""
         ci, ky, kx = np.meshgrid(np.arange(self.ci), np.arange(self.kh), np.arange(self.kw), indexing="ij")
         if self.unfold > 1:
-            return ((ci * self.unfold + kx) * self.plane + ky * self.wq).astype(np.int64)
+            return (self.plane_start(ci, ux=kx) + ky * self.wq).astype(np.int64)
         return self.tap_offset(ci, ky % self.sh, kx % self.sw, ky // self.sh, kx // self.sw).astype(np.int64)
 
     def base(self, oy, ox):
@@ -268,14 +274,12 @@ def np_pad(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
 def np_flat(qx: np.ndarray, geo: ConvGeometry, zp: int) -> np.ndarray:
     xp = np_pad(qx, geo, zp)
     if geo.unfold > 1:  # plane (ci, kx): columns kx .. kx + Wo - 1
-        xf = np.zeros((geo.n, geo.flat_len), qx.dtype)
-        cols = np.stack([xp[..., kx : kx + geo.wo] for kx in range(geo.unfold)], axis=2)
-        xf[:, : geo.image] = cols.reshape(geo.n, -1)
-        return xf
-    xp = np.pad(xp, ((0, 0), (0, 0), (0, geo.hq * geo.sh - geo.hp), (0, geo.wq * geo.sw - geo.wp)), constant_values=zp)
-    phases = xp.reshape(geo.n, geo.ci, geo.hq, geo.sh, geo.wq, geo.sw).transpose(0, 1, 3, 5, 2, 4)
+        planes = np.stack([xp[..., kx : kx + geo.wo] for kx in range(geo.unfold)], axis=2)
+    else:
+        xp = np.pad(xp, ((0, 0), (0, 0), (0, geo.hq * geo.sh - geo.hp), (0, geo.wq * geo.sw - geo.wp)), constant_values=zp)
+        planes = xp.reshape(geo.n, geo.ci, geo.hq, geo.sh, geo.wq, geo.sw).transpose(0, 1, 3, 5, 2, 4)
     xf = np.zeros((geo.n, geo.flat_len), qx.dtype)
-    xf[:, : geo.image] = phases.reshape(geo.n, -1)
+    xf[:, : geo.image] = planes.reshape(geo.n, -1)
     return xf
 
 

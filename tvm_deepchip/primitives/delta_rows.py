@@ -165,7 +165,7 @@ def _copy_rows(T, x, xf, n, task, rs: TaskSplit):
             with T.serial(0, rs.rows_of(task) + halo) as r:
                 yy = rs.first_row(task) + r  # phase row
                 y = yy * g.sh + py - top
-                row = (((c * g.sh + py) * g.sw + px) * g.unfold + ux) * g.plane + yy * g.wq
+                row = g.plane_start(c, py, px, ux) + yy * g.wq
                 with T.If(tirx.all(y >= 0, y < g.h)):
                     with T.Then():  # the row's codes, then its padding columns
                         with T.vectorized(0, hi - lo) as q:
